@@ -1,0 +1,409 @@
+//! Faults: typed operations on nodes and node sets, each recorded in the history with its
+//! start and end on the run's clock.
+//!
+//! Partitions are iptables rules inside the containers, in chains of hadrill's own so `heal`
+//! removes exactly what was added. The rules go on one side of the cut, so only the nodes on
+//! that side need `NET_ADMIN`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{KillContainerOptions, RestartContainerOptions, StopContainerOptions};
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use crate::docker::DockerError;
+use crate::history::{Event, FaultRecord, Outcome};
+use crate::node::Node;
+use crate::run::{POLL, Run, Shared};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// SIGKILL.
+    Kill { targets: Vec<String> },
+    /// SIGTERM, then SIGKILL after `timeout`.
+    Stop {
+        targets: Vec<String>,
+        #[serde(with = "humantime_serde", default = "default_stop_timeout")]
+        timeout: Duration,
+    },
+    Start { targets: Vec<String> },
+    Restart {
+        targets: Vec<String>,
+        #[serde(with = "humantime_serde", default = "default_stop_timeout")]
+        timeout: Duration,
+    },
+    Pause { targets: Vec<String> },
+    Resume { targets: Vec<String> },
+    /// Cuts `a` from `b`.
+    Partition {
+        a: Vec<String>,
+        b: Vec<String>,
+        #[serde(default)]
+        direction: Direction,
+    },
+    /// Cuts each target from every other node.
+    Isolate { targets: Vec<String> },
+    /// Removes every partition rule.
+    Heal,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Nothing passes between `a` and `b`.
+    #[default]
+    Both,
+    /// `a` cannot reach `b`: packets `a` sends as the initiator of a connection are dropped,
+    /// including on connections it already had; `b` can still open connections to `a`.
+    OneWay,
+}
+
+fn default_stop_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum FaultError {
+    #[error("unknown fault target `{target}`")]
+    #[diagnostic(help("nodes and groups of this topology: {known}"))]
+    UnknownTarget { target: String, known: String },
+    #[error("cannot partition: {nodes} lack the NET_ADMIN capability")]
+    #[diagnostic(help(
+        "add `cap_add = [\"NET_ADMIN\"]` to those nodes in {topology} (only the nodes on one side of a cut need it)"
+    ))]
+    MissingCapability { nodes: String, topology: String },
+    #[error("cannot apply partition rules in `{node}`: it is not running")]
+    NotRunning { node: String },
+    #[error("`{cmd}` failed in `{node}` (exit {code:?}): {output}")]
+    #[diagnostic(help("the node's image needs iptables (the base image has it)"))]
+    Command {
+        node: String,
+        cmd: String,
+        code: Option<i64>,
+        output: String,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(#[from] DockerError),
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Kill { .. } => "kill",
+            Fault::Stop { .. } => "stop",
+            Fault::Start { .. } => "start",
+            Fault::Restart { .. } => "restart",
+            Fault::Pause { .. } => "pause",
+            Fault::Resume { .. } => "resume",
+            Fault::Partition { .. } => "partition",
+            Fault::Isolate { .. } => "isolate",
+            Fault::Heal => "heal",
+        }
+    }
+}
+
+impl Run {
+    /// Applies a fault and records it in the history.
+    pub async fn inject(&self, fault: Fault) -> Result<FaultRecord, FaultError> {
+        self.shared().inject(fault).await
+    }
+}
+
+const CHAIN_IN: &str = "HADRILL-IN";
+const CHAIN_OUT: &str = "HADRILL-OUT";
+
+impl Shared {
+    fn resolve(&self, targets: &[String]) -> Result<Vec<String>, FaultError> {
+        let mut out = BTreeSet::new();
+        for t in targets {
+            let nodes = self.topology.resolve(t).ok_or_else(|| FaultError::UnknownTarget {
+                target: t.clone(),
+                known: self
+                    .topology
+                    .nodes
+                    .keys()
+                    .chain(self.topology.groups.keys())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            out.extend(nodes);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    pub(crate) async fn inject(self: &Arc<Self>, fault: Fault) -> Result<FaultRecord, FaultError> {
+        // Targets are resolved before the clock starts: a typo is not a fault that happened.
+        let nodes: Vec<String> = match &fault {
+            Fault::Kill { targets }
+            | Fault::Stop { targets, .. }
+            | Fault::Start { targets }
+            | Fault::Restart { targets, .. }
+            | Fault::Pause { targets }
+            | Fault::Resume { targets }
+            | Fault::Isolate { targets } => self.resolve(targets)?,
+            Fault::Partition { a, b, .. } => {
+                let mut all = self.resolve(a)?;
+                all.extend(self.resolve(b)?);
+                all
+            }
+            Fault::Heal => self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect(),
+        };
+        let id = self.fault_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let t0 = Instant::now();
+        let start = self.clock.now();
+        let result = self.apply(&fault).await;
+        let end = self.clock.now();
+        let (outcome, error, notes) = match &result {
+            Ok(notes) => (Outcome::Ok, None, notes.clone()),
+            Err(e) => (Outcome::Fail, Some(e.to_string()), Vec::new()),
+        };
+        let record = FaultRecord {
+            id,
+            fault,
+            nodes,
+            start,
+            end,
+            outcome,
+            error,
+            notes,
+        };
+        tracing::info!(
+            "fault #{id} {} {} at {start}: {:?} in {:.3}s",
+            record.fault.name(),
+            record.nodes.join(","),
+            outcome,
+            t0.elapsed().as_secs_f64()
+        );
+        self.history.record(Event::Fault(record.clone()));
+        result.map(|_| record)
+    }
+
+    fn handles(self: &Arc<Self>, targets: &[String]) -> Result<Vec<Node>, FaultError> {
+        Ok(self
+            .resolve(targets)?
+            .iter()
+            .map(|n| Node::new(n, self.clone()))
+            .collect())
+    }
+
+    /// Does the work; returns notes of what was observed.
+    async fn apply(self: &Arc<Self>, fault: &Fault) -> Result<Vec<String>, FaultError> {
+        let docker = &self.docker;
+        match fault {
+            Fault::Kill { targets } => {
+                each(self.handles(targets)?, |n| async move {
+                    docker
+                        .kill_container(&n.container(), Some(KillContainerOptions { signal: "SIGKILL".into() }))
+                        .await
+                        .map_err(DockerError::api(format!("kill {}", n.name())))?;
+                    let status = wait_exited(&n).await?;
+                    self.forget_rules(n.name());
+                    Ok(format!("{} exited with {:?}", n.name(), status))
+                })
+                .await
+            }
+            Fault::Stop { targets, timeout } | Fault::Restart { targets, timeout } => {
+                let restart = matches!(fault, Fault::Restart { .. });
+                let t = Some(timeout.as_secs_f64().ceil() as i32);
+                each(self.handles(targets)?, |n| async move {
+                    let what = format!("{} {}", fault.name(), n.name());
+                    if restart {
+                        docker
+                            .restart_container(&n.container(), Some(RestartContainerOptions { t, signal: None }))
+                            .await
+                            .map_err(DockerError::api(what))?;
+                        n.refresh().await?;
+                        self.forget_rules(n.name());
+                        return Ok(format!("{} restarted", n.name()));
+                    }
+                    docker
+                        .stop_container(&n.container(), Some(StopContainerOptions { t, signal: None }))
+                        .await
+                        .map_err(DockerError::api(what))?;
+                    let status = wait_exited(&n).await?;
+                    self.forget_rules(n.name());
+                    Ok(format!("{} exited with {:?}", n.name(), status))
+                })
+                .await
+            }
+            Fault::Start { targets } => {
+                each(self.handles(targets)?, |n| async move {
+                    docker
+                        .start_container(&n.container(), None)
+                        .await
+                        .map_err(DockerError::api(format!("start {}", n.name())))?;
+                    n.refresh().await?;
+                    Ok(format!("{} started", n.name()))
+                })
+                .await
+            }
+            Fault::Pause { targets } => {
+                each(self.handles(targets)?, |n| async move {
+                    docker
+                        .pause_container(&n.container())
+                        .await
+                        .map_err(DockerError::api(format!("pause {}", n.name())))?;
+                    Ok(format!("{} paused", n.name()))
+                })
+                .await
+            }
+            Fault::Resume { targets } => {
+                each(self.handles(targets)?, |n| async move {
+                    docker
+                        .unpause_container(&n.container())
+                        .await
+                        .map_err(DockerError::api(format!("resume {}", n.name())))?;
+                    Ok(format!("{} resumed", n.name()))
+                })
+                .await
+            }
+            Fault::Partition { a, b, direction } => {
+                self.cut(&self.resolve(a)?, &self.resolve(b)?, *direction).await
+            }
+            Fault::Isolate { targets } => {
+                let isolated = self.resolve(targets)?;
+                let rest: Vec<String> = self
+                    .topology
+                    .nodes
+                    .keys()
+                    .filter(|n| !isolated.contains(n))
+                    .cloned()
+                    .collect();
+                self.cut(&isolated, &rest, Direction::Both).await
+            }
+            Fault::Heal => {
+                let nodes: Vec<String> = self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                let script = format!("iptables -w -F {CHAIN_IN}; iptables -w -F {CHAIN_OUT}");
+                each(self.handles(&nodes)?, |n| {
+                    let script = script.clone();
+                    async move {
+                        if !n.refresh().await?.running {
+                            self.forget_rules(n.name());
+                            return Ok(format!("{} not running: nothing to heal", n.name()));
+                        }
+                        run_script(&n, &script).await?;
+                        self.forget_rules(n.name());
+                        Ok(format!("{} healed", n.name()))
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    fn forget_rules(&self, node: &str) {
+        self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).remove(node);
+    }
+
+    /// Installs the rules of a cut between `a` and `b` on whichever side can hold them.
+    async fn cut(self: &Arc<Self>, a: &[String], b: &[String], direction: Direction) -> Result<Vec<String>, FaultError> {
+        let lacking = |side: &[String]| -> Vec<String> {
+            side.iter()
+                .filter(|n| !self.topology.nodes[n.as_str()].has_capability("NET_ADMIN"))
+                .cloned()
+                .collect()
+        };
+        // The rules sit on side `a` (outbound) or side `b` (inbound); both cut the same traffic.
+        let (ruled, other, outbound) = match (lacking(a), lacking(b)) {
+            (la, _) if la.is_empty() => (a, b, true),
+            (_, lb) if lb.is_empty() => (b, a, false),
+            (la, _) => {
+                return Err(FaultError::MissingCapability {
+                    nodes: la.join(", "),
+                    topology: self.topology.path.display().to_string(),
+                });
+            }
+        };
+        let mut notes = Vec::new();
+        let mut peer_ips = Vec::new();
+        for n in self.handles(other)? {
+            n.refresh().await?;
+            let ips = n.ips();
+            if ips.is_empty() {
+                notes.push(format!("{} has no address (not running): not cut", n.name()));
+            }
+            peer_ips.extend(ips);
+        }
+        let mut rules = Vec::new();
+        for ip in &peer_ips {
+            match (direction, outbound) {
+                (Direction::Both, _) => {
+                    rules.push(format!("iptables -w -A {CHAIN_IN} -s {ip} -j DROP"));
+                    rules.push(format!("iptables -w -A {CHAIN_OUT} -d {ip} -j DROP"));
+                }
+                // `a` holds the rules: drop what it sends as a connection's initiator.
+                (Direction::OneWay, true) => rules.push(format!(
+                    "iptables -w -A {CHAIN_OUT} -d {ip} -m conntrack --ctdir ORIGINAL -j DROP"
+                )),
+                // `b` holds the rules: drop what arrives from `a` as a connection's initiator.
+                (Direction::OneWay, false) => rules.push(format!(
+                    "iptables -w -A {CHAIN_IN} -s {ip} -m conntrack --ctdir ORIGINAL -j DROP"
+                )),
+            }
+        }
+        let script = format!(
+            "set -e; \
+             iptables -w -N {CHAIN_IN} 2>/dev/null || true; iptables -w -N {CHAIN_OUT} 2>/dev/null || true; \
+             iptables -w -C INPUT -j {CHAIN_IN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN_IN}; \
+             iptables -w -C OUTPUT -j {CHAIN_OUT} 2>/dev/null || iptables -w -I OUTPUT 1 -j {CHAIN_OUT}; \
+             {}",
+            rules.join("; ")
+        );
+        let n_rules = rules.len();
+        let applied = each(self.handles(ruled)?, |n| {
+            let script = script.clone();
+            async move {
+                if !n.refresh().await?.running {
+                    return Err(FaultError::NotRunning { node: n.name().to_string() });
+                }
+                self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).insert(n.name().to_string());
+                run_script(&n, &script).await?;
+                Ok(format!("{} holds {n_rules} rule(s)", n.name()))
+            }
+        })
+        .await?;
+        notes.extend(applied);
+        Ok(notes)
+    }
+}
+
+async fn run_script(node: &Node, script: &str) -> Result<(), FaultError> {
+    let out = node.exec(&["sh", "-c", script]).await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(FaultError::Command {
+            node: node.name().to_string(),
+            cmd: script.to_string(),
+            code: out.exit_code,
+            output: out.output.trim().to_string(),
+        })
+    }
+}
+
+/// Waits until the container's process is gone; returns its exit code.
+async fn wait_exited(node: &Node) -> Result<Option<i64>, DockerError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = node.refresh().await?;
+        if !status.running || Instant::now() > deadline {
+            return Ok(status.exit_code);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Applies `f` to every node concurrently; the first error wins, every note is kept.
+async fn each<F, Fut>(nodes: Vec<Node>, f: F) -> Result<Vec<String>, FaultError>
+where
+    F: Fn(Node) -> Fut,
+    Fut: std::future::Future<Output = Result<String, FaultError>>,
+{
+    join_all(nodes.into_iter().map(f)).await.into_iter().collect()
+}

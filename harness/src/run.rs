@@ -1,0 +1,701 @@
+//! A run: one topology started in containers, its clock, history and directory, and the
+//! guarantee that nothing it created outlives it.
+//!
+//! Everything a run creates carries its labels. Teardown removes by label (not from memory),
+//! so it also catches what a half-finished start left. Teardown happens on `teardown()`, on
+//! drop (including a panic unwinding), and on SIGINT/SIGTERM/SIGHUP; what a SIGKILLed process
+//! left is reaped by the next run once its owner process is gone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions,
+};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+
+use crate::clock::Clock;
+use crate::docker::{self, DockerError, labels};
+use crate::history::History;
+use crate::images::{ImageBuilder, ImageError};
+use crate::node::{Node, NodeState};
+use crate::topology::{NodeSpec, Topology};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RunError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Image(#[from] ImageError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node `{node}` failed to start: {reason}\n--- last lines of its log ---\n{log_tail}")]
+    #[diagnostic(help("the full log is in {}; the topology file is {}", log.display(), topology.display()))]
+    NodeStart {
+        node: String,
+        reason: String,
+        log_tail: String,
+        log: PathBuf,
+        topology: PathBuf,
+    },
+    #[error("no node `{0}` in this run")]
+    NoSuchNode(String),
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RunError + 'a {
+    move |source| RunError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where runs live and how they are owned.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The project root holding `topologies/`.
+    pub root: PathBuf,
+    /// Parent of the run directories.
+    pub runs_dir: PathBuf,
+    /// A detached run (`hadrill up --detach`) is never reaped; `hadrill down` removes it.
+    pub detached: bool,
+}
+
+impl RunOptions {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let runs_dir = std::env::var_os("HADRILL_RUNS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("runs"));
+        RunOptions {
+            root,
+            runs_dir,
+            detached: false,
+        }
+    }
+}
+
+/// The project root: `HADRILL_ROOT`, else the nearest directory up from the current one that
+/// holds `topologies/`, else the source checkout this binary was built from.
+pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("HADRILL_ROOT") {
+        return PathBuf::from(root);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            if dir.join("topologies").is_dir() {
+                return dir.to_path_buf();
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub(crate) struct Shared {
+    pub id: String,
+    pub dir: PathBuf,
+    pub clock: Clock,
+    pub docker: Docker,
+    pub history: History,
+    pub topology: Topology,
+    pub nodes: Mutex<BTreeMap<String, NodeState>>,
+    /// Nodes holding partition rules, so `heal` knows where to flush them.
+    pub partitioned: Mutex<BTreeSet<String>>,
+    pub fault_seq: AtomicU64,
+}
+
+impl Shared {
+    pub fn container_name(&self, node: &str) -> String {
+        format!("hadrill-{}-{node}", self.id)
+    }
+}
+
+pub struct Run {
+    shared: Arc<Shared>,
+    torn_down: bool,
+}
+
+/// What a teardown removed.
+#[derive(Debug, Default, Clone)]
+pub struct Removed {
+    pub containers: usize,
+    pub networks: usize,
+}
+
+impl Run {
+    /// Builds missing images, starts every node in dependency order and waits until each is
+    /// healthy. On failure everything started so far is removed and its logs kept.
+    pub async fn start(topology: Topology, options: &RunOptions) -> Result<Run, RunError> {
+        let docker = docker::connect().await?;
+        let reaped = reap_dead_runs(&docker).await?;
+        if !reaped.is_empty() {
+            tracing::info!("reaped {} run(s) whose owner process is gone: {}", reaped.len(), reaped.join(", "));
+        }
+        let builder = ImageBuilder::new(docker.clone());
+        for image in topology.images() {
+            let ready = builder.ensure(&image).await?;
+            tracing::debug!("image {} ready ({})", ready.tag, ready.id);
+        }
+
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "");
+        let dir = options
+            .runs_dir
+            .join(format!("{stamp}-{}-{id}", topology.name));
+        std::fs::create_dir_all(dir.join("logs")).map_err(io_err("cannot create run directory", &dir))?;
+        let dir = dir.canonicalize().map_err(io_err("cannot resolve", &dir))?;
+        let history = History::create(&dir.join("history.jsonl"))
+            .map_err(io_err("cannot create history in", &dir))?;
+
+        let shared = Arc::new(Shared {
+            id: id.clone(),
+            dir: dir.clone(),
+            clock: Clock::start(),
+            docker,
+            history,
+            topology,
+            nodes: Mutex::new(BTreeMap::new()),
+            partitioned: Mutex::new(BTreeSet::new()),
+            fault_seq: AtomicU64::new(0),
+        });
+        register_live(&id, &dir);
+        let mut run = Run {
+            shared,
+            torn_down: false,
+        };
+        let owner = if options.detached {
+            "detached".to_string()
+        } else {
+            owner_label()
+        };
+        if let Err(e) = run.bring_up(&owner).await {
+            if let Err(t) = run.teardown().await {
+                tracing::error!("teardown after a failed start also failed: {t}");
+            }
+            return Err(e);
+        }
+        Ok(run)
+    }
+
+    async fn bring_up(&self, owner: &str) -> Result<(), RunError> {
+        let s = &self.shared;
+        let started = Instant::now();
+        let labels = |extra: &[(&str, &str)]| {
+            let mut l: HashMap<String, String> = [
+                (labels::MANAGED, "true"),
+                (labels::RUN, s.id.as_str()),
+                (labels::OWNER, owner),
+                (labels::TOPOLOGY, s.topology.name.as_str()),
+                (labels::RUN_DIR, &*s.dir.to_string_lossy()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            l
+        };
+        for net in &s.topology.networks {
+            s.docker
+                .create_network(NetworkCreateRequest {
+                    name: self.network_name(net),
+                    driver: Some("bridge".into()),
+                    labels: Some(labels(&[(labels::NETWORK, net)])),
+                    ..Default::default()
+                })
+                .await
+                .map_err(DockerError::api(format!("create network {net}")))?;
+        }
+        for wave in s.topology.start_waves() {
+            let starts = wave.iter().map(|name| {
+                let spec = &s.topology.nodes[name];
+                let node_labels = labels(&[(labels::NODE, name), (labels::ROLE, &spec.role)]);
+                self.start_node(spec, node_labels)
+            });
+            for result in join_all(starts).await {
+                result?;
+            }
+        }
+        tracing::info!(
+            "topology {} is up in {:.1}s (run {})",
+            s.topology.name,
+            started.elapsed().as_secs_f64(),
+            s.id
+        );
+        Ok(())
+    }
+
+    fn network_name(&self, net: &str) -> String {
+        format!("hadrill-{}-{net}", self.shared.id)
+    }
+
+    async fn start_node(&self, spec: &NodeSpec, labels: HashMap<String, String>) -> Result<(), RunError> {
+        let s = &self.shared;
+        let name = s.container_name(&spec.name);
+        let t0 = Instant::now();
+        tracing::info!("starting {} ({})", spec.name, spec.role);
+        let binds = self.stage_config(spec)?;
+        let port_bindings = spec
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    format!("{p}/tcp"),
+                    Some(vec![PortBinding {
+                        // Published on loopback only; Docker picks the host port.
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )
+            })
+            .collect();
+        // Other nodes reach this one by its topology name on every network.
+        let endpoint = || EndpointSettings {
+            aliases: Some(vec![spec.name.clone()]),
+            ..Default::default()
+        };
+        let first_net = &spec.networks[0];
+        let body = ContainerCreateBody {
+            image: Some(ImageBuilder::tag_of(&spec.image)),
+            cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            hostname: Some(spec.name.clone()),
+            user: spec.user.clone(),
+            labels: Some(labels),
+            exposed_ports: Some(spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                port_bindings: Some(port_bindings),
+                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+                // A real init as PID 1: signals reach the service, zombies are reaped.
+                init: Some(true),
+                network_mode: Some(self.network_name(first_net)),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(
+                    [(self.network_name(first_net), endpoint())].into_iter().collect(),
+                ),
+            }),
+            ..Default::default()
+        };
+        s.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(DockerError::api(format!("create container for {}", spec.name)))?;
+        for net in &spec.networks[1..] {
+            s.docker
+                .connect_network(
+                    &self.network_name(net),
+                    NetworkConnectRequest {
+                        container: name.clone(),
+                        endpoint_config: Some(endpoint()),
+                    },
+                )
+                .await
+                .map_err(DockerError::api(format!("connect {} to {net}", spec.name)))?;
+        }
+        s.docker
+            .start_container(&name, None)
+            .await
+            .map_err(DockerError::api(format!("start {}", spec.name)))?;
+        let node = self.node(&spec.name)?;
+        node.refresh().await?;
+        node.wait_healthy(spec.startup_timeout).await?;
+        tracing::info!("{} healthy in {:.1}s", spec.name, t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Copies the node's config files into the run directory and returns the bind mounts.
+    fn stage_config(&self, spec: &NodeSpec) -> Result<Vec<String>, RunError> {
+        let mut binds = Vec::new();
+        for mount in &spec.config {
+            let staged = self
+                .shared
+                .dir
+                .join("config")
+                .join(&spec.name)
+                .join(mount.target.trim_start_matches('/'));
+            if let Some(parent) = staged.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+            }
+            std::fs::copy(&mount.source, &staged).map_err(io_err("cannot copy config file", &mount.source))?;
+            binds.push(format!("{}:{}:ro", staged.display(), mount.target));
+        }
+        Ok(binds)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.shared.topology
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    pub fn history(&self) -> &History {
+        &self.shared.history
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.shared.docker
+    }
+
+    /// A handle on one node: `run.node("app1")?.kill().await`.
+    pub fn node(&self, name: &str) -> Result<Node, RunError> {
+        if self.shared.topology.nodes.contains_key(name) {
+            Ok(Node::new(name, self.shared.clone()))
+        } else {
+            Err(RunError::NoSuchNode(name.to_string()))
+        }
+    }
+
+    /// Every node, in name order.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.shared
+            .topology
+            .nodes
+            .keys()
+            .map(|n| Node::new(n, self.shared.clone()))
+            .collect()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Captures every node's log into the run directory and removes all the run created.
+    pub async fn teardown(&mut self) -> Result<Removed, DockerError> {
+        if self.torn_down {
+            return Ok(Removed::default());
+        }
+        self.torn_down = true;
+        let removed = remove_run(&self.shared.docker, &self.shared.id, Some(&self.shared.dir)).await;
+        unregister_live(&self.shared.id);
+        removed
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        tracing::warn!("run {} dropped without teardown: removing its containers", self.shared.id);
+        remove_run_blocking(&self.shared.id, Some(&self.shared.dir));
+        unregister_live(&self.shared.id);
+    }
+}
+
+/// Container log of `node` as captured into the run directory.
+pub fn log_path(run_dir: &Path, node: &str) -> PathBuf {
+    run_dir.join("logs").join(format!("{node}.log"))
+}
+
+fn filter(label: &str, value: &str) -> HashMap<String, Vec<String>> {
+    [("label".to_string(), vec![format!("{label}={value}")])]
+        .into_iter()
+        .collect()
+}
+
+/// Removes every container and network labelled with `run_id`, saving container logs into
+/// `run_dir/logs` first when given.
+pub async fn remove_run(
+    docker: &Docker,
+    run_id: &str,
+    run_dir: Option<&Path>,
+) -> Result<Removed, DockerError> {
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filter(labels::RUN, run_id)),
+            ..Default::default()
+        }))
+        .await
+        .map_err(DockerError::api("list containers"))?;
+    let removals = containers.iter().map(|c| async move {
+        let id = c.id.clone().unwrap_or_default();
+        let node = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::NODE))
+            .cloned()
+            .unwrap_or_else(|| id.clone());
+        if let Some(dir) = run_dir {
+            save_log(docker, &id, &log_path(dir, &node)).await;
+        }
+        docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .or_else(ignore_missing)
+            .map_err(DockerError::api(format!("remove container {node}")))
+    });
+    let mut removed = Removed::default();
+    for r in join_all(removals).await {
+        r?;
+        removed.containers += 1;
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filter(labels::RUN, run_id)),
+        }))
+        .await
+        .map_err(DockerError::api("list networks"))?;
+    for net in networks {
+        let id = net.id.unwrap_or_default();
+        docker
+            .remove_network(&id)
+            .await
+            .or_else(ignore_missing)
+            .map_err(DockerError::api(format!("remove network {}", net.name.unwrap_or(id))))?;
+        removed.networks += 1;
+    }
+    Ok(removed)
+}
+
+fn ignore_missing(e: bollard::errors::Error) -> Result<(), bollard::errors::Error> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => Ok(()),
+        other => Err(other),
+    }
+}
+
+async fn save_log(docker: &Docker, container: &str, path: &Path) {
+    let mut stream = docker.logs(
+        container,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            ..Default::default()
+        }),
+    );
+    let mut text = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.extend_from_slice(&chunk.into_bytes());
+    }
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Err(e) = std::fs::write(path, text) {
+        tracing::warn!("cannot save log {}: {e}", path.display());
+    }
+}
+
+/// The same removal from synchronous code (drop, signal handler): on its own thread and
+/// runtime, because the caller's runtime may be the one unwinding.
+pub fn remove_run_blocking(run_id: &str, run_dir: Option<&Path>) {
+    let (run_id, run_dir) = (run_id.to_string(), run_dir.map(Path::to_path_buf));
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let docker = docker::connect().await?;
+            remove_run(&docker, &run_id, run_dir.as_deref()).await
+        })
+        .map_err(std::io::Error::other)
+    });
+    match worker.join() {
+        Ok(Ok(r)) => tracing::info!("removed {} container(s), {} network(s)", r.containers, r.networks),
+        Ok(Err(e)) => eprintln!("hadrill: cleanup failed ({e}); run `hadrill clean` to remove leftovers"),
+        Err(_) => eprintln!("hadrill: cleanup thread panicked; run `hadrill clean` to remove leftovers"),
+    }
+}
+
+/// `<pid>:<start time in clock ticks>:<host>`: the start time tells a reused pid apart.
+fn owner_label() -> String {
+    let pid = std::process::id();
+    format!("{pid}:{}:{}", process_start(pid).unwrap_or(0), hostname())
+}
+
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; the command name (field 2) may hold spaces, so count after its ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether the process named by an owner label is gone. Runs owned on another host, or
+/// detached ones, are never considered dead.
+fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(pid), Some(start), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if host != hostname() {
+        return false;
+    }
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    process_start(pid) != Some(start)
+}
+
+/// A run known to the engine by its labels.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: String,
+    pub topology: String,
+    pub owner: String,
+    pub dir: Option<PathBuf>,
+    pub containers: usize,
+}
+
+/// Every run with containers or networks in the engine.
+pub async fn list_runs(docker: &Docker) -> Result<Vec<RunInfo>, DockerError> {
+    let mut runs: BTreeMap<String, RunInfo> = BTreeMap::new();
+    let mut note = |l: &HashMap<String, String>, is_container: bool| {
+        let Some(id) = l.get(labels::RUN) else { return };
+        let info = runs.entry(id.clone()).or_insert_with(|| RunInfo {
+            id: id.clone(),
+            topology: l.get(labels::TOPOLOGY).cloned().unwrap_or_default(),
+            owner: l.get(labels::OWNER).cloned().unwrap_or_default(),
+            dir: l.get(labels::RUN_DIR).map(PathBuf::from),
+            containers: 0,
+        });
+        info.containers += usize::from(is_container);
+    };
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filter(labels::MANAGED, "true")),
+            ..Default::default()
+        }))
+        .await
+        .map_err(DockerError::api("list containers"))?;
+    for c in &containers {
+        if let Some(l) = &c.labels {
+            note(l, true);
+        }
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filter(labels::MANAGED, "true")),
+        }))
+        .await
+        .map_err(DockerError::api("list networks"))?;
+    for n in &networks {
+        if let Some(l) = &n.labels {
+            note(l, false);
+        }
+    }
+    Ok(runs.into_values().collect())
+}
+
+/// Removes the runs whose owner process died without cleaning up (e.g. SIGKILL).
+pub async fn reap_dead_runs(docker: &Docker) -> Result<Vec<String>, DockerError> {
+    let mut reaped = Vec::new();
+    for run in list_runs(docker).await? {
+        if owner_is_dead(&run.owner) {
+            let dir = run.dir.as_deref().filter(|d| d.is_dir());
+            remove_run(docker, &run.id, dir).await?;
+            reaped.push(run.id);
+        }
+    }
+    Ok(reaped)
+}
+
+static LIVE_RUNS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+static SIGNALS: Once = Once::new();
+
+fn register_live(id: &str, dir: &Path) {
+    SIGNALS.call_once(install_signal_handler);
+    LIVE_RUNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string(), dir.to_path_buf());
+}
+
+fn unregister_live(id: &str) {
+    LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+}
+
+/// On Ctrl-C (or SIGTERM/SIGHUP, e.g. nextest timing a test out) remove this process's runs,
+/// then exit with the conventional 128 + signal.
+fn install_signal_handler() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot install signal handlers ({e}); an interrupted run is reaped by the next one");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let runs: Vec<(String, PathBuf)> = LIVE_RUNS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            eprintln!("\nhadrill: interrupted; removing the containers of {} run(s)", runs.len());
+            let t0 = Instant::now();
+            for (id, dir) in runs {
+                remove_run_blocking(&id, Some(&dir));
+                eprintln!("hadrill: run {id} removed; logs in {}", dir.join("logs").display());
+            }
+            eprintln!("hadrill: cleanup took {:.1}s", t0.elapsed().as_secs_f64());
+            std::process::exit(128 + sig);
+        }
+    });
+}
+
+/// Removes every run hadrill labelled, whoever owns it.
+pub async fn clean_all(docker: &Docker) -> Result<Vec<RunInfo>, DockerError> {
+    let runs = list_runs(docker).await?;
+    for run in &runs {
+        remove_run(docker, &run.id, run.dir.as_deref().filter(|d| d.is_dir())).await?;
+    }
+    Ok(runs)
+}
+
+pub(crate) const POLL: Duration = Duration::from_millis(20);

@@ -1,0 +1,556 @@
+//! Topology files (`topologies/*.toml`) parsed into a typed, validated model.
+//!
+//! Every error names the file, the line and column, and the field; the `miette` rendering adds
+//! the offending source line. Cross-references (groups, `depends_on`, config files, images) are
+//! checked here so a bad file never reaches Docker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::images::ImageRef;
+
+/// The network every node joins when a topology declares none.
+pub const DEFAULT_NETWORK: &str = "main";
+const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum TopologyError {
+    #[error("topology `{name}` not found (looked for {path})")]
+    #[diagnostic(help("available topologies: {available}; or pass a path to a .toml file"))]
+    NotFound {
+        name: String,
+        path: PathBuf,
+        available: String,
+    },
+    #[error("cannot read topology file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Box<Invalid>),
+}
+
+/// A validation error pointing at one place in a topology file.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct Invalid {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("here")]
+    span: SourceSpan,
+    #[help]
+    help: Option<String>,
+}
+
+/// A parsed and validated topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub name: String,
+    pub path: PathBuf,
+    pub description: String,
+    pub networks: Vec<String>,
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub nodes: BTreeMap<String, NodeSpec>,
+}
+
+/// One node as declared: what to run and how to know it is up.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub role: String,
+    pub image: ImageRef,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub config: Vec<ConfigMount>,
+    pub networks: Vec<String>,
+    pub ports: Vec<u16>,
+    pub cap_add: Vec<String>,
+    pub user: Option<String>,
+    pub depends_on: Vec<String>,
+    pub health: Option<HealthCheck>,
+    pub startup_timeout: Duration,
+}
+
+/// A file from `topologies/config/` mounted into the container. Each run gets its own copy,
+/// so faults such as a secret rotation can rewrite it without touching the repository.
+#[derive(Debug, Clone)]
+pub struct ConfigMount {
+    pub source: PathBuf,
+    pub target: String,
+}
+
+/// A command run inside the container until it exits 0.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub cmd: Vec<String>,
+    pub interval: Duration,
+}
+
+impl NodeSpec {
+    pub fn has_capability(&self, cap: &str) -> bool {
+        self.cap_add.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+}
+
+impl Topology {
+    /// Loads `name` from `<root>/topologies/<name>.toml`, or from a path if `name` is one.
+    pub fn load(root: &Path, name: &str) -> Result<Self, TopologyError> {
+        let as_path = Path::new(name);
+        let path = if name.ends_with(".toml") || as_path.components().count() > 1 {
+            as_path.to_path_buf()
+        } else {
+            root.join("topologies").join(format!("{name}.toml"))
+        };
+        if !path.is_file() {
+            return Err(TopologyError::NotFound {
+                name: name.to_string(),
+                path,
+                available: available(root).join(", "),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| TopologyError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let config_root = root.join("topologies").join("config");
+        Self::parse(&path, &text, &config_root)
+    }
+
+    /// Parses topology text; `path` names the file in errors and gives the topology its name.
+    pub fn parse(path: &Path, text: &str, config_root: &Path) -> Result<Self, TopologyError> {
+        let ctx = Ctx { path, text };
+        let raw: RawTopology = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ctx.error(span, e.message().to_string(), None)
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        validate_name(&ctx, "topology", &name, 0..0)?;
+        ctx.build(name, raw, config_root)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeSpec> {
+        self.nodes.get(name)
+    }
+
+    /// Resolves a node or group name to node names.
+    pub fn resolve(&self, name: &str) -> Option<Vec<String>> {
+        if let Some(members) = self.groups.get(name) {
+            return Some(members.clone());
+        }
+        self.nodes.contains_key(name).then(|| vec![name.to_string()])
+    }
+
+    /// Nodes in start order: each inner list depends only on earlier lists, so it can start
+    /// concurrently.
+    pub fn start_waves(&self) -> Vec<Vec<String>> {
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        fn visit<'a>(t: &'a Topology, n: &'a str, depth: &mut BTreeMap<&'a str, usize>) -> usize {
+            if let Some(d) = depth.get(n) {
+                return *d;
+            }
+            let d = t.nodes[n]
+                .depends_on
+                .iter()
+                .map(|dep| visit(t, dep, depth) + 1)
+                .max()
+                .unwrap_or(0);
+            depth.insert(n, d);
+            d
+        }
+        for name in self.nodes.keys() {
+            visit(self, name, &mut depth);
+        }
+        let mut waves: Vec<Vec<String>> = Vec::new();
+        for (name, d) in depth {
+            if waves.len() <= d {
+                waves.resize(d + 1, Vec::new());
+            }
+            waves[d].push(name.to_string());
+        }
+        waves
+    }
+
+    /// Images this topology needs, deduplicated.
+    pub fn images(&self) -> BTreeSet<ImageRef> {
+        self.nodes.values().map(|n| n.image.clone()).collect()
+    }
+}
+
+/// Names of the topologies under `<root>/topologies`.
+pub fn available(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("topologies"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "toml" {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    nodes: BTreeMap<Spanned<String>, RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    role: Option<String>,
+    image: Spanned<String>,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    config: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<u16>,
+    #[serde(default)]
+    cap_add: Vec<String>,
+    user: Option<String>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    health: Option<RawHealth>,
+    startup_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    cmd: Vec<String>,
+    interval: Option<HumanDuration>,
+}
+
+/// A duration written like `500ms`, `2s` or `1m 30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{s}` ({e}); write it like `500ms`, `2s` or `1m`"
+            ))
+        })
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn error(&self, span: Range<usize>, message: String, help: Option<String>) -> TopologyError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let file = self.path.display().to_string();
+        TopologyError::Invalid(Box::new(Invalid {
+            line,
+            column,
+            message,
+            src: NamedSource::new(&file, self.text.to_string()),
+            file,
+            span: (start, span.end.saturating_sub(start)).into(),
+            help,
+        }))
+    }
+
+    fn build(
+        &self,
+        name: String,
+        raw: RawTopology,
+        config_root: &Path,
+    ) -> Result<Topology, TopologyError> {
+        let mut networks = Vec::new();
+        for net in &raw.networks {
+            validate_name(self, "network", net.get_ref(), net.span())?;
+            if networks.contains(net.get_ref()) {
+                return Err(self.error(
+                    net.span(),
+                    format!("networks: `{}` is listed twice", net.get_ref()),
+                    None,
+                ));
+            }
+            networks.push(net.get_ref().clone());
+        }
+        if networks.is_empty() {
+            networks.push(DEFAULT_NETWORK.to_string());
+        }
+        if raw.nodes.is_empty() {
+            return Err(self.error(0..0, "a topology needs at least one node".into(), None));
+        }
+        let cycle_spans = raw.nodes_spans();
+        let node_names: BTreeSet<String> = raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
+
+        let mut groups = BTreeMap::new();
+        for (group, members) in &raw.groups {
+            validate_name(self, "group", group.get_ref(), group.span())?;
+            if node_names.contains(group.get_ref()) {
+                return Err(self.error(
+                    group.span(),
+                    format!("groups: `{}` is already the name of a node", group.get_ref()),
+                    Some("give the group a name no node uses".into()),
+                ));
+            }
+            let mut list = Vec::new();
+            for m in members {
+                if !node_names.contains(m.get_ref()) {
+                    return Err(self.unknown_node(&format!("groups.{}", group.get_ref()), m, &node_names));
+                }
+                list.push(m.get_ref().clone());
+            }
+            groups.insert(group.get_ref().clone(), list);
+        }
+
+        let mut nodes = BTreeMap::new();
+        for (key, node) in raw.nodes {
+            let node_name = key.get_ref().clone();
+            validate_name(self, "node", &node_name, key.span())?;
+            let field = |f: &str| format!("nodes.{node_name}.{f}");
+
+            let image = ImageRef::parse(node.image.get_ref()).map_err(|msg| {
+                self.error(node.image.span(), format!("{}: {msg}", field("image")), None)
+            })?;
+
+            let mut node_networks = Vec::new();
+            for net in &node.networks {
+                if !networks.contains(net.get_ref()) {
+                    return Err(self.error(
+                        net.span(),
+                        format!("{}: unknown network `{}`", field("networks"), net.get_ref()),
+                        Some(format!("declared networks: {}", networks.join(", "))),
+                    ));
+                }
+                node_networks.push(net.get_ref().clone());
+            }
+            if node_networks.is_empty() {
+                node_networks.push(networks[0].clone());
+            }
+
+            let mut depends_on = Vec::new();
+            for dep in &node.depends_on {
+                if !node_names.contains(dep.get_ref()) {
+                    return Err(self.unknown_node(&field("depends_on"), dep, &node_names));
+                }
+                if dep.get_ref() == &node_name {
+                    return Err(self.error(
+                        dep.span(),
+                        format!("{}: a node cannot depend on itself", field("depends_on")),
+                        None,
+                    ));
+                }
+                depends_on.push(dep.get_ref().clone());
+            }
+
+            let mut config = Vec::new();
+            for (target, source) in &node.config {
+                if !target.starts_with('/') {
+                    return Err(self.error(
+                        source.span(),
+                        format!("{}: mount target `{target}` must be an absolute path", field("config")),
+                        None,
+                    ));
+                }
+                let file = config_root.join(source.get_ref());
+                if !file.is_file() {
+                    return Err(self.error(
+                        source.span(),
+                        format!(
+                            "{}: config file `{}` does not exist (looked at {})",
+                            field("config"),
+                            source.get_ref(),
+                            file.display()
+                        ),
+                        Some("config paths are relative to topologies/config/".into()),
+                    ));
+                }
+                config.push(ConfigMount {
+                    source: file,
+                    target: target.clone(),
+                });
+            }
+
+            let health = node.health.map(|h| HealthCheck {
+                cmd: h.cmd,
+                interval: h.interval.map_or(DEFAULT_HEALTH_INTERVAL, |d| d.0),
+            });
+            if let Some(h) = &health
+                && h.cmd.is_empty()
+            {
+                return Err(self.error(
+                    key.span(),
+                    format!("{}: cmd must not be empty", field("health")),
+                    None,
+                ));
+            }
+
+            nodes.insert(
+                node_name.clone(),
+                NodeSpec {
+                    role: node.role.unwrap_or_else(|| node_name.clone()),
+                    name: node_name,
+                    image,
+                    command: node.command,
+                    env: node.env,
+                    config,
+                    networks: node_networks,
+                    ports: node.ports,
+                    cap_add: node.cap_add,
+                    user: node.user,
+                    depends_on,
+                    health,
+                    startup_timeout: node.startup_timeout.map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
+                },
+            );
+        }
+
+        let topology = Topology {
+            name,
+            path: self.path.to_path_buf(),
+            description: raw.description,
+            networks,
+            groups,
+            nodes,
+        };
+        self.check_cycles(&topology, &cycle_spans)?;
+        Ok(topology)
+    }
+
+    fn unknown_node(
+        &self,
+        field: &str,
+        name: &Spanned<String>,
+        known: &BTreeSet<String>,
+    ) -> TopologyError {
+        self.error(
+            name.span(),
+            format!("{field}: unknown node `{}`", name.get_ref()),
+            Some(format!(
+                "nodes in this topology: {}",
+                known.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        )
+    }
+
+    fn check_cycles(
+        &self,
+        topology: &Topology,
+        spans: &BTreeMap<String, Range<usize>>,
+    ) -> Result<(), TopologyError> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            Visiting,
+            Done,
+        }
+        fn walk(
+            t: &Topology,
+            n: &str,
+            marks: &mut BTreeMap<String, Mark>,
+            path: &mut Vec<String>,
+        ) -> Option<Vec<String>> {
+            match marks.get(n) {
+                Some(Mark::Done) => return None,
+                Some(Mark::Visiting) => {
+                    let start = path.iter().position(|p| p == n).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(n.to_string());
+                    return Some(cycle);
+                }
+                None => {}
+            }
+            marks.insert(n.to_string(), Mark::Visiting);
+            path.push(n.to_string());
+            for dep in &t.nodes[n].depends_on {
+                if let Some(c) = walk(t, dep, marks, path) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            marks.insert(n.to_string(), Mark::Done);
+            None
+        }
+        let mut marks = BTreeMap::new();
+        for name in topology.nodes.keys() {
+            if let Some(cycle) = walk(topology, name, &mut marks, &mut Vec::new()) {
+                let span = spans.get(&cycle[0]).cloned().unwrap_or(0..0);
+                return Err(self.error(
+                    span,
+                    format!(
+                        "nodes.{}.depends_on: dependency cycle {}",
+                        cycle[0],
+                        cycle.join(" -> ")
+                    ),
+                    Some("remove one of these depends_on entries".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RawTopology {
+    fn nodes_spans(&self) -> BTreeMap<String, Range<usize>> {
+        self.nodes
+            .iter()
+            .map(|(k, n)| {
+                let span = n.depends_on.first().map_or(k.span(), |d| d.span());
+                (k.get_ref().clone(), span)
+            })
+            .collect()
+    }
+}
+
+/// Names become container names, DNS names and label values: keep them to `[a-z0-9-]`.
+fn validate_name(ctx: &Ctx, what: &str, name: &str, span: Range<usize>) -> Result<(), TopologyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ctx.error(
+            span,
+            format!("{what} name `{name}` is not allowed"),
+            Some("use 1-40 characters of a-z, 0-9 and '-', not starting with '-'".into()),
+        ))
+    }
+}

@@ -1,0 +1,289 @@
+//! Against a real Docker engine: faults do what they say, and runs leave nothing behind.
+//! These tests fail (they are not skipped) when Docker is unreachable; nextest runs them one at
+//! a time (test group `containers`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hadrill::docker::{self, labels};
+use hadrill::faults::{Direction, Fault};
+use hadrill::history::Outcome;
+use hadrill::images::{ImageBuilder, ImageRef};
+use hadrill::{Node, Run, RunOptions, Topology};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn options() -> RunOptions {
+    let mut o = RunOptions::new(root());
+    o.runs_dir = root().join("target/test-runs");
+    o
+}
+
+async fn smoke() -> Run {
+    let topology = Topology::load(&root(), "smoke").expect("smoke topology");
+    match Run::start(topology, &options()).await {
+        Ok(run) => run,
+        Err(e) => panic!("{:?}", miette::Report::new(e)),
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+async fn get(addr: SocketAddr) -> Result<String, reqwest::Error> {
+    client().get(format!("http://{addr}/")).send().await?.error_for_status()?.text().await
+}
+
+fn addr(node: &Node, port: u16) -> SocketAddr {
+    node.host_addr(port)
+        .unwrap_or_else(|| panic!("{} has no published port {port}", node.name()))
+}
+
+/// Whether `from` can open a TCP connection to `to:port` and get an HTTP answer.
+async fn reaches(from: &Node, to: &str, port: u16) -> bool {
+    let url = format!("http://{to}:{port}/");
+    let out = from
+        .exec(&["curl", "-sS", "-m", "1", "-o", "/dev/null", &url])
+        .await
+        .expect("exec curl");
+    out.success()
+}
+
+/// Containers and networks in the engine carrying this run's label.
+async fn leftovers(run_id: &str) -> (usize, usize) {
+    use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
+    let d = docker::connect().await.unwrap();
+    let filters: HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![format!("{}={run_id}", labels::RUN)])].into();
+    let c = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let n = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .unwrap();
+    (c.len(), n.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_refuses_the_port_and_the_lb_serves_through_the_other_backend() {
+    let mut run = smoke().await;
+    let web1 = run.node("web1").unwrap();
+    let web1_addr = addr(&web1, 80);
+    let lb_addr = addr(&run.node("lb").unwrap(), 8080);
+    assert_eq!(get(web1_addr).await.unwrap().trim(), "web1");
+
+    let record = web1.kill().await.unwrap();
+    assert_eq!(record.outcome, Outcome::Ok);
+    assert!(record.start <= record.end);
+    assert_eq!(web1.status().await.unwrap().exit_code, Some(137), "SIGKILL exit code");
+
+    let refused = tokio::net::TcpStream::connect(web1_addr).await;
+    assert!(refused.is_err(), "web1's port still accepts connections after kill");
+
+    // Through the LB every request succeeds, and only web2 answers.
+    let t0 = Instant::now();
+    for i in 0..20 {
+        let body = get(lb_addr)
+            .await
+            .unwrap_or_else(|e| panic!("request {i} through the LB failed {:?} after kill: {e}", t0.elapsed()));
+        assert_eq!(body.trim(), "web2", "request {i} served by a dead backend?");
+    }
+    run.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_exits_through_sigterm_and_kill_does_not() {
+    let mut run = smoke().await;
+    let (web1, web2) = (run.node("web1").unwrap(), run.node("web2").unwrap());
+
+    let stop = web1.stop(Duration::from_secs(10)).await.unwrap();
+    let status = web1.status().await.unwrap();
+    assert!(!status.running);
+    assert_eq!(status.exit_code, Some(0), "nginx exits 0 on SIGTERM");
+    assert!(
+        stop.end.since(stop.start) < Duration::from_secs(5),
+        "stop took {:?}: the process did not exit on SIGTERM",
+        stop.end.since(stop.start)
+    );
+
+    web2.kill().await.unwrap();
+    assert_eq!(web2.status().await.unwrap().exit_code, Some(137));
+
+    // A stopped node can be started again and serves.
+    web1.start().await.unwrap();
+    web1.wait_healthy(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(get(addr(&web1, 80)).await.unwrap().trim(), "web1");
+
+    let kinds: Vec<&str> = run.history().faults().iter().map(|f| f.fault.name()).collect();
+    assert_eq!(kinds, ["stop", "kill", "start"]);
+    run.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paused_node_times_out_and_resume_brings_it_back() {
+    let mut run = smoke().await;
+    let web1 = run.node("web1").unwrap();
+    let web1_addr = addr(&web1, 80);
+
+    web1.pause().await.unwrap();
+    let err = get(web1_addr).await.expect_err("a paused node answered");
+    assert!(err.is_timeout(), "expected a timeout, got {err}");
+
+    web1.resume().await.unwrap();
+    assert_eq!(get(web1_addr).await.unwrap().trim(), "web1");
+    run.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_cuts_only_the_named_pair_and_heal_restores_it() {
+    let mut run = smoke().await;
+    let (web1, web2, lb) = (
+        run.node("web1").unwrap(),
+        run.node("web2").unwrap(),
+        run.node("lb").unwrap(),
+    );
+    assert!(reaches(&web1, "web2", 80).await);
+
+    run.inject(Fault::Partition {
+        a: vec!["web1".into()],
+        b: vec!["web2".into()],
+        direction: Direction::Both,
+    })
+    .await
+    .unwrap();
+    assert!(!reaches(&web1, "web2", 80).await, "web1 -> web2 should be cut");
+    assert!(!reaches(&web2, "web1", 80).await, "web2 -> web1 should be cut");
+    assert!(reaches(&web1, "lb", 8404).await, "web1 -> lb must still work");
+    assert!(reaches(&web2, "lb", 8404).await, "web2 -> lb must still work");
+
+    run.inject(Fault::Heal).await.unwrap();
+    assert!(reaches(&web1, "web2", 80).await, "heal must restore web1 -> web2");
+
+    run.inject(Fault::Partition {
+        a: vec!["web1".into()],
+        b: vec!["web2".into()],
+        direction: Direction::OneWay,
+    })
+    .await
+    .unwrap();
+    assert!(!reaches(&web1, "web2", 80).await, "one-way: web1 -> web2 should be cut");
+    assert!(reaches(&web2, "web1", 80).await, "one-way: web2 -> web1 must still work");
+    run.inject(Fault::Heal).await.unwrap();
+
+    // Isolation cuts a node from every peer; the harness still reaches it through its port.
+    web1.isolate().await.unwrap();
+    assert!(!reaches(&web1, "lb", 8404).await);
+    assert!(!reaches(&lb, "web1", 80).await);
+    assert!(reaches(&lb, "web2", 80).await);
+    assert_eq!(get(addr(&web1, 80)).await.unwrap().trim(), "web1");
+    run.inject(Fault::Heal).await.unwrap();
+    assert!(reaches(&lb, "web1", 80).await);
+
+    let faults = run.history().faults();
+    assert_eq!(faults.len(), 6);
+    assert!(faults.windows(2).all(|w| w[0].end <= w[1].start));
+    run.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_of_a_node_without_net_admin_is_refused_clearly() {
+    let mut run = smoke().await;
+    let err = run.node("lb").unwrap().isolate().await.unwrap_err().to_string();
+    assert!(err.contains("lb lack the NET_ADMIN capability"), "{err}");
+    run.teardown().await.unwrap();
+}
+
+#[test]
+fn a_panicking_test_leaves_no_container_or_network_behind() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let run = smoke().await;
+            tx.send((run.id().to_string(), run.dir().to_path_buf())).unwrap();
+            panic!("deliberate panic with the topology up");
+        })
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread was meant to panic");
+    let (id, dir) = rx.recv().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(leftovers(&id)), (0, 0), "run {id} left containers/networks");
+    assert!(dir.join("logs/lb.log").is_file(), "logs are captured before removal");
+}
+
+/// Starts `hadrill up smoke` and returns the child and its run id once it is ready.
+fn spawn_up() -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hadrill"))
+        .args(["up", "smoke"])
+        .env("HADRILL_ROOT", root())
+        .env("HADRILL_RUNS_DIR", root().join("target/test-runs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut id = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run ") {
+            id = rest.split_whitespace().next().map(str::to_string);
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    (child, id.expect("`hadrill up` never reported its run id"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_runner_is_reaped_by_the_next_start() {
+    let (mut child, id) = spawn_up();
+    assert_eq!(leftovers(&id).await, (3, 2), "hadrill up should have 3 containers, 2 networks");
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    assert_eq!(leftovers(&id).await, (3, 2), "SIGKILL leaves the containers behind");
+
+    let mut next = smoke().await;
+    assert_eq!(leftovers(&id).await, (0, 0), "the next start must reap the dead run {id}");
+    next.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_on_hadrill_up_removes_everything() {
+    let (child, id) = spawn_up();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "exit code after Ctrl-C");
+    assert_eq!(leftovers(&id).await, (0, 0), "Ctrl-C must remove run {id}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_image_build_is_a_no_op() {
+    let builder = ImageBuilder::new(docker::connect().await.unwrap());
+    let first = builder.ensure(&ImageRef::Base).await.unwrap();
+    let second = builder.ensure(&ImageRef::Base).await.unwrap();
+    assert!(!second.built, "the second build rebuilt the image");
+    assert_eq!(first.id, second.id);
+    assert_eq!(second.tag, ImageBuilder::base_tag());
+}

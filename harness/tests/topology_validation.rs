@@ -1,0 +1,84 @@
+//! Malformed topology files: each must give an error naming the file, the line and the field.
+//! (No Docker needed.)
+
+use std::path::{Path, PathBuf};
+
+use hadrill::topology::{Topology, TopologyError};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn load_bad(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad").join(file);
+    match Topology::load(&root(), path.to_str().unwrap()) {
+        Ok(_) => panic!("{file} was accepted"),
+        Err(e @ TopologyError::Invalid(_)) => e.to_string(),
+        Err(other) => panic!("{file}: expected a validation error, got {other}"),
+    }
+}
+
+/// `(file, line, what the message must say)`.
+const CASES: &[(&str, usize, &[&str])] = &[
+    ("unknown-field.toml", 5, &["unknown field `imgae`", "expected one of"]),
+    ("missing-image.toml", 4, &["missing field `image`"]),
+    ("dangling-depends.toml", 3, &["nodes.lb.depends_on", "unknown node `db`"]),
+    ("duplicate-node.toml", 7, &["duplicate key"]),
+    ("cycle.toml", 3, &["depends_on", "dependency cycle a -> b -> c -> a"]),
+    ("bad-duration.toml", 3, &["invalid duration `5 parsecs`", "500ms"]),
+    ("unknown-image.toml", 2, &["nodes.web1.image", "unknown image `postgres:15`"]),
+    ("missing-config.toml", 3, &["nodes.web1.config", "`nowhere/app.conf` does not exist"]),
+    ("unknown-network.toml", 5, &["nodes.web1.networks", "unknown network `back`"]),
+    ("bad-node-name.toml", 1, &["node name `Web_1` is not allowed"]),
+    ("unknown-group-member.toml", 2, &["groups.app", "unknown node `app3`"]),
+];
+
+#[test]
+fn every_malformed_file_is_rejected_with_file_line_and_field() {
+    let mut failures = Vec::new();
+    for (file, line, needles) in CASES {
+        let msg = load_bad(file);
+        let location = format!("{file}:{line}:");
+        if !msg.contains(&location) {
+            failures.push(format!("{file}: expected `{location}` in: {msg}"));
+        }
+        for needle in *needles {
+            if !msg.contains(needle) {
+                failures.push(format!("{file}: expected `{needle}` in: {msg}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rendered_error_shows_the_offending_source_line() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/bad-duration.toml");
+    let err = Topology::load(&root(), path.to_str().unwrap()).unwrap_err();
+    let mut rendered = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .render_report(&mut rendered, &err)
+        .unwrap();
+    assert!(rendered.contains("startup_timeout = \"5 parsecs\""), "{rendered}");
+}
+
+#[test]
+fn unknown_topology_lists_the_available_ones() {
+    let err = Topology::load(&root(), "no-such-topology").unwrap_err();
+    let TopologyError::NotFound { available, .. } = &err else {
+        panic!("expected NotFound, got {err}");
+    };
+    assert!(available.contains("smoke"), "{available}");
+}
+
+#[test]
+fn smoke_topology_parses_with_groups_and_start_order() {
+    let t = Topology::load(&root(), "smoke").unwrap();
+    assert_eq!(t.resolve("backends").unwrap(), ["web1", "web2"]);
+    assert_eq!(t.start_waves(), vec![vec!["web1", "web2"], vec!["lb"]]);
+    let lb = t.node("lb").unwrap();
+    assert_eq!(lb.networks, ["front", "back"]);
+    assert_eq!(lb.ports, [8080, 8404]);
+    assert!(t.node("web1").unwrap().has_capability("NET_ADMIN"));
+    assert!(!lb.has_capability("NET_ADMIN"));
+}

@@ -202,10 +202,35 @@ async fn partition_cuts_only_the_named_pair_and_heal_restores_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn partition_of_a_node_without_net_admin_is_refused_clearly() {
+async fn partition_rules_go_on_the_side_that_has_net_admin() {
     let mut run = smoke().await;
-    let err = run.node("lb").unwrap().isolate().await.unwrap_err().to_string();
-    assert!(err.contains("lb lack the NET_ADMIN capability"), "{err}");
+    let (web1, lb) = (run.node("web1").unwrap(), run.node("lb").unwrap());
+    // lb lacks NET_ADMIN; its peers hold the rules instead, with the same effect.
+    lb.isolate().await.unwrap();
+    assert!(!reaches(&lb, "web1", 80).await);
+    assert!(!reaches(&web1, "lb", 8404).await);
+    run.inject(Fault::Heal).await.unwrap();
+    assert!(reaches(&lb, "web1", 80).await);
+    run.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_where_no_side_has_net_admin_is_refused_clearly() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/no-net-admin.toml");
+    let topology = Topology::load(&root(), path.to_str().unwrap()).unwrap();
+    let mut run = Run::start(topology, &options()).await.unwrap();
+    let err = run
+        .inject(Fault::Partition {
+            a: vec!["a".into()],
+            b: vec!["b".into()],
+            direction: Direction::Both,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a lack the NET_ADMIN capability"), "{err}");
+    let record = &run.history().faults()[0];
+    assert_eq!(record.outcome, Outcome::Fail, "a refused fault is recorded as failed");
     run.teardown().await.unwrap();
 }
 
@@ -228,8 +253,29 @@ fn a_panicking_test_leaves_no_container_or_network_behind() {
     assert!(dir.join("logs/lb.log").is_file(), "logs are captured before removal");
 }
 
-/// Starts `hadrill up smoke` and returns the child and its run id once it is ready.
-fn spawn_up() -> (std::process::Child, String) {
+/// A `hadrill up smoke` child process; interrupted (Ctrl-C) if the test ends without
+/// dealing with it, so a failing test does not leave it running.
+struct Up {
+    child: std::process::Child,
+    id: String,
+}
+
+impl Up {
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.signal(rustix::process::Signal::INT);
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `hadrill up smoke` and returns once it reports ready.
+fn spawn_up() -> Up {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hadrill"))
         .args(["up", "smoke"])
@@ -242,22 +288,26 @@ fn spawn_up() -> (std::process::Child, String) {
     let mut id = None;
     for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("run ") {
+        if let Some(rest) = line.strip_prefix("run ")
+            && rest.contains(" of topology ")
+        {
             id = rest.split_whitespace().next().map(str::to_string);
         }
         if line.starts_with("ready") {
             break;
         }
     }
-    (child, id.expect("`hadrill up` never reported its run id"))
+    let id = id.expect("`hadrill up` never reported its run id");
+    Up { child, id }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigkilled_runner_is_reaped_by_the_next_start() {
-    let (mut child, id) = spawn_up();
+    let mut up = spawn_up();
+    let id = up.id.clone();
     assert_eq!(leftovers(&id).await, (3, 2), "hadrill up should have 3 containers, 2 networks");
-    child.kill().unwrap(); // SIGKILL: no handler runs
-    child.wait().unwrap();
+    up.signal(rustix::process::Signal::KILL); // no handler runs
+    up.child.wait().unwrap();
     assert_eq!(leftovers(&id).await, (3, 2), "SIGKILL leaves the containers behind");
 
     let mut next = smoke().await;
@@ -267,14 +317,11 @@ async fn a_sigkilled_runner_is_reaped_by_the_next_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_on_hadrill_up_removes_everything() {
-    let (child, id) = spawn_up();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::INT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "exit code after Ctrl-C");
+    let mut up = spawn_up();
+    up.signal(rustix::process::Signal::INT);
+    let status = up.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
+    let id = up.id.clone();
     assert_eq!(leftovers(&id).await, (0, 0), "Ctrl-C must remove run {id}");
 }
 

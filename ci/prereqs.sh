@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build hadrill's images and run its tests.
+# Idempotent: installs nothing that is already there.
+set -euo pipefail
+
+need=()
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v python3 >/dev/null || need+=(python3 python3-pip)
+command -v docker >/dev/null || need+=(docker.io)
+
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update
+    $sudo apt-get install -y --no-install-recommends "${need[@]}"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    echo "ci/prereqs.sh: the Docker engine is not reachable; start it (systemctl start docker) or set DOCKER_HOST" >&2
+    exit 1
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest

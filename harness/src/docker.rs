@@ -101,7 +101,9 @@ pub async fn exec(
             .await
             .map_err(DockerError::api(format!("exec create in {container}")))?;
         let mut output = String::new();
-        if let StartExecResults::Attached { output: mut out, .. } = docker
+        if let StartExecResults::Attached {
+            output: mut out, ..
+        } = docker
             .start_exec(&created.id, None)
             .await
             .map_err(DockerError::api(format!("exec start in {container}")))?

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{KillContainerOptions, RestartContainerOptions, StopContainerOptions};
+use bollard::query_parameters::{
+    KillContainerOptions, RestartContainerOptions, StopContainerOptions,
+};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
@@ -23,21 +25,29 @@ use crate::run::{POLL, Run, Shared};
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
     /// SIGKILL.
-    Kill { targets: Vec<String> },
+    Kill {
+        targets: Vec<String>,
+    },
     /// SIGTERM, then SIGKILL after `timeout`.
     Stop {
         targets: Vec<String>,
         #[serde(with = "humantime_serde", default = "default_stop_timeout")]
         timeout: Duration,
     },
-    Start { targets: Vec<String> },
+    Start {
+        targets: Vec<String>,
+    },
     Restart {
         targets: Vec<String>,
         #[serde(with = "humantime_serde", default = "default_stop_timeout")]
         timeout: Duration,
     },
-    Pause { targets: Vec<String> },
-    Resume { targets: Vec<String> },
+    Pause {
+        targets: Vec<String>,
+    },
+    Resume {
+        targets: Vec<String>,
+    },
     /// Cuts `a` from `b`.
     Partition {
         a: Vec<String>,
@@ -46,7 +56,9 @@ pub enum Fault {
         direction: Direction,
     },
     /// Cuts each target from every other node.
-    Isolate { targets: Vec<String> },
+    Isolate {
+        targets: Vec<String>,
+    },
     /// Removes every partition rule.
     Heal,
 }
@@ -121,17 +133,20 @@ impl Shared {
     fn resolve(&self, targets: &[String]) -> Result<Vec<String>, FaultError> {
         let mut out = BTreeSet::new();
         for t in targets {
-            let nodes = self.topology.resolve(t).ok_or_else(|| FaultError::UnknownTarget {
-                target: t.clone(),
-                known: self
-                    .topology
-                    .nodes
-                    .keys()
-                    .chain(self.topology.groups.keys())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+            let nodes = self
+                .topology
+                .resolve(t)
+                .ok_or_else(|| FaultError::UnknownTarget {
+                    target: t.clone(),
+                    known: self
+                        .topology
+                        .nodes
+                        .keys()
+                        .chain(self.topology.groups.keys())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
             out.extend(nodes);
         }
         Ok(out.into_iter().collect())
@@ -152,7 +167,13 @@ impl Shared {
                 all.extend(self.resolve(b)?);
                 all
             }
-            Fault::Heal => self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect(),
+            Fault::Heal => self
+                .partitioned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         };
         let id = self.fault_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let t0 = Instant::now();
@@ -199,7 +220,12 @@ impl Shared {
             Fault::Kill { targets } => {
                 each(self.handles(targets)?, |n| async move {
                     docker
-                        .kill_container(&n.container(), Some(KillContainerOptions { signal: "SIGKILL".into() }))
+                        .kill_container(
+                            &n.container(),
+                            Some(KillContainerOptions {
+                                signal: "SIGKILL".into(),
+                            }),
+                        )
                         .await
                         .map_err(DockerError::api(format!("kill {}", n.name())))?;
                     let status = wait_exited(&n).await?;
@@ -215,7 +241,10 @@ impl Shared {
                     let what = format!("{} {}", fault.name(), n.name());
                     if restart {
                         docker
-                            .restart_container(&n.container(), Some(RestartContainerOptions { t, signal: None }))
+                            .restart_container(
+                                &n.container(),
+                                Some(RestartContainerOptions { t, signal: None }),
+                            )
                             .await
                             .map_err(DockerError::api(what))?;
                         n.refresh().await?;
@@ -223,7 +252,10 @@ impl Shared {
                         return Ok(format!("{} restarted", n.name()));
                     }
                     docker
-                        .stop_container(&n.container(), Some(StopContainerOptions { t, signal: None }))
+                        .stop_container(
+                            &n.container(),
+                            Some(StopContainerOptions { t, signal: None }),
+                        )
                         .await
                         .map_err(DockerError::api(what))?;
                     let status = wait_exited(&n).await?;
@@ -264,7 +296,8 @@ impl Shared {
                 .await
             }
             Fault::Partition { a, b, direction } => {
-                self.cut(&self.resolve(a)?, &self.resolve(b)?, *direction).await
+                self.cut(&self.resolve(a)?, &self.resolve(b)?, *direction)
+                    .await
             }
             Fault::Isolate { targets } => {
                 let isolated = self.resolve(targets)?;
@@ -278,7 +311,13 @@ impl Shared {
                 self.cut(&isolated, &rest, Direction::Both).await
             }
             Fault::Heal => {
-                let nodes: Vec<String> = self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                let nodes: Vec<String> = self
+                    .partitioned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
                 let script = format!("iptables -w -F {CHAIN_IN}; iptables -w -F {CHAIN_OUT}");
                 each(self.handles(&nodes)?, |n| {
                     let script = script.clone();
@@ -298,11 +337,19 @@ impl Shared {
     }
 
     fn forget_rules(&self, node: &str) {
-        self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).remove(node);
+        self.partitioned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node);
     }
 
     /// Installs the rules of a cut between `a` and `b` on whichever side can hold them.
-    async fn cut(self: &Arc<Self>, a: &[String], b: &[String], direction: Direction) -> Result<Vec<String>, FaultError> {
+    async fn cut(
+        self: &Arc<Self>,
+        a: &[String],
+        b: &[String],
+        direction: Direction,
+    ) -> Result<Vec<String>, FaultError> {
         let lacking = |side: &[String]| -> Vec<String> {
             side.iter()
                 .filter(|n| !self.topology.nodes[n.as_str()].has_capability("NET_ADMIN"))
@@ -326,7 +373,10 @@ impl Shared {
             n.refresh().await?;
             let ips = n.ips();
             if ips.is_empty() {
-                notes.push(format!("{} has no address (not running): not cut", n.name()));
+                notes.push(format!(
+                    "{} has no address (not running): not cut",
+                    n.name()
+                ));
             }
             peer_ips.extend(ips);
         }
@@ -360,9 +410,14 @@ impl Shared {
             let script = script.clone();
             async move {
                 if !n.refresh().await?.running {
-                    return Err(FaultError::NotRunning { node: n.name().to_string() });
+                    return Err(FaultError::NotRunning {
+                        node: n.name().to_string(),
+                    });
                 }
-                self.partitioned.lock().unwrap_or_else(|e| e.into_inner()).insert(n.name().to_string());
+                self.partitioned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(n.name().to_string());
                 run_script(&n, &script).await?;
                 Ok(format!("{} holds {n_rules} rule(s)", n.name()))
             }
@@ -405,5 +460,8 @@ where
     F: Fn(Node) -> Fut,
     Fut: std::future::Future<Output = Result<String, FaultError>>,
 {
-    join_all(nodes.into_iter().map(f)).await.into_iter().collect()
+    join_all(nodes.into_iter().map(f))
+        .await
+        .into_iter()
+        .collect()
 }

@@ -217,7 +217,10 @@ impl ImageBuilder {
             source,
         })?;
         if file.try_lock().is_err() {
-            tracing::info!("another process is building images; waiting for {}", path.display());
+            tracing::info!(
+                "another process is building images; waiting for {}",
+                path.display()
+            );
             let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
                 .await
                 .expect("lock task panicked")
@@ -235,7 +238,9 @@ impl ImageBuilder {
         let started = Instant::now();
         preflight(&self.cache_dir, &self.docker).await?;
         let weed = self.weed_binary().await?;
-        let rootfs = self.cache_dir.join(format!("rootfs-{}.tar", tag.replace(':', "-")));
+        let rootfs = self
+            .cache_dir
+            .join(format!("rootfs-{}.tar", tag.replace(':', "-")));
         tracing::info!("building {tag}: Debian {SUITE} root filesystem with mmdebstrap");
         let mut cmd = Command::new("mmdebstrap");
         cmd.args([
@@ -294,11 +299,9 @@ impl ImageBuilder {
             ],
             ..Default::default()
         };
-        let mut progress = self.docker.create_image(
-            Some(options),
-            Some(bollard::body_try_stream(body)),
-            None,
-        );
+        let mut progress =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_try_stream(body)), None);
         while let Some(item) = progress.next().await {
             item.map_err(DockerError::api(format!("import {tag}")))?;
         }
@@ -390,7 +393,10 @@ async fn run_logged(mut cmd: Command, step: &str, help: &str) -> Result<(), Imag
             })?;
         let stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
-            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
         });
         let mut tail = std::collections::VecDeque::new();
         for line in BufReader::new(child.stderr.take().expect("piped"))
@@ -486,9 +492,12 @@ fn debian_mirror() -> String {
 /// Every image hadrill built (for `hadrill clean --images` and `hadrill doctor`).
 pub async fn list_built(docker: &Docker) -> Result<Vec<ReadyImage>, DockerError> {
     use bollard::query_parameters::ListImagesOptions;
-    let filters = [("label".to_string(), vec![format!("{}=true", labels::MANAGED)])]
-        .into_iter()
-        .collect();
+    let filters = [(
+        "label".to_string(),
+        vec![format!("{}=true", labels::MANAGED)],
+    )]
+    .into_iter()
+    .collect();
     let images = docker
         .list_images(Some(ListImagesOptions {
             filters: Some(filters),

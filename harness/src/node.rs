@@ -134,7 +134,10 @@ impl Node {
             let status = self.refresh().await?;
             if !status.running {
                 return Err(self
-                    .start_failure(format!("its process exited with code {:?}", status.exit_code))
+                    .start_failure(format!(
+                        "its process exited with code {:?}",
+                        status.exit_code
+                    ))
                     .await);
             }
             let Some(health) = &self.spec().health else {
@@ -142,21 +145,26 @@ impl Node {
             };
             let cmd: Vec<&str> = health.cmd.iter().map(String::as_str).collect();
             let left = deadline.saturating_duration_since(Instant::now());
-            let last = match docker::exec(&self.shared.docker, &self.container(), &cmd, left.max(POLL)).await {
-                Ok(out) if out.success() => return Ok(()),
-                Ok(out) => {
-                    format!(
-                        "`{}` exited {:?}: {}",
-                        health.cmd.join(" "),
-                        out.exit_code,
-                        out.output.trim()
-                    )
-                }
-                Err(e) => e.to_string(),
-            };
+            let last =
+                match docker::exec(&self.shared.docker, &self.container(), &cmd, left.max(POLL))
+                    .await
+                {
+                    Ok(out) if out.success() => return Ok(()),
+                    Ok(out) => {
+                        format!(
+                            "`{}` exited {:?}: {}",
+                            health.cmd.join(" "),
+                            out.exit_code,
+                            out.output.trim()
+                        )
+                    }
+                    Err(e) => e.to_string(),
+                };
             if Instant::now() + health.interval > deadline {
                 return Err(self
-                    .start_failure(format!("not healthy within {timeout:?}; last check: {last}"))
+                    .start_failure(format!(
+                        "not healthy within {timeout:?}; last check: {last}"
+                    ))
                     .await);
             }
             tokio::time::sleep(health.interval).await;
@@ -197,7 +205,11 @@ impl Node {
 
     /// SIGKILL: the process dies at once, nothing is flushed.
     pub async fn kill(&self) -> Result<FaultRecord, FaultError> {
-        self.shared.inject(Fault::Kill { targets: self.one() }).await
+        self.shared
+            .inject(Fault::Kill {
+                targets: self.one(),
+            })
+            .await
     }
 
     /// SIGTERM, then SIGKILL if still running after `timeout`.
@@ -211,7 +223,11 @@ impl Node {
     }
 
     pub async fn start(&self) -> Result<FaultRecord, FaultError> {
-        self.shared.inject(Fault::Start { targets: self.one() }).await
+        self.shared
+            .inject(Fault::Start {
+                targets: self.one(),
+            })
+            .await
     }
 
     pub async fn restart(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
@@ -225,15 +241,27 @@ impl Node {
 
     /// Freezes every process of the node (cgroup freezer): connections stay open, nothing answers.
     pub async fn pause(&self) -> Result<FaultRecord, FaultError> {
-        self.shared.inject(Fault::Pause { targets: self.one() }).await
+        self.shared
+            .inject(Fault::Pause {
+                targets: self.one(),
+            })
+            .await
     }
 
     pub async fn resume(&self) -> Result<FaultRecord, FaultError> {
-        self.shared.inject(Fault::Resume { targets: self.one() }).await
+        self.shared
+            .inject(Fault::Resume {
+                targets: self.one(),
+            })
+            .await
     }
 
     /// Cuts the node from every other node of the run, both ways.
     pub async fn isolate(&self) -> Result<FaultRecord, FaultError> {
-        self.shared.inject(Fault::Isolate { targets: self.one() }).await
+        self.shared
+            .inject(Fault::Isolate {
+                targets: self.one(),
+            })
+            .await
     }
 }

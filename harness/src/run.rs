@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
@@ -148,7 +148,11 @@ impl Run {
         let docker = docker::connect().await?;
         let reaped = reap_dead_runs(&docker).await?;
         if !reaped.is_empty() {
-            tracing::info!("reaped {} run(s) whose owner process is gone: {}", reaped.len(), reaped.join(", "));
+            tracing::info!(
+                "reaped {} run(s) whose owner process is gone: {}",
+                reaped.len(),
+                reaped.join(", ")
+            );
         }
         let builder = ImageBuilder::new(docker.clone());
         for image in topology.images() {
@@ -163,7 +167,8 @@ impl Run {
         let dir = options
             .runs_dir
             .join(format!("{stamp}-{}-{id}", topology.name));
-        std::fs::create_dir_all(dir.join("logs")).map_err(io_err("cannot create run directory", &dir))?;
+        std::fs::create_dir_all(dir.join("logs"))
+            .map_err(io_err("cannot create run directory", &dir))?;
         let dir = dir.canonicalize().map_err(io_err("cannot resolve", &dir))?;
         let history = History::create(&dir.join("history.jsonl"))
             .map_err(io_err("cannot create history in", &dir))?;
@@ -249,7 +254,11 @@ impl Run {
         format!("hadrill-{}-{net}", self.shared.id)
     }
 
-    async fn start_node(&self, spec: &NodeSpec, labels: HashMap<String, String>) -> Result<(), RunError> {
+    async fn start_node(
+        &self,
+        spec: &NodeSpec,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RunError> {
         let s = &self.shared;
         let name = s.container_name(&spec.name);
         let t0 = Instant::now();
@@ -294,7 +303,9 @@ impl Run {
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(
-                    [(self.network_name(first_net), endpoint())].into_iter().collect(),
+                    [(self.network_name(first_net), endpoint())]
+                        .into_iter()
+                        .collect(),
                 ),
             }),
             ..Default::default()
@@ -308,7 +319,10 @@ impl Run {
                 body,
             )
             .await
-            .map_err(DockerError::api(format!("create container for {}", spec.name)))?;
+            .map_err(DockerError::api(format!(
+                "create container for {}",
+                spec.name
+            )))?;
         for net in &spec.networks[1..] {
             s.docker
                 .connect_network(
@@ -328,7 +342,11 @@ impl Run {
         let node = self.node(&spec.name)?;
         node.refresh().await?;
         node.wait_healthy(spec.startup_timeout).await?;
-        tracing::info!("{} healthy in {:.1}s", spec.name, t0.elapsed().as_secs_f64());
+        tracing::info!(
+            "{} healthy in {:.1}s",
+            spec.name,
+            t0.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -345,7 +363,8 @@ impl Run {
             if let Some(parent) = staged.parent() {
                 std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
             }
-            std::fs::copy(&mount.source, &staged).map_err(io_err("cannot copy config file", &mount.source))?;
+            std::fs::copy(&mount.source, &staged)
+                .map_err(io_err("cannot copy config file", &mount.source))?;
             binds.push(format!("{}:{}:ro", staged.display(), mount.target));
         }
         Ok(binds)
@@ -404,7 +423,8 @@ impl Run {
             return Ok(Removed::default());
         }
         self.torn_down = true;
-        let removed = remove_run(&self.shared.docker, &self.shared.id, Some(&self.shared.dir)).await;
+        let removed =
+            remove_run(&self.shared.docker, &self.shared.id, Some(&self.shared.dir)).await;
         unregister_live(&self.shared.id);
         removed
     }
@@ -416,7 +436,10 @@ impl Drop for Run {
             return;
         }
         self.torn_down = true;
-        tracing::warn!("run {} dropped without teardown: removing its containers", self.shared.id);
+        tracing::warn!(
+            "run {} dropped without teardown: removing its containers",
+            self.shared.id
+        );
         remove_run_blocking(&self.shared.id, Some(&self.shared.dir));
         unregister_live(&self.shared.id);
     }
@@ -489,7 +512,10 @@ pub async fn remove_run(
             .remove_network(&id)
             .await
             .or_else(ignore_missing)
-            .map_err(DockerError::api(format!("remove network {}", net.name.unwrap_or(id))))?;
+            .map_err(DockerError::api(format!(
+                "remove network {}",
+                net.name.unwrap_or(id)
+            )))?;
         removed.networks += 1;
     }
     Ok(removed)
@@ -531,7 +557,9 @@ async fn save_log(docker: &Docker, container: &str, path: &Path) {
 pub fn remove_run_blocking(run_id: &str, run_dir: Option<&Path>) {
     let (run_id, run_dir) = (run_id.to_string(), run_dir.map(Path::to_path_buf));
     let worker = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let docker = docker::connect().await?;
             remove_run(&docker, &run_id, run_dir.as_deref()).await
@@ -539,9 +567,17 @@ pub fn remove_run_blocking(run_id: &str, run_dir: Option<&Path>) {
         .map_err(std::io::Error::other)
     });
     match worker.join() {
-        Ok(Ok(r)) => tracing::info!("removed {} container(s), {} network(s)", r.containers, r.networks),
-        Ok(Err(e)) => eprintln!("hadrill: cleanup failed ({e}); run `hadrill clean` to remove leftovers"),
-        Err(_) => eprintln!("hadrill: cleanup thread panicked; run `hadrill clean` to remove leftovers"),
+        Ok(Ok(r)) => tracing::info!(
+            "removed {} container(s), {} network(s)",
+            r.containers,
+            r.networks
+        ),
+        Ok(Err(e)) => {
+            eprintln!("hadrill: cleanup failed ({e}); run `hadrill clean` to remove leftovers")
+        }
+        Err(_) => {
+            eprintln!("hadrill: cleanup thread panicked; run `hadrill clean` to remove leftovers")
+        }
     }
 }
 
@@ -554,7 +590,12 @@ fn owner_label() -> String {
 fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22; the command name (field 2) may hold spaces, so count after its ')'.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 fn hostname() -> String {
@@ -655,7 +696,10 @@ fn register_live(id: &str, dir: &Path) {
 }
 
 fn unregister_live(id: &str) {
-    LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    LIVE_RUNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
 }
 
 /// On Ctrl-C (or SIGTERM/SIGHUP, e.g. nextest timing a test out) remove this process's runs,
@@ -665,7 +709,9 @@ fn install_signal_handler() {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!("cannot install signal handlers ({e}); an interrupted run is reaped by the next one");
+            tracing::warn!(
+                "cannot install signal handlers ({e}); an interrupted run is reaped by the next one"
+            );
             return;
         }
     };
@@ -677,11 +723,17 @@ fn install_signal_handler() {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            eprintln!("\nhadrill: interrupted; removing the containers of {} run(s)", runs.len());
+            eprintln!(
+                "\nhadrill: interrupted; removing the containers of {} run(s)",
+                runs.len()
+            );
             let t0 = Instant::now();
             for (id, dir) in runs {
                 remove_run_blocking(&id, Some(&dir));
-                eprintln!("hadrill: run {id} removed; logs in {}", dir.join("logs").display());
+                eprintln!(
+                    "hadrill: run {id} removed; logs in {}",
+                    dir.join("logs").display()
+                );
             }
             eprintln!("hadrill: cleanup took {:.1}s", t0.elapsed().as_secs_f64());
             std::process::exit(128 + sig);

@@ -153,7 +153,9 @@ impl Topology {
         if let Some(members) = self.groups.get(name) {
             return Some(members.clone());
         }
-        self.nodes.contains_key(name).then(|| vec![name.to_string()])
+        self.nodes
+            .contains_key(name)
+            .then(|| vec![name.to_string()])
     }
 
     /// Nodes in start order: each inner list depends only on earlier lists, so it can start
@@ -260,11 +262,13 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration `{s}` ({e}); write it like `500ms`, `2s` or `1m`"
-            ))
-        })
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration `{s}` ({e}); write it like `500ms`, `2s` or `1m`"
+                ))
+            })
     }
 }
 
@@ -324,14 +328,21 @@ impl Ctx<'_> {
             if node_names.contains(group.get_ref()) {
                 return Err(self.error(
                     group.span(),
-                    format!("groups: `{}` is already the name of a node", group.get_ref()),
+                    format!(
+                        "groups: `{}` is already the name of a node",
+                        group.get_ref()
+                    ),
                     Some("give the group a name no node uses".into()),
                 ));
             }
             let mut list = Vec::new();
             for m in members {
                 if !node_names.contains(m.get_ref()) {
-                    return Err(self.unknown_node(&format!("groups.{}", group.get_ref()), m, &node_names));
+                    return Err(self.unknown_node(
+                        &format!("groups.{}", group.get_ref()),
+                        m,
+                        &node_names,
+                    ));
                 }
                 list.push(m.get_ref().clone());
             }
@@ -345,7 +356,11 @@ impl Ctx<'_> {
             let field = |f: &str| format!("nodes.{node_name}.{f}");
 
             let image = ImageRef::parse(node.image.get_ref()).map_err(|msg| {
-                self.error(node.image.span(), format!("{}: {msg}", field("image")), None)
+                self.error(
+                    node.image.span(),
+                    format!("{}: {msg}", field("image")),
+                    None,
+                )
             })?;
 
             let mut node_networks = Vec::new();
@@ -383,7 +398,10 @@ impl Ctx<'_> {
                 if !target.starts_with('/') {
                     return Err(self.error(
                         source.span(),
-                        format!("{}: mount target `{target}` must be an absolute path", field("config")),
+                        format!(
+                            "{}: mount target `{target}` must be an absolute path",
+                            field("config")
+                        ),
                         None,
                     ));
                 }
@@ -435,7 +453,9 @@ impl Ctx<'_> {
                     user: node.user,
                     depends_on,
                     health,
-                    startup_timeout: node.startup_timeout.map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
+                    startup_timeout: node
+                        .startup_timeout
+                        .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
                 },
             );
         }
@@ -537,7 +557,12 @@ impl RawTopology {
 }
 
 /// Names become container names, DNS names and label values: keep them to `[a-z0-9-]`.
-fn validate_name(ctx: &Ctx, what: &str, name: &str, span: Range<usize>) -> Result<(), TopologyError> {
+fn validate_name(
+    ctx: &Ctx,
+    what: &str,
+    name: &str,
+    span: Range<usize>,
+) -> Result<(), TopologyError> {
     let ok = !name.is_empty()
         && name.len() <= 40
         && name

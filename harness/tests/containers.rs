@@ -14,7 +14,10 @@ use hadrill::images::{ImageBuilder, ImageRef};
 use hadrill::{Node, Run, RunOptions, Topology};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn options() -> RunOptions {
@@ -39,7 +42,13 @@ fn client() -> reqwest::Client {
 }
 
 async fn get(addr: SocketAddr) -> Result<String, reqwest::Error> {
-    client().get(format!("http://{addr}/")).send().await?.error_for_status()?.text().await
+    client()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await
 }
 
 fn addr(node: &Node, port: u16) -> SocketAddr {
@@ -61,8 +70,11 @@ async fn reaches(from: &Node, to: &str, port: u16) -> bool {
 async fn leftovers(run_id: &str) -> (usize, usize) {
     use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
     let d = docker::connect().await.unwrap();
-    let filters: HashMap<String, Vec<String>> =
-        [("label".to_string(), vec![format!("{}={run_id}", labels::RUN)])].into();
+    let filters: HashMap<String, Vec<String>> = [(
+        "label".to_string(),
+        vec![format!("{}={run_id}", labels::RUN)],
+    )]
+    .into();
     let c = d
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -91,17 +103,27 @@ async fn kill_refuses_the_port_and_the_lb_serves_through_the_other_backend() {
     let record = web1.kill().await.unwrap();
     assert_eq!(record.outcome, Outcome::Ok);
     assert!(record.start <= record.end);
-    assert_eq!(web1.status().await.unwrap().exit_code, Some(137), "SIGKILL exit code");
+    assert_eq!(
+        web1.status().await.unwrap().exit_code,
+        Some(137),
+        "SIGKILL exit code"
+    );
 
     let refused = tokio::net::TcpStream::connect(web1_addr).await;
-    assert!(refused.is_err(), "web1's port still accepts connections after kill");
+    assert!(
+        refused.is_err(),
+        "web1's port still accepts connections after kill"
+    );
 
     // Through the LB every request succeeds, and only web2 answers.
     let t0 = Instant::now();
     for i in 0..20 {
-        let body = get(lb_addr)
-            .await
-            .unwrap_or_else(|e| panic!("request {i} through the LB failed {:?} after kill: {e}", t0.elapsed()));
+        let body = get(lb_addr).await.unwrap_or_else(|e| {
+            panic!(
+                "request {i} through the LB failed {:?} after kill: {e}",
+                t0.elapsed()
+            )
+        });
         assert_eq!(body.trim(), "web2", "request {i} served by a dead backend?");
     }
     run.teardown().await.unwrap();
@@ -130,7 +152,12 @@ async fn stop_exits_through_sigterm_and_kill_does_not() {
     web1.wait_healthy(Duration::from_secs(10)).await.unwrap();
     assert_eq!(get(addr(&web1, 80)).await.unwrap().trim(), "web1");
 
-    let kinds: Vec<&str> = run.history().faults().iter().map(|f| f.fault.name()).collect();
+    let kinds: Vec<&str> = run
+        .history()
+        .faults()
+        .iter()
+        .map(|f| f.fault.name())
+        .collect();
     assert_eq!(kinds, ["stop", "kill", "start"]);
     run.teardown().await.unwrap();
 }
@@ -167,13 +194,28 @@ async fn partition_cuts_only_the_named_pair_and_heal_restores_it() {
     })
     .await
     .unwrap();
-    assert!(!reaches(&web1, "web2", 80).await, "web1 -> web2 should be cut");
-    assert!(!reaches(&web2, "web1", 80).await, "web2 -> web1 should be cut");
-    assert!(reaches(&web1, "lb", 8404).await, "web1 -> lb must still work");
-    assert!(reaches(&web2, "lb", 8404).await, "web2 -> lb must still work");
+    assert!(
+        !reaches(&web1, "web2", 80).await,
+        "web1 -> web2 should be cut"
+    );
+    assert!(
+        !reaches(&web2, "web1", 80).await,
+        "web2 -> web1 should be cut"
+    );
+    assert!(
+        reaches(&web1, "lb", 8404).await,
+        "web1 -> lb must still work"
+    );
+    assert!(
+        reaches(&web2, "lb", 8404).await,
+        "web2 -> lb must still work"
+    );
 
     run.inject(Fault::Heal).await.unwrap();
-    assert!(reaches(&web1, "web2", 80).await, "heal must restore web1 -> web2");
+    assert!(
+        reaches(&web1, "web2", 80).await,
+        "heal must restore web1 -> web2"
+    );
 
     run.inject(Fault::Partition {
         a: vec!["web1".into()],
@@ -182,8 +224,14 @@ async fn partition_cuts_only_the_named_pair_and_heal_restores_it() {
     })
     .await
     .unwrap();
-    assert!(!reaches(&web1, "web2", 80).await, "one-way: web1 -> web2 should be cut");
-    assert!(reaches(&web2, "web1", 80).await, "one-way: web2 -> web1 must still work");
+    assert!(
+        !reaches(&web1, "web2", 80).await,
+        "one-way: web1 -> web2 should be cut"
+    );
+    assert!(
+        reaches(&web2, "web1", 80).await,
+        "one-way: web2 -> web1 must still work"
+    );
     run.inject(Fault::Heal).await.unwrap();
 
     // Isolation cuts a node from every peer; the harness still reaches it through its port.
@@ -230,7 +278,11 @@ async fn partition_where_no_side_has_net_admin_is_refused_clearly() {
         .to_string();
     assert!(err.contains("a lack the NET_ADMIN capability"), "{err}");
     let record = &run.history().faults()[0];
-    assert_eq!(record.outcome, Outcome::Fail, "a refused fault is recorded as failed");
+    assert_eq!(
+        record.outcome,
+        Outcome::Fail,
+        "a refused fault is recorded as failed"
+    );
     run.teardown().await.unwrap();
 }
 
@@ -241,7 +293,8 @@ fn a_panicking_test_leaves_no_container_or_network_behind() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let run = smoke().await;
-            tx.send((run.id().to_string(), run.dir().to_path_buf())).unwrap();
+            tx.send((run.id().to_string(), run.dir().to_path_buf()))
+                .unwrap();
             panic!("deliberate panic with the topology up");
         })
     })
@@ -249,8 +302,15 @@ fn a_panicking_test_leaves_no_container_or_network_behind() {
     assert!(outcome.is_err(), "the thread was meant to panic");
     let (id, dir) = rx.recv().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(leftovers(&id)), (0, 0), "run {id} left containers/networks");
-    assert!(dir.join("logs/lb.log").is_file(), "logs are captured before removal");
+    assert_eq!(
+        rt.block_on(leftovers(&id)),
+        (0, 0),
+        "run {id} left containers/networks"
+    );
+    assert!(
+        dir.join("logs/lb.log").is_file(),
+        "logs are captured before removal"
+    );
 }
 
 /// A `hadrill up smoke` child process; interrupted (Ctrl-C) if the test ends without
@@ -305,13 +365,25 @@ fn spawn_up() -> Up {
 async fn a_sigkilled_runner_is_reaped_by_the_next_start() {
     let mut up = spawn_up();
     let id = up.id.clone();
-    assert_eq!(leftovers(&id).await, (3, 2), "hadrill up should have 3 containers, 2 networks");
+    assert_eq!(
+        leftovers(&id).await,
+        (3, 2),
+        "hadrill up should have 3 containers, 2 networks"
+    );
     up.signal(rustix::process::Signal::KILL); // no handler runs
     up.child.wait().unwrap();
-    assert_eq!(leftovers(&id).await, (3, 2), "SIGKILL leaves the containers behind");
+    assert_eq!(
+        leftovers(&id).await,
+        (3, 2),
+        "SIGKILL leaves the containers behind"
+    );
 
     let mut next = smoke().await;
-    assert_eq!(leftovers(&id).await, (0, 0), "the next start must reap the dead run {id}");
+    assert_eq!(
+        leftovers(&id).await,
+        (0, 0),
+        "the next start must reap the dead run {id}"
+    );
     next.teardown().await.unwrap();
 }
 

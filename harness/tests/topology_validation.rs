@@ -6,11 +6,16 @@ use std::path::{Path, PathBuf};
 use hadrill::topology::{Topology, TopologyError};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn load_bad(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bad")
+        .join(file);
     match Topology::load(&root(), path.to_str().unwrap()) {
         Ok(_) => panic!("{file} was accepted"),
         Err(e @ TopologyError::Invalid(_)) => e.to_string(),
@@ -20,17 +25,53 @@ fn load_bad(file: &str) -> String {
 
 /// `(file, line, what the message must say)`.
 const CASES: &[(&str, usize, &[&str])] = &[
-    ("unknown-field.toml", 5, &["unknown field `imgae`", "expected one of"]),
+    (
+        "unknown-field.toml",
+        5,
+        &["unknown field `imgae`", "expected one of"],
+    ),
     ("missing-image.toml", 4, &["missing field `image`"]),
-    ("dangling-depends.toml", 3, &["nodes.lb.depends_on", "unknown node `db`"]),
+    (
+        "dangling-depends.toml",
+        3,
+        &["nodes.lb.depends_on", "unknown node `db`"],
+    ),
     ("duplicate-node.toml", 7, &["duplicate key"]),
-    ("cycle.toml", 3, &["depends_on", "dependency cycle a -> b -> c -> a"]),
-    ("bad-duration.toml", 3, &["invalid duration `5 parsecs`", "500ms"]),
-    ("unknown-image.toml", 2, &["nodes.web1.image", "unknown image `postgres:15`"]),
-    ("missing-config.toml", 3, &["nodes.web1.config", "`nowhere/app.conf` does not exist"]),
-    ("unknown-network.toml", 5, &["nodes.web1.networks", "unknown network `back`"]),
-    ("bad-node-name.toml", 1, &["node name `Web_1` is not allowed"]),
-    ("unknown-group-member.toml", 2, &["groups.app", "unknown node `app3`"]),
+    (
+        "cycle.toml",
+        3,
+        &["depends_on", "dependency cycle a -> b -> c -> a"],
+    ),
+    (
+        "bad-duration.toml",
+        3,
+        &["invalid duration `5 parsecs`", "500ms"],
+    ),
+    (
+        "unknown-image.toml",
+        2,
+        &["nodes.web1.image", "unknown image `postgres:15`"],
+    ),
+    (
+        "missing-config.toml",
+        3,
+        &["nodes.web1.config", "`nowhere/app.conf` does not exist"],
+    ),
+    (
+        "unknown-network.toml",
+        5,
+        &["nodes.web1.networks", "unknown network `back`"],
+    ),
+    (
+        "bad-node-name.toml",
+        1,
+        &["node name `Web_1` is not allowed"],
+    ),
+    (
+        "unknown-group-member.toml",
+        2,
+        &["groups.app", "unknown node `app3`"],
+    ),
 ];
 
 #[test]
@@ -59,7 +100,10 @@ fn rendered_error_shows_the_offending_source_line() {
     miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
         .render_report(&mut rendered, &err)
         .unwrap();
-    assert!(rendered.contains("startup_timeout = \"5 parsecs\""), "{rendered}");
+    assert!(
+        rendered.contains("startup_timeout = \"5 parsecs\""),
+        "{rendered}"
+    );
 }
 
 #[test]

@@ -1,0 +1,99 @@
+//! `web`: the app server (`web serve`) and the install steps (`web database init|migrate`).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hadrill_sut::config::Config;
+use hadrill_sut::web::App;
+use hadrill_sut::{db, init_logging, shutdown_signal};
+
+#[derive(Parser)]
+#[command(name = "web", about = "hadrill reference product: web process")]
+struct Cli {
+    /// KEY=VALUE config file (the environment overrides it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP.
+    Serve {
+        #[arg(long, default_value = "0.0.0.0:8000")]
+        listen: String,
+        /// After SIGTERM, keep serving this long with /readyz failing, so the load balancer
+        /// takes this server out before it stops accepting.
+        #[arg(long, default_value_t = 1000)]
+        drain_ms: u64,
+    },
+    /// Install steps, run once on one VM.
+    Database {
+        #[command(subcommand)]
+        action: DatabaseAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatabaseAction {
+    /// Create the schema on a new install.
+    Init,
+    /// Apply the migrations an upgrade brings.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() {
+    init_logging();
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("web: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli.command, config).await {
+        eprintln!("web: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { listen, drain_ms } => {
+            let app = App::new(&config).await?;
+            let draining = app.draining.clone();
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            tracing::info!("web {} listening on {listen}", app.node);
+            axum::serve(listener, app.router())
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    tracing::info!("SIGTERM: draining for {drain_ms} ms, then finishing in-flight requests");
+                    draining.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(drain_ms)).await;
+                })
+                .await?;
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Command::Database { action } => {
+            let pool = db::connect(&config.database)?;
+            let schema = &config.database.schema;
+            match action {
+                DatabaseAction::Init => {
+                    let v = db::init(&pool, schema).await?;
+                    println!("initialised schema {schema} at version {v}");
+                }
+                DatabaseAction::Migrate => {
+                    let (from, to) = db::migrate(&pool, schema).await?;
+                    println!("migrated schema {schema} from version {from} to {to}");
+                }
+            }
+            Ok(())
+        }
+    }
+}

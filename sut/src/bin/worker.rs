@@ -1,0 +1,114 @@
+//! `worker`: analyses uploaded traces from the Redis Stream, at least once, with an idempotent
+//! result; takes over the jobs of a worker that died.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hadrill_sut::config::Config;
+use hadrill_sut::queue::{Job, Queue};
+use hadrill_sut::storage::Storage;
+use hadrill_sut::{RETRY_PAUSE, analysis, db, hostname, init_logging, shutdown_signal};
+
+/// A job read but not acknowledged for this long belongs to a dead worker.
+const CLAIM_AFTER: Duration = Duration::from_secs(10);
+const CLAIM_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Parser)]
+#[command(name = "worker", about = "hadrill reference product: analysis worker")]
+struct Cli {
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+struct Worker {
+    pool: deadpool_postgres::Pool,
+    storage: Storage,
+    queue: Queue,
+    name: String,
+}
+
+#[tokio::main]
+async fn main() {
+    init_logging();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).unwrap_or_else(|e| {
+        eprintln!("worker: configuration error: {e}");
+        std::process::exit(2);
+    });
+    if let Err(e) = run(config).await {
+        eprintln!("worker: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let w = Worker {
+        pool: db::connect(&config.database)?,
+        storage: Storage::connect(&config.s3)?,
+        queue: Queue::connect(&config.redis_url).await?,
+        name: hostname(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    while let Err(e) = w.queue.ensure_group().await {
+        tracing::warn!("cannot create the consumer group yet: {e}");
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+    tracing::info!("worker {} consuming", w.name);
+    let mut last_claim = Instant::now() - CLAIM_EVERY;
+    while !stop.load(Ordering::Relaxed) {
+        let jobs = if last_claim.elapsed() >= CLAIM_EVERY {
+            last_claim = Instant::now();
+            w.queue.claim_stale(&w.name, CLAIM_AFTER).await
+        } else {
+            w.queue.read(&w.name, Duration::from_secs(1)).await
+        };
+        match jobs {
+            Ok(jobs) => {
+                for job in jobs {
+                    if let Err(e) = w.process(&job).await {
+                        // Left pending: claimed again after CLAIM_AFTER.
+                        tracing::warn!("job {} (trace {}) failed: {e:#}", job.entry, job.trace_id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("queue unavailable: {e}");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+impl Worker {
+    async fn process(&self, job: &Job) -> anyhow::Result<()> {
+        let mut client = self.pool.get().await?;
+        let Some(expected) = analysis::expected_sha256(&client, job.trace_id).await? else {
+            // The upload was rolled back after its job was queued: nothing to analyse.
+            self.queue.ack(&job.entry).await?;
+            return Ok(());
+        };
+        let content = self.storage.get_bytes(&job.object_key).await?;
+        let result = analysis::analyse(&content, &expected);
+        let wrote = analysis::record(&mut client, job.trace_id, &result, &self.name).await?;
+        // Acknowledge only once the result is committed: at-least-once delivery.
+        self.queue.ack(&job.entry).await?;
+        tracing::info!(
+            "trace {} analysed ({} lines, digest ok: {}){}",
+            job.trace_id,
+            result.lines,
+            result.sha256_ok,
+            if wrote { "" } else { " - already had a result" }
+        );
+        Ok(())
+    }
+}

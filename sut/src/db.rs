@@ -1,0 +1,182 @@
+//! PostgreSQL: the pool (which drops dead connections, so a failover is survived by
+//! reconnecting), TLS as libpq's sslmode describes it, and the schema's migrations.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use postgres_openssl::MakeTlsConnector;
+use tokio_postgres::config::SslMode as PgSslMode;
+
+use crate::config::{DatabaseConfig, SslMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL: {0}")]
+    Config(String),
+    #[error("TLS setup for DATABASE_URL: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("database schema `{schema}` is already initialised (version {version}); run `web database migrate`")]
+    AlreadyInitialised { schema: String, version: i32 },
+    #[error("database schema `{0}` is not initialised; run `web database init` once first")]
+    NotInitialised(String),
+}
+
+/// Migrations in order; version N is `MIGRATIONS[N - 1]`. `{schema}` is the configured schema.
+const MIGRATIONS: &[&str] = &[
+    // 1: traces, their analyses (one per trace), every analysis attempt (for the checks), and
+    // the historian's roll-ups (one per time slot).
+    "CREATE TABLE {schema}.traces (
+        id BIGSERIAL PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        owner TEXT NOT NULL,
+        object_key TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+     );
+     CREATE TABLE {schema}.analyses (
+        trace_id BIGINT PRIMARY KEY REFERENCES {schema}.traces(id),
+        lines BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        sha256_ok BOOLEAN NOT NULL,
+        worker TEXT NOT NULL,
+        analysed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+     );
+     CREATE TABLE {schema}.analysis_attempts (
+        id BIGSERIAL PRIMARY KEY,
+        trace_id BIGINT NOT NULL,
+        worker TEXT NOT NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now()
+     );
+     CREATE TABLE {schema}.rollups (
+        slot BIGINT PRIMARY KEY,
+        traces BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        computed_by TEXT NOT NULL,
+        computed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+     );",
+];
+
+pub fn connect(cfg: &DatabaseConfig) -> Result<Pool, DbError> {
+    let mut pg: tokio_postgres::Config = cfg
+        .url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| DbError::Config(e.to_string()))?;
+    pg.ssl_mode(match cfg.sslmode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa => PgSslMode::Require,
+    });
+    pg.options(format!("-c search_path={}", cfg.schema));
+    // A dead primary must not hang requests: fail fast and let the pool reconnect.
+    pg.connect_timeout(Duration::from_secs(2));
+    pg.keepalives_idle(Duration::from_secs(5));
+
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    if let Some(ca) = &cfg.sslrootcert {
+        builder.set_ca_file(ca)?;
+    }
+    if let (Some(cert), Some(key)) = (&cfg.sslcert, &cfg.sslkey) {
+        builder.set_certificate_chain_file(cert)?;
+        builder.set_private_key_file(key, SslFiletype::PEM)?;
+    }
+    // libpq semantics: verify-ca checks the chain but not the host name; require and prefer
+    // encrypt without verifying.
+    let verify_ca = cfg.sslmode == SslMode::VerifyCa;
+    builder.set_verify(if verify_ca { SslVerifyMode::PEER } else { SslVerifyMode::NONE });
+    let mut tls = MakeTlsConnector::new(builder.build());
+    tls.set_callback(|conf, _| {
+        conf.set_verify_hostname(false);
+        Ok(())
+    });
+
+    let manager = Manager::from_config(
+        pg,
+        tls,
+        ManagerConfig {
+            // Each checkout is verified, so connections to a dead server are dropped.
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(16)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(3)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}
+
+async fn version(client: &impl deadpool_postgres::GenericClient, schema: &str) -> Result<Option<i32>, DbError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+              WHERE table_schema = $1 AND table_name = 'schema_version')",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(&format!("SELECT coalesce(max(version), 0) FROM {schema}.schema_version"), &[])
+        .await?;
+    Ok(Some(row.get(0)))
+}
+
+/// `web database init`: creates the schema at the latest version on a new install.
+pub async fn init(pool: &Pool, schema: &str) -> Result<i32, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // One installer at a time, whichever VM runs it.
+    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[]).await?;
+    if let Some(v) = version(&tx, schema).await? {
+        return Err(DbError::AlreadyInitialised {
+            schema: schema.into(),
+            version: v,
+        });
+    }
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE {schema}.schema_version (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+    ))
+    .await?;
+    let latest = apply(&tx, schema, 0).await?;
+    tx.commit().await?;
+    Ok(latest)
+}
+
+/// `web database migrate`: applies the migrations an existing install lacks.
+pub async fn migrate(pool: &Pool, schema: &str) -> Result<(i32, i32), DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[]).await?;
+    let from = version(&tx, schema)
+        .await?
+        .ok_or_else(|| DbError::NotInitialised(schema.into()))?;
+    let to = apply(&tx, schema, from).await?;
+    tx.commit().await?;
+    Ok((from, to))
+}
+
+async fn apply(tx: &tokio_postgres::Transaction<'_>, schema: &str, from: i32) -> Result<i32, DbError> {
+    let mut v = from;
+    for sql in &MIGRATIONS[from as usize..] {
+        v += 1;
+        tx.batch_execute(&sql.replace("{schema}", schema)).await?;
+        tx.execute(
+            &format!("INSERT INTO {schema}.schema_version (version) VALUES ($1)"),
+            &[&v],
+        )
+        .await?;
+    }
+    Ok(v)
+}
+
+pub const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -1,0 +1,305 @@
+//! The web process: sessions, trace uploads and reads, health and readiness.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::SignedCookieJar;
+use axum_extra::extract::cookie::{Cookie, Key, SameSite};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{Config, Fixture};
+use crate::queue::Queue;
+use crate::storage::Storage;
+
+/// Uploads above this are refused (the guides' `client_max_body_size 200m`).
+pub const MAX_UPLOAD: u64 = 200 << 20;
+const SESSION: &str = "session";
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct App {
+    pub pool: deadpool_postgres::Pool,
+    pub storage: Storage,
+    pub queue: Queue,
+    pub key: Key,
+    pub node: Arc<str>,
+    pub fixture: Fixture,
+    /// Set on SIGTERM: `/readyz` fails so the load balancer stops sending before we stop.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl FromRef<App> for Key {
+    fn from_ref(app: &App) -> Key {
+        app.key.clone()
+    }
+}
+
+impl App {
+    pub async fn new(config: &Config) -> anyhow::Result<App> {
+        Ok(App {
+            pool: crate::db::connect(&config.database)?,
+            storage: Storage::connect(&config.s3)?,
+            queue: Queue::connect(&config.redis_url).await?,
+            key: Key::derive_from(&config.secret_key),
+            node: crate::hostname().into(),
+            fixture: config.fixture,
+            draining: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn router(self) -> Router {
+        let node = HeaderValue::from_str(&self.node).unwrap_or(HeaderValue::from_static("unknown"));
+        Router::new()
+            .route("/login", post(login))
+            .route("/me", get(me))
+            .route("/traces", post(upload).layer(DefaultBodyLimit::disable()))
+            .route("/traces/{id}", get(trace))
+            .route("/traces/{id}/content", get(content))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .with_state(self)
+            // Which app server answered: the harness and the guides' checks need to know.
+            .layer(axum::middleware::map_response(move |mut r: Response| {
+                let node = node.clone();
+                async move {
+                    r.headers_mut().insert("x-served-by", node);
+                    r
+                }
+            }))
+    }
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, e)
+}
+
+fn user(jar: &SignedCookieJar) -> Result<String, Response> {
+    jar.get(SESSION)
+        .map(|c| c.value().to_string())
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "no valid session"))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+async fn login(jar: SignedCookieJar, Json(body): Json<Login>) -> Response {
+    let name = body.user.trim();
+    if name.is_empty() || name.len() > 64 {
+        return error(StatusCode::BAD_REQUEST, "user must be 1-64 characters");
+    }
+    let cookie = Cookie::build((SESSION, name.to_string()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .build();
+    (jar.add(cookie), Json(json!({ "user": name }))).into_response()
+}
+
+async fn me(jar: SignedCookieJar) -> Response {
+    match user(&jar) {
+        Ok(u) => Json(json!({ "user": u })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Serialize)]
+struct Uploaded {
+    id: i64,
+    sha256: String,
+    size: i64,
+}
+
+/// Spools the body to disk while hashing it, stores the object under its digest, records the
+/// row, enqueues the job, and only then answers 201.
+async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Response {
+    let owner = match user(&jar) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let spool = match tempfile::NamedTempFile::new() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}")),
+    };
+    let mut file = match spool.reopen() {
+        Ok(f) => tokio::fs::File::from_std(f),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}")),
+    };
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}")),
+        };
+        size += chunk.len() as u64;
+        if size > MAX_UPLOAD {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "uploads are limited to 200 MB");
+        }
+        hasher.update(&chunk);
+        if let Err(e) = file.write_all(&chunk).await {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+        }
+    }
+    if let Err(e) = file.flush().await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    let key = format!("traces/{sha256}");
+    let size = size as i64;
+
+    if app.fixture != Fixture::AckBeforeStore
+        && let Err(e) = app.storage.put_file(&key, spool.path(), size as u64).await
+    {
+        return unavailable(e);
+    }
+    let id = match insert_trace(&app, &sha256, size, &owner, &key).await {
+        Ok(id) => id,
+        Err(e) => return unavailable(e),
+    };
+    if let Err(e) = app.queue.enqueue(id, &key).await {
+        // No job means no analysis: take the row back so nothing acknowledged is left undone.
+        if let Err(undo) = delete_trace(&app, id).await {
+            tracing::error!("trace {id}: enqueue failed ({e}) and removing its row failed too ({undo})");
+        }
+        return unavailable(format!("queue unavailable: {e}"));
+    }
+    if app.fixture == Fixture::AckBeforeStore {
+        // Test fixture: acknowledge first, store later (or never, if this process dies).
+        let (storage, path) = (app.storage.clone(), spool.into_temp_path());
+        let key = key.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if let Err(e) = storage.put_file(&key, &path, size as u64).await {
+                tracing::error!("fixture ack-before-store: late store of {key} failed: {e}");
+            }
+        });
+    }
+    (StatusCode::CREATED, Json(Uploaded { id, sha256, size })).into_response()
+}
+
+async fn insert_trace(app: &App, sha256: &str, size: i64, owner: &str, key: &str) -> anyhow::Result<i64> {
+    let client = app.pool.get().await?;
+    let row = client
+        .query_one(
+            "INSERT INTO traces (sha256, size, owner, object_key) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&sha256, &size, &owner, &key],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn delete_trace(app: &App, id: i64) -> anyhow::Result<()> {
+    app.pool
+        .get()
+        .await?
+        .execute("DELETE FROM traces WHERE id = $1", &[&id])
+        .await?;
+    Ok(())
+}
+
+async fn trace(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>) -> Response {
+    if let Err(r) = user(&jar) {
+        return r;
+    }
+    let client = match app.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let row = client
+        .query_opt(
+            "SELECT t.sha256, t.size, t.owner, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    a.lines, a.bytes, a.sha256_ok, a.worker
+               FROM traces t LEFT JOIN analyses a ON a.trace_id = t.id WHERE t.id = $1",
+            &[&id],
+        )
+        .await;
+    match row {
+        Ok(Some(r)) => {
+            let lines: Option<i64> = r.get(4);
+            let analysis = lines.map(|lines| {
+                json!({ "lines": lines, "bytes": r.get::<_, i64>(5), "sha256_ok": r.get::<_, bool>(6), "worker": r.get::<_, String>(7) })
+            });
+            Json(json!({
+                "id": id,
+                "sha256": r.get::<_, String>(0),
+                "size": r.get::<_, i64>(1),
+                "owner": r.get::<_, String>(2),
+                "created_at": r.get::<_, String>(3),
+                "analysis_status": if analysis.is_some() { "done" } else { "pending" },
+                "analysis": analysis,
+            }))
+            .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no trace {id}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn content(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>) -> Response {
+    if let Err(r) = user(&jar) {
+        return r;
+    }
+    let key: String = match app.pool.get().await {
+        Ok(c) => match c.query_opt("SELECT object_key FROM traces WHERE id = $1", &[&id]).await {
+            Ok(Some(r)) => r.get(0),
+            Ok(None) => return error(StatusCode::NOT_FOUND, format!("no trace {id}")),
+            Err(e) => return unavailable(e),
+        },
+        Err(e) => return unavailable(e),
+    };
+    match app.storage.get(&key).await {
+        Ok(object) => {
+            let body = Body::from_stream(object.into_stream());
+            ([("content-type", "application/octet-stream")], body).into_response()
+        }
+        Err(crate::storage::StorageError::Store(object_store::Error::NotFound { .. })) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("trace {id}: its object {key} is missing from the store"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// "ok", the error, or "timed out".
+async fn within(probe: impl Future<Output = Result<(), String>>) -> String {
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e,
+        Err(_) => "timed out".to_string(),
+    }
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    if app.draining.load(Ordering::Relaxed) {
+        return unavailable("draining: shutting down");
+    }
+    let (pg, redis, s3) = tokio::join!(
+        within(async {
+            let c = app.pool.get().await.map_err(|e| e.to_string())?;
+            c.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string())
+        }),
+        within(async { app.queue.ping().await.map_err(|e| e.to_string()) }),
+        within(async { app.storage.ping().await.map_err(|e| e.to_string()) }),
+    );
+    let ready = pg == "ok" && redis == "ok" && s3 == "ok";
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "postgres": pg, "redis": redis, "s3": s3 }))).into_response()
+}

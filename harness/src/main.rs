@@ -106,7 +106,7 @@ async fn doctor() -> Result<()> {
                 ),
             );
             let tag = ImageBuilder::base_tag();
-            let present = ImageBuilder::new(d.clone()).present(&tag).await?;
+            let present = ImageBuilder::new(d.clone(), project_root()).present(&tag).await?;
             line(
                 true,
                 "base image",
@@ -167,21 +167,19 @@ fn disk_line(line: &mut impl FnMut(bool, &str, String), path: &str) {
 }
 
 async fn images_build() -> Result<()> {
-    let builder = ImageBuilder::new(docker::connect().await?);
-    let t0 = Instant::now();
-    let ready = builder.ensure(&ImageRef::Base).await?;
-    println!(
-        "{} {} ({} MiB, {}) in {:.2}s",
-        ready.tag,
-        if ready.built {
-            "built"
-        } else {
-            "already present, nothing built"
-        },
-        ready.size_bytes >> 20,
-        ready.id,
-        t0.elapsed().as_secs_f64()
-    );
+    let builder = ImageBuilder::new(docker::connect().await?, project_root());
+    for image in [ImageRef::Base, ImageRef::Sut] {
+        let t0 = Instant::now();
+        let ready = builder.ensure(&image).await?;
+        let what = if ready.built { "built" } else { "already present, nothing built" };
+        println!(
+            "{image}: {} {what} ({} MiB, {}) in {:.2}s",
+            ready.tag,
+            ready.size_bytes >> 20,
+            ready.id,
+            t0.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }
 

@@ -171,6 +171,26 @@ impl Node {
         }
     }
 
+    /// Waits until a one-shot node has exited 0.
+    pub async fn wait_completed(&self, timeout: Duration) -> Result<(), RunError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.refresh().await?;
+            if !status.running {
+                return match status.exit_code {
+                    Some(0) => Ok(()),
+                    code => Err(self.start_failure(format!("it exited with code {code:?}")).await),
+                };
+            }
+            if Instant::now() > deadline {
+                return Err(self
+                    .start_failure(format!("it was still running after {timeout:?}"))
+                    .await);
+            }
+            tokio::time::sleep(POLL * 5).await;
+        }
+    }
+
     async fn start_failure(&self, reason: String) -> RunError {
         RunError::NodeStart {
             node: self.name.clone(),

@@ -27,7 +27,7 @@ use futures_util::future::join_all;
 use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
-use crate::images::{ImageBuilder, ImageError};
+use crate::images::{ImageBuilder, ImageError, ImageRef, ReadyImage};
 use crate::node::{Node, NodeState};
 use crate::topology::{NodeSpec, Topology};
 
@@ -56,6 +56,13 @@ pub enum RunError {
     },
     #[error("no node `{0}` in this run")]
     NoSuchNode(String),
+    #[error("node `{node}` refers to `${{secret:{name}}}`, which the topology does not declare")]
+    #[diagnostic(help("add \"{name}\" to `secrets = [...]` in {}", topology.display()))]
+    UnknownSecret {
+        node: String,
+        name: String,
+        topology: PathBuf,
+    },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RunError + 'a {
@@ -117,7 +124,11 @@ pub(crate) struct Shared {
     pub docker: Docker,
     pub history: History,
     pub topology: Topology,
+    /// The images this run's nodes use, as they were when it started.
+    pub images: BTreeMap<ImageRef, ReadyImage>,
     pub nodes: Mutex<BTreeMap<String, NodeState>>,
+    /// The run's secrets by name (never logged or recorded).
+    pub secrets: BTreeMap<String, String>,
     /// Nodes holding partition rules, so `heal` knows where to flush them.
     pub partitioned: Mutex<BTreeSet<String>>,
     pub fault_seq: AtomicU64,
@@ -154,10 +165,12 @@ impl Run {
                 reaped.join(", ")
             );
         }
-        let builder = ImageBuilder::new(docker.clone());
+        let builder = ImageBuilder::new(docker.clone(), &options.root);
+        let mut images = BTreeMap::new();
         for image in topology.images() {
             let ready = builder.ensure(&image).await?;
             tracing::debug!("image {} ready ({})", ready.tag, ready.id);
+            images.insert(image, ready);
         }
 
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
@@ -173,6 +186,11 @@ impl Run {
         let history = History::create(&dir.join("history.jsonl"))
             .map_err(io_err("cannot create history in", &dir))?;
 
+        let secrets = topology
+            .secrets
+            .iter()
+            .map(|name| (name.clone(), new_secret()))
+            .collect();
         let shared = Arc::new(Shared {
             id: id.clone(),
             dir: dir.clone(),
@@ -180,6 +198,8 @@ impl Run {
             docker,
             history,
             topology,
+            images,
+            secrets,
             nodes: Mutex::new(BTreeMap::new()),
             partitioned: Mutex::new(BTreeSet::new()),
             fault_seq: AtomicU64::new(0),
@@ -285,9 +305,14 @@ impl Run {
         };
         let first_net = &spec.networks[0];
         let body = ContainerCreateBody {
-            image: Some(ImageBuilder::tag_of(&spec.image)),
+            image: Some(s.images[&spec.image].tag.clone()),
             cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(
+                spec.env
+                    .iter()
+                    .map(|(k, v)| Ok(format!("{k}={}", self.fill_secrets(v, &spec.name)?)))
+                    .collect::<Result<_, RunError>>()?,
+            ),
             hostname: Some(spec.name.clone()),
             user: spec.user.clone(),
             labels: Some(labels),
@@ -341,13 +366,41 @@ impl Run {
             .map_err(DockerError::api(format!("start {}", spec.name)))?;
         let node = self.node(&spec.name)?;
         node.refresh().await?;
-        node.wait_healthy(spec.startup_timeout).await?;
-        tracing::info!(
-            "{} healthy in {:.1}s",
-            spec.name,
-            t0.elapsed().as_secs_f64()
-        );
+        let done = if spec.once {
+            node.wait_completed(spec.startup_timeout).await?;
+            "completed"
+        } else {
+            node.wait_healthy(spec.startup_timeout).await?;
+            "healthy"
+        };
+        tracing::info!("{} {done} in {:.1}s", spec.name, t0.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Replaces `${secret:NAME}` with the run's secret.
+    fn fill_secrets(&self, text: &str, node: &str) -> Result<String, RunError> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find("${secret:") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + "${secret:".len()..];
+            let end = after.find('}').unwrap_or(after.len());
+            let name = &after[..end];
+            let value = self.shared.secrets.get(name).ok_or_else(|| RunError::UnknownSecret {
+                node: node.to_string(),
+                name: name.to_string(),
+                topology: self.shared.topology.path.clone(),
+            })?;
+            out.push_str(value);
+            rest = after.get(end + 1..).unwrap_or("");
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// A secret generated for this run (`secrets = [...]` in the topology).
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.shared.secrets.get(name).map(String::as_str)
     }
 
     /// Copies the node's config files into the run directory and returns the bind mounts.
@@ -363,8 +416,10 @@ impl Run {
             if let Some(parent) = staged.parent() {
                 std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
             }
-            std::fs::copy(&mount.source, &staged)
-                .map_err(io_err("cannot copy config file", &mount.source))?;
+            let text = std::fs::read_to_string(&mount.source)
+                .map_err(io_err("cannot read config file", &mount.source))?;
+            std::fs::write(&staged, self.fill_secrets(&text, &spec.name)?)
+                .map_err(io_err("cannot write", &staged))?;
             binds.push(format!("{}:{}:ro", staged.display(), mount.target));
         }
         Ok(binds)
@@ -443,6 +498,13 @@ impl Drop for Run {
         remove_run_blocking(&self.shared.id, Some(&self.shared.dir));
         unregister_live(&self.shared.id);
     }
+}
+
+/// 32 random bytes as hex, like the guides' `SECRET_KEY`.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    hex::encode(bytes)
 }
 
 /// Container log of `node` as captured into the run directory.

@@ -64,6 +64,9 @@ pub struct Topology {
     pub networks: Vec<String>,
     pub groups: BTreeMap<String, Vec<String>>,
     pub nodes: BTreeMap<String, NodeSpec>,
+    /// Names of the secrets generated for each run (32 random bytes, hex). Config files and
+    /// `env` values refer to them as `${secret:NAME}`.
+    pub secrets: Vec<String>,
 }
 
 /// One node as declared: what to run and how to know it is up.
@@ -82,6 +85,8 @@ pub struct NodeSpec {
     pub depends_on: Vec<String>,
     pub health: Option<HealthCheck>,
     pub startup_timeout: Duration,
+    /// A one-shot step (e.g. `web database init`): started once, and done when it exits 0.
+    pub once: bool,
 }
 
 /// A file from `topologies/config/` mounted into the container. Each run gets its own copy,
@@ -221,6 +226,8 @@ struct RawTopology {
     networks: Vec<Spanned<String>>,
     #[serde(default)]
     groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    #[serde(default)]
+    secrets: Vec<Spanned<String>>,
     nodes: BTreeMap<Spanned<String>, RawNode>,
 }
 
@@ -246,6 +253,8 @@ struct RawNode {
     depends_on: Vec<Spanned<String>>,
     health: Option<RawHealth>,
     startup_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    once: bool,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +327,22 @@ impl Ctx<'_> {
         }
         if raw.nodes.is_empty() {
             return Err(self.error(0..0, "a topology needs at least one node".into(), None));
+        }
+        let mut secrets = Vec::new();
+        for secret in &raw.secrets {
+            let name = secret.get_ref();
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !ok || secrets.contains(name) {
+                return Err(self.error(
+                    secret.span(),
+                    format!("secrets: `{name}` is not a new name of A-Z, 0-9 and _"),
+                    None,
+                ));
+            }
+            secrets.push(name.clone());
         }
         let cycle_spans = raw.nodes_spans();
         let node_names: BTreeSet<String> = raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
@@ -456,6 +481,7 @@ impl Ctx<'_> {
                     startup_timeout: node
                         .startup_timeout
                         .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
+                    once: node.once,
                 },
             );
         }
@@ -467,6 +493,7 @@ impl Ctx<'_> {
             networks,
             groups,
             nodes,
+            secrets,
         };
         self.check_cycles(&topology, &cycle_spans)?;
         Ok(topology)

@@ -399,7 +399,7 @@ async fn ctrl_c_on_hadrill_up_removes_everything() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_image_build_is_a_no_op() {
-    let builder = ImageBuilder::new(docker::connect().await.unwrap());
+    let builder = ImageBuilder::new(docker::connect().await.unwrap(), root());
     let first = builder.ensure(&ImageRef::Base).await.unwrap();
     let second = builder.ensure(&ImageRef::Base).await.unwrap();
     assert!(!second.built, "the second build rebuilt the image");

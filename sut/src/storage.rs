@@ -31,14 +31,15 @@ impl Storage {
     pub fn connect(cfg: &S3Config) -> Result<Self, StorageError> {
         let store = AmazonS3Builder::new()
             .with_endpoint(&cfg.endpoint)
-            .with_allow_http(true)
             .with_region("us-east-1")
             .with_bucket_name(&cfg.bucket)
             .with_access_key_id(&cfg.access_key_id)
             .with_secret_access_key(&cfg.secret_access_key)
             .with_virtual_hosted_style_request(false)
             .with_client_options(
+                // Client options replace the builder's: allow_http must be set here.
                 ClientOptions::new()
+                    .with_allow_http(true)
                     .with_connect_timeout(Duration::from_secs(2))
                     .with_timeout(Duration::from_secs(60)),
             )

@@ -23,8 +23,9 @@ struct Cli {
 enum Command {
     /// Serve HTTP.
     Serve {
-        #[arg(long, default_value = "0.0.0.0:8000")]
-        listen: String,
+        /// Address to serve on; repeat it to serve on several (the guides' API and UI ports).
+        #[arg(long, default_values_t = ["0.0.0.0:8080".to_string()])]
+        listen: Vec<String>,
         /// After SIGTERM, keep serving this long with /readyz failing, so the load balancer
         /// takes this server out before it stops accepting.
         #[arg(long, default_value_t = 1000)]
@@ -67,16 +68,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve { listen, drain_ms } => {
             let app = App::new(&config).await?;
             let draining = app.draining.clone();
-            let listener = tokio::net::TcpListener::bind(&listen).await?;
-            tracing::info!("web {} listening on {listen}", app.node);
-            axum::serve(listener, app.router())
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    tracing::info!("SIGTERM: draining for {drain_ms} ms, then finishing in-flight requests");
-                    draining.store(true, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(drain_ms)).await;
-                })
-                .await?;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let mut servers = tokio::task::JoinSet::new();
+            for addr in &listen {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                tracing::info!("web {} listening on {addr}", app.node);
+                let (router, stop) = (app.clone().router(), stop.clone());
+                servers.spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                });
+            }
+            shutdown_signal().await;
+            tracing::info!("SIGTERM: draining for {drain_ms} ms, then finishing in-flight requests");
+            draining.store(true, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(drain_ms)).await;
+            stop.cancel();
+            while let Some(done) = servers.join_next().await {
+                done??;
+            }
             tracing::info!("stopped cleanly");
             Ok(())
         }

@@ -15,6 +15,7 @@ use hadrill_sut::{RETRY_PAUSE, analysis, db, hostname, init_logging, shutdown_si
 /// A job read but not acknowledged for this long belongs to a dead worker.
 const CLAIM_AFTER: Duration = Duration::from_secs(10);
 const CLAIM_EVERY: Duration = Duration::from_secs(2);
+const READY_FILE: &str = "/tmp/worker.ready";
 
 #[derive(Parser)]
 #[command(name = "worker", about = "hadrill reference product: analysis worker")]
@@ -62,6 +63,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(RETRY_PAUSE).await;
     }
     tracing::info!("worker {} consuming", w.name);
+    // Readiness for the topology's health check: this worker has joined the consumer group.
+    std::fs::write(READY_FILE, &w.name)?;
     let mut last_claim = Instant::now() - CLAIM_EVERY;
     while !stop.load(Ordering::Relaxed) {
         let jobs = if last_claim.elapsed() >= CLAIM_EVERY {

@@ -1,0 +1,24 @@
+#!/bin/bash
+# PostgreSQL 15 as one node: initialise on first start (app role and database), then run in
+# the foreground. Runs as the postgres user.
+set -euo pipefail
+BIN=/usr/lib/postgresql/15/bin
+PGDATA=/var/lib/postgresql/data
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    "$BIN/initdb" -D "$PGDATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    cat >> "$PGDATA/postgresql.conf" <<CONF
+listen_addresses = '*'
+# /run is empty in the imported image; the socket goes where postgres may write.
+unix_socket_directories = '/tmp'
+# Acknowledged means durable.
+fsync = on
+synchronous_commit = on
+max_connections = 200
+CONF
+    echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    "$BIN/postgres" --single -D "$PGDATA" postgres >/dev/null <<SQL
+CREATE ROLE app LOGIN PASSWORD '$APP_DB_PASSWORD';
+CREATE DATABASE traces OWNER app;
+SQL
+fi
+exec "$BIN/postgres" -D "$PGDATA"

@@ -229,7 +229,11 @@ impl ImageBuilder {
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
         }
-        tracing::info!("building {tag}: {} binaries on {}", binaries.len(), base.tag);
+        tracing::info!(
+            "building {tag}: {} binaries on {}",
+            binaries.len(),
+            base.tag
+        );
         let context = sut_context(&base.tag, &binaries).map_err(|source| ImageError::Io {
             what: "cannot pack the build context from",
             path: self.root.join("target"),
@@ -243,12 +247,17 @@ impl ImageBuilder {
             networkmode: Some("none".into()),
             ..Default::default()
         };
-        let mut build = self
-            .docker
-            .build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut build =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
         while let Some(step) = build.next().await {
             let step = step.map_err(DockerError::api(format!("build {tag}")))?;
-            if let Some(line) = step.stream.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(line) = step
+                .stream
+                .as_deref()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+            {
                 tracing::debug!("{line}");
             }
         }
@@ -266,8 +275,13 @@ impl ImageBuilder {
     async fn build_sut_binaries(&self) -> Result<Vec<PathBuf>, ImageError> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(&self.root)
-            .args(["build", "-p", "hadrill-sut", "--bins", "--message-format=json-render-diagnostics"]);
+        cmd.current_dir(&self.root).args([
+            "build",
+            "-p",
+            "hadrill-sut",
+            "--bins",
+            "--message-format=json-render-diagnostics",
+        ]);
         if let Ok(profile) = std::env::var("HADRILL_SUT_PROFILE") {
             cmd.args(["--profile", &profile]);
         }
@@ -478,7 +492,11 @@ fn sut_context(base: &str, binaries: &[PathBuf]) -> std::io::Result<Vec<u8>> {
         tar.append_path_with_name(bin, format!("bin/{name}"))?;
     }
     dockerfile.push_str("COPY bin/ /usr/local/bin/\n");
-    dockerfile.push_str(&format!("LABEL {}=true {}=sut\n", labels::MANAGED, labels::IMAGE));
+    dockerfile.push_str(&format!(
+        "LABEL {}=true {}=sut\n",
+        labels::MANAGED,
+        labels::IMAGE
+    ));
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
     header.set_mode(0o644);

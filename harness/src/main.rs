@@ -106,7 +106,9 @@ async fn doctor() -> Result<()> {
                 ),
             );
             let tag = ImageBuilder::base_tag();
-            let present = ImageBuilder::new(d.clone(), project_root()).present(&tag).await?;
+            let present = ImageBuilder::new(d.clone(), project_root())
+                .present(&tag)
+                .await?;
             line(
                 true,
                 "base image",
@@ -171,7 +173,11 @@ async fn images_build() -> Result<()> {
     for image in [ImageRef::Base, ImageRef::Sut] {
         let t0 = Instant::now();
         let ready = builder.ensure(&image).await?;
-        let what = if ready.built { "built" } else { "already present, nothing built" };
+        let what = if ready.built {
+            "built"
+        } else {
+            "already present, nothing built"
+        };
         println!(
             "{image}: {} {what} ({} MiB, {}) in {:.2}s",
             ready.tag,

@@ -179,7 +179,9 @@ impl Node {
             if !status.running {
                 return match status.exit_code {
                     Some(0) => Ok(()),
-                    code => Err(self.start_failure(format!("it exited with code {code:?}")).await),
+                    code => Err(self
+                        .start_failure(format!("it exited with code {code:?}"))
+                        .await),
                 };
             }
             if Instant::now() > deadline {

@@ -386,11 +386,15 @@ impl Run {
             let after = &rest[at + "${secret:".len()..];
             let end = after.find('}').unwrap_or(after.len());
             let name = &after[..end];
-            let value = self.shared.secrets.get(name).ok_or_else(|| RunError::UnknownSecret {
-                node: node.to_string(),
-                name: name.to_string(),
-                topology: self.shared.topology.path.clone(),
-            })?;
+            let value = self
+                .shared
+                .secrets
+                .get(name)
+                .ok_or_else(|| RunError::UnknownSecret {
+                    node: node.to_string(),
+                    name: name.to_string(),
+                    topology: self.shared.topology.path.clone(),
+                })?;
             out.push_str(value);
             rest = after.get(end + 1..).unwrap_or("");
         }

@@ -4,34 +4,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hadrill::docker::{self, labels};
 use hadrill::faults::{Direction, Fault};
 use hadrill::history::Outcome;
 use hadrill::images::{ImageBuilder, ImageRef};
-use hadrill::{Node, Run, RunOptions, Topology};
+use hadrill::{Node, Run, Topology};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn options() -> RunOptions {
-    let mut o = RunOptions::new(root());
-    o.runs_dir = root().join("target/test-runs");
-    o
-}
+mod common;
+use common::{options, root};
 
 async fn smoke() -> Run {
-    let topology = Topology::load(&root(), "smoke").expect("smoke topology");
-    match Run::start(topology, &options()).await {
-        Ok(run) => run,
-        Err(e) => panic!("{:?}", miette::Report::new(e)),
-    }
+    common::start("smoke").await
 }
 
 fn client() -> reqwest::Client {

@@ -47,7 +47,10 @@ pub async fn record(
 }
 
 /// The recorded SHA-256 of a trace, if the row exists.
-pub async fn expected_sha256(client: &impl GenericClient, trace_id: i64) -> Result<Option<String>, tokio_postgres::Error> {
+pub async fn expected_sha256(
+    client: &impl GenericClient,
+    trace_id: i64,
+) -> Result<Option<String>, tokio_postgres::Error> {
     Ok(client
         .query_opt("SELECT sha256 FROM traces WHERE id = $1", &[&trace_id])
         .await?

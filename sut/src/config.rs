@@ -131,7 +131,10 @@ pub fn parse_file(path: &Path, text: &str) -> Result<BTreeMap<String, String>, C
             .ok_or_else(|| err(format!("expected KEY=VALUE, found `{line}`")))?;
         let key = key.trim().trim_start_matches("export ").trim();
         if !KEYS.contains(&key) {
-            return Err(err(format!("unknown key `{key}` (known: {})", KEYS.join(", "))));
+            return Err(err(format!(
+                "unknown key `{key}` (known: {})",
+                KEYS.join(", ")
+            )));
         }
         let value = value.trim();
         let value = value
@@ -194,7 +197,9 @@ impl Config {
         let schema = map.get("DATABASE_SCHEMA").map_or("public", String::as_str);
         let schema_ok = !schema.is_empty()
             && schema.len() <= 63
-            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !schema.starts_with(|c: char| c.is_ascii_digit());
         if !schema_ok {
             return Err(invalid(
@@ -246,12 +251,18 @@ impl Config {
 
         let secret_hex = get("SECRET_KEY")?;
         let bytes = hex::decode(secret_hex).map_err(|_| {
-            invalid("SECRET_KEY", "must be hexadecimal (32 random bytes as 64 hex characters)".into())
+            invalid(
+                "SECRET_KEY",
+                "must be hexadecimal (32 random bytes as 64 hex characters)".into(),
+            )
         })?;
         let secret_key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             invalid(
                 "SECRET_KEY",
-                format!("must be 32 bytes (64 hex characters), got {} bytes", bytes.len()),
+                format!(
+                    "must be 32 bytes (64 hex characters), got {} bytes",
+                    bytes.len()
+                ),
             )
         })?;
 
@@ -341,7 +352,10 @@ mod tests {
     fn full() -> BTreeMap<String, String> {
         [
             ("REDIS_URL", "redis://redis:6379"),
-            ("DATABASE_URL", "postgresql://app:pw@db:5432/traces?sslmode=disable"),
+            (
+                "DATABASE_URL",
+                "postgresql://app:pw@db:5432/traces?sslmode=disable",
+            ),
             ("S3_ENDPOINT", "http://s3:8333/"),
             ("S3_TRACE_AWS_ACCESS_KEY_ID", "AK"),
             ("S3_TRACE_AWS_SECRET_ACCESS_KEY", "SK"),
@@ -391,7 +405,10 @@ mod tests {
             "SECRET_KEY",
         ] {
             let err = without(key).unwrap_err();
-            assert!(matches!(err, ConfigError::Missing { key: k, .. } if k == key), "{key}: {err}");
+            assert!(
+                matches!(err, ConfigError::Missing { key: k, .. } if k == key),
+                "{key}: {err}"
+            );
             assert!(err.to_string().starts_with(key), "{err}");
         }
     }
@@ -431,12 +448,24 @@ mod tests {
         assert_eq!(c.database.sslmode, SslMode::VerifyCa);
         assert_eq!(c.database.sslcert.as_deref(), Some(Path::new("/c.pem")));
         assert_eq!(c.database.sslkey.as_deref(), Some(Path::new("/k.pem")));
-        assert_eq!(c.database.sslrootcert.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(
+            c.database.sslrootcert.as_deref(),
+            Some(Path::new("/ca.pem"))
+        );
         assert_eq!(c.database.url, "postgresql://u:p@db/x?application_name=web");
-        assert_eq!(with("DATABASE_URL", "postgresql://db/x").unwrap().database.sslmode, SslMode::Prefer);
+        assert_eq!(
+            with("DATABASE_URL", "postgresql://db/x")
+                .unwrap()
+                .database
+                .sslmode,
+            SslMode::Prefer
+        );
         assert!(with("REDIS_URL", "rediss://redis:6380").is_ok());
         assert!(with("STORAGE_USE_PUT", "true").unwrap().s3.use_put);
-        assert_eq!(with("DATABASE_SCHEMA", "tenant_a").unwrap().database.schema, "tenant_a");
+        assert_eq!(
+            with("DATABASE_SCHEMA", "tenant_a").unwrap().database.schema,
+            "tenant_a"
+        );
     }
 
     #[test]
@@ -473,13 +502,19 @@ mod tests {
             }
         );
         let err = parse_file(p, "just words\n").unwrap_err();
-        assert!(err.to_string().contains("config:1: expected KEY=VALUE"), "{err}");
+        assert!(
+            err.to_string().contains("config:1: expected KEY=VALUE"),
+            "{err}"
+        );
     }
 
     #[test]
     fn debug_output_redacts_secrets() {
         let c = Config::from_map(&full(), "t").unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains(SECRET) && !shown.contains(":pw@") && !shown.contains("SK"), "{shown}");
+        assert!(
+            !shown.contains(SECRET) && !shown.contains(":pw@") && !shown.contains("SK"),
+            "{shown}"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
-    #[error("database schema `{schema}` is already initialised (version {version}); run `web database migrate`")]
+    #[error(
+        "database schema `{schema}` is already initialised (version {version}); run `web database migrate`"
+    )]
     AlreadyInitialised { schema: String, version: i32 },
     #[error("database schema `{0}` is not initialised; run `web database init` once first")]
     NotInitialised(String),
@@ -87,7 +89,11 @@ pub fn connect(cfg: &DatabaseConfig) -> Result<Pool, DbError> {
     // libpq semantics: verify-ca checks the chain but not the host name; require and prefer
     // encrypt without verifying.
     let verify_ca = cfg.sslmode == SslMode::VerifyCa;
-    builder.set_verify(if verify_ca { SslVerifyMode::PEER } else { SslVerifyMode::NONE });
+    builder.set_verify(if verify_ca {
+        SslVerifyMode::PEER
+    } else {
+        SslVerifyMode::NONE
+    });
     let mut tls = MakeTlsConnector::new(builder.build());
     tls.set_callback(|conf, _| {
         conf.set_verify_hostname(false);
@@ -112,7 +118,10 @@ pub fn connect(cfg: &DatabaseConfig) -> Result<Pool, DbError> {
         .map_err(|e| DbError::Config(e.to_string()))
 }
 
-async fn version(client: &impl deadpool_postgres::GenericClient, schema: &str) -> Result<Option<i32>, DbError> {
+async fn version(
+    client: &impl deadpool_postgres::GenericClient,
+    schema: &str,
+) -> Result<Option<i32>, DbError> {
     let exists: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM information_schema.tables
@@ -125,7 +134,10 @@ async fn version(client: &impl deadpool_postgres::GenericClient, schema: &str) -
         return Ok(None);
     }
     let row = client
-        .query_one(&format!("SELECT coalesce(max(version), 0) FROM {schema}.schema_version"), &[])
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {schema}.schema_version"),
+            &[],
+        )
         .await?;
     Ok(Some(row.get(0)))
 }
@@ -135,7 +147,8 @@ pub async fn init(pool: &Pool, schema: &str) -> Result<i32, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // One installer at a time, whichever VM runs it.
-    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[])
+        .await?;
     if let Some(v) = version(&tx, schema).await? {
         return Err(DbError::AlreadyInitialised {
             schema: schema.into(),
@@ -156,7 +169,8 @@ pub async fn init(pool: &Pool, schema: &str) -> Result<i32, DbError> {
 pub async fn migrate(pool: &Pool, schema: &str) -> Result<(i32, i32), DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[])
+        .await?;
     let from = version(&tx, schema)
         .await?
         .ok_or_else(|| DbError::NotInitialised(schema.into()))?;
@@ -165,7 +179,11 @@ pub async fn migrate(pool: &Pool, schema: &str) -> Result<(i32, i32), DbError> {
     Ok((from, to))
 }
 
-async fn apply(tx: &tokio_postgres::Transaction<'_>, schema: &str, from: i32) -> Result<i32, DbError> {
+async fn apply(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    from: i32,
+) -> Result<i32, DbError> {
     let mut v = from;
     for sql in &MIGRATIONS[from as usize..] {
         v += 1;

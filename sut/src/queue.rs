@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
 use redis::{AsyncCommands, RedisError};
 
 pub const STREAM: &str = "traces:jobs";
@@ -37,19 +39,32 @@ impl Queue {
 
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ())
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| ())
     }
 
     /// Appends a job; returns once Redis acknowledged it (durable with `appendfsync always`).
     pub async fn enqueue(&self, trace_id: i64, object_key: &str) -> Result<String, RedisError> {
         let mut c = self.conn.clone();
-        c.xadd(STREAM, "*", &[("trace_id", trace_id.to_string()), ("key", object_key.to_string())])
-            .await
+        c.xadd(
+            STREAM,
+            "*",
+            &[
+                ("trace_id", trace_id.to_string()),
+                ("key", object_key.to_string()),
+            ],
+        )
+        .await
     }
 
     pub async fn ensure_group(&self) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
-        match c.xgroup_create_mkstream::<_, _, _, ()>(STREAM, GROUP, "0").await {
+        match c
+            .xgroup_create_mkstream::<_, _, _, ()>(STREAM, GROUP, "0")
+            .await
+        {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
         }
@@ -73,7 +88,11 @@ impl Queue {
 
     /// Takes over jobs another consumer read but did not acknowledge for `min_idle`
     /// (its worker died).
-    pub async fn claim_stale(&self, consumer: &str, min_idle: Duration) -> Result<Vec<Job>, RedisError> {
+    pub async fn claim_stale(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+    ) -> Result<Vec<Job>, RedisError> {
         let mut c = self.conn.clone();
         let reply: StreamAutoClaimReply = c
             .xautoclaim_options(

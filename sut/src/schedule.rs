@@ -17,12 +17,15 @@ pub fn slots_to_compute(last_done: Option<i64>, current: i64) -> Range<i64> {
 }
 
 /// Computes every completed slot not yet computed. Returns the slots this call wrote.
-pub async fn catch_up(client: &deadpool_postgres::Object, node: &str) -> Result<Vec<i64>, tokio_postgres::Error> {
+pub async fn catch_up(
+    client: &deadpool_postgres::Object,
+    node: &str,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT floor(extract(epoch FROM clock_timestamp()) / $1)::bigint,
+            "SELECT floor(extract(epoch FROM clock_timestamp()) / $1::bigint)::bigint,
                     (SELECT max(slot) FROM rollups)",
-            &[&(SLOT_SECONDS as f64)],
+            &[&SLOT_SECONDS],
         )
         .await?;
     let (current, last): (i64, Option<i64>) = (row.get(0), row.get(1));
@@ -32,9 +35,10 @@ pub async fn catch_up(client: &deadpool_postgres::Object, node: &str) -> Result<
             .execute(
                 "INSERT INTO rollups (slot, traces, bytes, computed_by)
                  SELECT $1, count(*), coalesce(sum(size), 0)::bigint, $3 FROM traces
-                  WHERE created_at >= to_timestamp($1 * $2) AND created_at < to_timestamp(($1 + 1) * $2)
+                  WHERE created_at >= to_timestamp(($1::bigint * $2::bigint)::float8)
+                    AND created_at < to_timestamp((($1::bigint + 1) * $2::bigint)::float8)
                  ON CONFLICT (slot) DO NOTHING",
-                &[&slot, &(SLOT_SECONDS as f64), &node],
+                &[&slot, &SLOT_SECONDS, &node],
             )
             .await?;
         if n == 1 {

@@ -65,7 +65,8 @@ impl Storage {
             self.store.put(&path, PutPayload::from(buf)).await?;
             return Ok(());
         }
-        let mut upload = WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, PART);
+        let mut upload =
+            WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, PART);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf).await?;

@@ -88,10 +88,13 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e)
 }
 
-fn user(jar: &SignedCookieJar) -> Result<String, Response> {
-    jar.get(SESSION)
-        .map(|c| c.value().to_string())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "no valid session"))
+/// The signed-in user, if the session cookie carries a valid signature.
+fn user(jar: &SignedCookieJar) -> Option<String> {
+    jar.get(SESSION).map(|c| c.value().to_string())
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "no valid session")
 }
 
 #[derive(Deserialize)]
@@ -114,8 +117,8 @@ async fn login(jar: SignedCookieJar, Json(body): Json<Login>) -> Response {
 
 async fn me(jar: SignedCookieJar) -> Response {
     match user(&jar) {
-        Ok(u) => Json(json!({ "user": u })).into_response(),
-        Err(r) => r,
+        Some(u) => Json(json!({ "user": u })).into_response(),
+        None => unauthorized(),
     }
 }
 
@@ -129,9 +132,8 @@ struct Uploaded {
 /// Spools the body to disk while hashing it, stores the object under its digest, records the
 /// row, enqueues the job, and only then answers 201.
 async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Response {
-    let owner = match user(&jar) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(owner) = user(&jar) else {
+        return unauthorized();
     };
     let spool = match tempfile::NamedTempFile::new() {
         Ok(f) => f,
@@ -151,7 +153,10 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
         };
         size += chunk.len() as u64;
         if size > MAX_UPLOAD {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "uploads are limited to 200 MB");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "uploads are limited to 200 MB",
+            );
         }
         hasher.update(&chunk);
         if let Err(e) = file.write_all(&chunk).await {
@@ -177,7 +182,9 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
     if let Err(e) = app.queue.enqueue(id, &key).await {
         // No job means no analysis: take the row back so nothing acknowledged is left undone.
         if let Err(undo) = delete_trace(&app, id).await {
-            tracing::error!("trace {id}: enqueue failed ({e}) and removing its row failed too ({undo})");
+            tracing::error!(
+                "trace {id}: enqueue failed ({e}) and removing its row failed too ({undo})"
+            );
         }
         return unavailable(format!("queue unavailable: {e}"));
     }
@@ -195,7 +202,13 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
     (StatusCode::CREATED, Json(Uploaded { id, sha256, size })).into_response()
 }
 
-async fn insert_trace(app: &App, sha256: &str, size: i64, owner: &str, key: &str) -> anyhow::Result<i64> {
+async fn insert_trace(
+    app: &App,
+    sha256: &str,
+    size: i64,
+    owner: &str,
+    key: &str,
+) -> anyhow::Result<i64> {
     let client = app.pool.get().await?;
     let row = client
         .query_one(
@@ -216,8 +229,8 @@ async fn delete_trace(app: &App, id: i64) -> anyhow::Result<()> {
 }
 
 async fn trace(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>) -> Response {
-    if let Err(r) = user(&jar) {
-        return r;
+    if user(&jar).is_none() {
+        return unauthorized();
     }
     let client = match app.pool.get().await {
         Ok(c) => c,
@@ -254,11 +267,14 @@ async fn trace(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>
 }
 
 async fn content(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>) -> Response {
-    if let Err(r) = user(&jar) {
-        return r;
+    if user(&jar).is_none() {
+        return unauthorized();
     }
     let key: String = match app.pool.get().await {
-        Ok(c) => match c.query_opt("SELECT object_key FROM traces WHERE id = $1", &[&id]).await {
+        Ok(c) => match c
+            .query_opt("SELECT object_key FROM traces WHERE id = $1", &[&id])
+            .await
+        {
             Ok(Some(r)) => r.get(0),
             Ok(None) => return error(StatusCode::NOT_FOUND, format!("no trace {id}")),
             Err(e) => return unavailable(e),
@@ -294,12 +310,23 @@ async fn readyz(State(app): State<App>) -> Response {
     let (pg, redis, s3) = tokio::join!(
         within(async {
             let c = app.pool.get().await.map_err(|e| e.to_string())?;
-            c.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string())
+            c.simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }),
         within(async { app.queue.ping().await.map_err(|e| e.to_string()) }),
         within(async { app.storage.ping().await.map_err(|e| e.to_string()) }),
     );
     let ready = pg == "ok" && redis == "ok" && s3 == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "postgres": pg, "redis": redis, "s3": s3 }))).into_response()
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "postgres": pg, "redis": redis, "s3": s3 })),
+    )
+        .into_response()
 }

@@ -30,7 +30,10 @@ async fn main() {
         }
     };
     let node = hostname();
-    tracing::info!("services {node}: historian every {} s", schedule::SLOT_SECONDS);
+    tracing::info!(
+        "services {node}: historian every {} s",
+        schedule::SLOT_SECONDS
+    );
     let run = async {
         loop {
             let pass = async {

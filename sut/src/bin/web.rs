@@ -81,7 +81,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 });
             }
             shutdown_signal().await;
-            tracing::info!("SIGTERM: draining for {drain_ms} ms, then finishing in-flight requests");
+            tracing::info!(
+                "SIGTERM: draining for {drain_ms} ms, then finishing in-flight requests"
+            );
             draining.store(true, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(drain_ms)).await;
             stop.cancel();

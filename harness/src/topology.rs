@@ -130,12 +130,12 @@ impl Topology {
             path: path.clone(),
             source,
         })?;
-        let config_root = root.join("topologies").join("config");
-        Self::parse(&path, &text, &config_root)
+        Self::parse(&path, &text, root)
     }
 
     /// Parses topology text; `path` names the file in errors and gives the topology its name.
-    pub fn parse(path: &Path, text: &str, config_root: &Path) -> Result<Self, TopologyError> {
+    /// `root` is the project root (for `topologies/config/` and `extends`).
+    pub fn parse(path: &Path, text: &str, root: &Path) -> Result<Self, TopologyError> {
         let ctx = Ctx { path, text };
         let raw: RawTopology = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -146,7 +146,20 @@ impl Topology {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         validate_name(&ctx, "topology", &name, 0..0)?;
-        ctx.build(name, raw, config_root)
+        let base = match &raw.extends {
+            Some(parent) if parent.get_ref() == &name => {
+                return Err(ctx.error(parent.span(), "extends: a topology cannot extend itself".into(), None));
+            }
+            Some(parent) => Some(Self::load(root, parent.get_ref()).map_err(|e| {
+                ctx.error(
+                    parent.span(),
+                    format!("extends: cannot load topology `{}`: {e}", parent.get_ref()),
+                    None,
+                )
+            })?),
+            None => None,
+        };
+        ctx.build(name, raw, &root.join("topologies").join("config"), base)
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
@@ -220,6 +233,8 @@ pub fn available(root: &Path) -> Vec<String> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTopology {
+    /// Another topology this one starts from (its name under `topologies/`).
+    extends: Option<Spanned<String>>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -304,11 +319,14 @@ impl Ctx<'_> {
         }))
     }
 
+    /// Builds the model; with `base` (from `extends`), the file's nodes and groups replace the
+    /// base's of the same name and everything else is inherited.
     fn build(
         &self,
         name: String,
         raw: RawTopology,
         config_root: &Path,
+        base: Option<Topology>,
     ) -> Result<Topology, TopologyError> {
         let mut networks = Vec::new();
         for net in &raw.networks {
@@ -323,12 +341,15 @@ impl Ctx<'_> {
             networks.push(net.get_ref().clone());
         }
         if networks.is_empty() {
-            networks.push(DEFAULT_NETWORK.to_string());
+            match &base {
+                Some(b) => networks = b.networks.clone(),
+                None => networks.push(DEFAULT_NETWORK.to_string()),
+            }
         }
-        if raw.nodes.is_empty() {
+        if raw.nodes.is_empty() && base.is_none() {
             return Err(self.error(0..0, "a topology needs at least one node".into(), None));
         }
-        let mut secrets = Vec::new();
+        let mut secrets = base.as_ref().map(|b| b.secrets.clone()).unwrap_or_default();
         for secret in &raw.secrets {
             let name = secret.get_ref();
             let ok = !name.is_empty()
@@ -345,9 +366,16 @@ impl Ctx<'_> {
             secrets.push(name.clone());
         }
         let cycle_spans = raw.nodes_spans();
-        let node_names: BTreeSet<String> = raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
+        let mut node_names: BTreeSet<String> =
+            raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
+        let (mut groups, mut nodes, description) = match base {
+            Some(b) => {
+                node_names.extend(b.nodes.keys().cloned());
+                (b.groups, b.nodes, b.description)
+            }
+            None => (BTreeMap::new(), BTreeMap::new(), String::new()),
+        };
 
-        let mut groups = BTreeMap::new();
         for (group, members) in &raw.groups {
             validate_name(self, "group", group.get_ref(), group.span())?;
             if node_names.contains(group.get_ref()) {
@@ -374,7 +402,6 @@ impl Ctx<'_> {
             groups.insert(group.get_ref().clone(), list);
         }
 
-        let mut nodes = BTreeMap::new();
         for (key, node) in raw.nodes {
             let node_name = key.get_ref().clone();
             validate_name(self, "node", &node_name, key.span())?;
@@ -489,7 +516,11 @@ impl Ctx<'_> {
         let topology = Topology {
             name,
             path: self.path.to_path_buf(),
-            description: raw.description,
+            description: if raw.description.is_empty() {
+                description
+            } else {
+                raw.description
+            },
             networks,
             groups,
             nodes,

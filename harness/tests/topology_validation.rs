@@ -126,3 +126,17 @@ fn smoke_topology_parses_with_groups_and_start_order() {
     assert!(t.node("web1").unwrap().has_capability("NET_ADMIN"));
     assert!(!lb.has_capability("NET_ADMIN"));
 }
+
+#[test]
+fn a_topology_extends_another_replacing_only_what_it_declares() {
+    let base = Topology::load(&root(), "web-ha").unwrap();
+    let t = Topology::load(&root(), "web-ha-nginx").unwrap();
+    assert_eq!(t.node("lb").unwrap().ports, [80, 443]);
+    assert_eq!(base.node("lb").unwrap().ports, [80, 8404]);
+    assert_eq!(t.nodes.len(), base.nodes.len());
+    assert_eq!(t.secrets, base.secrets);
+    assert_eq!(t.groups, base.groups);
+    assert_eq!(t.networks, base.networks);
+    assert!(t.node("app1").unwrap().once == base.node("app1").unwrap().once);
+    assert!(t.node("init").unwrap().once);
+}

@@ -298,3 +298,24 @@ async fn results_are_idempotent_and_historian_slots_unique_and_caught_up() {
     );
     run.teardown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_variant_proxies_api_and_ui_over_tls_1_2_only() {
+    let mut run = common::start("web-ha-nginx").await;
+    // From a node on the LB's network, as a browser or agent would reach it.
+    let script = "curl -sk -o /dev/null -w 'api=%{http_code} ' https://lb/api/healthz; \
+                  curl -sk -o /dev/null -w 'ui=%{http_code} ' https://lb/readyz; \
+                  curl -sk --tls-max 1.1 -o /dev/null -w 'tls11=%{http_code}' https://lb/healthz; true";
+    let out = run.node("app1").unwrap().exec(&["sh", "-c", script]).await.unwrap();
+    assert_eq!(out.output.trim(), "api=200 ui=200 tls11=000", "{}", out.output);
+
+    // A server that stops answering is skipped (passive check) and requests keep succeeding.
+    run.node("app2").unwrap().kill().await.unwrap();
+    let lb = run.node("lb").unwrap().host_addr(80).unwrap();
+    for i in 0..10 {
+        let r = reqwest::get(format!("http://{lb}/api/healthz")).await.unwrap();
+        assert_eq!(r.status(), 200, "request {i} after killing app2");
+        assert_eq!(served_by(&r), "app1");
+    }
+    run.teardown().await.unwrap();
+}

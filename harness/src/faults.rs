@@ -61,6 +61,9 @@ pub enum Fault {
     },
     /// Removes every partition rule.
     Heal,
+    /// Writes a new value of a run secret into the config files of `targets`, as the guides'
+    /// rotation does ("overwrite the key on every VM"); restarting them is a separate step.
+    RotateSecret { secret: String, targets: Vec<String> },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +101,16 @@ pub enum FaultError {
         code: Option<i64>,
         output: String,
     },
+    #[error("selector `@{0}` matches nothing yet")]
+    #[diagnostic(help(
+        "`@last-served` needs a successful user request with X-Served-By; `@previous` needs an earlier fault"
+    ))]
+    Selector(String),
+    #[error("no config file of `{node}` holds the secret {secret}")]
+    #[diagnostic(help("rotate-secret rewrites ${{secret:NAME}} values in the node's mounted config files"))]
+    SecretNotMounted { node: String, secret: String },
+    #[error("the topology declares no secret {0}")]
+    UnknownSecret(String),
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
@@ -115,6 +128,7 @@ impl Fault {
             Fault::Partition { .. } => "partition",
             Fault::Isolate { .. } => "isolate",
             Fault::Heal => "heal",
+            Fault::RotateSecret { .. } => "rotate-secret",
         }
     }
 }
@@ -133,6 +147,10 @@ impl Shared {
     fn resolve(&self, targets: &[String]) -> Result<Vec<String>, FaultError> {
         let mut out = BTreeSet::new();
         for t in targets {
+            if let Some(selector) = t.strip_prefix('@') {
+                out.extend(self.select(selector)?);
+                continue;
+            }
             let nodes = self
                 .topology
                 .resolve(t)
@@ -152,6 +170,26 @@ impl Shared {
         Ok(out.into_iter().collect())
     }
 
+    /// Selectors: `@last-served`, the app server that answered the last successful user
+    /// request; `@previous`, the nodes of the previous fault.
+    fn select(&self, selector: &str) -> Result<Vec<String>, FaultError> {
+        let events = self.history.events();
+        let found = match selector {
+            "last-served" => events.iter().rev().find_map(|e| match e {
+                Event::Op(o) if o.outcome == Outcome::Ok && o.client.starts_with("user-") => {
+                    o.node.clone().map(|n| vec![n])
+                }
+                _ => None,
+            }),
+            "previous" => events.iter().rev().find_map(|e| match e {
+                Event::Fault(f) => Some(f.nodes.clone()),
+                Event::Op(_) => None,
+            }),
+            _ => None,
+        };
+        found.ok_or_else(|| FaultError::Selector(selector.to_string()))
+    }
+
     pub(crate) async fn inject(self: &Arc<Self>, fault: Fault) -> Result<FaultRecord, FaultError> {
         // Targets are resolved before the clock starts: a typo is not a fault that happened.
         let nodes: Vec<String> = match &fault {
@@ -161,7 +199,8 @@ impl Shared {
             | Fault::Restart { targets, .. }
             | Fault::Pause { targets }
             | Fault::Resume { targets }
-            | Fault::Isolate { targets } => self.resolve(targets)?,
+            | Fault::Isolate { targets }
+            | Fault::RotateSecret { targets, .. } => self.resolve(targets)?,
             Fault::Partition { a, b, .. } => {
                 let mut all = self.resolve(a)?;
                 all.extend(self.resolve(b)?);
@@ -310,6 +349,7 @@ impl Shared {
                     .collect();
                 self.cut(&isolated, &rest, Direction::Both).await
             }
+            Fault::RotateSecret { secret, targets } => self.rotate(secret, &self.resolve(targets)?),
             Fault::Heal => {
                 let nodes: Vec<String> = self
                     .partitioned
@@ -334,6 +374,43 @@ impl Shared {
                 .await
             }
         }
+    }
+
+    /// Rewrites the secret in place (same inode, so the bind mounts see it) in every staged
+    /// config file of `nodes` that holds it.
+    fn rotate(&self, secret: &str, nodes: &[String]) -> Result<Vec<String>, FaultError> {
+        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let old = secrets
+            .get(secret)
+            .cloned()
+            .ok_or_else(|| FaultError::UnknownSecret(secret.to_string()))?;
+        let new = crate::run::new_secret();
+        let mut notes = Vec::new();
+        for node in nodes {
+            let mut changed = 0;
+            for mount in &self.topology.nodes[node].config {
+                let staged = self.staged_config(node, &mount.target);
+                let text = std::fs::read_to_string(&staged).unwrap_or_default();
+                if text.contains(&old) {
+                    std::fs::write(&staged, text.replace(&old, &new)).map_err(|e| FaultError::Command {
+                        node: node.clone(),
+                        cmd: format!("rewrite {}", staged.display()),
+                        code: None,
+                        output: e.to_string(),
+                    })?;
+                    changed += 1;
+                }
+            }
+            if changed == 0 {
+                return Err(FaultError::SecretNotMounted {
+                    node: node.clone(),
+                    secret: secret.to_string(),
+                });
+            }
+            notes.push(format!("{node}: {secret} rewritten in {changed} file(s)"));
+        }
+        secrets.insert(secret.to_string(), new);
+        Ok(notes)
     }
 
     fn forget_rules(&self, node: &str) {

@@ -1,6 +1,6 @@
-//! The run's record: every fault (and, as workloads land, every operation) on the run's clock,
-//! kept in memory for the checks and appended to `history.jsonl` as it happens, so a crashed
-//! run still leaves its evidence behind.
+//! The run's record: every operation the workload performed and every fault, on the run's
+//! clock, kept in memory for the checks and appended to `history.jsonl` as it happens, so a
+//! crashed run still leaves its evidence behind.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,6 +16,46 @@ use crate::faults::Fault;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Fault(FaultRecord),
+    Op(OpRecord),
+}
+
+/// One client operation: what was asked, when, and what came of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OpRecord {
+    pub id: u64,
+    /// `user-3`, `probe`, `verifier`…
+    pub client: String,
+    pub kind: OpKind,
+    /// What the operation is about, e.g. a trace id or a user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What it wrote or read, e.g. a SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub invoke: Stamp,
+    pub complete: Stamp,
+    /// `ok`: it happened; `fail`: it certainly did not; `unknown`: it may have (timeout, a
+    /// connection dropped after the request was sent, a 502/504 from the load balancer).
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The node that answered (`X-Served-By`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    Login,
+    Upload,
+    Read,
+    Session,
+    Probe,
+    /// After the run: is an acknowledged upload still there, identical?
+    Verify,
+    /// After a secret rotation: is a cookie from before it rejected by an app server?
+    OldSession,
 }
 
 /// One fault as it was applied: what, to whom, when it started and when it took effect.
@@ -46,6 +86,7 @@ pub enum Outcome {
 pub struct History {
     events: Mutex<Vec<Event>>,
     file: Mutex<Option<BufWriter<File>>>,
+    next_op: std::sync::atomic::AtomicU64,
 }
 
 impl History {
@@ -55,7 +96,13 @@ impl History {
         Ok(History {
             events: Mutex::new(Vec::new()),
             file: Mutex::new(Some(BufWriter::new(file))),
+            next_op: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// A fresh operation id.
+    pub fn next_op_id(&self) -> u64 {
+        self.next_op.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn record(&self, event: Event) {
@@ -83,11 +130,39 @@ impl History {
     }
 
     pub fn faults(&self) -> Vec<FaultRecord> {
-        self.events()
-            .into_iter()
-            .map(|e| match e {
-                Event::Fault(f) => f,
-            })
+        faults(&self.events())
+    }
+
+    pub fn ops(&self) -> Vec<OpRecord> {
+        ops(&self.events())
+    }
+
+    /// Reads a saved history (one event per line), e.g. to re-check a run.
+    pub fn load(path: &Path) -> std::io::Result<Vec<Event>> {
+        std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
             .collect()
     }
+}
+
+pub fn faults(events: &[Event]) -> Vec<FaultRecord> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fault(f) => Some(f.clone()),
+            Event::Op(_) => None,
+        })
+        .collect()
+}
+
+pub fn ops(events: &[Event]) -> Vec<OpRecord> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Op(o) => Some(o.clone()),
+            Event::Fault(_) => None,
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod checks;
 pub mod clock;
 pub mod docker;
 pub mod faults;
@@ -19,6 +20,7 @@ pub mod images;
 pub mod node;
 pub mod run;
 pub mod topology;
+pub mod workload;
 
 pub use faults::{Direction, Fault, FaultError};
 pub use node::Node;

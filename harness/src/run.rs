@@ -128,7 +128,7 @@ pub(crate) struct Shared {
     pub images: BTreeMap<ImageRef, ReadyImage>,
     pub nodes: Mutex<BTreeMap<String, NodeState>>,
     /// The run's secrets by name (never logged or recorded).
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: Mutex<BTreeMap<String, String>>,
     /// Nodes holding partition rules, so `heal` knows where to flush them.
     pub partitioned: Mutex<BTreeSet<String>>,
     pub fault_seq: AtomicU64,
@@ -137,6 +137,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn container_name(&self, node: &str) -> String {
         format!("hadrill-{}-{node}", self.id)
+    }
+
+    /// The run's own copy of a node's mounted config file.
+    pub fn staged_config(&self, node: &str, target: &str) -> PathBuf {
+        self.dir
+            .join("config")
+            .join(node)
+            .join(target.trim_start_matches('/'))
     }
 }
 
@@ -199,7 +207,7 @@ impl Run {
             history,
             topology,
             images,
-            secrets,
+            secrets: Mutex::new(secrets),
             nodes: Mutex::new(BTreeMap::new()),
             partitioned: Mutex::new(BTreeSet::new()),
             fault_seq: AtomicU64::new(0),
@@ -386,16 +394,12 @@ impl Run {
             let after = &rest[at + "${secret:".len()..];
             let end = after.find('}').unwrap_or(after.len());
             let name = &after[..end];
-            let value = self
-                .shared
-                .secrets
-                .get(name)
-                .ok_or_else(|| RunError::UnknownSecret {
-                    node: node.to_string(),
-                    name: name.to_string(),
-                    topology: self.shared.topology.path.clone(),
-                })?;
-            out.push_str(value);
+            let value = self.secret(name).ok_or_else(|| RunError::UnknownSecret {
+                node: node.to_string(),
+                name: name.to_string(),
+                topology: self.shared.topology.path.clone(),
+            })?;
+            out.push_str(&value);
             rest = after.get(end + 1..).unwrap_or("");
         }
         out.push_str(rest);
@@ -403,20 +407,20 @@ impl Run {
     }
 
     /// A secret generated for this run (`secrets = [...]` in the topology).
-    pub fn secret(&self, name: &str) -> Option<&str> {
-        self.shared.secrets.get(name).map(String::as_str)
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.shared
+            .secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Copies the node's config files into the run directory and returns the bind mounts.
     fn stage_config(&self, spec: &NodeSpec) -> Result<Vec<String>, RunError> {
         let mut binds = Vec::new();
         for mount in &spec.config {
-            let staged = self
-                .shared
-                .dir
-                .join("config")
-                .join(&spec.name)
-                .join(mount.target.trim_start_matches('/'));
+            let staged = self.shared.staged_config(&spec.name, &mount.target);
             if let Some(parent) = staged.parent() {
                 std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
             }
@@ -505,7 +509,7 @@ impl Drop for Run {
 }
 
 /// 32 random bytes as hex, like the guides' `SECRET_KEY`.
-fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random source failed");
     hex::encode(bytes)

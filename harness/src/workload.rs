@@ -1,0 +1,396 @@
+//! Workloads: clients that act like users, plus an availability probe. Every operation is
+//! recorded in the history with its outcome; nothing is judged here.
+//!
+//! A workload is bounded in operations and time and stops by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Stamp;
+use crate::history::{Event, OpKind, OpRecord, Outcome};
+use crate::run::{Run, Shared};
+
+/// What the clients do, as a scenario declares it under `[workload]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    /// Concurrent user sessions.
+    pub users: usize,
+    /// User operations per second, all users together.
+    pub rate: f64,
+    /// Upload sizes are drawn uniformly from this range (`"1KiB"`, `"256KiB"`).
+    pub upload_size: [Size; 2],
+    /// Relative weights of the user operations.
+    pub mix: Mix,
+    /// Availability probe frequency (≥ 20 Hz gives a 50 ms resolution).
+    pub probe_hz: f64,
+    /// Path the probe requests through the entry point.
+    pub probe_path: String,
+    /// Node and container port the clients use (the load balancer).
+    pub entry: String,
+    pub entry_port: u16,
+    /// Upper bound on user operations, whatever the scenario's length.
+    pub max_ops: u64,
+    /// How long a user operation may take before its outcome is `unknown`.
+    #[serde(with = "humantime_serde")]
+    pub op_timeout: Duration,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            users: 4,
+            rate: 20.0,
+            upload_size: [Size(1 << 10), Size(256 << 10)],
+            mix: Mix::default(),
+            probe_hz: 20.0,
+            probe_path: "/readyz".into(),
+            entry: "lb".into(),
+            entry_port: 80,
+            max_ops: 50_000,
+            op_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mix {
+    pub upload: u32,
+    pub read: u32,
+    pub session: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            upload: 3,
+            read: 2,
+            session: 1,
+        }
+    }
+}
+
+/// A byte size written like `4KiB`, `1MiB` or `512`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+            .iter()
+            .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
+            .unwrap_or((t, 1));
+        num.parse::<u64>().map(|n| Size(n * mult)).map_err(|_| {
+            serde::de::Error::custom(format!("invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"))
+        })
+    }
+}
+
+/// A cookie a user was given, kept in memory only (sessions are secrets).
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    pub user: String,
+    pub cookie: String,
+    pub issued: Stamp,
+}
+
+pub struct Workload {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    spec: WorkloadSpec,
+    base: String,
+    ops: AtomicU64,
+    stop: CancellationToken,
+    sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
+}
+
+impl Workload {
+    /// Starts the users and the probe against the run's entry point.
+    pub fn start(run: &Run, spec: WorkloadSpec) -> Result<Workload, String> {
+        let entry = run.node(&spec.entry).map_err(|e| e.to_string())?;
+        let addr = entry
+            .host_addr(spec.entry_port)
+            .ok_or_else(|| format!("{} publishes no port {}", spec.entry, spec.entry_port))?;
+        let stop = CancellationToken::new();
+        let sessions = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ctx = Arc::new(Ctx {
+            shared: run.shared().clone(),
+            base: format!("http://{addr}"),
+            ops: AtomicU64::new(0),
+            stop: stop.clone(),
+            sessions: sessions.clone(),
+            spec,
+        });
+        let mut tasks = JoinSet::new();
+        for i in 0..ctx.spec.users {
+            tasks.spawn(user(ctx.clone(), i));
+        }
+        tasks.spawn(probe(ctx.clone()));
+        Ok(Workload {
+            stop,
+            tasks,
+            sessions,
+        })
+    }
+
+    /// Stops every client and waits for their last operations to be recorded.
+    pub async fn stop(mut self) -> Vec<IssuedSession> {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How an HTTP exchange ended, classified honestly: a request that may have been processed is
+/// `unknown`, never `fail`.
+pub struct Exchange {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub node: Option<String>,
+}
+
+pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
+    match result {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let node = r
+                .headers()
+                .get("x-served-by")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let outcome = match status {
+                200..=299 => Outcome::Ok,
+                // The load balancer lost the upstream mid-request or timed out: it may have run.
+                502 | 504 => Outcome::Unknown,
+                _ => Outcome::Fail,
+            };
+            Exchange {
+                outcome,
+                status: Some(status),
+                error: (outcome != Outcome::Ok).then(|| format!("HTTP {status}")),
+                node,
+            }
+        }
+        // Refused or unreachable: the request never left.
+        Err(e) if e.is_connect() => Exchange {
+            outcome: Outcome::Fail,
+            status: None,
+            error: Some(format!("connect: {e}")),
+            node: None,
+        },
+        Err(e) => Exchange {
+            outcome: Outcome::Unknown,
+            status: None,
+            error: Some(if e.is_timeout() {
+                "timed out".to_string()
+            } else {
+                format!("{e}")
+            }),
+            node: None,
+        },
+    }
+}
+
+impl Ctx {
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        client: &str,
+        kind: OpKind,
+        key: Option<String>,
+        value: Option<String>,
+        invoke: Stamp,
+        ex: Exchange,
+    ) {
+        let h = &self.shared.history;
+        h.record(Event::Op(OpRecord {
+            id: h.next_op_id(),
+            client: client.to_string(),
+            kind,
+            key,
+            value,
+            invoke,
+            complete: self.shared.clock.now(),
+            outcome: ex.outcome,
+            error: ex.error,
+            node: ex.node,
+        }));
+    }
+
+    fn done(&self) -> bool {
+        self.stop.is_cancelled() || self.ops.load(Ordering::Relaxed) >= self.spec.max_ops
+    }
+}
+
+fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("HTTP client")
+}
+
+async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
+    let invoke = ctx.shared.clock.now();
+    let r = http
+        .post(format!("{}/login", ctx.base))
+        .json(&serde_json::json!({ "user": name }))
+        .send()
+        .await;
+    let ex = classify(&r);
+    let ok = ex.outcome == Outcome::Ok;
+    if let Ok(resp) = &r
+        && ok
+        && let Some(cookie) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok())
+    {
+        ctx.sessions.lock().unwrap_or_else(|e| e.into_inner()).push(IssuedSession {
+            user: name.to_string(),
+            cookie: cookie.split(';').next().unwrap_or_default().to_string(),
+            issued: invoke,
+        });
+    }
+    ctx.record(name, OpKind::Login, Some(name.to_string()), None, invoke, ex);
+    ok
+}
+
+/// One user: log in, then upload, read back and check the session, at the configured rate.
+async fn user(ctx: Arc<Ctx>, index: usize) {
+    let name = format!("user-{index}");
+    let http = http(ctx.spec.op_timeout);
+    let pause = Duration::from_secs_f64(ctx.spec.users as f64 / ctx.spec.rate.max(0.001));
+    let mut logged_in = false;
+    let mut mine: Vec<(i64, String)> = Vec::new();
+    let mix = ctx.spec.mix;
+    let total = (mix.upload + mix.read + mix.session).max(1);
+    // Stagger the users so their operations spread over the interval.
+    tokio::time::sleep(pause.mul_f64(index as f64 / ctx.spec.users as f64)).await;
+    while !ctx.done() {
+        let started = tokio::time::Instant::now();
+        ctx.ops.fetch_add(1, Ordering::Relaxed);
+        if !logged_in {
+            logged_in = login(&ctx, &http, &name).await;
+        } else {
+            let pick = rand::rng().random_range(0..total);
+            if pick < mix.upload || (pick < mix.upload + mix.read && mine.is_empty()) {
+                if let Some(done) = upload(&ctx, &http, &name).await {
+                    mine.push(done);
+                }
+            } else if pick < mix.upload + mix.read {
+                let (id, sha) = mine[rand::rng().random_range(0..mine.len())].clone();
+                read(&ctx, &http, &name, id, &sha).await;
+            } else {
+                logged_in = session(&ctx, &http, &name).await;
+            }
+        }
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tokio::time::sleep_until(started + pause) => {}
+        }
+    }
+}
+
+async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, String)> {
+    let [lo, hi] = ctx.spec.upload_size;
+    let size = rand::rng().random_range(lo.0..=hi.0.max(lo.0)) as usize;
+    let mut body = vec![0u8; size];
+    rand::rng().fill(&mut body[..]);
+    let sha = hex::encode(Sha256::digest(&body));
+    let invoke = ctx.shared.clock.now();
+    let r = http.post(format!("{}/traces", ctx.base)).body(body).send().await;
+    let mut ex = classify(&r);
+    let mut id = None;
+    if let Ok(resp) = r
+        && ex.outcome == Outcome::Ok
+    {
+        match resp.json::<serde_json::Value>().await {
+            Ok(v) if v["sha256"] == sha.as_str() => id = v["id"].as_i64(),
+            Ok(v) => {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some(format!("acknowledged with a different digest: {v}"));
+            }
+            // The 201 arrived but its body did not: it happened, and we cannot know its id.
+            Err(e) => {
+                ex.outcome = Outcome::Unknown;
+                ex.error = Some(format!("reading the answer: {e}"));
+            }
+        }
+    }
+    ctx.record(name, OpKind::Upload, id.map(|i| i.to_string()), Some(sha.clone()), invoke, ex);
+    id.map(|i| (i, sha))
+}
+
+async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
+    let invoke = ctx.shared.clock.now();
+    let r = http.get(format!("{}/traces/{id}/content", ctx.base)).send().await;
+    let mut ex = classify(&r);
+    if let Ok(resp) = r
+        && ex.outcome == Outcome::Ok
+    {
+        match resp.bytes().await {
+            Ok(b) if hex::encode(Sha256::digest(&b)) == sha => {}
+            Ok(_) => {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some("content differs from what was uploaded".into());
+            }
+            Err(e) => {
+                ex.outcome = Outcome::Unknown;
+                ex.error = Some(format!("reading the body: {e}"));
+            }
+        }
+    }
+    ctx.record(name, OpKind::Read, Some(id.to_string()), Some(sha.to_string()), invoke, ex);
+}
+
+/// Returns whether the session is still valid (if not, the user logs in again).
+async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
+    let invoke = ctx.shared.clock.now();
+    let r = http.get(format!("{}/me", ctx.base)).send().await;
+    let mut ex = classify(&r);
+    let rejected = ex.status == Some(401);
+    if rejected {
+        ex.error = Some("session rejected".into());
+    }
+    ctx.record(name, OpKind::Session, Some(name.to_string()), None, invoke, ex);
+    !rejected
+}
+
+/// Requests the probe path at `probe_hz`, each probe on its own so a hanging one never delays
+/// the next: the time resolution stays 1 / probe_hz.
+async fn probe(ctx: Arc<Ctx>) {
+    let http = http(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut inflight = JoinSet::new();
+    let url = format!("{}{}", ctx.base, ctx.spec.probe_path);
+    while !ctx.stop.is_cancelled() {
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let (ctx, http, url) = (ctx.clone(), http.clone(), url.clone());
+        inflight.spawn(async move {
+            let invoke = ctx.shared.clock.now();
+            let r = http.get(&url).send().await;
+            ctx.record("probe", OpKind::Probe, None, None, invoke, classify(&r));
+        });
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+}

@@ -19,6 +19,7 @@ pub mod history;
 pub mod images;
 pub mod node;
 pub mod run;
+pub mod scenario;
 pub mod topology;
 pub mod workload;
 

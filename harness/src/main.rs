@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use miette::{IntoDiagnostic, Result};
 
 use hadrill::images::{self, ImageBuilder, ImageRef};
+use hadrill::checks::Verdict;
 use hadrill::run::{self, Run, RunOptions};
+use hadrill::scenario::{self, Scenario};
 use hadrill::{Topology, docker, project_root};
 
 #[derive(Parser)]
@@ -28,6 +30,11 @@ enum Command {
     Images {
         #[command(subcommand)]
         command: ImagesCommand,
+    },
+    /// Run scenarios (default: every file in scenarios/) and print their verdicts.
+    Run {
+        /// Scenario names (scenarios/<name>.toml) or paths.
+        scenarios: Vec<String>,
     },
     /// Start a topology, print each node's address, and keep it up until Ctrl-C.
     Up {
@@ -72,6 +79,7 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Doctor => doctor().await,
+            Command::Run { scenarios } => run_scenarios(scenarios).await,
             Command::Images {
                 command: ImagesCommand::Build,
             } => images_build().await,
@@ -84,6 +92,36 @@ fn main() -> Result<()> {
             Command::Clean { images } => clean(images).await,
         }
     })
+}
+
+async fn run_scenarios(names: Vec<String>) -> Result<()> {
+    let root = project_root();
+    let names = if names.is_empty() { scenario::available(&root) } else { names };
+    let options = RunOptions::new(&root);
+    let t0 = Instant::now();
+    let mut all = Vec::new();
+    for name in &names {
+        let s = Scenario::load(&root, name)?;
+        eprintln!("== {} ({}): {}", s.name, s.topology.name, s.spec.description);
+        let results = s.run(&options).await?;
+        println!("{}", results.summary());
+        println!("run directory: {}", results.run_dir.display());
+        all.push(results);
+    }
+    println!("\n{} scenario(s) in {:.0}s", all.len(), t0.elapsed().as_secs_f64());
+    for r in &all {
+        println!("  {:<24} {}", r.scenario, scenario::verdict_word(r.verdict));
+    }
+    let bad: Vec<&str> = all
+        .iter()
+        .filter(|r| r.verdict != Verdict::Pass)
+        .map(|r| r.scenario.as_str())
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(miette::miette!("not passed: {}", bad.join(", ")))
+    }
 }
 
 async fn doctor() -> Result<()> {

@@ -55,6 +55,26 @@ pub struct Invalid {
     help: Option<String>,
 }
 
+impl Invalid {
+    /// An error at `span` of the file `path` holding `text` (shared by the scenario files).
+    pub fn at(path: &Path, text: &str, span: Range<usize>, message: String, help: Option<String>) -> Box<Invalid> {
+        let start = span.start.min(text.len());
+        let before = &text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let file = path.display().to_string();
+        Box::new(Invalid {
+            line,
+            column,
+            message,
+            src: NamedSource::new(&file, text.to_string()),
+            file,
+            span: (start, span.end.saturating_sub(start)).into(),
+            help,
+        })
+    }
+}
+
 /// A parsed and validated topology.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -303,20 +323,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn error(&self, span: Range<usize>, message: String, help: Option<String>) -> TopologyError {
-        let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let column = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        let file = self.path.display().to_string();
-        TopologyError::Invalid(Box::new(Invalid {
-            line,
-            column,
-            message,
-            src: NamedSource::new(&file, self.text.to_string()),
-            file,
-            span: (start, span.end.saturating_sub(start)).into(),
-            help,
-        }))
+        TopologyError::Invalid(Invalid::at(self.path, self.text, span, message, help))
     }
 
     /// Builds the model; with `base` (from `extends`), the file's nodes and groups replace the

@@ -1,0 +1,593 @@
+//! Scenarios: a topology, a workload, a timed script of faults and the budgets each check must
+//! meet, declared in `scenarios/*.toml`; and the runner that executes one and judges it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
+use crate::clock::Stamp;
+use crate::faults::Fault;
+use crate::history::{Event, OpKind, OpRecord, Outcome, ops};
+use crate::run::{Run, RunError, RunOptions};
+use crate::topology::{Invalid, Topology, TopologyError};
+use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ScenarioError {
+    #[error("scenario `{name}` not found (looked for {path})")]
+    #[diagnostic(help("available scenarios: {available}"))]
+    NotFound {
+        name: String,
+        path: PathBuf,
+        available: String,
+    },
+    #[error("cannot read scenario file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Box<Invalid>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot write results into {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A scenario file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    pub description: String,
+    pub topology: Spanned<String>,
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    /// Load before the first step, so "before" figures exist.
+    #[serde(default = "default_warmup", with = "humantime_serde")]
+    pub warmup: Duration,
+    /// Load after the last step, so recovery is observed.
+    #[serde(default = "default_settle", with = "humantime_serde")]
+    pub settle: Duration,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub budgets: Budgets,
+    #[serde(default)]
+    pub final_read: FinalRead,
+}
+
+fn default_warmup() -> Duration {
+    Duration::from_secs(3)
+}
+
+fn default_settle() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// One step: when (`at` from the workload's start, or `after` the previous step), a fault,
+/// and optionally a condition to wait for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default, with = "humantime_serde::option")]
+    pub at: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub after: Option<Duration>,
+    pub fault: Option<Fault>,
+    pub wait: Option<Wait>,
+}
+
+/// `wait = { until = "healthy", nodes = ["app1"], timeout = "30s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    pub until: Condition,
+    /// Default: the nodes of this step's fault.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// The nodes' health checks pass.
+    Healthy,
+    /// Every upload acknowledged so far has its analysis.
+    Analysed,
+}
+
+/// How the final state is read: the product's database and its app servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalRead {
+    pub database_node: String,
+    pub database_port: u16,
+    pub database_user: String,
+    pub database_name: String,
+    pub password_secret: String,
+    /// App servers are the nodes with this role; old cookies are tried on each directly.
+    pub app_role: String,
+    pub app_port: u16,
+    #[serde(with = "humantime_serde")]
+    pub analysis_timeout: Duration,
+}
+
+impl Default for FinalRead {
+    fn default() -> Self {
+        FinalRead {
+            database_node: "db".into(),
+            database_port: 5432,
+            database_user: "app".into(),
+            database_name: "traces".into(),
+            password_secret: "DB_PASSWORD".into(),
+            app_role: "app".into(),
+            app_port: 8080,
+            analysis_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec: ScenarioSpec,
+    pub topology: Topology,
+}
+
+/// The outcome of one run of a scenario, as written to `results.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub scenario: String,
+    pub description: String,
+    pub topology: String,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub started_at: String,
+    pub wall_seconds: f64,
+    pub verdict: Verdict,
+    /// Steps that could not be carried out (a fault refused, a wait timed out).
+    pub step_errors: Vec<String>,
+    pub checks: Vec<CheckResult>,
+    pub budgets: Budgets,
+    pub faults: Vec<crate::history::FaultRecord>,
+    pub operations: BTreeMap<String, BTreeMap<String, usize>>,
+    pub components: BTreeMap<String, String>,
+    pub images: BTreeMap<String, String>,
+}
+
+/// Names of the scenarios under `<root>/scenarios`.
+pub fn available(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("scenarios"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "toml" {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+impl Scenario {
+    /// Loads `<root>/scenarios/<name>.toml` (or a path) and the topology it names.
+    pub fn load(root: &Path, name: &str) -> Result<Scenario, ScenarioError> {
+        let as_path = Path::new(name);
+        let path = if name.ends_with(".toml") || as_path.components().count() > 1 {
+            as_path.to_path_buf()
+        } else {
+            root.join("scenarios").join(format!("{name}.toml"))
+        };
+        if !path.is_file() {
+            return Err(ScenarioError::NotFound {
+                name: name.into(),
+                path,
+                available: available(root).join(", "),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let invalid = |span, message: String| ScenarioError::Invalid(Invalid::at(&path, &text, span, message, None));
+        let spec: ScenarioSpec =
+            toml::from_str(&text).map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
+        let topology = Topology::load(root, spec.topology.get_ref()).map_err(|e| {
+            invalid(spec.topology.span(), format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()))
+        })?;
+        for (i, step) in spec.steps.iter().enumerate() {
+            let problem = match (step.at, step.after, &step.fault, &step.wait) {
+                (Some(_), Some(_), _, _) => Some("give `at` or `after`, not both"),
+                (_, _, None, None) => Some("a step needs a `fault` or a `wait`"),
+                _ => None,
+            };
+            if let Some(p) = problem {
+                return Err(invalid(0..0, format!("steps[{i}]: {p}")));
+            }
+        }
+        Ok(Scenario {
+            name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+            path,
+            spec,
+            topology,
+        })
+    }
+
+    /// Starts the topology, drives the workload through the steps, reads the final state,
+    /// judges it, writes `results.json` and removes the topology.
+    pub async fn run(&self, options: &RunOptions) -> Result<Results, ScenarioError> {
+        let wall = Instant::now();
+        let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let mut run = Run::start(self.topology.clone(), options).await?;
+        let outcome = self.drive(&run).await;
+        let (step_errors, sessions) = outcome;
+        let mut results = self.judge(&run, step_errors, &sessions, started_at).await;
+        results.wall_seconds = wall.elapsed().as_secs_f64();
+        if let Err(e) = run.teardown().await {
+            tracing::error!("teardown: {e}");
+        }
+        results.wall_seconds = wall.elapsed().as_secs_f64();
+        let path = run.dir().join("results.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&results).expect("results serialise"))
+            .map_err(|source| ScenarioError::Write { path, source })?;
+        Ok(results)
+    }
+
+    /// Runs the workload and the steps; returns what went wrong with steps, and the sessions
+    /// the users were given.
+    async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>) {
+        let mut errors = Vec::new();
+        let workload = match Workload::start(run, self.spec.workload.clone()) {
+            Ok(w) => w,
+            Err(e) => return (vec![format!("workload: {e}")], Vec::new()),
+        };
+        let t0 = Instant::now();
+        tokio::time::sleep(self.spec.warmup).await;
+        for (i, step) in self.spec.steps.iter().enumerate() {
+            if let Some(at) = step.at {
+                tokio::time::sleep_until((t0 + at).into()).await;
+            }
+            if let Some(after) = step.after {
+                tokio::time::sleep(after).await;
+            }
+            let mut nodes = Vec::new();
+            if let Some(fault) = &step.fault {
+                tracing::info!("step {}: {}", i + 1, fault.name());
+                match run.inject(fault.clone()).await {
+                    Ok(record) => nodes = record.nodes,
+                    Err(e) => {
+                        errors.push(format!("step {}: {}: {e}", i + 1, fault.name()));
+                        break;
+                    }
+                }
+            }
+            if let Some(wait) = &step.wait {
+                let nodes = if wait.nodes.is_empty() { nodes } else { wait.nodes.clone() };
+                if let Err(e) = self.wait(run, wait, &nodes).await {
+                    errors.push(format!("step {}: wait until {:?}: {e}", i + 1, wait.until));
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(self.spec.settle).await;
+        let sessions = workload.stop().await;
+        (errors, sessions)
+    }
+
+    async fn wait(&self, run: &Run, wait: &Wait, nodes: &[String]) -> Result<(), String> {
+        match wait.until {
+            Condition::Healthy => {
+                for n in nodes {
+                    let node = run.node(n).map_err(|e| e.to_string())?;
+                    node.wait_healthy(wait.timeout).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Condition::Analysed => {
+                let acked = acknowledged(&run.history().events());
+                let db = self.connect_db(run).await.map_err(|e| e.to_string())?;
+                let deadline = Instant::now() + wait.timeout;
+                loop {
+                    let done = analysed_count(&db, &acked).await.map_err(|e| e.to_string())?;
+                    if done == acked.len() {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("{done} of {} acknowledged uploads analysed", acked.len()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+
+    async fn connect_db(&self, run: &Run) -> Result<tokio_postgres::Client, String> {
+        let f = &self.spec.final_read;
+        let addr = run
+            .node(&f.database_node)
+            .map_err(|e| e.to_string())?
+            .host_addr(f.database_port)
+            .ok_or_else(|| format!("{} publishes no port {}", f.database_node, f.database_port))?;
+        let password = run.secret(&f.password_secret).unwrap_or_default();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(addr.ip().to_string())
+            .port(addr.port())
+            .user(&f.database_user)
+            .password(password)
+            .dbname(&f.database_name)
+            .connect_timeout(Duration::from_secs(5));
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// After a rotation: every cookie issued before it, tried on every app server directly;
+    /// and a new login on each. Recorded as operations like any other.
+    async fn try_old_sessions(&self, run: &Run, sessions: &[IssuedSession]) {
+        let Some(rotated) = run
+            .history()
+            .faults()
+            .iter()
+            .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
+            .map(|f| f.start)
+            .min()
+        else {
+            return;
+        };
+        let f = &self.spec.final_read;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+        for node in run.nodes().iter().filter(|n| n.spec().role == f.app_role) {
+            let Some(addr) = node.host_addr(f.app_port) else { continue };
+            for s in sessions.iter().filter(|s| s.issued < rotated) {
+                let invoke = run.clock().now();
+                let r = http.get(format!("http://{addr}/me")).header("cookie", &s.cookie).send().await;
+                record(run, "verifier", OpKind::OldSession, Some(node.name()), Some(&s.user), invoke, classify(&r));
+            }
+            let invoke = run.clock().now();
+            let r = http
+                .post(format!("http://{addr}/login"))
+                .json(&serde_json::json!({ "user": "verifier" }))
+                .send()
+                .await;
+            record(run, "verifier", OpKind::Login, Some(node.name()), None, invoke, classify(&r));
+        }
+    }
+
+    /// Every row, its content read back through the load balancer, and its analyses.
+    async fn final_state(&self, run: &Run) -> Result<FinalState, String> {
+        let acked = acknowledged(&run.history().events());
+        let db = self.connect_db(run).await?;
+        let deadline = Instant::now() + self.spec.final_read.analysis_timeout;
+        while analysed_count(&db, &acked).await.map_err(|e| e.to_string())? < acked.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut state = FinalState::default();
+        for r in db.query("SELECT id, sha256 FROM traces", &[]).await.map_err(|e| e.to_string())? {
+            state.rows.insert(r.get(0), r.get(1));
+        }
+        for r in db
+            .query(
+                "SELECT t.id, (SELECT count(*) FROM analyses a WHERE a.trace_id = t.id),
+                        (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            state.analyses.insert(
+                r.get(0),
+                Analysed {
+                    results: r.get::<_, i64>(1) as u32,
+                    attempts: r.get::<_, i64>(2) as u32,
+                },
+            );
+        }
+        let spec = &self.spec.workload;
+        let entry = run
+            .node(&spec.entry)
+            .map_err(|e| e.to_string())?
+            .host_addr(spec.entry_port)
+            .ok_or("the entry point publishes no port")?;
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        http.post(format!("http://{entry}/login"))
+            .json(&serde_json::json!({ "user": "verifier" }))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("verifier login: {e}"))?;
+        for (id, sha) in state.rows.clone() {
+            let invoke = run.clock().now();
+            let r = http.get(format!("http://{entry}/traces/{id}/content")).send().await;
+            let mut ex = classify(&r);
+            let content = match r {
+                Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+                    Ok(b) if hex::encode(Sha256::digest(&b)) == sha => Content::Identical,
+                    Ok(_) => Content::Differs,
+                    Err(e) => Content::Unreadable(e.to_string()),
+                },
+                Ok(resp) => {
+                    let body = resp.text().await.unwrap_or_default();
+                    if body.contains("missing from the store") {
+                        Content::Missing
+                    } else {
+                        Content::Unreadable(body)
+                    }
+                }
+                Err(e) => Content::Unreadable(e.to_string()),
+            };
+            if content != Content::Identical {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some(format!("{content:?}"));
+            }
+            record(run, "verifier", OpKind::Verify, Some(&id.to_string()), Some(&sha), invoke, ex);
+            state.content.insert(id, content);
+        }
+        Ok(state)
+    }
+
+    async fn judge(
+        &self,
+        run: &Run,
+        step_errors: Vec<String>,
+        sessions: &[IssuedSession],
+        started_at: String,
+    ) -> Results {
+        self.try_old_sessions(run, sessions).await;
+        let state = match self.final_state(run).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("final read failed: {e}");
+                None
+            }
+        };
+        let events = run.history().events();
+        let period = Duration::from_secs_f64(1.0 / self.spec.workload.probe_hz.max(1.0));
+        let checks = vec![
+            checks::continuity(&events, state.as_ref(), &self.spec.budgets),
+            checks::availability(&events, period, &self.spec.budgets),
+            checks::sessions(&events),
+        ];
+        let verdict = if !step_errors.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            Verdict::Fail
+        } else if checks.iter().any(|c| c.verdict == Verdict::Unknown) {
+            Verdict::Unknown
+        } else {
+            Verdict::Pass
+        };
+        let mut operations: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for o in ops(&events) {
+            let kind = serde_json::to_value(o.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let outcome = serde_json::to_value(o.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            *operations.entry(kind).or_default().entry(outcome).or_default() += 1;
+        }
+        Results {
+            scenario: self.name.clone(),
+            description: self.spec.description.clone(),
+            topology: self.topology.name.clone(),
+            run_id: run.id().to_string(),
+            run_dir: run.dir().to_path_buf(),
+            started_at,
+            wall_seconds: 0.0,
+            verdict,
+            step_errors,
+            checks,
+            budgets: self.spec.budgets.clone(),
+            faults: run.history().faults(),
+            operations,
+            components: components(run).await,
+            images: run
+                .shared()
+                .images
+                .iter()
+                .map(|(k, v)| (k.to_string(), format!("{} ({})", v.tag, v.id)))
+                .collect(),
+        }
+    }
+}
+
+fn record(run: &Run, client: &str, kind: OpKind, key: Option<&str>, value: Option<&str>, invoke: Stamp, ex: crate::workload::Exchange) {
+    let h = run.history();
+    h.record(Event::Op(OpRecord {
+        id: h.next_op_id(),
+        client: client.into(),
+        kind,
+        key: key.map(str::to_string),
+        value: value.map(str::to_string),
+        invoke,
+        complete: run.clock().now(),
+        outcome: ex.outcome,
+        error: ex.error,
+        node: ex.node,
+    }));
+}
+
+/// Trace ids of the acknowledged uploads.
+fn acknowledged(events: &[Event]) -> Vec<i64> {
+    ops(events)
+        .iter()
+        .filter(|o| o.kind == OpKind::Upload && o.outcome == Outcome::Ok)
+        .filter_map(|o| o.key.as_ref()?.parse().ok())
+        .collect()
+}
+
+async fn analysed_count(db: &tokio_postgres::Client, ids: &[i64]) -> Result<usize, tokio_postgres::Error> {
+    let row = db
+        .query_one("SELECT count(*) FROM analyses WHERE trace_id = ANY($1)", &[&ids])
+        .await?;
+    Ok(row.get::<_, i64>(0) as usize)
+}
+
+/// Versions of the components, read from the running images.
+async fn components(run: &Run) -> BTreeMap<String, String> {
+    const PROBES: &[(&str, &str)] = &[
+        ("haproxy", "haproxy -v | head -1"),
+        ("nginx", "nginx -v 2>&1"),
+        ("postgresql", "/usr/lib/postgresql/15/bin/postgres --version"),
+        ("redis", "redis-server --version"),
+        ("seaweedfs", "weed version 2>&1 | head -1"),
+        ("patroni", "patroni --version 2>&1"),
+        ("etcd", "etcd --version 2>&1 | head -1"),
+    ];
+    let mut out = BTreeMap::new();
+    // Every hadrill image carries the same packages: ask any running node.
+    let Some(node) = run.nodes().into_iter().find(|n| !n.spec().once && !n.ips().is_empty()) else {
+        return out;
+    };
+    for (name, cmd) in PROBES {
+        if let Ok(o) = node.exec(&["sh", "-c", cmd]).await
+            && o.success()
+        {
+            out.insert(name.to_string(), o.output.trim().to_string());
+        }
+    }
+    out
+}
+
+impl Results {
+    /// The terminal summary: one line per check, measured against budget.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{:<22} {:<8} {}\n",
+            self.scenario,
+            verdict_word(self.verdict),
+            format_args!("{:.1}s, run {}", self.wall_seconds, self.run_dir.display())
+        );
+        for e in &self.step_errors {
+            s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
+        }
+        for c in &self.checks {
+            s.push_str(&format!("  {:<20} {:<8} {}\n", c.check, verdict_word(c.verdict), c.summary));
+        }
+        s
+    }
+}
+
+pub fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Unknown => "UNKNOWN",
+    }
+}

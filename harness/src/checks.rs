@@ -52,6 +52,9 @@ pub struct FinalState {
     pub content: BTreeMap<i64, Content>,
     /// Per row: results written (0 or 1) and attempts made by workers.
     pub analyses: BTreeMap<i64, Analysed>,
+    /// The historian's roll-up slots, in order, and the slot current at the final read.
+    pub rollup_slots: Vec<i64>,
+    pub current_slot: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +190,41 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     };
     let summary = if problems.is_empty() { summary } else { format!("{}; {summary}", problems.join("; ")) };
     result("continuity", verdict, summary, figures)
+}
+
+/// The services node's historian: one roll-up per slot, no slot missing between the first
+/// and the last, and caught up to the present (slots missed during an outage done after it).
+pub fn historian(state: Option<&FinalState>) -> CheckResult {
+    let Some(state) = state.filter(|s| !s.rollup_slots.is_empty()) else {
+        return result("historian", Verdict::Unknown, "no roll-up was read".into(), json!({}));
+    };
+    let slots = &state.rollup_slots;
+    let (first, last) = (slots[0], slots[slots.len() - 1]);
+    let distinct: BTreeSet<i64> = slots.iter().copied().collect();
+    let missing: Vec<i64> = (first..=last).filter(|s| !distinct.contains(s)).collect();
+    let duplicates = slots.len() - distinct.len();
+    // The last completed slot may still be in the works: allow two slots of lag.
+    let behind = (state.current_slot - 1 - last).max(0);
+    let figures = json!({
+        "slots": slots.len(), "first": first, "last": last,
+        "missing": missing, "duplicates": duplicates, "slots_behind": behind,
+    });
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("{} slots never rolled up", missing.len()));
+    }
+    if duplicates > 0 {
+        problems.push(format!("{duplicates} slots rolled up twice"));
+    }
+    if behind > 2 {
+        problems.push(format!("{behind} slots behind: not caught up"));
+    }
+    if problems.is_empty() {
+        let summary = format!("{} slots, each once, none missing, caught up", slots.len());
+        result("historian", Verdict::Pass, summary, figures)
+    } else {
+        result("historian", Verdict::Fail, problems.join("; "), figures)
+    }
 }
 
 /// Latency and success of the operations in `[from, to)`.
@@ -464,6 +502,22 @@ mod tests {
         // A row pointing at a missing object is never fine.
         s.content.insert(3, Content::Missing);
         assert_eq!(continuity(&e, Some(&s), &Budgets::default()).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn historian_slots_missing_or_behind_fail() {
+        let state = |slots: Vec<i64>, current| FinalState {
+            rollup_slots: slots,
+            current_slot: current,
+            ..Default::default()
+        };
+        assert_eq!(historian(Some(&state(vec![10, 11, 12, 13], 14))).verdict, Verdict::Pass);
+        let r = historian(Some(&state(vec![10, 11, 13], 14)));
+        assert_eq!(r.verdict, Verdict::Fail, "a gap");
+        assert!(r.summary.contains("1 slots never rolled up"));
+        assert_eq!(historian(Some(&state(vec![10, 11, 11], 12))).verdict, Verdict::Fail, "a duplicate");
+        assert_eq!(historian(Some(&state(vec![10, 11], 20))).verdict, Verdict::Fail, "not caught up");
+        assert_eq!(historian(None).verdict, Verdict::Unknown);
     }
 
     #[test]

@@ -177,7 +177,8 @@ pub fn available(root: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let p = e.path();
-            if p.extension()? != "toml" {
+            // Cargo.toml belongs to the crate that runs the scenarios as tests.
+            if p.extension()? != "toml" || p.file_name()? == "Cargo.toml" {
                 return None;
             }
             Some(p.file_stem()?.to_string_lossy().into_owned())
@@ -210,7 +211,12 @@ impl Scenario {
         let invalid = |span, message: String| ScenarioError::Invalid(Invalid::at(&path, &text, span, message, None));
         let spec: ScenarioSpec =
             toml::from_str(&text).map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
-        let topology = Topology::load(root, spec.topology.get_ref()).map_err(|e| {
+        // A topology given as a file is found relative to the scenario file.
+        let topology_ref = match spec.topology.get_ref() {
+            t if t.ends_with(".toml") => path.parent().unwrap_or(root).join(t).to_string_lossy().into_owned(),
+            t => t.to_string(),
+        };
+        let topology = Topology::load(root, &topology_ref).map_err(|e| {
             invalid(spec.topology.span(), format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()))
         })?;
         for (i, step) in spec.steps.iter().enumerate() {
@@ -400,6 +406,16 @@ impl Scenario {
                 },
             );
         }
+        let row = db
+            .query_one(
+                "SELECT coalesce(array_agg(slot ORDER BY slot), '{}'),
+                        floor(extract(epoch FROM clock_timestamp()) / 2)::bigint FROM rollups",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        state.rollup_slots = row.get(0);
+        state.current_slot = row.get(1);
         let spec = &self.spec.workload;
         let entry = run
             .node(&spec.entry)
@@ -468,6 +484,7 @@ impl Scenario {
             checks::continuity(&events, state.as_ref(), &self.spec.budgets),
             checks::availability(&events, period, &self.spec.budgets),
             checks::sessions(&events),
+            checks::historian(state.as_ref()),
         ];
         let verdict = if !step_errors.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
             Verdict::Fail

@@ -31,7 +31,9 @@ pub struct WorkloadSpec {
     pub mix: Mix,
     /// Availability probe frequency (≥ 20 Hz gives a 50 ms resolution).
     pub probe_hz: f64,
-    /// Path the probe requests through the entry point.
+    /// Path the probe requests through the entry point. `/healthz` through the LB answers
+    /// when the LB can route to a live app server; `/readyz` would also fail while a server
+    /// drains, which users never see.
     pub probe_path: String,
     /// Node and container port the clients use (the load balancer).
     pub entry: String,
@@ -51,7 +53,7 @@ impl Default for WorkloadSpec {
             upload_size: [Size(1 << 10), Size(256 << 10)],
             mix: Mix::default(),
             probe_hz: 20.0,
-            probe_path: "/readyz".into(),
+            probe_path: "/healthz".into(),
             entry: "lb".into(),
             entry_port: 80,
             max_ops: 50_000,

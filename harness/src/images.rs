@@ -178,11 +178,6 @@ impl ImageBuilder {
             }),
             ImageRef::Sut => unreachable!("handled above"),
             ImageRef::Base => {
-                std::fs::create_dir_all(&self.cache_dir).map_err(|source| ImageError::Io {
-                    what: "cannot create the cache directory",
-                    path: self.cache_dir.clone(),
-                    source,
-                })?;
                 let _lock = self.lock().await?;
                 // Another process may have built it while we waited for the lock.
                 if let Some(ready) = self.present(&tag).await? {
@@ -220,11 +215,6 @@ impl ImageBuilder {
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
         }
-        std::fs::create_dir_all(&self.cache_dir).map_err(|source| ImageError::Io {
-            what: "cannot create the cache directory",
-            path: self.cache_dir.clone(),
-            source,
-        })?;
         let _lock = self.lock().await?;
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
@@ -331,6 +321,11 @@ impl ImageBuilder {
 
     /// Blocks (off the async threads) until this process holds the build lock.
     async fn lock(&self) -> Result<File, ImageError> {
+        std::fs::create_dir_all(&self.cache_dir).map_err(|source| ImageError::Io {
+            what: "cannot create the cache directory",
+            path: self.cache_dir.clone(),
+            source,
+        })?;
         let path = self.cache_dir.join("images.lock");
         let file = File::create(&path).map_err(|source| ImageError::Io {
             what: "cannot create the lock file",

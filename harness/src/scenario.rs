@@ -171,39 +171,19 @@ pub struct Results {
 
 /// Names of the scenarios under `<root>/scenarios`.
 pub fn available(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("scenarios"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let p = e.path();
-            // Cargo.toml belongs to the crate that runs the scenarios as tests.
-            if p.extension()? != "toml" || p.file_name()? == "Cargo.toml" {
-                return None;
-            }
-            Some(p.file_stem()?.to_string_lossy().into_owned())
-        })
-        .collect();
-    names.sort();
-    names
+    crate::topology::toml_names(&root.join("scenarios"))
 }
 
 impl Scenario {
     /// Loads `<root>/scenarios/<name>.toml` (or a path) and the topology it names.
     pub fn load(root: &Path, name: &str) -> Result<Scenario, ScenarioError> {
-        let as_path = Path::new(name);
-        let path = if name.ends_with(".toml") || as_path.components().count() > 1 {
-            as_path.to_path_buf()
-        } else {
-            root.join("scenarios").join(format!("{name}.toml"))
-        };
-        if !path.is_file() {
-            return Err(ScenarioError::NotFound {
+        let path = crate::topology::locate(root, "scenarios", name).map_err(|(path, available)| {
+            ScenarioError::NotFound {
                 name: name.into(),
                 path,
-                available: available(root).join(", "),
-            });
-        }
+                available: available.join(", "),
+            }
+        })?;
         let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
             path: path.clone(),
             source,
@@ -243,10 +223,8 @@ impl Scenario {
         let wall = Instant::now();
         let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let mut run = Run::start(self.topology.clone(), options).await?;
-        let outcome = self.drive(&run).await;
-        let (step_errors, sessions) = outcome;
+        let (step_errors, sessions) = self.drive(&run).await;
         let mut results = self.judge(&run, step_errors, &sessions, started_at).await;
-        results.wall_seconds = wall.elapsed().as_secs_f64();
         if let Err(e) = run.teardown().await {
             tracing::error!("teardown: {e}");
         }

@@ -133,19 +133,11 @@ impl NodeSpec {
 impl Topology {
     /// Loads `name` from `<root>/topologies/<name>.toml`, or from a path if `name` is one.
     pub fn load(root: &Path, name: &str) -> Result<Self, TopologyError> {
-        let as_path = Path::new(name);
-        let path = if name.ends_with(".toml") || as_path.components().count() > 1 {
-            as_path.to_path_buf()
-        } else {
-            root.join("topologies").join(format!("{name}.toml"))
-        };
-        if !path.is_file() {
-            return Err(TopologyError::NotFound {
-                name: name.to_string(),
-                path,
-                available: available(root).join(", "),
-            });
-        }
+        let path = locate(root, "topologies", name).map_err(|(path, available)| TopologyError::NotFound {
+            name: name.to_string(),
+            path,
+            available: available.join(", "),
+        })?;
         let text = std::fs::read_to_string(&path).map_err(|source| TopologyError::Read {
             path: path.clone(),
             source,
@@ -234,13 +226,34 @@ impl Topology {
 
 /// Names of the topologies under `<root>/topologies`.
 pub fn available(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("topologies"))
+    toml_names(&root.join("topologies"))
+}
+
+/// `<root>/<dir>/<name>.toml`, or `name` itself when it is a path. When the file does not
+/// exist: where it was looked for, and the names that do exist.
+pub(crate) fn locate(root: &Path, dir: &str, name: &str) -> Result<PathBuf, (PathBuf, Vec<String>)> {
+    let as_path = Path::new(name);
+    let path = if name.ends_with(".toml") || as_path.components().count() > 1 {
+        as_path.to_path_buf()
+    } else {
+        root.join(dir).join(format!("{name}.toml"))
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err((path, toml_names(&root.join(dir))))
+    }
+}
+
+/// The `.toml` files of a directory, by stem (Cargo.toml is a crate's, not a declaration).
+pub(crate) fn toml_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let p = e.path();
-            if p.extension()? != "toml" {
+            if p.extension()? != "toml" || p.file_name()? == "Cargo.toml" {
                 return None;
             }
             Some(p.file_stem()?.to_string_lossy().into_owned())

@@ -319,3 +319,17 @@ async fn nginx_variant_proxies_api_and_ui_over_tls_1_2_only() {
     }
     run.teardown().await.unwrap();
 }
+
+/// The proof that continuity can fail end to end: a product that answers 201 before storing
+/// the object loses acknowledged writes when an app server is killed, and the scenario fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_product_acknowledging_before_storing_fails_continuity() {
+    let path = common::root().join("harness/tests/fixtures/broken-kill-app.toml");
+    let scenario = hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
+    let results = scenario.run(&common::options()).await.unwrap();
+    println!("{}", results.summary());
+    let continuity = results.checks.iter().find(|c| c.check == "continuity").unwrap();
+    assert_eq!(continuity.verdict, hadrill::checks::Verdict::Fail, "{}", continuity.summary);
+    assert!(continuity.figures["lost"].as_u64().unwrap() > 0, "{}", continuity.figures);
+    assert_eq!(results.verdict, hadrill::checks::Verdict::Fail);
+}

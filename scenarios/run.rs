@@ -11,7 +11,9 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
     let args = Arguments::from_args();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(project_root, Path::to_path_buf);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(project_root, Path::to_path_buf);
     let trials = scenario::available(&root)
         .into_iter()
         .map(|name| {
@@ -25,7 +27,8 @@ fn main() {
 fn run(root: &Path, name: &str) -> Result<(), Failed> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let scenario = Scenario::load(root, name).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+        let scenario =
+            Scenario::load(root, name).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
         let results = scenario
             .run(&RunOptions::new(root))
             .await

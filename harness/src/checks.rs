@@ -33,7 +33,11 @@ pub struct CheckResult {
 #[serde(deny_unknown_fields)]
 pub struct Budgets {
     /// Longest unavailability after any fault.
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_unavailability: Option<Duration>,
     /// User requests that failed or ended unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,7 +76,12 @@ pub struct Analysed {
     pub attempts: u32,
 }
 
-fn result(check: &str, verdict: Verdict, summary: String, figures: serde_json::Value) -> CheckResult {
+fn result(
+    check: &str,
+    verdict: Verdict,
+    summary: String,
+    figures: serde_json::Value,
+) -> CheckResult {
     CheckResult {
         check: check.into(),
         verdict,
@@ -85,7 +94,10 @@ fn result(check: &str, verdict: Verdict, summary: String, figures: serde_json::V
 /// every acknowledged job is analysed exactly once in effect; no row exists that no upload
 /// explains, and none points at a missing object. Unknown uploads are reported apart.
 pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budgets) -> CheckResult {
-    let uploads: Vec<OpRecord> = ops(events).into_iter().filter(|o| o.kind == OpKind::Upload).collect();
+    let uploads: Vec<OpRecord> = ops(events)
+        .into_iter()
+        .filter(|o| o.kind == OpKind::Upload)
+        .collect();
     let acked: BTreeMap<i64, String> = uploads
         .iter()
         .filter(|o| o.outcome == Outcome::Ok)
@@ -96,12 +108,18 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         .filter(|o| o.outcome == Outcome::Unknown)
         .filter_map(|o| o.value.as_deref())
         .collect();
-    let failed = uploads.iter().filter(|o| o.outcome == Outcome::Fail).count();
+    let failed = uploads
+        .iter()
+        .filter(|o| o.outcome == Outcome::Fail)
+        .count();
     let Some(state) = state else {
         return result(
             "continuity",
             Verdict::Unknown,
-            format!("{} acknowledged uploads, but the final state could not be read", acked.len()),
+            format!(
+                "{} acknowledged uploads, but the final state could not be read",
+                acked.len()
+            ),
             json!({ "acknowledged": acked.len() }),
         );
     };
@@ -164,10 +182,17 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     });
     let mut problems = Vec::new();
     if lost.len() as u64 > budgets.max_lost_writes {
-        problems.push(format!("lost {} acknowledged writes (budget {})", lost.len(), budgets.max_lost_writes));
+        problems.push(format!(
+            "lost {} acknowledged writes (budget {})",
+            lost.len(),
+            budgets.max_lost_writes
+        ));
     }
     if !unanalysed.is_empty() {
-        problems.push(format!("{} acknowledged jobs never analysed", unanalysed.len()));
+        problems.push(format!(
+            "{} acknowledged jobs never analysed",
+            unanalysed.len()
+        ));
     }
     if !orphans.is_empty() {
         problems.push(format!("{} orphan rows", orphans.len()));
@@ -188,7 +213,11 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     } else {
         Verdict::Pass
     };
-    let summary = if problems.is_empty() { summary } else { format!("{}; {summary}", problems.join("; ")) };
+    let summary = if problems.is_empty() {
+        summary
+    } else {
+        format!("{}; {summary}", problems.join("; "))
+    };
     result("continuity", verdict, summary, figures)
 }
 
@@ -196,7 +225,12 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
 /// and the last, and caught up to the present (slots missed during an outage done after it).
 pub fn historian(state: Option<&FinalState>) -> CheckResult {
     let Some(state) = state.filter(|s| !s.rollup_slots.is_empty()) else {
-        return result("historian", Verdict::Unknown, "no roll-up was read".into(), json!({}));
+        return result(
+            "historian",
+            Verdict::Unknown,
+            "no roll-up was read".into(),
+            json!({}),
+        );
     };
     let slots = &state.rollup_slots;
     let (first, last) = (slots[0], slots[slots.len() - 1]);
@@ -229,7 +263,10 @@ pub fn historian(state: Option<&FinalState>) -> CheckResult {
 
 /// Latency and success of the operations in `[from, to)`.
 fn phase(probes: &[&OpRecord], from: Stamp, to: Stamp) -> serde_json::Value {
-    let inside: Vec<&&OpRecord> = probes.iter().filter(|p| p.invoke >= from && p.invoke < to).collect();
+    let inside: Vec<&&OpRecord> = probes
+        .iter()
+        .filter(|p| p.invoke >= from && p.invoke < to)
+        .collect();
     let ok = inside.iter().filter(|p| p.outcome == Outcome::Ok).count();
     let mut lat: Vec<f64> = inside
         .iter()
@@ -237,7 +274,10 @@ fn phase(probes: &[&OpRecord], from: Stamp, to: Stamp) -> serde_json::Value {
         .map(|p| p.complete.since(p.invoke).as_secs_f64() * 1000.0)
         .collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied();
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+    };
     json!({
         "probes": inside.len(),
         "success_rate": if inside.is_empty() { None } else { Some(ok as f64 / inside.len() as f64) },
@@ -255,7 +295,12 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     let faults: Vec<FaultRecord> = faults(events);
     let user_failures = all_ops
         .iter()
-        .filter(|o| matches!(o.kind, OpKind::Upload | OpKind::Read | OpKind::Session | OpKind::Login))
+        .filter(|o| {
+            matches!(
+                o.kind,
+                OpKind::Upload | OpKind::Read | OpKind::Session | OpKind::Login
+            )
+        })
         .filter(|o| o.client.starts_with("user-") && o.outcome != Outcome::Ok)
         .count() as u64;
     let end = probes.last().map_or(Stamp(0), |p| p.invoke);
@@ -264,11 +309,17 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     let mut last_recovery = faults.first().map_or(Stamp(0), |f| f.start);
     for (i, f) in faults.iter().enumerate() {
         let until = faults.get(i + 1).map_or(end, |n| n.start);
-        let in_window: Vec<&&OpRecord> = probes.iter().filter(|p| p.invoke >= f.start && p.invoke < until).collect();
+        let in_window: Vec<&&OpRecord> = probes
+            .iter()
+            .filter(|p| p.invoke >= f.start && p.invoke < until)
+            .collect();
         let last_failure = in_window.iter().rev().find(|p| p.outcome != Outcome::Ok);
         let (window, uncertainty, recovered) = match last_failure {
             None => (Some(Duration::ZERO), Some(Duration::ZERO), Some(f.start)),
-            Some(lf) => match probes.iter().find(|p| p.invoke > lf.invoke && p.outcome == Outcome::Ok) {
+            Some(lf) => match probes
+                .iter()
+                .find(|p| p.invoke > lf.invoke && p.outcome == Outcome::Ok)
+            {
                 Some(ok) => (
                     Some(ok.invoke.since(f.start)),
                     Some(ok.invoke.since(lf.invoke)),
@@ -307,7 +358,12 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
         "budget_failed_requests": budgets.max_failed_requests,
     });
     if probes.is_empty() {
-        return result("availability", Verdict::Unknown, "no probe ran".into(), figures);
+        return result(
+            "availability",
+            Verdict::Unknown,
+            "no probe ran".into(),
+            figures,
+        );
     }
     let mut problems = Vec::new();
     match (worst, budgets.max_unavailability) {
@@ -326,14 +382,22 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     }
     let summary = format!(
         "worst unavailability {} (±{} ms resolution), {} failed user requests",
-        worst.map_or("never recovered".into(), |w| format!("{} ms", w.as_millis())),
+        worst.map_or("never recovered".into(), |w| format!(
+            "{} ms",
+            w.as_millis()
+        )),
         probe_period.as_millis(),
         user_failures
     );
     if problems.is_empty() {
         result("availability", Verdict::Pass, summary, figures)
     } else {
-        result("availability", Verdict::Fail, format!("{}; {summary}", problems.join("; ")), figures)
+        result(
+            "availability",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        )
     }
 }
 
@@ -353,15 +417,30 @@ pub fn sessions(events: &[Event]) -> CheckResult {
         .filter(rejected)
         .filter(|o| rotation.is_none_or(|r| o.invoke < r))
         .collect();
-    let old: Vec<&OpRecord> = all.iter().filter(|o| o.kind == OpKind::OldSession).collect();
+    let old: Vec<&OpRecord> = all
+        .iter()
+        .filter(|o| o.kind == OpKind::OldSession)
+        .collect();
     let old_accepted: Vec<String> = old
         .iter()
         .filter(|o| o.error.as_deref() != Some("HTTP 401"))
-        .map(|o| format!("{} on {}", o.value.clone().unwrap_or_default(), o.key.clone().unwrap_or_default()))
+        .map(|o| {
+            format!(
+                "{} on {}",
+                o.value.clone().unwrap_or_default(),
+                o.key.clone().unwrap_or_default()
+            )
+        })
         .collect();
     let logins_after = rotation.map(|r| {
-        let after: Vec<&OpRecord> = all.iter().filter(|o| o.kind == OpKind::Login && o.invoke > r).collect();
-        (after.iter().filter(|o| o.outcome == Outcome::Ok).count(), after.len())
+        let after: Vec<&OpRecord> = all
+            .iter()
+            .filter(|o| o.kind == OpKind::Login && o.invoke > r)
+            .collect();
+        (
+            after.iter().filter(|o| o.outcome == Outcome::Ok).count(),
+            after.len(),
+        )
     });
     let figures = json!({
         "session_checks": checks.len(),
@@ -374,23 +453,42 @@ pub fn sessions(events: &[Event]) -> CheckResult {
     });
     let mut problems = Vec::new();
     if !rejected_before_rotation.is_empty() {
-        problems.push(format!("{} valid sessions were rejected", rejected_before_rotation.len()));
+        problems.push(format!(
+            "{} valid sessions were rejected",
+            rejected_before_rotation.len()
+        ));
     }
     if rotation.is_some() {
         if old.is_empty() {
-            return result("sessions", Verdict::Unknown, "secret rotated, but no old cookie was tried".into(), figures);
+            return result(
+                "sessions",
+                Verdict::Unknown,
+                "secret rotated, but no old cookie was tried".into(),
+                figures,
+            );
         }
         if !old_accepted.is_empty() {
-            problems.push(format!("old cookies still accepted after rotation: {}", old_accepted.join(", ")));
+            problems.push(format!(
+                "old cookies still accepted after rotation: {}",
+                old_accepted.join(", ")
+            ));
         }
         if logins_after.is_none_or(|(ok, _)| ok == 0) {
             problems.push("no login succeeded after the rotation".into());
         }
     } else if checks.is_empty() {
-        return result("sessions", Verdict::Unknown, "no session was checked".into(), figures);
+        return result(
+            "sessions",
+            Verdict::Unknown,
+            "no session was checked".into(),
+            figures,
+        );
     }
     let summary = match rotation {
-        Some(_) => format!("{} old cookies tried, all rejected; new logins work", old.len()),
+        Some(_) => format!(
+            "{} old cookies tried, all rejected; new logins work",
+            old.len()
+        ),
         None => format!("{} session checks, none rejected", checks.len()),
     };
     if problems.is_empty() {
@@ -408,7 +506,11 @@ mod tests {
     fn op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome) -> OpRecord {
         OpRecord {
             id,
-            client: if kind == OpKind::Probe { "probe".into() } else { "user-0".into() },
+            client: if kind == OpKind::Probe {
+                "probe".into()
+            } else {
+                "user-0".into()
+            },
             kind,
             key: None,
             value: None,
@@ -441,17 +543,28 @@ mod tests {
     }
 
     fn kill() -> Fault {
-        Fault::Kill { targets: vec!["app1".into()] }
+        Fault::Kill {
+            targets: vec!["app1".into()],
+        }
     }
 
     /// Two acknowledged uploads, stored, analysed once each.
     fn good() -> (Vec<Event>, FinalState) {
-        let events = vec![upload(1, 1, "a", Outcome::Ok), upload(2, 2, "b", Outcome::Ok)];
+        let events = vec![
+            upload(1, 1, "a", Outcome::Ok),
+            upload(2, 2, "b", Outcome::Ok),
+        ];
         let mut s = FinalState::default();
         for (id, sha) in [(1, "a"), (2, "b")] {
             s.rows.insert(id, sha.into());
             s.content.insert(id, Content::Identical);
-            s.analyses.insert(id, Analysed { results: 1, attempts: 1 });
+            s.analyses.insert(
+                id,
+                Analysed {
+                    results: 1,
+                    attempts: 1,
+                },
+            );
         }
         (events, s)
     }
@@ -469,23 +582,46 @@ mod tests {
         s.content.insert(2, Content::Missing);
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Fail);
-        assert!(r.summary.contains("lost 1 acknowledged writes (budget 0)"), "{}", r.summary);
+        assert!(
+            r.summary.contains("lost 1 acknowledged writes (budget 0)"),
+            "{}",
+            r.summary
+        );
         let (e, mut s) = good();
         s.rows.remove(&1);
-        assert_eq!(continuity(&e, Some(&s), &Budgets::default()).verdict, Verdict::Fail);
+        assert_eq!(
+            continuity(&e, Some(&s), &Budgets::default()).verdict,
+            Verdict::Fail
+        );
     }
 
     #[test]
     fn a_job_never_analysed_fails_and_a_redelivery_is_only_counted() {
         let (e, mut s) = good();
-        s.analyses.insert(2, Analysed { results: 1, attempts: 2 });
+        s.analyses.insert(
+            2,
+            Analysed {
+                results: 1,
+                attempts: 2,
+            },
+        );
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass);
         assert_eq!(r.figures["redelivered_jobs"], 1);
-        s.analyses.insert(1, Analysed { results: 0, attempts: 3 });
+        s.analyses.insert(
+            1,
+            Analysed {
+                results: 0,
+                attempts: 3,
+            },
+        );
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Fail);
-        assert!(r.summary.contains("1 acknowledged jobs never analysed"), "{}", r.summary);
+        assert!(
+            r.summary.contains("1 acknowledged jobs never analysed"),
+            "{}",
+            r.summary
+        );
     }
 
     #[test]
@@ -501,7 +637,10 @@ mod tests {
         assert_eq!(r.figures["unknown_that_took_effect"], 1);
         // A row pointing at a missing object is never fine.
         s.content.insert(3, Content::Missing);
-        assert_eq!(continuity(&e, Some(&s), &Budgets::default()).verdict, Verdict::Fail);
+        assert_eq!(
+            continuity(&e, Some(&s), &Budgets::default()).verdict,
+            Verdict::Fail
+        );
     }
 
     #[test]
@@ -511,19 +650,33 @@ mod tests {
             current_slot: current,
             ..Default::default()
         };
-        assert_eq!(historian(Some(&state(vec![10, 11, 12, 13], 14))).verdict, Verdict::Pass);
+        assert_eq!(
+            historian(Some(&state(vec![10, 11, 12, 13], 14))).verdict,
+            Verdict::Pass
+        );
         let r = historian(Some(&state(vec![10, 11, 13], 14)));
         assert_eq!(r.verdict, Verdict::Fail, "a gap");
         assert!(r.summary.contains("1 slots never rolled up"));
-        assert_eq!(historian(Some(&state(vec![10, 11, 11], 12))).verdict, Verdict::Fail, "a duplicate");
-        assert_eq!(historian(Some(&state(vec![10, 11], 20))).verdict, Verdict::Fail, "not caught up");
+        assert_eq!(
+            historian(Some(&state(vec![10, 11, 11], 12))).verdict,
+            Verdict::Fail,
+            "a duplicate"
+        );
+        assert_eq!(
+            historian(Some(&state(vec![10, 11], 20))).verdict,
+            Verdict::Fail,
+            "not caught up"
+        );
         assert_eq!(historian(None).verdict, Verdict::Unknown);
     }
 
     #[test]
     fn no_final_state_is_unknown_not_pass() {
         let (e, _) = good();
-        assert_eq!(continuity(&e, None, &Budgets::default()).verdict, Verdict::Unknown);
+        assert_eq!(
+            continuity(&e, None, &Budgets::default()).verdict,
+            Verdict::Unknown
+        );
     }
 
     /// Probes every 50 ms from 0 to 10 s; failing from 3 000 ms to `recover_ms`; a kill at 3 s.
@@ -531,7 +684,12 @@ mod tests {
         let mut e = vec![fault(1, kill(), 3000)];
         for (i, t) in (0..10_000).step_by(50).enumerate() {
             let bad = (3000..recover_ms).contains(&t);
-            e.push(Event::Op(op(i as u64, OpKind::Probe, t, if bad { Outcome::Fail } else { Outcome::Ok })));
+            e.push(Event::Op(op(
+                i as u64,
+                OpKind::Probe,
+                t,
+                if bad { Outcome::Fail } else { Outcome::Ok },
+            )));
         }
         e
     }
@@ -550,15 +708,28 @@ mod tests {
 
         let r = availability(&outage(6000), Duration::from_millis(50), &budgets);
         assert_eq!(r.verdict, Verdict::Fail);
-        assert!(r.summary.contains("unavailable for 3000 ms, budget 2000 ms"), "{}", r.summary);
+        assert!(
+            r.summary
+                .contains("unavailable for 3000 ms, budget 2000 ms"),
+            "{}",
+            r.summary
+        );
     }
 
     #[test]
     fn never_recovering_fails_and_no_probe_is_unknown() {
-        let r = availability(&outage(20_000), Duration::from_millis(50), &Budgets::default());
+        let r = availability(
+            &outage(20_000),
+            Duration::from_millis(50),
+            &Budgets::default(),
+        );
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(r.summary.contains("never recovered"));
-        let r = availability(&[fault(1, kill(), 0)], Duration::from_millis(50), &Budgets::default());
+        let r = availability(
+            &[fault(1, kill(), 0)],
+            Duration::from_millis(50),
+            &Budgets::default(),
+        );
         assert_eq!(r.verdict, Verdict::Unknown);
     }
 
@@ -572,17 +743,35 @@ mod tests {
         };
         let r = availability(&e, Duration::from_millis(50), &zero);
         assert_eq!(r.verdict, Verdict::Fail);
-        assert!(r.summary.contains("1 failed user requests, budget 0"), "{}", r.summary);
+        assert!(
+            r.summary.contains("1 failed user requests, budget 0"),
+            "{}",
+            r.summary
+        );
     }
 
     fn session_op(id: u64, at_ms: u64, rejected: bool) -> Event {
-        let mut o = op(id, OpKind::Session, at_ms, if rejected { Outcome::Fail } else { Outcome::Ok });
+        let mut o = op(
+            id,
+            OpKind::Session,
+            at_ms,
+            if rejected { Outcome::Fail } else { Outcome::Ok },
+        );
         o.error = rejected.then(|| "session rejected".into());
         Event::Op(o)
     }
 
     fn old_cookie(id: u64, app: &str, status: u16) -> Event {
-        let mut o = op(id, OpKind::OldSession, 9000, if status == 200 { Outcome::Ok } else { Outcome::Fail });
+        let mut o = op(
+            id,
+            OpKind::OldSession,
+            9000,
+            if status == 200 {
+                Outcome::Ok
+            } else {
+                Outcome::Fail
+            },
+        );
         o.key = Some(app.into());
         o.value = Some("user-0".into());
         o.error = (status != 200).then(|| format!("HTTP {status}"));
@@ -591,9 +780,17 @@ mod tests {
 
     #[test]
     fn a_session_rejected_after_a_failover_fails() {
-        let e = vec![session_op(1, 1000, false), fault(1, kill(), 2000), session_op(2, 3000, false)];
+        let e = vec![
+            session_op(1, 1000, false),
+            fault(1, kill(), 2000),
+            session_op(2, 3000, false),
+        ];
         assert_eq!(sessions(&e).verdict, Verdict::Pass);
-        let e = vec![session_op(1, 1000, false), fault(1, kill(), 2000), session_op(2, 3000, true)];
+        let e = vec![
+            session_op(1, 1000, false),
+            fault(1, kill(), 2000),
+            session_op(2, 3000, true),
+        ];
         assert_eq!(sessions(&e).verdict, Verdict::Fail);
     }
 
@@ -613,12 +810,21 @@ mod tests {
         ];
         let mut ok = base.clone();
         ok.extend([old_cookie(10, "app1", 401), old_cookie(11, "app2", 401)]);
-        assert_eq!(sessions(&ok).verdict, Verdict::Pass, "{}", sessions(&ok).summary);
+        assert_eq!(
+            sessions(&ok).verdict,
+            Verdict::Pass,
+            "{}",
+            sessions(&ok).summary
+        );
         let mut bad = base.clone();
         bad.extend([old_cookie(10, "app1", 401), old_cookie(11, "app2", 200)]);
         let r = sessions(&bad);
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(r.summary.contains("user-0 on app2"), "{}", r.summary);
-        assert_eq!(sessions(&base).verdict, Verdict::Unknown, "rotation without old cookies tried");
+        assert_eq!(
+            sessions(&base).verdict,
+            Verdict::Unknown,
+            "rotation without old cookies tried"
+        );
     }
 }

@@ -63,7 +63,10 @@ pub enum Fault {
     Heal,
     /// Writes a new value of a run secret into the config files of `targets`, as the guides'
     /// rotation does ("overwrite the key on every VM"); restarting them is a separate step.
-    RotateSecret { secret: String, targets: Vec<String> },
+    RotateSecret {
+        secret: String,
+        targets: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +110,9 @@ pub enum FaultError {
     ))]
     Selector(String),
     #[error("no config file of `{node}` holds the secret {secret}")]
-    #[diagnostic(help("rotate-secret rewrites ${{secret:NAME}} values in the node's mounted config files"))]
+    #[diagnostic(help(
+        "rotate-secret rewrites ${{secret:NAME}} values in the node's mounted config files"
+    ))]
     SecretNotMounted { node: String, secret: String },
     #[error("the topology declares no secret {0}")]
     UnknownSecret(String),
@@ -392,11 +397,13 @@ impl Shared {
                 let staged = self.staged_config(node, &mount.target);
                 let text = std::fs::read_to_string(&staged).unwrap_or_default();
                 if text.contains(&old) {
-                    std::fs::write(&staged, text.replace(&old, &new)).map_err(|e| FaultError::Command {
-                        node: node.clone(),
-                        cmd: format!("rewrite {}", staged.display()),
-                        code: None,
-                        output: e.to_string(),
+                    std::fs::write(&staged, text.replace(&old, &new)).map_err(|e| {
+                        FaultError::Command {
+                            node: node.clone(),
+                            cmd: format!("rewrite {}", staged.display()),
+                            code: None,
+                            output: e.to_string(),
+                        }
                     })?;
                     changed += 1;
                 }

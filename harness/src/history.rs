@@ -102,7 +102,8 @@ impl History {
 
     /// A fresh operation id.
     pub fn next_op_id(&self) -> u64 {
-        self.next_op.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.next_op
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn record(&self, event: Event) {

@@ -5,8 +5,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use miette::{IntoDiagnostic, Result};
 
-use hadrill::images::{self, ImageBuilder, ImageRef};
 use hadrill::checks::Verdict;
+use hadrill::images::{self, ImageBuilder, ImageRef};
 use hadrill::run::{self, Run, RunOptions};
 use hadrill::scenario::{self, Scenario};
 use hadrill::{Topology, docker, project_root};
@@ -96,19 +96,30 @@ fn main() -> Result<()> {
 
 async fn run_scenarios(names: Vec<String>) -> Result<()> {
     let root = project_root();
-    let names = if names.is_empty() { scenario::available(&root) } else { names };
+    let names = if names.is_empty() {
+        scenario::available(&root)
+    } else {
+        names
+    };
     let options = RunOptions::new(&root);
     let t0 = Instant::now();
     let mut all = Vec::new();
     for name in &names {
         let s = Scenario::load(&root, name)?;
-        eprintln!("== {} ({}): {}", s.name, s.topology.name, s.spec.description);
+        eprintln!(
+            "== {} ({}): {}",
+            s.name, s.topology.name, s.spec.description
+        );
         let results = s.run(&options).await?;
         println!("{}", results.summary());
         println!("run directory: {}", results.run_dir.display());
         all.push(results);
     }
-    println!("\n{} scenario(s) in {:.0}s", all.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "\n{} scenario(s) in {:.0}s",
+        all.len(),
+        t0.elapsed().as_secs_f64()
+    );
     for r in &all {
         println!("  {:<24} {}", r.scenario, scenario::verdict_word(r.verdict));
     }

@@ -177,27 +177,38 @@ pub fn available(root: &Path) -> Vec<String> {
 impl Scenario {
     /// Loads `<root>/scenarios/<name>.toml` (or a path) and the topology it names.
     pub fn load(root: &Path, name: &str) -> Result<Scenario, ScenarioError> {
-        let path = crate::topology::locate(root, "scenarios", name).map_err(|(path, available)| {
-            ScenarioError::NotFound {
-                name: name.into(),
-                path,
-                available: available.join(", "),
-            }
-        })?;
+        let path =
+            crate::topology::locate(root, "scenarios", name).map_err(|(path, available)| {
+                ScenarioError::NotFound {
+                    name: name.into(),
+                    path,
+                    available: available.join(", "),
+                }
+            })?;
         let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
             path: path.clone(),
             source,
         })?;
-        let invalid = |span, message: String| ScenarioError::Invalid(Invalid::at(&path, &text, span, message, None));
-        let spec: ScenarioSpec =
-            toml::from_str(&text).map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
+        let invalid = |span, message: String| {
+            ScenarioError::Invalid(Invalid::at(&path, &text, span, message, None))
+        };
+        let spec: ScenarioSpec = toml::from_str(&text)
+            .map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
         // A topology given as a file is found relative to the scenario file.
         let topology_ref = match spec.topology.get_ref() {
-            t if t.ends_with(".toml") => path.parent().unwrap_or(root).join(t).to_string_lossy().into_owned(),
+            t if t.ends_with(".toml") => path
+                .parent()
+                .unwrap_or(root)
+                .join(t)
+                .to_string_lossy()
+                .into_owned(),
             t => t.to_string(),
         };
         let topology = Topology::load(root, &topology_ref).map_err(|e| {
-            invalid(spec.topology.span(), format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()))
+            invalid(
+                spec.topology.span(),
+                format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()),
+            )
         })?;
         for (i, step) in spec.steps.iter().enumerate() {
             let problem = match (step.at, step.after, &step.fault, &step.wait) {
@@ -210,7 +221,11 @@ impl Scenario {
             }
         }
         Ok(Scenario {
-            name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+            name: path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             path,
             spec,
             topology,
@@ -221,7 +236,8 @@ impl Scenario {
     /// judges it, writes `results.json` and removes the topology.
     pub async fn run(&self, options: &RunOptions) -> Result<Results, ScenarioError> {
         let wall = Instant::now();
-        let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let started_at =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let mut run = Run::start(self.topology.clone(), options).await?;
         let (step_errors, sessions) = self.drive(&run).await;
         let mut results = self.judge(&run, step_errors, &sessions, started_at).await;
@@ -230,8 +246,11 @@ impl Scenario {
         }
         results.wall_seconds = wall.elapsed().as_secs_f64();
         let path = run.dir().join("results.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&results).expect("results serialise"))
-            .map_err(|source| ScenarioError::Write { path, source })?;
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&results).expect("results serialise"),
+        )
+        .map_err(|source| ScenarioError::Write { path, source })?;
         Ok(results)
     }
 
@@ -264,7 +283,11 @@ impl Scenario {
                 }
             }
             if let Some(wait) = &step.wait {
-                let nodes = if wait.nodes.is_empty() { nodes } else { wait.nodes.clone() };
+                let nodes = if wait.nodes.is_empty() {
+                    nodes
+                } else {
+                    wait.nodes.clone()
+                };
                 if let Err(e) = self.wait(run, wait, &nodes).await {
                     errors.push(format!("step {}: wait until {:?}: {e}", i + 1, wait.until));
                     break;
@@ -281,7 +304,9 @@ impl Scenario {
             Condition::Healthy => {
                 for n in nodes {
                     let node = run.node(n).map_err(|e| e.to_string())?;
-                    node.wait_healthy(wait.timeout).await.map_err(|e| e.to_string())?;
+                    node.wait_healthy(wait.timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Ok(())
             }
@@ -290,12 +315,17 @@ impl Scenario {
                 let db = self.connect_db(run).await.map_err(|e| e.to_string())?;
                 let deadline = Instant::now() + wait.timeout;
                 loop {
-                    let done = analysed_count(&db, &acked).await.map_err(|e| e.to_string())?;
+                    let done = analysed_count(&db, &acked)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     if done == acked.len() {
                         return Ok(());
                     }
                     if Instant::now() > deadline {
-                        return Err(format!("{done} of {} acknowledged uploads analysed", acked.len()));
+                        return Err(format!(
+                            "{done} of {} acknowledged uploads analysed",
+                            acked.len()
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -318,7 +348,10 @@ impl Scenario {
             .password(password)
             .dbname(&f.database_name)
             .connect_timeout(Duration::from_secs(5));
-        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        let (client, conn) = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(client)
     }
@@ -337,13 +370,30 @@ impl Scenario {
             return;
         };
         let f = &self.spec.final_read;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
         for node in run.nodes().iter().filter(|n| n.spec().role == f.app_role) {
-            let Some(addr) = node.host_addr(f.app_port) else { continue };
+            let Some(addr) = node.host_addr(f.app_port) else {
+                continue;
+            };
             for s in sessions.iter().filter(|s| s.issued < rotated) {
                 let invoke = run.clock().now();
-                let r = http.get(format!("http://{addr}/me")).header("cookie", &s.cookie).send().await;
-                record(run, "verifier", OpKind::OldSession, Some(node.name()), Some(&s.user), invoke, classify(&r));
+                let r = http
+                    .get(format!("http://{addr}/me"))
+                    .header("cookie", &s.cookie)
+                    .send()
+                    .await;
+                record(
+                    run,
+                    "verifier",
+                    OpKind::OldSession,
+                    Some(node.name()),
+                    Some(&s.user),
+                    invoke,
+                    classify(&r),
+                );
             }
             let invoke = run.clock().now();
             let r = http
@@ -351,7 +401,15 @@ impl Scenario {
                 .json(&serde_json::json!({ "user": "verifier" }))
                 .send()
                 .await;
-            record(run, "verifier", OpKind::Login, Some(node.name()), None, invoke, classify(&r));
+            record(
+                run,
+                "verifier",
+                OpKind::Login,
+                Some(node.name()),
+                None,
+                invoke,
+                classify(&r),
+            );
         }
     }
 
@@ -360,11 +418,20 @@ impl Scenario {
         let acked = acknowledged(&run.history().events());
         let db = self.connect_db(run).await?;
         let deadline = Instant::now() + self.spec.final_read.analysis_timeout;
-        while analysed_count(&db, &acked).await.map_err(|e| e.to_string())? < acked.len() && Instant::now() < deadline {
+        while analysed_count(&db, &acked)
+            .await
+            .map_err(|e| e.to_string())?
+            < acked.len()
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let mut state = FinalState::default();
-        for r in db.query("SELECT id, sha256 FROM traces", &[]).await.map_err(|e| e.to_string())? {
+        for r in db
+            .query("SELECT id, sha256 FROM traces", &[])
+            .await
+            .map_err(|e| e.to_string())?
+        {
             state.rows.insert(r.get(0), r.get(1));
         }
         for r in db
@@ -413,7 +480,10 @@ impl Scenario {
             .map_err(|e| format!("verifier login: {e}"))?;
         for (id, sha) in state.rows.clone() {
             let invoke = run.clock().now();
-            let r = http.get(format!("http://{entry}/traces/{id}/content")).send().await;
+            let r = http
+                .get(format!("http://{entry}/traces/{id}/content"))
+                .send()
+                .await;
             let mut ex = classify(&r);
             let content = match r {
                 Ok(resp) if resp.status().is_success() => match resp.bytes().await {
@@ -435,7 +505,15 @@ impl Scenario {
                 ex.outcome = Outcome::Fail;
                 ex.error = Some(format!("{content:?}"));
             }
-            record(run, "verifier", OpKind::Verify, Some(&id.to_string()), Some(&sha), invoke, ex);
+            record(
+                run,
+                "verifier",
+                OpKind::Verify,
+                Some(&id.to_string()),
+                Some(&sha),
+                invoke,
+                ex,
+            );
             state.content.insert(id, content);
         }
         Ok(state)
@@ -464,18 +542,29 @@ impl Scenario {
             checks::sessions(&events),
             checks::historian(state.as_ref()),
         ];
-        let verdict = if !step_errors.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
-            Verdict::Fail
-        } else if checks.iter().any(|c| c.verdict == Verdict::Unknown) {
-            Verdict::Unknown
-        } else {
-            Verdict::Pass
-        };
+        let verdict =
+            if !step_errors.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
+                Verdict::Fail
+            } else if checks.iter().any(|c| c.verdict == Verdict::Unknown) {
+                Verdict::Unknown
+            } else {
+                Verdict::Pass
+            };
         let mut operations: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         for o in ops(&events) {
-            let kind = serde_json::to_value(o.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-            let outcome = serde_json::to_value(o.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-            *operations.entry(kind).or_default().entry(outcome).or_default() += 1;
+            let kind = serde_json::to_value(o.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let outcome = serde_json::to_value(o.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *operations
+                .entry(kind)
+                .or_default()
+                .entry(outcome)
+                .or_default() += 1;
         }
         Results {
             scenario: self.name.clone(),
@@ -502,7 +591,15 @@ impl Scenario {
     }
 }
 
-fn record(run: &Run, client: &str, kind: OpKind, key: Option<&str>, value: Option<&str>, invoke: Stamp, ex: crate::workload::Exchange) {
+fn record(
+    run: &Run,
+    client: &str,
+    kind: OpKind,
+    key: Option<&str>,
+    value: Option<&str>,
+    invoke: Stamp,
+    ex: crate::workload::Exchange,
+) {
     let h = run.history();
     h.record(Event::Op(OpRecord {
         id: h.next_op_id(),
@@ -527,9 +624,15 @@ fn acknowledged(events: &[Event]) -> Vec<i64> {
         .collect()
 }
 
-async fn analysed_count(db: &tokio_postgres::Client, ids: &[i64]) -> Result<usize, tokio_postgres::Error> {
+async fn analysed_count(
+    db: &tokio_postgres::Client,
+    ids: &[i64],
+) -> Result<usize, tokio_postgres::Error> {
     let row = db
-        .query_one("SELECT count(*) FROM analyses WHERE trace_id = ANY($1)", &[&ids])
+        .query_one(
+            "SELECT count(*) FROM analyses WHERE trace_id = ANY($1)",
+            &[&ids],
+        )
         .await?;
     Ok(row.get::<_, i64>(0) as usize)
 }
@@ -539,7 +642,10 @@ async fn components(run: &Run) -> BTreeMap<String, String> {
     const PROBES: &[(&str, &str)] = &[
         ("haproxy", "haproxy -v | head -1"),
         ("nginx", "nginx -v 2>&1"),
-        ("postgresql", "/usr/lib/postgresql/15/bin/postgres --version"),
+        (
+            "postgresql",
+            "/usr/lib/postgresql/15/bin/postgres --version",
+        ),
         ("redis", "redis-server --version"),
         ("seaweedfs", "weed version 2>&1 | head -1"),
         ("patroni", "patroni --version 2>&1"),
@@ -547,7 +653,11 @@ async fn components(run: &Run) -> BTreeMap<String, String> {
     ];
     let mut out = BTreeMap::new();
     // Every hadrill image carries the same packages: ask any running node.
-    let Some(node) = run.nodes().into_iter().find(|n| !n.spec().once && !n.ips().is_empty()) else {
+    let Some(node) = run
+        .nodes()
+        .into_iter()
+        .find(|n| !n.spec().once && !n.ips().is_empty())
+    else {
         return out;
     };
     for (name, cmd) in PROBES {
@@ -573,7 +683,12 @@ impl Results {
             s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
         }
         for c in &self.checks {
-            s.push_str(&format!("  {:<20} {:<8} {}\n", c.check, verdict_word(c.verdict), c.summary));
+            s.push_str(&format!(
+                "  {:<20} {:<8} {}\n",
+                c.check,
+                verdict_word(c.verdict),
+                c.summary
+            ));
         }
         s
     }

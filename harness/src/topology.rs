@@ -57,7 +57,13 @@ pub struct Invalid {
 
 impl Invalid {
     /// An error at `span` of the file `path` holding `text` (shared by the scenario files).
-    pub fn at(path: &Path, text: &str, span: Range<usize>, message: String, help: Option<String>) -> Box<Invalid> {
+    pub fn at(
+        path: &Path,
+        text: &str,
+        span: Range<usize>,
+        message: String,
+        help: Option<String>,
+    ) -> Box<Invalid> {
         let start = span.start.min(text.len());
         let before = &text[..start];
         let line = before.matches('\n').count() + 1;
@@ -133,10 +139,12 @@ impl NodeSpec {
 impl Topology {
     /// Loads `name` from `<root>/topologies/<name>.toml`, or from a path if `name` is one.
     pub fn load(root: &Path, name: &str) -> Result<Self, TopologyError> {
-        let path = locate(root, "topologies", name).map_err(|(path, available)| TopologyError::NotFound {
-            name: name.to_string(),
-            path,
-            available: available.join(", "),
+        let path = locate(root, "topologies", name).map_err(|(path, available)| {
+            TopologyError::NotFound {
+                name: name.to_string(),
+                path,
+                available: available.join(", "),
+            }
         })?;
         let text = std::fs::read_to_string(&path).map_err(|source| TopologyError::Read {
             path: path.clone(),
@@ -160,7 +168,11 @@ impl Topology {
         validate_name(&ctx, "topology", &name, 0..0)?;
         let base = match &raw.extends {
             Some(parent) if parent.get_ref() == &name => {
-                return Err(ctx.error(parent.span(), "extends: a topology cannot extend itself".into(), None));
+                return Err(ctx.error(
+                    parent.span(),
+                    "extends: a topology cannot extend itself".into(),
+                    None,
+                ));
             }
             Some(parent) => Some(Self::load(root, parent.get_ref()).map_err(|e| {
                 ctx.error(
@@ -231,7 +243,11 @@ pub fn available(root: &Path) -> Vec<String> {
 
 /// `<root>/<dir>/<name>.toml`, or `name` itself when it is a path. When the file does not
 /// exist: where it was looked for, and the names that do exist.
-pub(crate) fn locate(root: &Path, dir: &str, name: &str) -> Result<PathBuf, (PathBuf, Vec<String>)> {
+pub(crate) fn locate(
+    root: &Path,
+    dir: &str,
+    name: &str,
+) -> Result<PathBuf, (PathBuf, Vec<String>)> {
     let as_path = Path::new(name);
     let path = if name.ends_with(".toml") || as_path.components().count() > 1 {
         as_path.to_path_buf()

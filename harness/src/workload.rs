@@ -88,12 +88,19 @@ impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let t = s.trim();
-        let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
-            .iter()
-            .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
-            .unwrap_or((t, 1));
+        let (num, mult) = [
+            ("GiB", 1u64 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+            ("B", 1),
+        ]
+        .iter()
+        .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
+        .unwrap_or((t, 1));
         num.parse::<u64>().map(|n| Size(n * mult)).map_err(|_| {
-            serde::de::Error::custom(format!("invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"))
+            serde::de::Error::custom(format!(
+                "invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"
+            ))
         })
     }
 }
@@ -154,7 +161,10 @@ impl Workload {
     pub async fn stop(mut self) -> Vec<IssuedSession> {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -260,15 +270,28 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     let ok = ex.outcome == Outcome::Ok;
     if let Ok(resp) = &r
         && ok
-        && let Some(cookie) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok())
+        && let Some(cookie) = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
     {
-        ctx.sessions.lock().unwrap_or_else(|e| e.into_inner()).push(IssuedSession {
-            user: name.to_string(),
-            cookie: cookie.split(';').next().unwrap_or_default().to_string(),
-            issued: invoke,
-        });
+        ctx.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(IssuedSession {
+                user: name.to_string(),
+                cookie: cookie.split(';').next().unwrap_or_default().to_string(),
+                issued: invoke,
+            });
     }
-    ctx.record(name, OpKind::Login, Some(name.to_string()), None, invoke, ex);
+    ctx.record(
+        name,
+        OpKind::Login,
+        Some(name.to_string()),
+        None,
+        invoke,
+        ex,
+    );
     ok
 }
 
@@ -315,7 +338,11 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
     rand::rng().fill(&mut body[..]);
     let sha = hex::encode(Sha256::digest(&body));
     let invoke = ctx.shared.clock.now();
-    let r = http.post(format!("{}/traces", ctx.base)).body(body).send().await;
+    let r = http
+        .post(format!("{}/traces", ctx.base))
+        .body(body)
+        .send()
+        .await;
     let mut ex = classify(&r);
     let mut id = None;
     if let Ok(resp) = r
@@ -334,13 +361,23 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
             }
         }
     }
-    ctx.record(name, OpKind::Upload, id.map(|i| i.to_string()), Some(sha.clone()), invoke, ex);
+    ctx.record(
+        name,
+        OpKind::Upload,
+        id.map(|i| i.to_string()),
+        Some(sha.clone()),
+        invoke,
+        ex,
+    );
     id.map(|i| (i, sha))
 }
 
 async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
     let invoke = ctx.shared.clock.now();
-    let r = http.get(format!("{}/traces/{id}/content", ctx.base)).send().await;
+    let r = http
+        .get(format!("{}/traces/{id}/content", ctx.base))
+        .send()
+        .await;
     let mut ex = classify(&r);
     if let Ok(resp) = r
         && ex.outcome == Outcome::Ok
@@ -357,7 +394,14 @@ async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str)
             }
         }
     }
-    ctx.record(name, OpKind::Read, Some(id.to_string()), Some(sha.to_string()), invoke, ex);
+    ctx.record(
+        name,
+        OpKind::Read,
+        Some(id.to_string()),
+        Some(sha.to_string()),
+        invoke,
+        ex,
+    );
 }
 
 /// Returns whether the session is still valid (if not, the user logs in again).
@@ -369,7 +413,14 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     if rejected {
         ex.error = Some("session rejected".into());
     }
-    ctx.record(name, OpKind::Session, Some(name.to_string()), None, invoke, ex);
+    ctx.record(
+        name,
+        OpKind::Session,
+        Some(name.to_string()),
+        None,
+        invoke,
+        ex,
+    );
     !rejected
 }
 

@@ -306,14 +306,26 @@ async fn nginx_variant_proxies_api_and_ui_over_tls_1_2_only() {
     let script = "curl -sk -o /dev/null -w 'api=%{http_code} ' https://lb/api/healthz; \
                   curl -sk -o /dev/null -w 'ui=%{http_code} ' https://lb/readyz; \
                   curl -sk --tls-max 1.1 -o /dev/null -w 'tls11=%{http_code}' https://lb/healthz; true";
-    let out = run.node("app1").unwrap().exec(&["sh", "-c", script]).await.unwrap();
-    assert_eq!(out.output.trim(), "api=200 ui=200 tls11=000", "{}", out.output);
+    let out = run
+        .node("app1")
+        .unwrap()
+        .exec(&["sh", "-c", script])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.output.trim(),
+        "api=200 ui=200 tls11=000",
+        "{}",
+        out.output
+    );
 
     // A server that stops answering is skipped (passive check) and requests keep succeeding.
     run.node("app2").unwrap().kill().await.unwrap();
     let lb = run.node("lb").unwrap().host_addr(80).unwrap();
     for i in 0..10 {
-        let r = reqwest::get(format!("http://{lb}/api/healthz")).await.unwrap();
+        let r = reqwest::get(format!("http://{lb}/api/healthz"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "request {i} after killing app2");
         assert_eq!(served_by(&r), "app1");
     }
@@ -325,11 +337,25 @@ async fn nginx_variant_proxies_api_and_ui_over_tls_1_2_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_product_acknowledging_before_storing_fails_continuity() {
     let path = common::root().join("harness/tests/fixtures/broken-kill-app.toml");
-    let scenario = hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
+    let scenario =
+        hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
     let results = scenario.run(&common::options()).await.unwrap();
     println!("{}", results.summary());
-    let continuity = results.checks.iter().find(|c| c.check == "continuity").unwrap();
-    assert_eq!(continuity.verdict, hadrill::checks::Verdict::Fail, "{}", continuity.summary);
-    assert!(continuity.figures["lost"].as_u64().unwrap() > 0, "{}", continuity.figures);
+    let continuity = results
+        .checks
+        .iter()
+        .find(|c| c.check == "continuity")
+        .unwrap();
+    assert_eq!(
+        continuity.verdict,
+        hadrill::checks::Verdict::Fail,
+        "{}",
+        continuity.summary
+    );
+    assert!(
+        continuity.figures["lost"].as_u64().unwrap() > 0,
+        "{}",
+        continuity.figures
+    );
     assert_eq!(results.verdict, hadrill::checks::Verdict::Fail);
 }

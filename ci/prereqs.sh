@@ -7,6 +7,8 @@ need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
 command -v docker >/dev/null || need+=(docker.io)
+# The report test loads the HTML report in a real headless browser.
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -320,11 +320,21 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
                 .iter()
                 .find(|p| p.invoke > lf.invoke && p.outcome == Outcome::Ok)
             {
-                Some(ok) => (
-                    Some(ok.invoke.since(f.start)),
-                    Some(ok.invoke.since(lf.invoke)),
-                    Some(ok.invoke),
-                ),
+                Some(ok) => {
+                    // The outage may outlast this fault's window: the uncertainty is the gap to
+                    // the last failure before that first success, wherever it fell.
+                    let before = probes
+                        .iter()
+                        .filter(|p| p.invoke < ok.invoke && p.outcome != Outcome::Ok)
+                        .map(|p| p.invoke)
+                        .max()
+                        .unwrap_or(lf.invoke);
+                    (
+                        Some(ok.invoke.since(f.start)),
+                        Some(ok.invoke.since(before)),
+                        Some(ok.invoke),
+                    )
+                }
                 None => (None, None, None),
             },
         };

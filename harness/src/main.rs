@@ -36,6 +36,22 @@ enum Command {
         /// Scenario names (scenarios/<name>.toml) or paths.
         scenarios: Vec<String>,
     },
+    /// Render the HTML report of runs: one run directory gives its report; several also give a
+    /// suite sign-off page and a trend page.
+    Report {
+        #[arg(required = true)]
+        runs: Vec<std::path::PathBuf>,
+        /// Where the suite and trend pages go (default: runs/suite-<time>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Past runs for the trend page: every run directory under this one (default: the
+        /// runs directory).
+        #[arg(long)]
+        history: Option<std::path::PathBuf>,
+        /// Exit non-zero unless every run passed (the nightly's sign-off verdict).
+        #[arg(long)]
+        signoff: bool,
+    },
     /// Start a topology, print each node's address, and keep it up until Ctrl-C.
     Up {
         /// Topology name (topologies/<name>.toml) or path to a topology file.
@@ -80,6 +96,19 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Doctor => doctor().await,
             Command::Run { scenarios } => run_scenarios(scenarios).await,
+            Command::Report {
+                runs,
+                out,
+                history,
+                signoff,
+            } => {
+                report(&runs, out, history)?;
+                if signoff {
+                    signoff_verdict(&runs)
+                } else {
+                    Ok(())
+                }
+            }
             Command::Images {
                 command: ImagesCommand::Build,
             } => images_build().await,
@@ -132,6 +161,72 @@ async fn run_scenarios(names: Vec<String>) -> Result<()> {
         Ok(())
     } else {
         Err(miette::miette!("not passed: {}", bad.join(", ")))
+    }
+}
+
+/// Renders each run's page; for several runs, the suite page and the trend over every run
+/// kept in the runs directory. Returns the page to open.
+fn report(
+    runs: &[std::path::PathBuf],
+    out: Option<std::path::PathBuf>,
+    history: Option<std::path::PathBuf>,
+) -> Result<std::path::PathBuf> {
+    if let [one] = runs {
+        let page = hadrill_reports::render_run(one).into_diagnostic()?;
+        println!("report: {}", page.display());
+        return Ok(page);
+    }
+    let root = RunOptions::new(project_root()).runs_dir;
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    let out = out.unwrap_or_else(|| root.join(format!("suite-{stamp}")));
+    let page = hadrill_reports::render_suite(runs, &out).into_diagnostic()?;
+    let mut past = Vec::new();
+    find_runs(&history.unwrap_or(root), 3, &mut past);
+    past.extend(runs.iter().cloned());
+    past.sort();
+    past.dedup();
+    hadrill_reports::render_trend(&past, &out).into_diagnostic()?;
+    println!("suite report: {}", page.display());
+    Ok(page)
+}
+
+/// Run directories (holding results.json) under `dir`, `depth` levels down at most.
+fn find_runs(dir: &std::path::Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+    if dir.join("results.json").is_file() {
+        out.push(dir.to_path_buf());
+        return;
+    }
+    if depth == 0 {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            find_runs(&entry.path(), depth - 1, out);
+        }
+    }
+}
+
+/// Every run's verdict from its results.json: all must be `pass`.
+fn signoff_verdict(runs: &[std::path::PathBuf]) -> Result<()> {
+    let mut not_passed = Vec::new();
+    for run in runs {
+        let path = run.join("results.json");
+        let text = std::fs::read_to_string(&path).into_diagnostic()?;
+        let results: serde_json::Value = serde_json::from_str(&text).into_diagnostic()?;
+        if results["verdict"] != "pass" {
+            not_passed.push(format!("{} ({})", results["scenario"], results["verdict"]));
+        }
+    }
+    if not_passed.is_empty() {
+        println!("sign-off: PASS ({} runs)", runs.len());
+        Ok(())
+    } else {
+        Err(miette::miette!(
+            "sign-off: FAIL; not passed: {}",
+            not_passed.join(", ")
+        ))
     }
 }
 

@@ -167,6 +167,13 @@ pub struct Results {
     pub operations: BTreeMap<String, BTreeMap<String, usize>>,
     pub components: BTreeMap<String, String>,
     pub images: BTreeMap<String, String>,
+    /// Wall-clock time (Unix ms) at which the run's clock read zero: maps history stamps to
+    /// container log timestamps.
+    pub clock_origin_unix_ms: u64,
+    pub git_commit: Option<String>,
+    pub host: String,
+    /// The workload and probe settings the figures were measured with.
+    pub workload: serde_json::Value,
 }
 
 /// Names of the scenarios under `<root>/scenarios`.
@@ -263,6 +270,7 @@ impl Scenario {
             Err(e) => return (vec![format!("workload: {e}")], Vec::new()),
         };
         let t0 = Instant::now();
+        let progress = tokio::spawn(progress(run.shared().clone(), self.spec.steps.len()));
         tokio::time::sleep(self.spec.warmup).await;
         for (i, step) in self.spec.steps.iter().enumerate() {
             if let Some(at) = step.at {
@@ -296,6 +304,7 @@ impl Scenario {
         }
         tokio::time::sleep(self.spec.settle).await;
         let sessions = workload.stop().await;
+        progress.abort();
         (errors, sessions)
     }
 
@@ -581,6 +590,16 @@ impl Scenario {
             faults: run.history().faults(),
             operations,
             components: components(run).await,
+            clock_origin_unix_ms: run
+                .clock()
+                .wall_origin()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            git_commit: git_commit(&self.path),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
+            workload: serde_json::to_value(&self.spec.workload).unwrap_or_default(),
             images: run
                 .shared()
                 .images
@@ -588,6 +607,33 @@ impl Scenario {
                 .map(|(k, v)| (k.to_string(), format!("{} ({})", v.tag, v.id)))
                 .collect(),
         }
+    }
+}
+
+/// Live progress while a scenario runs: the last fault and the operations so far.
+async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let events = shared.history.events();
+        let mut counts = [0usize; 3];
+        let mut last_fault = None;
+        for e in &events {
+            match e {
+                Event::Op(o) => counts[o.outcome as usize] += 1,
+                Event::Fault(f) => last_fault = Some(f),
+            }
+        }
+        let fault = last_fault.map_or("none yet".to_string(), |f| {
+            format!("#{}/{steps} {} {}", f.id, f.fault.name(), f.nodes.join(","))
+        });
+        tracing::info!(
+            "t={} last fault {fault}; operations ok {} fail {} unknown {}",
+            shared.clock.now(),
+            counts[0],
+            counts[1],
+            counts[2]
+        );
     }
 }
 
@@ -635,6 +681,18 @@ async fn analysed_count(
         )
         .await?;
     Ok(row.get::<_, i64>(0) as usize)
+}
+
+/// The commit of the checkout holding the scenario file, if it is in one.
+fn git_commit(scenario: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(scenario.parent()?)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Versions of the components, read from the running images.

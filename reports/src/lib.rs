@@ -1,1 +1,551 @@
+//! Self-contained HTML reports from what a run leaves on disk (`results.json`,
+//! `history.jsonl`, `logs/`). They depend on those files only, so any run, old or from CI, can
+//! be rendered again. No external assets: the pages work offline and as CI artifacts.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, Value, context};
+use serde_json::Value as Json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rendering {0}: {1}")]
+    Template(&'static str, minijinja::Error),
+}
+
+/// One run as found on disk.
+pub struct RunData {
+    pub dir: PathBuf,
+    pub results: Json,
+    pub events: Vec<Json>,
+}
+
+impl RunData {
+    pub fn load(dir: &Path) -> Result<RunData, ReportError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|source| ReportError::Read { path, source })
+        };
+        let path = dir.join("results.json");
+        let results = serde_json::from_str(&read("results.json")?)
+            .map_err(|source| ReportError::Json { path, source })?;
+        let events = read("history.jsonl")?
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Ok(RunData {
+            dir: dir.to_path_buf(),
+            results,
+            events,
+        })
+    }
+
+    fn ops(&self) -> impl Iterator<Item = &Json> {
+        self.events.iter().filter(|e| e["type"] == "op")
+    }
+
+    fn faults(&self) -> impl Iterator<Item = &Json> {
+        self.events.iter().filter(|e| e["type"] == "fault")
+    }
+
+    /// Seconds on the run's clock of the last thing recorded.
+    fn end_s(&self) -> f64 {
+        self.events
+            .iter()
+            .map(|e| e["complete"].as_f64().or(e["end"].as_f64()).unwrap_or(0.0) / 1e9)
+            .fold(1.0, f64::max)
+    }
+}
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.add_template("run.html", include_str!("../templates/run.html"))
+        .expect("run template");
+    env.add_template("suite.html", include_str!("../templates/suite.html"))
+        .expect("suite template");
+    env.add_template("trend.html", include_str!("../templates/trend.html"))
+        .expect("trend template");
+    env.add_template("style.css", include_str!("../templates/style.css"))
+        .expect("style");
+    env
+}
+
+fn write(path: PathBuf, html: String) -> Result<PathBuf, ReportError> {
+    std::fs::write(&path, html).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Renders `<run>/index.html`.
+pub fn render_run(dir: &Path) -> Result<PathBuf, ReportError> {
+    let run = RunData::load(dir)?;
+    let html = run_html(&run)?;
+    write(dir.join("index.html"), html)
+}
+
+/// The HTML of one run's report.
+pub fn run_html(run: &RunData) -> Result<String, ReportError> {
+    let r = &run.results;
+    let windows = r["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["check"] == "availability")
+        .map(|c| c["figures"]["windows"].clone())
+        .unwrap_or(Json::Null);
+    let continuity = r["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["check"] == "continuity")
+        .map(|c| c["figures"].clone())
+        .unwrap_or(Json::Null);
+    let logs = log_excerpts(run);
+    let mut files: Vec<String> = std::fs::read_dir(run.dir.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| format!("logs/{}", e.file_name().to_string_lossy()))
+        .collect();
+    files.sort();
+    env()
+        .get_template("run.html")
+        .and_then(|t| {
+            t.render(context! {
+                r => Value::from_serialize(r),
+                windows => Value::from_serialize(&windows),
+                ledger => Value::from_serialize(&continuity),
+                timeline => Value::from_safe_string(timeline_svg(run)),
+                probes => Value::from_safe_string(probe_svg(run)),
+                logs => Value::from_serialize(&logs),
+                files => files,
+                style => include_str!("../templates/style.css"),
+            })
+        })
+        .map_err(|e| ReportError::Template("run.html", e))
+}
+
+/// Renders the sign-off page over the runs of one suite into `<out>/index.html` (and each
+/// run's own report, linked from it).
+pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError> {
+    std::fs::create_dir_all(out).map_err(|source| ReportError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let mut rows = Vec::new();
+    for dir in dirs {
+        let run = RunData::load(dir)?;
+        render_run(dir)?;
+        rows.push(summary_row(&run, out));
+    }
+    let verdict = if rows.iter().all(|r| r["verdict"] == "pass") && !rows.is_empty() {
+        "pass"
+    } else if rows.iter().any(|r| r["verdict"] == "fail") || rows.is_empty() {
+        "fail"
+    } else {
+        "unknown"
+    };
+    let html = env()
+        .get_template("suite.html")
+        .and_then(|t| {
+            t.render(context! {
+                rows => Value::from_serialize(&rows),
+                verdict => verdict,
+                style => include_str!("../templates/style.css"),
+            })
+        })
+        .map_err(|e| ReportError::Template("suite.html", e))?;
+    write(out.join("index.html"), html)
+}
+
+fn summary_row(run: &RunData, out: &Path) -> Json {
+    let r = &run.results;
+    let check = |name: &str| {
+        r["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or(Json::Null)
+    };
+    let link = relative(out, &run.dir.join("index.html"));
+    serde_json::json!({
+        "scenario": r["scenario"],
+        "description": r["description"],
+        "verdict": r["verdict"],
+        "started_at": r["started_at"],
+        "wall_seconds": r["wall_seconds"],
+        "checks": r["checks"].as_array().map(|cs| cs.iter().map(|c| serde_json::json!({"check": c["check"], "verdict": c["verdict"]})).collect::<Vec<_>>()),
+        "unavailable_ms": check("availability")["figures"]["worst_unavailable_ms"],
+        "lost": check("continuity")["figures"]["lost"],
+        "acknowledged": check("continuity")["figures"]["acknowledged"],
+        "link": link,
+    })
+}
+
+/// Renders `<out>/trend.html`: each scenario's verdict and worst unavailability across runs
+/// (e.g. the nightly runs kept in one directory), oldest first.
+pub fn render_trend(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError> {
+    let mut by_scenario: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    for dir in dirs {
+        let Ok(run) = RunData::load(dir) else {
+            continue;
+        };
+        let row = summary_row(&run, out);
+        by_scenario
+            .entry(row["scenario"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push(row);
+    }
+    let mut series = Vec::new();
+    for (scenario, mut rows) in by_scenario {
+        rows.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
+        let spark = sparkline(&rows);
+        series.push(serde_json::json!({ "scenario": scenario, "runs": rows, "spark": spark }));
+    }
+    let html = env()
+        .get_template("trend.html")
+        .and_then(|t| {
+            t.render(context! {
+                series => Value::from_serialize(&series),
+                style => include_str!("../templates/style.css"),
+            })
+        })
+        .map_err(|e| ReportError::Template("trend.html", e))?;
+    write(out.join("trend.html"), html)
+}
+
+/// Worst unavailability per run as a small inline SVG (failed runs marked red).
+fn sparkline(rows: &[Json]) -> String {
+    let (w, h) = (240.0, 40.0);
+    let max = rows
+        .iter()
+        .filter_map(|r| r["unavailable_ms"].as_f64())
+        .fold(1.0, f64::max);
+    let step = w / (rows.len().max(2) - 1) as f64;
+    let mut svg =
+        format!(r#"<svg class="spark" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">"#);
+    let pts: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let v = r["unavailable_ms"].as_f64().unwrap_or(0.0);
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                h - 4.0 - (v / max) * (h - 8.0)
+            )
+        })
+        .collect();
+    let _ = write!(
+        svg,
+        r##"<polyline fill="none" stroke="#446" points="{}"/>"##,
+        pts.join(" ")
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let v = r["unavailable_ms"].as_f64().unwrap_or(0.0);
+        let class = r["verdict"].as_str().unwrap_or("unknown");
+        let _ = write!(
+            svg,
+            r#"<circle class="{class}" cx="{:.1}" cy="{:.1}" r="3"><title>{}: {} ms</title></circle>"#,
+            i as f64 * step,
+            h - 4.0 - (v / max) * (h - 8.0),
+            escape(r["started_at"].as_str().unwrap_or("")),
+            v
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn relative(from_dir: &Path, to: &Path) -> String {
+    let (Ok(a), Ok(b)) = (from_dir.canonicalize(), to.canonicalize()) else {
+        return to.display().to_string();
+    };
+    let common = a
+        .components()
+        .zip(b.components())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let ups = a.components().count() - common;
+    let mut p = PathBuf::new();
+    for _ in 0..ups {
+        p.push("..");
+    }
+    for c in b.components().skip(common) {
+        p.push(c);
+    }
+    p.display().to_string()
+}
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const W: f64 = 1100.0;
+const LEFT: f64 = 110.0;
+const ROW: f64 = 16.0;
+
+fn x(t: f64, end: f64) -> f64 {
+    LEFT + (t / end).clamp(0.0, 1.0) * (W - LEFT - 10.0)
+}
+
+/// Jepsen-style timeline: fault bands and unavailability windows across, one row per client,
+/// each client's operations as spans coloured by outcome. Consecutive operations with the same
+/// outcome merge into one span, so a long run stays small.
+pub fn timeline_svg(run: &RunData) -> String {
+    let end = run.end_s();
+    let mut clients: Vec<String> = run
+        .ops()
+        .filter_map(|o| o["client"].as_str().map(str::to_string))
+        .collect();
+    clients.sort();
+    clients.dedup();
+    let top = 24.0;
+    let height = top + ROW * clients.len() as f64 + 24.0;
+    let mut svg = format!(
+        r#"<svg class="timeline" width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img" aria-label="timeline">"#
+    );
+    // Unavailability windows, from the availability check.
+    let windows = run.results["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["check"] == "availability")
+        .and_then(|c| c["figures"]["windows"].as_array().cloned())
+        .unwrap_or_default();
+    for w in &windows {
+        let (Some(s), Some(ms)) = (w["start_s"].as_f64(), w["unavailable_ms"].as_f64()) else {
+            continue;
+        };
+        if ms <= 0.0 {
+            continue;
+        }
+        let _ = write!(
+            svg,
+            r#"<rect class="outage" x="{:.1}" y="{top}" width="{:.1}" height="{:.1}"><title>unavailable {ms} ms after {}</title></rect>"#,
+            x(s, end),
+            (x(s + ms / 1000.0, end) - x(s, end)).max(1.0),
+            height - top - 24.0,
+            escape(w["kind"].as_str().unwrap_or(""))
+        );
+    }
+    for f in run.faults() {
+        let s = f["start"].as_f64().unwrap_or(0.0) / 1e9;
+        let e = f["end"].as_f64().unwrap_or(0.0) / 1e9;
+        let kind = f["fault"]["kind"].as_str().unwrap_or("fault");
+        let nodes = f["nodes"]
+            .as_array()
+            .map(|n| {
+                n.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let label = escape(&format!("{kind} {nodes}"));
+        let _ = write!(
+            svg,
+            r#"<rect class="fault" x="{:.1}" y="0" width="{:.1}" height="{:.1}"><title>{label} at {s:.3}s, took {:.3}s</title></rect><text class="fault-label" x="{:.1}" y="12">{label}</text>"#,
+            x(s, end),
+            (x(e, end) - x(s, end)).max(2.0),
+            height - 24.0,
+            e - s,
+            x(s, end) + 3.0
+        );
+    }
+    for (row, client) in clients.iter().enumerate() {
+        let y = top + ROW * row as f64;
+        let _ = write!(
+            svg,
+            r#"<text class="client" x="4" y="{:.1}">{}</text>"#,
+            y + 11.0,
+            escape(client)
+        );
+        let mut ops: Vec<&Json> = run
+            .ops()
+            .filter(|o| o["client"] == client.as_str())
+            .collect();
+        ops.sort_by(|a, b| {
+            a["invoke"]
+                .as_f64()
+                .partial_cmp(&b["invoke"].as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let gap = (end / 100.0).max(1.0);
+        let mut i = 0;
+        while i < ops.len() {
+            let outcome = ops[i]["outcome"].as_str().unwrap_or("unknown");
+            let start = ops[i]["invoke"].as_f64().unwrap_or(0.0) / 1e9;
+            let mut stop = ops[i]["complete"].as_f64().unwrap_or(0.0) / 1e9;
+            let mut n = 1;
+            let mut errors = BTreeMap::<String, usize>::new();
+            while i + n < ops.len()
+                && ops[i + n]["outcome"] == outcome
+                && ops[i + n]["invoke"].as_f64().unwrap_or(0.0) / 1e9 - stop < gap
+            {
+                stop = stop.max(ops[i + n]["complete"].as_f64().unwrap_or(0.0) / 1e9);
+                if let Some(e) = ops[i + n]["error"].as_str() {
+                    *errors.entry(e.to_string()).or_default() += 1;
+                }
+                n += 1;
+            }
+            if let Some(e) = ops[i]["error"].as_str() {
+                *errors.entry(e.to_string()).or_default() += 1;
+            }
+            let why: Vec<String> = errors.iter().map(|(e, c)| format!("{c}× {e}")).collect();
+            let _ = write!(
+                svg,
+                r#"<rect class="{outcome}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}: {n} {outcome} op(s), {start:.2}s–{stop:.2}s {}</title></rect>"#,
+                x(start, end),
+                y + 2.0,
+                (x(stop, end) - x(start, end)).max(1.5),
+                ROW - 4.0,
+                escape(client),
+                escape(&why.join("; "))
+            );
+            i += n;
+        }
+    }
+    axis(&mut svg, end, height - 20.0);
+    svg.push_str("</svg>");
+    svg
+}
+
+fn axis(svg: &mut String, end: f64, y: f64) {
+    let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+        .into_iter()
+        .find(|s| end / s <= 12.0)
+        .unwrap_or(600.0);
+    let mut t = 0.0;
+    while t <= end {
+        let _ = write!(
+            svg,
+            r#"<line class="tick" x1="{0:.1}" x2="{0:.1}" y1="0" y2="{y}"/><text class="tick" x="{0:.1}" y="{1:.1}">{t}s</text>"#,
+            x(t, end),
+            y + 14.0
+        );
+        t += step;
+    }
+}
+
+/// Probe latency (p50 and max per bucket) and success rate over time.
+pub fn probe_svg(run: &RunData) -> String {
+    let end = run.end_s();
+    let buckets = 200usize;
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); buckets];
+    let mut total = vec![0usize; buckets];
+    let mut ok = vec![0usize; buckets];
+    for o in run.ops().filter(|o| o["kind"] == "probe") {
+        let t = o["invoke"].as_f64().unwrap_or(0.0) / 1e9;
+        let b = ((t / end) * buckets as f64).min(buckets as f64 - 1.0) as usize;
+        total[b] += 1;
+        if o["outcome"] == "ok" {
+            ok[b] += 1;
+            lat[b].push(
+                (o["complete"].as_f64().unwrap_or(0.0) - o["invoke"].as_f64().unwrap_or(0.0)) / 1e6,
+            );
+        }
+    }
+    let h = 140.0;
+    let max_ms = lat.iter().flatten().copied().fold(1.0, f64::max);
+    let mut svg = format!(
+        r#"<svg class="probes" width="{W}" height="{}" viewBox="0 0 {W} {}" role="img" aria-label="probe latency and success">"#,
+        h + 24.0,
+        h + 24.0
+    );
+    let mut p50 = Vec::new();
+    let mut rate = Vec::new();
+    for b in 0..buckets {
+        let t = (b as f64 + 0.5) / buckets as f64 * end;
+        if total[b] == 0 {
+            continue;
+        }
+        rate.push(format!(
+            "{:.1},{:.1}",
+            x(t, end),
+            h - (ok[b] as f64 / total[b] as f64) * (h - 10.0)
+        ));
+        if !lat[b].is_empty() {
+            lat[b].sort_by(f64::total_cmp);
+            let m = lat[b][lat[b].len() / 2];
+            p50.push(format!(
+                "{:.1},{:.1}",
+                x(t, end),
+                h - (m / max_ms) * (h - 10.0)
+            ));
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<polyline class="rate" points="{}"><title>success rate (top = 100 %)</title></polyline><polyline class="latency" points="{}"><title>p50 latency (top = {max_ms:.0} ms)</title></polyline><text class="tick" x="4" y="12">100 % / {max_ms:.0} ms</text>"#,
+        rate.join(" "),
+        p50.join(" ")
+    );
+    axis(&mut svg, end, h + 4.0);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Log lines of each fault's nodes from 2 s before to 5 s after it, at most 30 per node.
+fn log_excerpts(run: &RunData) -> Vec<Json> {
+    let origin_ms = run.results["clock_origin_unix_ms"].as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    for f in run.faults() {
+        let at_ms = origin_ms + (f["start"].as_f64().unwrap_or(0.0) / 1e6) as u64;
+        for node in f["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+        {
+            let Ok(text) =
+                std::fs::read_to_string(run.dir.join("logs").join(format!("{node}.log")))
+            else {
+                continue;
+            };
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    let ts = l.split_whitespace().next().unwrap_or("");
+                    humantime::parse_rfc3339(ts)
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .is_some_and(|d| {
+                            let ms = d.as_millis() as u64;
+                            ms + 2000 >= at_ms && ms <= at_ms + 5000
+                        })
+                })
+                .take(30)
+                .collect();
+            out.push(serde_json::json!({
+                "fault": f["id"], "kind": f["fault"]["kind"], "node": node,
+                "lines": lines.join("\n"), "log": format!("logs/{node}.log"),
+            }));
+        }
+    }
+    out
+}

@@ -1,0 +1,226 @@
+//! The report from a real run's files: its structure and the normalised results (insta
+//! snapshots), a real headless Chromium loading it without console errors (screenshot kept),
+//! and the size of a 10-minute run's page.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hadrill_reports::{RunData, render_run, render_suite, render_trend, run_html};
+use serde_json::{Value, json};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kill-active-app")
+}
+
+/// A copy of the fixture run in a temporary directory (rendering writes index.html).
+fn staged() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    for f in ["results.json", "history.jsonl"] {
+        std::fs::copy(fixture().join(f), dir.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(fixture().join("logs")).unwrap().flatten() {
+        std::fs::copy(e.path(), dir.join("logs").join(e.file_name())).unwrap();
+    }
+    (tmp, dir)
+}
+
+/// Keys and shapes stay; values that differ between runs go.
+fn normalise(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let keep = matches!(
+                        k.as_str(),
+                        "check" | "verdict" | "kind" | "scenario" | "topology" | "outcome"
+                    );
+                    (k.clone(), if keep { v.clone() } else { normalise(v) })
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().take(1).map(normalise).collect()),
+        Value::Number(_) => json!("<number>"),
+        Value::String(_) => json!("<string>"),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn results_json_keeps_its_shape() {
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("results.json")).unwrap())
+            .unwrap();
+    insta::assert_json_snapshot!("results-shape", normalise(&results));
+}
+
+/// Headings, table headers and the SVG charts: what a reader navigates by.
+fn structure(html: &str) -> String {
+    let mut out = Vec::new();
+    for part in html.split('<').skip(1) {
+        let (tag, body) = part.split_once('>').unwrap_or((part, ""));
+        let name = tag.split_whitespace().next().unwrap_or("");
+        match name {
+            "h1" | "h2" | "h3" | "th" => out.push(format!("{name}: {}", body.trim())),
+            "svg" => {
+                let class = tag
+                    .split("class=\"")
+                    .nth(1)
+                    .and_then(|c| c.split('"').next());
+                out.push(format!("svg: {}", class.unwrap_or("")));
+            }
+            _ => {}
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn run_report_has_every_section() {
+    let (_tmp, dir) = staged();
+    let html = run_html(&RunData::load(&dir).unwrap()).unwrap();
+    insta::assert_snapshot!("run-structure", structure(&html));
+    // Self-contained: nothing is fetched from elsewhere.
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "<script src",
+        "<link ",
+    ] {
+        let found = html.matches(external).count();
+        assert_eq!(
+            found, 0,
+            "the report refers to something external: {external}"
+        );
+    }
+    assert!(
+        html.contains("rect class=\"fault\""),
+        "fault bands are drawn"
+    );
+    assert!(html.contains("rect class=\"ok\""), "operations are drawn");
+}
+
+#[test]
+fn suite_and_trend_pages_link_every_run() {
+    let (tmp, dir) = staged();
+    let out = tmp.path().join("suite");
+    let page = render_suite(std::slice::from_ref(&dir), &out).unwrap();
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(html.contains("Release sign-off"));
+    assert!(
+        html.replace("&#x2f;", "/")
+            .contains("href=\"../run/index.html\""),
+        "{html}"
+    );
+    assert!(
+        dir.join("index.html").is_file(),
+        "each run's page is rendered too"
+    );
+    let trend = std::fs::read_to_string(render_trend(&[dir], &out).unwrap()).unwrap();
+    assert!(trend.contains("kill-active-app") && trend.contains("<svg class=\"spark\""));
+}
+
+#[test]
+fn a_real_browser_loads_the_report_without_console_errors() {
+    let (_tmp, dir) = staged();
+    let page = render_run(&dir).unwrap();
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect(
+            "no Chromium found: install it (`apt-get install -y chromium`; ci/prereqs.sh does)",
+        );
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-screenshot.png");
+    let url = format!("file://{}", page.display());
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+    ];
+    let dom = Command::new(chromium)
+        .args(common)
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let text = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        text.contains("kill-active-app") && text.contains("Failover timing"),
+        "the page did not load"
+    );
+    let console: Vec<&str> = std::str::from_utf8(&dom.stderr)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains("CONSOLE"))
+        .collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let out = Command::new(chromium)
+        .args(common)
+        .args([
+            "--window-size=1200,2400",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot at {}",
+        shot.display()
+    );
+}
+
+/// A 10-minute run: 4 users at 20 operations/s, the 20 Hz probe, a fault every minute with a
+/// 3-second outage. The page must stay under 1 MB.
+#[test]
+fn a_ten_minute_run_stays_under_one_megabyte() {
+    let (tmp, dir) = staged();
+    let mut lines = Vec::new();
+    let mut id = 0;
+    let outage = |t: f64| (t % 60.0) > 30.0 && (t % 60.0) < 33.0;
+    let mut t = 0.0;
+    while t < 600.0 {
+        let ns = (t * 1e9) as u64;
+        for client in ["probe", "user-0", "user-1", "user-2", "user-3"] {
+            if client != "probe" && !((t * 20.0) as u64).is_multiple_of(4) {
+                continue;
+            }
+            id += 1;
+            let outcome = if outage(t) { "fail" } else { "ok" };
+            lines.push(json!({"type":"op","id":id,"client":client,"kind":if client=="probe"{"probe"}else{"upload"},
+                "invoke":ns,"complete":ns+8_000_000,"outcome":outcome}).to_string());
+        }
+        if (t % 60.0) == 30.0 {
+            lines.push(json!({"type":"fault","id":(t/60.0) as u64,"fault":{"kind":"kill","targets":["app1"]},"nodes":["app1"],
+                "start":ns,"end":ns+300_000_000,"outcome":"ok"}).to_string());
+        }
+        t = ((t * 20.0).round() + 1.0) / 20.0;
+    }
+    std::fs::write(dir.join("history.jsonl"), lines.join("\n")).unwrap();
+    let started = std::time::Instant::now();
+    let page = render_run(&dir).unwrap();
+    let size = std::fs::metadata(&page).unwrap().len();
+    println!(
+        "{} events rendered to {size} bytes in {:?}",
+        lines.len(),
+        started.elapsed()
+    );
+    assert!(size < 1_000_000, "a 10-minute report is {size} bytes");
+    drop(tmp);
+}

@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
 use crate::clock::Stamp;
 use crate::faults::Fault;
-use crate::history::{Event, OpKind, OpRecord, Outcome, ops};
+use crate::history::{Event, OpKind, Outcome, ops};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify};
@@ -646,19 +646,14 @@ fn record(
     invoke: Stamp,
     ex: crate::workload::Exchange,
 ) {
-    let h = run.history();
-    h.record(Event::Op(OpRecord {
-        id: h.next_op_id(),
+    crate::workload::Invocation {
         client: client.into(),
         kind,
         key: key.map(str::to_string),
         value: value.map(str::to_string),
         invoke,
-        complete: run.clock().now(),
-        outcome: ex.outcome,
-        error: ex.error,
-        node: ex.node,
-    }));
+    }
+    .finish(run.shared(), ex);
 }
 
 /// Trace ids of the acknowledged uploads.

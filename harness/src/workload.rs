@@ -226,8 +226,34 @@ pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange 
     }
 }
 
+/// An operation under way; `finish` records it with its outcome, completed now.
+pub(crate) struct Invocation {
+    pub client: String,
+    pub kind: OpKind,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub invoke: Stamp,
+}
+
+impl Invocation {
+    pub fn finish(self, shared: &Shared, ex: Exchange) {
+        let h = &shared.history;
+        h.record(Event::Op(OpRecord {
+            id: h.next_op_id(),
+            client: self.client,
+            kind: self.kind,
+            key: self.key,
+            value: self.value,
+            invoke: self.invoke,
+            complete: shared.clock.now(),
+            outcome: ex.outcome,
+            error: ex.error,
+            node: ex.node,
+        }));
+    }
+}
+
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         client: &str,
@@ -237,19 +263,14 @@ impl Ctx {
         invoke: Stamp,
         ex: Exchange,
     ) {
-        let h = &self.shared.history;
-        h.record(Event::Op(OpRecord {
-            id: h.next_op_id(),
+        Invocation {
             client: client.to_string(),
             kind,
             key,
             value,
             invoke,
-            complete: self.shared.clock.now(),
-            outcome: ex.outcome,
-            error: ex.error,
-            node: ex.node,
-        }));
+        }
+        .finish(&self.shared, ex);
     }
 
     fn done(&self) -> bool {

@@ -170,6 +170,14 @@ impl Config {
         Self::from_map(&map, &source)
     }
 
+    /// What every binary does at start: load, or exit 2 naming the problem.
+    pub fn load_or_exit(program: &str, file: Option<&Path>) -> Config {
+        Config::load(file).unwrap_or_else(|e| {
+            eprintln!("{program}: configuration error: {e}");
+            std::process::exit(2);
+        })
+    }
+
     pub fn from_map(map: &BTreeMap<String, String>, source: &str) -> Result<Config, ConfigError> {
         let get = |key: &'static str| -> Result<&str, ConfigError> {
             map.get(key)

@@ -18,10 +18,7 @@ struct Cli {
 async fn main() {
     init_logging();
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref()).unwrap_or_else(|e| {
-        eprintln!("services: configuration error: {e}");
-        std::process::exit(2);
-    });
+    let config = Config::load_or_exit("services", cli.config.as_deref());
     let pool = match db::connect(&config.database) {
         Ok(p) => p,
         Err(e) => {

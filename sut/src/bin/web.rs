@@ -50,13 +50,7 @@ enum DatabaseAction {
 async fn main() {
     init_logging();
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("web: configuration error: {e}");
-            std::process::exit(2);
-        }
-    };
+    let config = Config::load_or_exit("web", cli.config.as_deref());
     if let Err(e) = run(cli.command, config).await {
         eprintln!("web: {e:#}");
         std::process::exit(1);

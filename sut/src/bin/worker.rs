@@ -35,10 +35,7 @@ struct Worker {
 async fn main() {
     init_logging();
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref()).unwrap_or_else(|e| {
-        eprintln!("worker: configuration error: {e}");
-        std::process::exit(2);
-    });
+    let config = Config::load_or_exit("worker", cli.config.as_deref());
     if let Err(e) = run(config).await {
         eprintln!("worker: {e:#}");
         std::process::exit(1);

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
@@ -321,22 +320,15 @@ impl Scenario {
             }
             Condition::Analysed => {
                 let acked = acknowledged(&run.history().events());
-                let db = self.connect_db(run).await.map_err(|e| e.to_string())?;
-                let deadline = Instant::now() + wait.timeout;
-                loop {
-                    let done = analysed_count(&db, &acked)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if done == acked.len() {
-                        return Ok(());
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!(
-                            "{done} of {} acknowledged uploads analysed",
-                            acked.len()
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                let db = self.connect_db(run).await?;
+                let done = wait_analysed(&db, &acked, wait.timeout).await?;
+                if done == acked.len() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{done} of {} acknowledged uploads analysed",
+                        acked.len()
+                    ))
                 }
             }
         }
@@ -426,15 +418,8 @@ impl Scenario {
     async fn final_state(&self, run: &Run) -> Result<FinalState, String> {
         let acked = acknowledged(&run.history().events());
         let db = self.connect_db(run).await?;
-        let deadline = Instant::now() + self.spec.final_read.analysis_timeout;
-        while analysed_count(&db, &acked)
-            .await
-            .map_err(|e| e.to_string())?
-            < acked.len()
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        // Unanalysed uploads are the continuity check's to judge, not an error here.
+        wait_analysed(&db, &acked, self.spec.final_read.analysis_timeout).await?;
         let mut state = FinalState::default();
         for r in db
             .query("SELECT id, sha256 FROM traces", &[])
@@ -487,29 +472,10 @@ impl Scenario {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| format!("verifier login: {e}"))?;
+        let base = format!("http://{entry}");
         for (id, sha) in state.rows.clone() {
             let invoke = run.clock().now();
-            let r = http
-                .get(format!("http://{entry}/traces/{id}/content"))
-                .send()
-                .await;
-            let mut ex = classify(&r);
-            let content = match r {
-                Ok(resp) if resp.status().is_success() => match resp.bytes().await {
-                    Ok(b) if hex::encode(Sha256::digest(&b)) == sha => Content::Identical,
-                    Ok(_) => Content::Differs,
-                    Err(e) => Content::Unreadable(e.to_string()),
-                },
-                Ok(resp) => {
-                    let body = resp.text().await.unwrap_or_default();
-                    if body.contains("missing from the store") {
-                        Content::Missing
-                    } else {
-                        Content::Unreadable(body)
-                    }
-                }
-                Err(e) => Content::Unreadable(e.to_string()),
-            };
+            let (mut ex, content) = crate::workload::read_trace(&http, &base, id, &sha).await;
             if content != Content::Identical {
                 ex.outcome = Outcome::Fail;
                 ex.error = Some(format!("{content:?}"));
@@ -665,17 +631,27 @@ fn acknowledged(events: &[Event]) -> Vec<i64> {
         .collect()
 }
 
-async fn analysed_count(
+/// Polls until every one of `ids` has its analysis or `timeout` passes; returns how many have.
+async fn wait_analysed(
     db: &tokio_postgres::Client,
     ids: &[i64],
-) -> Result<usize, tokio_postgres::Error> {
-    let row = db
-        .query_one(
-            "SELECT count(*) FROM analyses WHERE trace_id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    Ok(row.get::<_, i64>(0) as usize)
+    timeout: Duration,
+) -> Result<usize, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = db
+            .query_one(
+                "SELECT count(*) FROM analyses WHERE trace_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get::<_, i64>(0) as usize;
+        if done == ids.len() || Instant::now() > deadline {
+            return Ok(done);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The commit of the checkout holding the scenario file, if it is in one.

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::Content;
 use crate::clock::Stamp;
 use crate::history::{Event, OpKind, OpRecord, Outcome};
 use crate::run::{Run, Shared};
@@ -402,26 +403,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
 
 async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
     let invoke = ctx.shared.clock.now();
-    let r = http
-        .get(format!("{}/traces/{id}/content", ctx.base))
-        .send()
-        .await;
-    let mut ex = classify(&r);
-    if let Ok(resp) = r
-        && ex.outcome == Outcome::Ok
-    {
-        match resp.bytes().await {
-            Ok(b) if hex::encode(Sha256::digest(&b)) == sha => {}
-            Ok(_) => {
-                ex.outcome = Outcome::Fail;
-                ex.error = Some("content differs from what was uploaded".into());
-            }
-            Err(e) => {
-                ex.outcome = Outcome::Unknown;
-                ex.error = Some(format!("reading the body: {e}"));
-            }
-        }
-    }
+    let (ex, _) = read_trace(http, &ctx.base, id, sha).await;
     ctx.record(
         name,
         OpKind::Read,
@@ -430,6 +412,43 @@ async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str)
         invoke,
         ex,
     );
+}
+
+/// Reads a trace's bytes and compares their digest with `sha`: the exchange, failed when the
+/// bytes differ, and what was found. The workload's reads and the final verification share it.
+pub(crate) async fn read_trace(
+    http: &reqwest::Client,
+    base: &str,
+    id: i64,
+    sha: &str,
+) -> (Exchange, Content) {
+    let r = http.get(format!("{base}/traces/{id}/content")).send().await;
+    let mut ex = classify(&r);
+    let content = match r {
+        Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+            Ok(b) if hex::encode(Sha256::digest(&b)) == sha => Content::Identical,
+            Ok(_) => {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some("content differs from what was uploaded".into());
+                Content::Differs
+            }
+            Err(e) => {
+                ex.outcome = Outcome::Unknown;
+                ex.error = Some(format!("reading the body: {e}"));
+                Content::Unreadable(e.to_string())
+            }
+        },
+        Ok(resp) => {
+            let body = resp.text().await.unwrap_or_default();
+            if body.contains("missing from the store") {
+                Content::Missing
+            } else {
+                Content::Unreadable(body)
+            }
+        }
+        Err(e) => Content::Unreadable(e.to_string()),
+    };
+    (ex, content)
 }
 
 /// Returns whether the session is still valid (if not, the user logs in again).

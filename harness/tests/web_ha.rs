@@ -117,12 +117,12 @@ async fn uploads_through_the_lb_read_back_identical_and_get_analysed() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let too_big = http
+    let absent = http
         .get(format!("{lb}/traces/999999"))
         .send()
         .await
         .unwrap();
-    assert_eq!(too_big.status(), 404);
+    assert_eq!(absent.status(), 404);
     run.teardown().await.unwrap();
 }
 

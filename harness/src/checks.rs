@@ -10,6 +10,8 @@ use serde_json::json;
 use crate::clock::Stamp;
 use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
 
+pub mod database;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -42,9 +44,18 @@ pub struct Budgets {
     /// User requests that failed or ended unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failed_requests: Option<u64>,
-    /// Acknowledged uploads lost (default 0).
+    /// Acknowledged writes (uploads, commits) lost (default 0); in a database's asynchronous
+    /// mode this is the RPO allowed.
     #[serde(default)]
     pub max_lost_writes: u64,
+    /// From a fault that takes the primary away to the first write acknowledged through the
+    /// routed endpoint.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_failover: Option<Duration>,
 }
 
 /// What the system holds after the run, read through the product and its database.
@@ -298,10 +309,18 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
         .filter(|o| {
             matches!(
                 o.kind,
-                OpKind::Upload | OpKind::Read | OpKind::Session | OpKind::Login
+                OpKind::Upload
+                    | OpKind::Read
+                    | OpKind::Session
+                    | OpKind::Login
+                    | OpKind::Insert
+                    | OpKind::ReadBack
             )
         })
-        .filter(|o| o.client.starts_with("user-") && o.outcome != Outcome::Ok)
+        .filter(|o| {
+            (o.client.starts_with("user-") || o.client.starts_with("sql-"))
+                && o.outcome != Outcome::Ok
+        })
         .count() as u64;
     let end = probes.last().map_or(Stamp(0), |p| p.invoke);
     let mut windows = Vec::new();

@@ -80,11 +80,13 @@ impl ExecOutput {
     }
 }
 
-/// Runs `cmd` inside `container` and waits for it, at most `timeout`.
+/// Runs `cmd` inside `container` (as `user`, default the container's) and waits for it, at
+/// most `timeout`.
 pub async fn exec(
     docker: &Docker,
     container: &str,
     cmd: &[&str],
+    user: Option<&str>,
     timeout: Duration,
 ) -> Result<ExecOutput, DockerError> {
     let run = async {
@@ -95,6 +97,7 @@ pub async fn exec(
                     cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
+                    user: user.map(str::to_string),
                     ..Default::default()
                 },
             )

@@ -67,6 +67,12 @@ pub enum Fault {
         secret: String,
         targets: Vec<String>,
     },
+    /// An operator command run inside `node`, e.g. a planned switchover through patronictl;
+    /// a non-zero exit fails the step.
+    Exec {
+        node: String,
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +103,9 @@ pub enum FaultError {
     #[error("cannot apply partition rules in `{node}`: it is not running")]
     NotRunning { node: String },
     #[error("`{cmd}` failed in `{node}` (exit {code:?}): {output}")]
-    #[diagnostic(help("the node's image needs iptables (the base image has it)"))]
+    #[diagnostic(help(
+        "the output is the command's own; partition rules need iptables in the image (the base image has it)"
+    ))]
     Command {
         node: String,
         cmd: String,
@@ -106,7 +114,7 @@ pub enum FaultError {
     },
     #[error("selector `@{0}` matches nothing yet")]
     #[diagnostic(help(
-        "`@last-served` needs a successful user request with X-Served-By; `@previous` needs an earlier fault"
+        "`@last-served` needs a successful user request with X-Served-By; `@previous` needs an earlier fault; `@primary` and `@standby` need the `[sql]` workload's cluster observer to have seen the roles"
     ))]
     Selector(String),
     #[error("no config file of `{node}` holds the secret {secret}")]
@@ -134,6 +142,7 @@ impl Fault {
             Fault::Isolate { .. } => "isolate",
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
+            Fault::Exec { .. } => "exec",
         }
     }
 }
@@ -176,10 +185,24 @@ impl Shared {
     }
 
     /// Selectors: `@last-served`, the app server that answered the last successful user
-    /// request; `@previous`, the nodes of the previous fault.
+    /// request; `@previous`, the nodes of the previous fault; `@primary` and `@standby`, the
+    /// database members the cluster observer last saw in that role.
     fn select(&self, selector: &str) -> Result<Vec<String>, FaultError> {
         let events = self.history.events();
         let found = match selector {
+            "primary" | "standby" => {
+                let roles = crate::patroni::last_roles(&events);
+                let want = selector == "primary";
+                let nodes: Vec<String> = roles
+                    .into_iter()
+                    .filter(|(_, role)| {
+                        crate::patroni::is_primary(role) == want
+                            && role != crate::patroni::UNREACHABLE
+                    })
+                    .map(|(n, _)| n)
+                    .collect();
+                (!nodes.is_empty()).then_some(nodes)
+            }
             "last-served" => events.iter().rev().find_map(|e| match e {
                 Event::Op(o) if o.outcome == Outcome::Ok && o.client.starts_with("user-") => {
                     o.node.clone().map(|n| vec![n])
@@ -206,6 +229,7 @@ impl Shared {
             | Fault::Resume { targets }
             | Fault::Isolate { targets }
             | Fault::RotateSecret { targets, .. } => self.resolve(targets)?,
+            Fault::Exec { node, .. } => self.resolve(std::slice::from_ref(node))?,
             Fault::Partition { a, b, .. } => {
                 let mut all = self.resolve(a)?;
                 all.extend(self.resolve(b)?);
@@ -355,6 +379,28 @@ impl Shared {
                 self.cut(&isolated, &rest, Direction::Both).await
             }
             Fault::RotateSecret { secret, targets } => self.rotate(secret, &self.resolve(targets)?),
+            Fault::Exec { node, command } => {
+                let mut notes = Vec::new();
+                for n in self.handles(std::slice::from_ref(node))? {
+                    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+                    let out = n.exec(&args).await?;
+                    if !out.success() {
+                        return Err(FaultError::Command {
+                            node: n.name().to_string(),
+                            cmd: command.join(" "),
+                            code: out.exit_code,
+                            output: out.output.trim().to_string(),
+                        });
+                    }
+                    notes.extend(
+                        out.output
+                            .lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .map(|l| format!("{}: {}", n.name(), l.trim())),
+                    );
+                }
+                Ok(notes)
+            }
             Fault::Heal => {
                 let nodes: Vec<String> = self
                     .partitioned
@@ -513,7 +559,7 @@ impl Shared {
 }
 
 async fn run_script(node: &Node, script: &str) -> Result<(), FaultError> {
-    let out = node.exec(&["sh", "-c", script]).await?;
+    let out = node.exec_as_root(&["sh", "-c", script]).await?;
     if out.success() {
         Ok(())
     } else {

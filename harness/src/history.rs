@@ -56,6 +56,17 @@ pub enum OpKind {
     Verify,
     /// After a secret rotation: is a cookie from before it rejected by an app server?
     OldSession,
+    /// A SQL client inserts a unique key through the routed endpoint (the set workload).
+    Insert,
+    /// A SQL client reads keys it was acknowledged back through the routed endpoint.
+    ReadBack,
+    /// A write sent to one database node directly (key: the node; value: the probe round),
+    /// to catch two nodes accepting writes at once.
+    WriteProbe,
+    /// The cluster observer saw a database member's role change (key: node; value: role).
+    Role,
+    /// The cluster observer saw the leader key change (value: holder, or `none`).
+    Leader,
 }
 
 /// One fault as it was applied: what, to whom, when it started and when it took effect.

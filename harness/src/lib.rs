@@ -18,6 +18,7 @@ pub mod faults;
 pub mod history;
 pub mod images;
 pub mod node;
+pub mod patroni;
 pub mod run;
 pub mod scenario;
 pub mod topology;

@@ -35,6 +35,10 @@ enum Command {
     Run {
         /// Scenario names (scenarios/<name>.toml) or paths.
         scenarios: Vec<String>,
+        /// Run the scenarios on this topology instead of the one each names, e.g. a variant
+        /// with other settings (`--topology db-ha-patroni-defaults`).
+        #[arg(long)]
+        topology: Option<String>,
     },
     /// Render the HTML report of runs: one run directory gives its report; several also give a
     /// suite sign-off page and a trend page.
@@ -95,7 +99,10 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Doctor => doctor().await,
-            Command::Run { scenarios } => run_scenarios(scenarios).await,
+            Command::Run {
+                scenarios,
+                topology,
+            } => run_scenarios(scenarios, topology).await,
             Command::Report {
                 runs,
                 out,
@@ -123,7 +130,7 @@ fn main() -> Result<()> {
     })
 }
 
-async fn run_scenarios(names: Vec<String>) -> Result<()> {
+async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<()> {
     let root = project_root();
     let names = if names.is_empty() {
         scenario::available(&root)
@@ -134,7 +141,10 @@ async fn run_scenarios(names: Vec<String>) -> Result<()> {
     let t0 = Instant::now();
     let mut all = Vec::new();
     for name in &names {
-        let s = Scenario::load(&root, name)?;
+        let mut s = Scenario::load(&root, name)?;
+        if let Some(t) = &topology {
+            s.topology = hadrill::Topology::load(&root, t)?;
+        }
         eprintln!(
             "== {} ({}): {}",
             s.name, s.topology.name, s.spec.description

@@ -124,7 +124,27 @@ impl Node {
 
     /// Runs a command inside the node (at most 30 s).
     pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerError> {
-        docker::exec(&self.shared.docker, &self.container(), cmd, EXEC_TIMEOUT).await
+        docker::exec(
+            &self.shared.docker,
+            &self.container(),
+            cmd,
+            None,
+            EXEC_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Runs `cmd` inside the node as root, whatever user the node runs as (e.g. firewall rules
+    /// in a node that runs as `postgres`).
+    pub async fn exec_as_root(&self, cmd: &[&str]) -> Result<ExecOutput, DockerError> {
+        docker::exec(
+            &self.shared.docker,
+            &self.container(),
+            cmd,
+            Some("root"),
+            EXEC_TIMEOUT,
+        )
+        .await
     }
 
     /// Waits until the node's health command exits 0. Fails at once if the process exits.
@@ -145,21 +165,26 @@ impl Node {
             };
             let cmd: Vec<&str> = health.cmd.iter().map(String::as_str).collect();
             let left = deadline.saturating_duration_since(Instant::now());
-            let last =
-                match docker::exec(&self.shared.docker, &self.container(), &cmd, left.max(POLL))
-                    .await
-                {
-                    Ok(out) if out.success() => return Ok(()),
-                    Ok(out) => {
-                        format!(
-                            "`{}` exited {:?}: {}",
-                            health.cmd.join(" "),
-                            out.exit_code,
-                            out.output.trim()
-                        )
-                    }
-                    Err(e) => e.to_string(),
-                };
+            let last = match docker::exec(
+                &self.shared.docker,
+                &self.container(),
+                &cmd,
+                None,
+                left.max(POLL),
+            )
+            .await
+            {
+                Ok(out) if out.success() => return Ok(()),
+                Ok(out) => {
+                    format!(
+                        "`{}` exited {:?}: {}",
+                        health.cmd.join(" "),
+                        out.exit_code,
+                        out.output.trim()
+                    )
+                }
+                Err(e) => e.to_string(),
+            };
             if Instant::now() + health.interval > deadline {
                 return Err(self
                     .start_failure(format!(

@@ -385,24 +385,21 @@ impl Run {
         Ok(())
     }
 
-    /// Replaces `${secret:NAME}` with the run's secret.
+    /// Replaces `${secret:NAME}` with the run's secret and `${setting:NAME}` with the
+    /// topology's setting (settings were checked when the topology was parsed).
     fn fill_secrets(&self, text: &str, node: &str) -> Result<String, RunError> {
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(at) = rest.find("${secret:") {
-            out.push_str(&rest[..at]);
-            let after = &rest[at + "${secret:".len()..];
-            let end = after.find('}').unwrap_or(after.len());
-            let name = &after[..end];
+        let mut out = text.to_string();
+        for name in crate::topology::placeholders(text, "secret") {
             let value = self.secret(name).ok_or_else(|| RunError::UnknownSecret {
                 node: node.to_string(),
                 name: name.to_string(),
                 topology: self.shared.topology.path.clone(),
             })?;
-            out.push_str(&value);
-            rest = after.get(end + 1..).unwrap_or("");
+            out = out.replace(&format!("${{secret:{name}}}"), &value);
         }
-        out.push_str(rest);
+        for (name, value) in &self.shared.topology.settings {
+            out = out.replace(&format!("${{setting:{name}}}"), value);
+        }
         Ok(out)
     }
 

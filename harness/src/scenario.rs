@@ -14,6 +14,7 @@ use crate::faults::Fault;
 use crate::history::{Event, OpKind, Outcome, ops};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
+use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
 use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -52,8 +53,10 @@ pub enum ScenarioError {
 pub struct ScenarioSpec {
     pub description: String,
     pub topology: Spanned<String>,
-    #[serde(default)]
-    pub workload: WorkloadSpec,
+    /// The web product's users and probe. The default workload when no `[sql]` is given.
+    pub workload: Option<WorkloadSpec>,
+    /// The database workload: SQL clients, write probes, the cluster observer.
+    pub sql: Option<SqlSpec>,
     /// Load before the first step, so "before" figures exist.
     #[serde(default = "default_warmup", with = "humantime_serde")]
     pub warmup: Duration,
@@ -145,6 +148,8 @@ pub struct Scenario {
     pub path: PathBuf,
     pub spec: ScenarioSpec,
     pub topology: Topology,
+    /// The web workload when no workload is declared at all.
+    default_web: WorkloadSpec,
 }
 
 /// The outcome of one run of a scenario, as written to `results.json`.
@@ -173,6 +178,9 @@ pub struct Results {
     pub host: String,
     /// The workload and probe settings the figures were measured with.
     pub workload: serde_json::Value,
+    /// The topology's `[settings]` (e.g. Patroni's timing) the run was made with.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// Names of the scenarios under `<root>/scenarios`.
@@ -235,7 +243,17 @@ impl Scenario {
             path,
             spec,
             topology,
+            default_web: WorkloadSpec::default(),
         })
+    }
+
+    /// The web workload: the declared one, or the default when the scenario declares none.
+    fn web(&self) -> Option<&WorkloadSpec> {
+        match (&self.spec.workload, &self.spec.sql) {
+            (Some(w), _) => Some(w),
+            (None, None) => Some(&self.default_web),
+            (None, Some(_)) => None,
+        }
     }
 
     /// Starts the topology, drives the workload through the steps, reads the final state,
@@ -264,9 +282,25 @@ impl Scenario {
     /// the users were given.
     async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>) {
         let mut errors = Vec::new();
-        let workload = match Workload::start(run, self.spec.workload.clone()) {
+        let web = match self
+            .web()
+            .map(|w| Workload::start(run, w.clone()))
+            .transpose()
+        {
             Ok(w) => w,
             Err(e) => return (vec![format!("workload: {e}")], Vec::new()),
+        };
+        let database = match &self.spec.sql {
+            Some(spec) => match SqlWorkload::start(run, spec.clone()).await {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    if let Some(w) = web {
+                        w.stop().await;
+                    }
+                    return (vec![format!("sql workload: {e}")], Vec::new());
+                }
+            },
+            None => None,
         };
         let t0 = Instant::now();
         let progress = tokio::spawn(progress(run.shared().clone(), self.spec.steps.len()));
@@ -302,7 +336,13 @@ impl Scenario {
             }
         }
         tokio::time::sleep(self.spec.settle).await;
-        let sessions = workload.stop().await;
+        let sessions = match web {
+            Some(w) => w.stop().await,
+            None => Vec::new(),
+        };
+        if let Some(d) = database {
+            d.stop().await;
+        }
         progress.abort();
         (errors, sessions)
     }
@@ -455,7 +495,7 @@ impl Scenario {
             .map_err(|e| e.to_string())?;
         state.rollup_slots = row.get(0);
         state.current_slot = row.get(1);
-        let spec = &self.spec.workload;
+        let spec = self.web().ok_or("the scenario has no web workload")?;
         let entry = run
             .node(&spec.entry)
             .map_err(|e| e.to_string())?
@@ -501,22 +541,39 @@ impl Scenario {
         sessions: &[IssuedSession],
         started_at: String,
     ) -> Results {
-        self.try_old_sessions(run, sessions).await;
-        let state = match self.final_state(run).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!("final read failed: {e}");
-                None
-            }
-        };
+        let mut checks = Vec::new();
+        let budgets = &self.spec.budgets;
+        if let Some(web) = self.web() {
+            self.try_old_sessions(run, sessions).await;
+            let state = match self.final_state(run).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!("final read failed: {e}");
+                    None
+                }
+            };
+            let events = run.history().events();
+            let period = Duration::from_secs_f64(1.0 / web.probe_hz.max(1.0));
+            checks.extend([
+                checks::continuity(&events, state.as_ref(), budgets),
+                checks::availability(&events, period, budgets),
+                checks::sessions(&events),
+                checks::historian(state.as_ref()),
+            ]);
+        }
+        if let Some(spec) = &self.spec.sql {
+            let SqlFinal { keys, cluster } = sql::final_state(run, spec).await;
+            let events = run.history().events();
+            let period = Duration::from_secs_f64(1.0 / spec.probe_hz.max(1.0));
+            checks.extend([
+                checks::database::continuity(&events, keys.as_ref(), budgets),
+                checks::availability(&events, period, budgets),
+                checks::database::single_primary(&events, spec.member_probe_hz),
+                checks::database::failover(&events, budgets),
+            ]);
+            checks.extend(checks::database::replicas(&cluster));
+        }
         let events = run.history().events();
-        let period = Duration::from_secs_f64(1.0 / self.spec.workload.probe_hz.max(1.0));
-        let checks = vec![
-            checks::continuity(&events, state.as_ref(), &self.spec.budgets),
-            checks::availability(&events, period, &self.spec.budgets),
-            checks::sessions(&events),
-            checks::historian(state.as_ref()),
-        ];
         let verdict =
             if !step_errors.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
                 Verdict::Fail
@@ -565,7 +622,8 @@ impl Scenario {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
-            workload: serde_json::to_value(&self.spec.workload).unwrap_or_default(),
+            workload: serde_json::json!({ "web": self.web(), "sql": self.spec.sql }),
+            settings: self.topology.settings.clone(),
             images: run
                 .shared()
                 .images

@@ -93,6 +93,9 @@ pub struct Topology {
     /// Names of the secrets generated for each run (32 random bytes, hex). Config files and
     /// `env` values refer to them as `${secret:NAME}`.
     pub secrets: Vec<String>,
+    /// Tunables of the deployment (`[settings]`, e.g. Patroni's ttl), written into config files
+    /// and `env` as `${setting:NAME}`, inherited through `extends` and reported with results.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// One node as declared: what to run and how to know it is up.
@@ -236,6 +239,20 @@ impl Topology {
     }
 }
 
+/// The names in `${kind:NAME}` placeholders of `text`, in order.
+pub fn placeholders<'a>(text: &'a str, kind: &str) -> Vec<&'a str> {
+    let open = format!("${{{kind}:");
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&open) {
+        let after = &rest[at + open.len()..];
+        let end = after.find('}').unwrap_or(after.len());
+        out.push(&after[..end]);
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out
+}
+
 /// Names of the topologies under `<root>/topologies`.
 pub fn available(root: &Path) -> Vec<String> {
     toml_names(&root.join("topologies"))
@@ -292,6 +309,9 @@ struct RawTopology {
     groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     #[serde(default)]
     secrets: Vec<Spanned<String>>,
+    #[serde(default)]
+    settings: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    #[serde(default)]
     nodes: BTreeMap<Spanned<String>, RawNode>,
 }
 
@@ -400,6 +420,44 @@ impl Ctx<'_> {
                 ));
             }
             secrets.push(name.clone());
+        }
+        let mut settings = base
+            .as_ref()
+            .map(|b| b.settings.clone())
+            .unwrap_or_default();
+        for (key, value) in &raw.settings {
+            let name_ok = !key.get_ref().is_empty()
+                && key
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name_ok {
+                return Err(self.error(
+                    key.span(),
+                    format!(
+                        "settings: `{}` is not a name of letters, digits, _ and -",
+                        key.get_ref()
+                    ),
+                    None,
+                ));
+            }
+            let text = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)) => {
+                    v.to_string()
+                }
+                _ => {
+                    return Err(self.error(
+                        value.span(),
+                        format!(
+                            "settings.{}: must be a string, number or boolean",
+                            key.get_ref()
+                        ),
+                        None,
+                    ));
+                }
+            };
+            settings.insert(key.get_ref().clone(), text);
         }
         let cycle_spans = raw.nodes_spans();
         let mut node_names: BTreeSet<String> =
@@ -561,9 +619,39 @@ impl Ctx<'_> {
             groups,
             nodes,
             secrets,
+            settings,
         };
+        self.check_settings(&topology)?;
         self.check_cycles(&topology, &cycle_spans)?;
         Ok(topology)
+    }
+
+    /// Every `${setting:NAME}` in a node's env or config files names a declared setting.
+    fn check_settings(&self, topology: &Topology) -> Result<(), TopologyError> {
+        for node in topology.nodes.values() {
+            let mut texts: Vec<(String, String)> = node
+                .env
+                .iter()
+                .map(|(k, v)| (format!("nodes.{}.env.{k}", node.name), v.clone()))
+                .collect();
+            for m in &node.config {
+                if let Ok(text) = std::fs::read_to_string(&m.source) {
+                    texts.push((m.source.display().to_string(), text));
+                }
+            }
+            for (place, text) in texts {
+                for name in placeholders(&text, "setting") {
+                    if !topology.settings.contains_key(name) {
+                        return Err(self.error(
+                            0..0,
+                            format!("{place} refers to `${{setting:{name}}}`, which this topology does not set"),
+                            Some(format!("add `{name} = ...` under [settings]")),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn unknown_node(

@@ -18,6 +18,8 @@ use crate::clock::Stamp;
 use crate::history::{Event, OpKind, OpRecord, Outcome};
 use crate::run::{Run, Shared};
 
+pub mod sql;
+
 /// What the clients do, as a scenario declares it under `[workload]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

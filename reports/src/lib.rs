@@ -105,20 +105,9 @@ pub fn render_run(dir: &Path) -> Result<PathBuf, ReportError> {
 /// The HTML of one run's report.
 pub fn run_html(run: &RunData) -> Result<String, ReportError> {
     let r = &run.results;
-    let windows = r["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["check"] == "availability")
-        .map(|c| c["figures"]["windows"].clone())
-        .unwrap_or(Json::Null);
-    let continuity = r["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["check"] == "continuity")
-        .map(|c| c["figures"].clone())
-        .unwrap_or(Json::Null);
+    let windows = figures(r, "availability")["windows"].clone();
+    let continuity = figures(r, "continuity");
+    let db_failovers = figures(r, "failover")["failovers"].clone();
     let logs = log_excerpts(run);
     let mut files: Vec<String> = std::fs::read_dir(run.dir.join("logs"))
         .into_iter()
@@ -134,6 +123,7 @@ pub fn run_html(run: &RunData) -> Result<String, ReportError> {
                 r => Value::from_serialize(r),
                 windows => Value::from_serialize(&windows),
                 ledger => Value::from_serialize(&continuity),
+                db_failovers => Value::from_serialize(&db_failovers),
                 timeline => Value::from_safe_string(timeline_svg(run)),
                 probes => Value::from_safe_string(probe_svg(run)),
                 logs => Value::from_serialize(&logs),
@@ -177,17 +167,18 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
     write(out.join("index.html"), html)
 }
 
+/// The figures of the check called `name` in a run's results (null if it did not run).
+fn figures(results: &Json, name: &str) -> Json {
+    results["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["check"] == name)
+        .map_or(Json::Null, |c| c["figures"].clone())
+}
+
 fn summary_row(run: &RunData, out: &Path) -> Json {
     let r = &run.results;
-    let check = |name: &str| {
-        r["checks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["check"] == name)
-            .cloned()
-            .unwrap_or(Json::Null)
-    };
     let link = relative(out, &run.dir.join("index.html"));
     serde_json::json!({
         "scenario": r["scenario"],
@@ -196,9 +187,9 @@ fn summary_row(run: &RunData, out: &Path) -> Json {
         "started_at": r["started_at"],
         "wall_seconds": r["wall_seconds"],
         "checks": r["checks"].as_array().map(|cs| cs.iter().map(|c| serde_json::json!({"check": c["check"], "verdict": c["verdict"]})).collect::<Vec<_>>()),
-        "unavailable_ms": check("availability")["figures"]["worst_unavailable_ms"],
-        "lost": check("continuity")["figures"]["lost"],
-        "acknowledged": check("continuity")["figures"]["acknowledged"],
+        "unavailable_ms": figures(r, "availability")["worst_unavailable_ms"],
+        "lost": figures(r, "continuity")["lost"],
+        "acknowledged": figures(r, "continuity")["acknowledged"],
         "link": link,
     })
 }
@@ -313,15 +304,22 @@ fn x(t: f64, end: f64) -> f64 {
     LEFT + (t / end).clamp(0.0, 1.0) * (W - LEFT - 10.0)
 }
 
+/// The timeline row of an operation: its client; the per-member write probe gets a row per
+/// member, so the rows where writes were accepted show which member acted as primary when.
+fn lane(o: &Json) -> Option<String> {
+    let client = o["client"].as_str()?;
+    match (o["kind"].as_str(), o["key"].as_str()) {
+        (Some("write-probe"), Some(node)) => Some(format!("writes to {node}")),
+        _ => Some(client.to_string()),
+    }
+}
+
 /// Jepsen-style timeline: fault bands and unavailability windows across, one row per client,
 /// each client's operations as spans coloured by outcome. Consecutive operations with the same
 /// outcome merge into one span, so a long run stays small.
 pub fn timeline_svg(run: &RunData) -> String {
     let end = run.end_s();
-    let mut clients: Vec<String> = run
-        .ops()
-        .filter_map(|o| o["client"].as_str().map(str::to_string))
-        .collect();
+    let mut clients: Vec<String> = run.ops().filter_map(lane).collect();
     clients.sort();
     clients.dedup();
     let top = 24.0;
@@ -330,12 +328,9 @@ pub fn timeline_svg(run: &RunData) -> String {
         r#"<svg class="timeline" width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img" aria-label="timeline">"#
     );
     // Unavailability windows, from the availability check.
-    let windows = run.results["checks"]
+    let windows = figures(&run.results, "availability")["windows"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["check"] == "availability")
-        .and_then(|c| c["figures"]["windows"].as_array().cloned())
+        .cloned()
         .unwrap_or_default();
     for w in &windows {
         let (Some(s), Some(ms)) = (w["start_s"].as_f64(), w["unavailable_ms"].as_f64()) else {
@@ -387,7 +382,7 @@ pub fn timeline_svg(run: &RunData) -> String {
         );
         let mut ops: Vec<&Json> = run
             .ops()
-            .filter(|o| o["client"] == client.as_str())
+            .filter(|o| lane(o).as_deref() == Some(client.as_str()))
             .collect();
         ops.sort_by(|a, b| {
             a["invoke"]

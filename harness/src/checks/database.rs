@@ -1,0 +1,770 @@
+//! Checks of a replicated database under a failover manager, from the SQL workload's history,
+//! the cluster observer's records and the final read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use super::{Budgets, CheckResult, Verdict, result};
+use crate::clock::Stamp;
+use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
+use crate::patroni::{ClusterFinal, is_primary, last_roles};
+
+fn secs(s: Stamp) -> f64 {
+    s.as_duration().as_secs_f64()
+}
+
+fn ms_between(from: Stamp, to: Stamp) -> u64 {
+    to.since(from).as_millis() as u64
+}
+
+/// Every acknowledged insert is in the table afterwards (read through the routed endpoint).
+/// Lost acknowledged commits are the RPO, judged against `max_lost_writes`. A key present that
+/// no insert explains, or whose insert was reported as certainly failed, is a defect.
+pub fn continuity(
+    events: &[Event],
+    keys: Option<&BTreeSet<String>>,
+    budgets: &Budgets,
+) -> CheckResult {
+    let inserts: Vec<OpRecord> = ops(events)
+        .into_iter()
+        .filter(|o| o.kind == OpKind::Insert)
+        .collect();
+    let with = |outcome| -> BTreeMap<&str, &OpRecord> {
+        inserts
+            .iter()
+            .filter(|o| o.outcome == outcome)
+            .filter_map(|o| Some((o.key.as_deref()?, o)))
+            .collect()
+    };
+    let (acked, unknown, failed) = (
+        with(Outcome::Ok),
+        with(Outcome::Unknown),
+        with(Outcome::Fail),
+    );
+    let read_back_misses = ops(events)
+        .iter()
+        .filter(|o| o.kind == OpKind::ReadBack && o.outcome == Outcome::Fail)
+        .count();
+    let Some(keys) = keys else {
+        return result(
+            "continuity",
+            Verdict::Unknown,
+            format!(
+                "{} acknowledged commits, but the table could not be read afterwards",
+                acked.len()
+            ),
+            json!({ "acknowledged": acked.len() }),
+        );
+    };
+    let lost: Vec<&OpRecord> = acked
+        .iter()
+        .filter(|(k, _)| !keys.contains(**k))
+        .map(|(_, o)| *o)
+        .collect();
+    let unknown_took_effect = unknown.keys().filter(|k| keys.contains(**k)).count();
+    let failed_present: Vec<&str> = failed
+        .keys()
+        .filter(|k| keys.contains(**k))
+        .copied()
+        .collect();
+    let unexplained: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            !acked.contains_key(k.as_str())
+                && !unknown.contains_key(k.as_str())
+                && !failed.contains_key(k.as_str())
+        })
+        .collect();
+    let lost_span = (
+        lost.iter().map(|o| o.complete).min().map(secs),
+        lost.iter().map(|o| o.complete).max().map(secs),
+    );
+    let figures = json!({
+        "acknowledged": acked.len(),
+        "verified": acked.len() - lost.len(),
+        "lost": lost.len(),
+        "rpo_commits": lost.len(),
+        "lost_acknowledged_between_s": [lost_span.0, lost_span.1],
+        "lost_keys": lost.iter().take(50).filter_map(|o| o.key.clone()).collect::<Vec<_>>(),
+        "failed_inserts": failed.len(),
+        "failed_but_present": failed_present.iter().take(50).collect::<Vec<_>>(),
+        "unknown_inserts": unknown.len(),
+        "unknown_that_took_effect": unknown_took_effect,
+        "unexplained_keys": unexplained.iter().take(50).collect::<Vec<_>>(),
+        "read_back_misses": read_back_misses,
+        "rows": keys.len(),
+        "budget_lost": budgets.max_lost_writes,
+    });
+    let mut problems = Vec::new();
+    if lost.len() as u64 > budgets.max_lost_writes {
+        problems.push(format!(
+            "lost {} acknowledged commits (budget {})",
+            lost.len(),
+            budgets.max_lost_writes
+        ));
+    }
+    if !failed_present.is_empty() {
+        problems.push(format!(
+            "{} inserts refused by the server are present anyway",
+            failed_present.len()
+        ));
+    }
+    if !unexplained.is_empty() {
+        problems.push(format!("{} keys no insert explains", unexplained.len()));
+    }
+    let summary = format!(
+        "{} acknowledged, {} verified, {} lost (RPO), {} unknown ({} took effect), {} read-back misses",
+        acked.len(),
+        acked.len() - lost.len(),
+        lost.len(),
+        unknown.len(),
+        unknown_took_effect,
+        read_back_misses
+    );
+    if problems.is_empty() {
+        let verdict = if acked.is_empty() {
+            Verdict::Unknown
+        } else {
+            Verdict::Pass
+        };
+        result("continuity", verdict, summary, figures)
+    } else {
+        result(
+            "continuity",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        )
+    }
+}
+
+/// No probe round in which two members accepted a write. Each round writes to every member
+/// directly at the same moment; a member accepting it is acting as a primary.
+pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
+    let probes: Vec<OpRecord> = ops(events)
+        .into_iter()
+        .filter(|o| o.kind == OpKind::WriteProbe)
+        .collect();
+    let mut per_node: BTreeMap<String, [usize; 3]> = BTreeMap::new();
+    let mut accepted: BTreeMap<i64, Vec<&OpRecord>> = BTreeMap::new();
+    for p in &probes {
+        let node = p.key.clone().unwrap_or_default();
+        per_node.entry(node).or_default()[p.outcome as usize] += 1;
+        if p.outcome == Outcome::Ok
+            && let Some(round) = p.value.as_ref().and_then(|v| v.parse().ok())
+        {
+            accepted.entry(round).or_default().push(p);
+        }
+    }
+    let rounds: BTreeSet<&str> = probes.iter().filter_map(|p| p.value.as_deref()).collect();
+    let span = match (
+        probes.iter().map(|p| p.invoke).min(),
+        probes.iter().map(|p| p.invoke).max(),
+    ) {
+        (Some(a), Some(b)) if b > a => b.since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let rate = if span > 0.0 {
+        (rounds.len().saturating_sub(1)) as f64 / span
+    } else {
+        0.0
+    };
+    let conflicts: Vec<serde_json::Value> = accepted
+        .iter()
+        .filter(|(_, ps)| ps.iter().map(|p| &p.key).collect::<BTreeSet<_>>().len() > 1)
+        .map(|(round, ps)| {
+            json!({
+                "round": round,
+                "at_s": ps.iter().map(|p| p.invoke).min().map(secs),
+                "nodes": ps.iter().filter_map(|p| p.key.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let figures = json!({
+        "probes": probes.len(),
+        "rounds": rounds.len(),
+        "rounds_per_second": (rate * 10.0).round() / 10.0,
+        "configured_hz": probe_hz,
+        "per_node": per_node.iter().map(|(n, c)| (n.clone(), json!({"accepted": c[0], "refused": c[1], "unknown": c[2]}))).collect::<BTreeMap<_, _>>(),
+        "two_primaries": conflicts.len(),
+        "conflicts": conflicts.iter().take(20).collect::<Vec<_>>(),
+    });
+    if per_node.len() < 2 {
+        return result(
+            "single-primary",
+            Verdict::Unknown,
+            format!("{} members probed; need at least 2", per_node.len()),
+            figures,
+        );
+    }
+    if let Some(first) = conflicts.first() {
+        return result(
+            "single-primary",
+            Verdict::Fail,
+            format!(
+                "two primaries: {} accepted writes in the same round at t={:.2}s ({} such rounds)",
+                first["nodes"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and "))
+                    .unwrap_or_default(),
+                first["at_s"].as_f64().unwrap_or(0.0),
+                conflicts.len()
+            ),
+            figures,
+        );
+    }
+    let summary = format!(
+        "{} rounds at {:.1} Hz over {} members, never two accepting writes",
+        rounds.len(),
+        rate,
+        per_node.len()
+    );
+    if rate < probe_hz * 0.9 {
+        return result(
+            "single-primary",
+            Verdict::Unknown,
+            format!("probe ran at {rate:.1} Hz, below the {probe_hz} Hz asked; {summary}"),
+            figures,
+        );
+    }
+    result("single-primary", Verdict::Pass, summary, figures)
+}
+
+/// Faults that can take the primary away.
+fn can_remove_primary(f: &FaultRecord) -> bool {
+    matches!(
+        f.fault.name(),
+        "kill" | "stop" | "restart" | "pause" | "partition" | "isolate" | "exec"
+    )
+}
+
+/// Per fault: if it hit the primary, the timeline fault → leader key released or expired →
+/// old primary demoted → another member promoted → first write acknowledged through the
+/// routed endpoint after the promotion, each on the run's clock. A fault that did not hit the
+/// primary must not cause a promotion.
+pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
+    let all = ops(events);
+    let observed = |kind: OpKind| -> Vec<&OpRecord> {
+        all.iter().filter(|o| o.kind == kind).collect::<Vec<_>>()
+    };
+    let (roles, leaders) = (observed(OpKind::Role), observed(OpKind::Leader));
+    let writes: Vec<&OpRecord> = all
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Insert | OpKind::Probe))
+        .collect();
+    let triggers: Vec<FaultRecord> = faults(events)
+        .into_iter()
+        .filter(|f| f.outcome == Outcome::Ok && can_remove_primary(f))
+        .collect();
+    let mut timelines = Vec::new();
+    let mut problems = Vec::new();
+    for (i, f) in triggers.iter().enumerate() {
+        let until = triggers.get(i + 1).map_or(Stamp(u64::MAX), |n| n.start);
+        let before: Vec<Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::Op(o) if o.invoke < f.start))
+            .cloned()
+            .collect();
+        let old = last_roles(&before)
+            .into_iter()
+            .find(|(_, r)| is_primary(r))
+            .map(|(n, _)| n);
+        let old_leader = leaders
+            .iter()
+            .rfind(|o| o.invoke < f.start)
+            .and_then(|o| o.value.clone());
+        let in_window = |o: &&&OpRecord| o.invoke >= f.start && o.invoke < until;
+        let promoted = roles
+            .iter()
+            .filter(in_window)
+            .find(|o| is_primary(o.value.as_deref().unwrap_or("")) && o.key != old);
+        let hit = old.as_ref().is_some_and(|o| f.nodes.contains(o)) || f.fault.name() == "exec";
+        if !hit {
+            if let Some(p) = promoted {
+                problems.push(format!(
+                    "fault #{} ({} {}) did not touch the primary, yet {} was promoted at t={:.2}s",
+                    f.id,
+                    f.fault.name(),
+                    f.nodes.join(","),
+                    p.key.clone().unwrap_or_default(),
+                    secs(p.invoke)
+                ));
+            }
+            continue;
+        }
+        let leader_change = leaders
+            .iter()
+            .filter(in_window)
+            .find(|o| o.value != old_leader);
+        let demoted = roles
+            .iter()
+            .filter(in_window)
+            .find(|o| o.key == old && !is_primary(o.value.as_deref().unwrap_or("")));
+        let first_write = promoted.and_then(|p| {
+            writes
+                .iter()
+                .find(|w| w.outcome == Outcome::Ok && w.invoke >= p.invoke)
+        });
+        let since = |o: Option<&&OpRecord>, at: fn(&OpRecord) -> Stamp| {
+            o.map(|o| ms_between(f.start, at(o)))
+        };
+        let to_write = since(first_write, |o| o.complete);
+        timelines.push(json!({
+            "fault": f.id,
+            "kind": f.fault.name(),
+            "nodes": f.nodes,
+            "fault_at_s": secs(f.start),
+            "old_primary": old,
+            "leader_key_changed_ms": since(leader_change, |o| o.invoke),
+            "leader_key_value": leader_change.and_then(|o| o.value.clone()),
+            "old_primary_demoted_ms": since(demoted, |o| o.invoke),
+            "old_primary_seen_as": demoted.and_then(|o| o.value.clone()),
+            "promoted_ms": since(promoted, |o| o.invoke),
+            "new_primary": promoted.and_then(|o| o.key.clone()),
+            "first_write_ms": to_write,
+            "budget_ms": budgets.max_failover.map(|b| b.as_millis() as u64),
+        }));
+        match (promoted, to_write) {
+            (None, _) => problems.push(format!(
+                "fault #{} ({} {}): no other member was seen promoted",
+                f.id,
+                f.fault.name(),
+                f.nodes.join(",")
+            )),
+            (Some(_), None) => problems.push(format!(
+                "fault #{}: a member was promoted but no write succeeded through the routed endpoint afterwards",
+                f.id
+            )),
+            (Some(_), Some(ms)) => {
+                if let Some(b) = budgets.max_failover
+                    && ms > b.as_millis() as u64
+                {
+                    problems.push(format!(
+                        "fault #{}: writes resumed {ms} ms after it, budget {} ms",
+                        f.id,
+                        b.as_millis()
+                    ));
+                }
+            }
+        }
+    }
+    let figures = json!({
+        "failovers": timelines,
+        "role_observations": roles.len(),
+        "leader_observations": leaders.len(),
+    });
+    if roles.is_empty() {
+        return result(
+            "failover",
+            Verdict::Unknown,
+            "the cluster observer recorded no roles".into(),
+            figures,
+        );
+    }
+    let summary = match timelines.as_slice() {
+        [] => "no fault hit the primary; no member was promoted".to_string(),
+        ts => ts
+            .iter()
+            .map(|t| {
+                let ms = |k: &str| t[k].as_u64().map_or("—".into(), |v| format!("{v} ms"));
+                format!(
+                    "#{}: leader key {}, promoted {} ({}), first write {}",
+                    t["fault"],
+                    ms("leader_key_changed_ms"),
+                    ms("promoted_ms"),
+                    t["new_primary"].as_str().unwrap_or("none"),
+                    ms("first_write_ms")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    if problems.is_empty() {
+        result("failover", Verdict::Pass, summary, figures)
+    } else {
+        result(
+            "failover",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        )
+    }
+}
+
+/// After the run: one primary, every running replica streaming on its timeline with nothing
+/// left to replay, and holding exactly the primary's rows (no divergence left behind). `None`
+/// when the script left every other member down, so there is no replica to judge.
+pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
+    let primary = cluster
+        .members
+        .iter()
+        .find(|m| m.status.as_ref().is_some_and(|s| is_primary(&s.role)));
+    let replica_expected = cluster
+        .members
+        .iter()
+        .filter(|m| primary.is_none_or(|p| p.name != m.name))
+        .any(|m| m.running || !m.left_down);
+    if primary.is_some() && !replica_expected {
+        return None;
+    }
+    let figures = json!({
+        "converged_after_ms": cluster.converged_after_ms,
+        "members": cluster.members.iter().map(|m| json!({
+            "name": m.name,
+            "running": m.running,
+            "left_down_by_script": m.left_down,
+            "role": m.status.as_ref().map(|s| s.role.clone()),
+            "state": m.status.as_ref().map(|s| s.state.clone()),
+            "timeline": m.status.as_ref().and_then(|s| s.timeline),
+            "wal_position": m.status.as_ref().and_then(|s| s.wal_position),
+            "rows": m.keys,
+            "digest": m.digest,
+            "rewind_log": m.rewind_lines,
+        })).collect::<Vec<_>>(),
+    });
+    let Some(primary) = primary else {
+        return Some(result(
+            "replicas",
+            Verdict::Fail,
+            "no primary after the run".into(),
+            figures,
+        ));
+    };
+    let p = primary.status.clone().unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut healthy = Vec::new();
+    for m in cluster.members.iter().filter(|m| m.name != primary.name) {
+        if m.left_down && !m.running {
+            continue;
+        }
+        let Some(s) = &m.status else {
+            problems.push(format!("{}: not answering", m.name));
+            continue;
+        };
+        if is_primary(&s.role) {
+            problems.push(format!("{}: also primary", m.name));
+        } else if s.state != "running" {
+            problems.push(format!("{}: {} ({})", m.name, s.state, s.role));
+        } else if s.timeline != p.timeline {
+            problems.push(format!(
+                "{}: on timeline {:?}, the primary on {:?}",
+                m.name, s.timeline, p.timeline
+            ));
+        } else if s.wal_position != p.wal_position {
+            problems.push(format!(
+                "{}: replayed to {:?}, the primary is at {:?}",
+                m.name, s.wal_position, p.wal_position
+            ));
+        } else if m.digest.is_none() || m.digest != primary.digest {
+            problems.push(format!(
+                "{}: holds {:?} rows, the primary {:?} (diverged)",
+                m.name, m.keys, primary.keys
+            ));
+        } else {
+            healthy.push(m.name.clone());
+        }
+    }
+    let summary = format!(
+        "primary {} on timeline {}; {} in sync (lag 0, same rows){}",
+        primary.name,
+        p.timeline.map_or("?".into(), |t| t.to_string()),
+        if healthy.is_empty() {
+            "no replica".to_string()
+        } else {
+            healthy.join(", ")
+        },
+        cluster
+            .converged_after_ms
+            .map_or(String::new(), |ms| format!(
+                ", converged {ms} ms after the load stopped"
+            ))
+    );
+    Some(if problems.is_empty() && !healthy.is_empty() {
+        result("replicas", Verdict::Pass, summary, figures)
+    } else {
+        let mut problems = problems;
+        if healthy.is_empty() && problems.is_empty() {
+            problems.push("no replica running".into());
+        }
+        result(
+            "replicas",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Fault;
+    use crate::history::{FaultRecord, OpRecord};
+    use crate::patroni::{MemberFinal, MemberStatus};
+
+    fn at(ms: u64) -> Stamp {
+        Stamp(ms * 1_000_000)
+    }
+
+    fn op(kind: OpKind, client: &str, key: &str, value: &str, ms: u64, outcome: Outcome) -> Event {
+        Event::Op(OpRecord {
+            id: ms,
+            client: client.into(),
+            kind,
+            key: (!key.is_empty()).then(|| key.into()),
+            value: (!value.is_empty()).then(|| value.into()),
+            invoke: at(ms),
+            complete: at(ms + 2),
+            outcome,
+            error: None,
+            node: None,
+        })
+    }
+
+    fn insert(key: &str, ms: u64, outcome: Outcome) -> Event {
+        op(OpKind::Insert, "sql-0", key, "", ms, outcome)
+    }
+
+    fn role(node: &str, role: &str, ms: u64) -> Event {
+        op(OpKind::Role, "observer", node, role, ms, Outcome::Ok)
+    }
+
+    fn leader(holder: &str, ms: u64) -> Event {
+        op(OpKind::Leader, "observer", "", holder, ms, Outcome::Ok)
+    }
+
+    fn probe(node: &str, round: u64, outcome: Outcome) -> Event {
+        op(
+            OpKind::WriteProbe,
+            "member-probe",
+            node,
+            &round.to_string(),
+            round * 100,
+            outcome,
+        )
+    }
+
+    fn kill(node: &str, ms: u64) -> Event {
+        Event::Fault(FaultRecord {
+            id: 1,
+            fault: Fault::Kill {
+                targets: vec![node.into()],
+            },
+            nodes: vec![node.into()],
+            start: at(ms),
+            end: at(ms + 100),
+            outcome: Outcome::Ok,
+            error: None,
+            notes: vec![],
+        })
+    }
+
+    fn keys(k: &[&str]) -> BTreeSet<String> {
+        k.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn continuity_passes_when_every_acknowledged_key_is_there() {
+        let events = vec![
+            insert("a", 1, Outcome::Ok),
+            insert("b", 2, Outcome::Unknown),
+            insert("c", 3, Outcome::Fail),
+        ];
+        let r = continuity(&events, Some(&keys(&["a", "b"])), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["unknown_that_took_effect"], 1);
+    }
+
+    #[test]
+    fn continuity_fails_on_a_lost_acknowledged_commit_and_reports_the_rpo() {
+        let events = vec![insert("a", 1, Outcome::Ok), insert("b", 2, Outcome::Ok)];
+        let r = continuity(&events, Some(&keys(&["a"])), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.figures["rpo_commits"], 1);
+        assert_eq!(r.figures["lost_keys"][0], "b");
+        // In asynchronous mode the scenario allows some loss.
+        let budgets = Budgets {
+            max_lost_writes: 1,
+            ..Budgets::default()
+        };
+        assert_eq!(
+            continuity(&events, Some(&keys(&["a"])), &budgets).verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn continuity_fails_on_keys_nothing_explains_or_refused_inserts_present() {
+        let events = vec![insert("a", 1, Outcome::Ok), insert("c", 3, Outcome::Fail)];
+        let r = continuity(&events, Some(&keys(&["a", "c"])), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail);
+        let r = continuity(&events, Some(&keys(&["a", "zz"])), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(
+            continuity(&events, None, &Budgets::default()).verdict,
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn single_primary_fails_when_two_members_accept_writes_in_one_round() {
+        let mut events = Vec::new();
+        for round in 0..50 {
+            events.push(probe("pg1", round, Outcome::Ok));
+            let pg2 = if round == 30 {
+                Outcome::Ok
+            } else {
+                Outcome::Fail
+            };
+            events.push(probe("pg2", round, pg2));
+        }
+        let r = single_primary(&events, 10.0);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(r.summary.contains("t=3.00s"), "{}", r.summary);
+        assert_eq!(r.figures["two_primaries"], 1);
+    }
+
+    #[test]
+    fn single_primary_passes_a_clean_handover_and_needs_two_members() {
+        let mut events = Vec::new();
+        for round in 0..50 {
+            let (a, b) = match round {
+                0..20 => (Outcome::Ok, Outcome::Fail),
+                20..25 => (Outcome::Unknown, Outcome::Fail),
+                _ => (Outcome::Fail, Outcome::Ok),
+            };
+            events.push(probe("pg1", round, a));
+            events.push(probe("pg2", round, b));
+        }
+        let r = single_primary(&events, 10.0);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        let one: Vec<Event> = events
+            .into_iter()
+            .filter(|e| matches!(e, Event::Op(o) if o.key.as_deref() == Some("pg1")))
+            .collect();
+        assert_eq!(single_primary(&one, 10.0).verdict, Verdict::Unknown);
+    }
+
+    fn failover_history(promote_ms: Option<u64>) -> Vec<Event> {
+        let mut events = vec![
+            role("pg1", "primary", 0),
+            role("pg2", "replica", 0),
+            leader("pg1", 0),
+            insert("a", 500, Outcome::Ok),
+            kill("pg1", 1_000),
+            role("pg1", "unreachable", 1_100),
+            insert("b", 2_000, Outcome::Fail),
+            leader("none", 11_000),
+        ];
+        if let Some(ms) = promote_ms {
+            events.push(role("pg2", "primary", ms));
+            events.push(insert("c", ms + 200, Outcome::Ok));
+        }
+        events
+    }
+
+    #[test]
+    fn failover_measures_the_timeline_from_the_fault() {
+        let budgets = Budgets {
+            max_failover: Some(std::time::Duration::from_secs(15)),
+            ..Budgets::default()
+        };
+        let r = failover(&failover_history(Some(11_500)), &budgets);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        let t = &r.figures["failovers"][0];
+        assert_eq!(t["leader_key_changed_ms"], 10_000);
+        assert_eq!(t["old_primary_demoted_ms"], 100);
+        assert_eq!(t["promoted_ms"], 10_500);
+        assert_eq!(t["first_write_ms"], 10_702);
+        assert_eq!(t["new_primary"], "pg2");
+    }
+
+    #[test]
+    fn failover_fails_without_promotion_or_over_budget() {
+        let budgets = Budgets {
+            max_failover: Some(std::time::Duration::from_secs(5)),
+            ..Budgets::default()
+        };
+        assert_eq!(
+            failover(&failover_history(None), &budgets).verdict,
+            Verdict::Fail
+        );
+        let r = failover(&failover_history(Some(11_500)), &budgets);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(r.summary.contains("budget 5000 ms"), "{}", r.summary);
+    }
+
+    #[test]
+    fn failover_fails_when_a_standby_fault_promotes_someone() {
+        let events = vec![
+            role("pg1", "primary", 0),
+            role("pg2", "replica", 0),
+            kill("pg2", 1_000),
+            role("pg3", "primary", 2_000),
+        ];
+        let r = failover(&events, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+    }
+
+    fn member(name: &str, role: &str, timeline: i64, wal: i64, digest: &str) -> MemberFinal {
+        MemberFinal {
+            name: name.into(),
+            running: true,
+            left_down: false,
+            status: Some(MemberStatus {
+                role: role.into(),
+                state: "running".into(),
+                timeline: Some(timeline),
+                wal_position: Some(wal),
+                replication_state: None,
+            }),
+            keys: Some(10),
+            digest: Some(digest.into()),
+            rewind_lines: vec![],
+        }
+    }
+
+    fn cluster(members: Vec<MemberFinal>) -> ClusterFinal {
+        ClusterFinal {
+            members,
+            converged_after_ms: Some(10),
+        }
+    }
+
+    #[test]
+    fn replicas_pass_only_in_sync_on_the_same_timeline_with_the_same_rows() {
+        let ok = cluster(vec![
+            member("pg1", "replica", 2, 100, "d"),
+            member("pg2", "primary", 2, 100, "d"),
+        ]);
+        assert_eq!(replicas(&ok).unwrap().verdict, Verdict::Pass);
+        for bad in [
+            member("pg1", "replica", 1, 100, "d"),
+            member("pg1", "replica", 2, 90, "d"),
+            member("pg1", "replica", 2, 100, "other"),
+            member("pg1", "primary", 2, 100, "d"),
+        ] {
+            let c = cluster(vec![bad, member("pg2", "primary", 2, 100, "d")]);
+            assert_eq!(replicas(&c).unwrap().verdict, Verdict::Fail);
+        }
+    }
+
+    #[test]
+    fn replicas_do_not_apply_when_the_script_left_the_others_down() {
+        let mut down = member("pg1", "replica", 1, 0, "");
+        down.running = false;
+        down.left_down = true;
+        down.status = None;
+        let c = cluster(vec![down.clone(), member("pg2", "primary", 2, 100, "d")]);
+        assert!(replicas(&c).is_none());
+        // A member that should be up but is not answering fails.
+        down.left_down = false;
+        let c = cluster(vec![down, member("pg2", "primary", 2, 100, "d")]);
+        assert_eq!(replicas(&c).unwrap().verdict, Verdict::Fail);
+    }
+}

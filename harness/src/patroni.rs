@@ -1,0 +1,355 @@
+//! A Patroni cluster seen from outside, as evidence for the database checks: each member's role
+//! (Patroni's REST `/patroni`) and the leader key in etcd (v3 JSON gateway), recorded in the
+//! history whenever they change; and, after the run, every member's replication state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::history::{Event, OpKind, Outcome, ops};
+use crate::node::Node;
+use crate::run::Shared;
+use crate::workload::{Exchange, Invocation};
+
+/// The role recorded for a member whose REST API does not answer.
+pub const UNREACHABLE: &str = "unreachable";
+
+/// Where the cluster is, as a scenario's `[sql]` section names it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSpec {
+    /// Node or group of the database members.
+    pub members: String,
+    pub rest_port: u16,
+    /// Node or group of the DCS (etcd) members.
+    pub dcs: String,
+    pub dcs_port: u16,
+    /// Patroni's leader key: `<namespace>/<scope>/leader`.
+    pub leader_key: String,
+    /// How often roles and the leader key are read.
+    pub observe_hz: f64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            members: "postgres".into(),
+            rest_port: 8008,
+            dcs: "etcd".into(),
+            dcs_port: 2379,
+            leader_key: "/service/hadrill/leader".into(),
+            observe_hz: 10.0,
+        }
+    }
+}
+
+/// Patroni 3.0 says `master`; later versions `primary`.
+pub fn is_primary(role: &str) -> bool {
+    matches!(role, "primary" | "master")
+}
+
+/// Each member's role as last observed in `events`.
+pub fn last_roles(events: &[Event]) -> BTreeMap<String, String> {
+    let mut roles = BTreeMap::new();
+    for o in ops(events) {
+        if o.kind == OpKind::Role
+            && let (Some(k), Some(v)) = (o.key, o.value)
+        {
+            roles.insert(k, v);
+        }
+    }
+    roles
+}
+
+/// What a member's REST API says about it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    pub role: String,
+    pub state: String,
+    pub timeline: Option<i64>,
+    /// Primary: WAL written; replica: WAL replayed (bytes).
+    pub wal_position: Option<i64>,
+    pub replication_state: Option<String>,
+}
+
+fn member_status(v: &serde_json::Value) -> MemberStatus {
+    let role = v["role"].as_str().unwrap_or("").to_string();
+    let xlog = &v["xlog"];
+    MemberStatus {
+        wal_position: if is_primary(&role) {
+            xlog["location"].as_i64()
+        } else {
+            xlog["replayed_location"].as_i64()
+        },
+        role: if is_primary(&role) {
+            "primary".into()
+        } else {
+            role
+        },
+        state: v["state"].as_str().unwrap_or("").to_string(),
+        timeline: v["timeline"].as_i64(),
+        replication_state: v["replication_state"].as_str().map(str::to_string),
+    }
+}
+
+pub(crate) fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .expect("HTTP client")
+}
+
+/// A member's status, or `None` when its REST API does not answer.
+pub(crate) async fn status(http: &reqwest::Client, node: &Node, port: u16) -> Option<MemberStatus> {
+    let addr = node.host_addr(port)?;
+    let v: serde_json::Value = http
+        .get(format!("http://{addr}/patroni"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(member_status(&v))
+}
+
+/// The leader key's holder (`none` if the key is absent), from the first DCS member that
+/// answers a linearizable read; `None` if none does.
+async fn leader(http: &reqwest::Client, dcs: &[Node], port: u16, key: &str) -> Option<String> {
+    for n in dcs {
+        let Some(addr) = n.host_addr(port) else {
+            continue;
+        };
+        let Ok(r) = http
+            .post(format!("http://{addr}/v3/kv/range"))
+            .json(&serde_json::json!({ "key": B64.encode(key) }))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(v) = r.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if v.get("header").is_none() {
+            continue;
+        }
+        return Some(
+            v["kvs"][0]["value"]
+                .as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .map_or("none".to_string(), |b| {
+                    String::from_utf8_lossy(&b).into_owned()
+                }),
+        );
+    }
+    None
+}
+
+/// Records role and leader changes until `stop`.
+pub(crate) async fn observe(shared: Arc<Shared>, spec: ClusterSpec, stop: CancellationToken) {
+    let period = Duration::from_secs_f64(1.0 / spec.observe_hz.max(1.0));
+    let http = http(period.max(Duration::from_millis(300)));
+    let nodes = |group: &str| -> Vec<Node> {
+        shared
+            .topology
+            .resolve(group)
+            .unwrap_or_default()
+            .iter()
+            .map(|n| Node::new(n, shared.clone()))
+            .collect()
+    };
+    let (members, dcs) = (nodes(&spec.members), nodes(&spec.dcs));
+    let mut roles: BTreeMap<String, String> = BTreeMap::new();
+    let mut holder: Option<String> = None;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.is_cancelled() {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let invoke = shared.clock.now();
+        let (statuses, current) = tokio::join!(
+            futures_util::future::join_all(members.iter().map(|m| status(
+                &http,
+                m,
+                spec.rest_port
+            ))),
+            leader(&http, &dcs, spec.dcs_port, &spec.leader_key)
+        );
+        for (m, s) in members.iter().zip(statuses) {
+            let role = s.map_or(UNREACHABLE.to_string(), |s| s.role);
+            if roles.get(m.name()) != Some(&role) {
+                roles.insert(m.name().to_string(), role.clone());
+                seen(&shared, OpKind::Role, Some(m.name()), role, invoke);
+            }
+        }
+        if let Some(current) = current
+            && holder.as_ref() != Some(&current)
+        {
+            holder = Some(current.clone());
+            seen(&shared, OpKind::Leader, None, current, invoke);
+        }
+    }
+}
+
+fn seen(
+    shared: &Shared,
+    kind: OpKind,
+    key: Option<&str>,
+    value: String,
+    invoke: crate::clock::Stamp,
+) {
+    Invocation {
+        client: "observer".into(),
+        kind,
+        key: key.map(str::to_string),
+        value: Some(value),
+        invoke,
+    }
+    .finish(
+        shared,
+        Exchange {
+            outcome: Outcome::Ok,
+            status: None,
+            error: None,
+            node: key.map(str::to_string),
+        },
+    );
+}
+
+/// One member after the run, for the replica-health check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberFinal {
+    pub name: String,
+    /// The container was running at the final read.
+    pub running: bool,
+    /// The script's last fault on this node stopped it and nothing started it again.
+    pub left_down: bool,
+    pub status: Option<MemberStatus>,
+    /// Keys of the set table on this member, and a digest of them, read on it directly.
+    pub keys: Option<i64>,
+    pub digest: Option<String>,
+    /// Lines of the member's log showing pg_rewind ran.
+    pub rewind_lines: Vec<String>,
+}
+
+/// The cluster after the run: polled until one primary and every running replica on its
+/// timeline with nothing left to replay, or `timeout`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterFinal {
+    pub members: Vec<MemberFinal>,
+    /// How long after the workload stopped the cluster converged; `None`: it did not.
+    pub converged_after_ms: Option<u64>,
+}
+
+pub(crate) fn converged(members: &[(Node, bool, Option<MemberStatus>)]) -> bool {
+    let primaries: Vec<&MemberStatus> = members
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref())
+        .filter(|s| is_primary(&s.role))
+        .collect();
+    let [primary] = primaries[..] else {
+        return false;
+    };
+    members
+        .iter()
+        .filter(|(_, running, _)| *running)
+        .all(|(_, _, s)| match s {
+            Some(s) if is_primary(&s.role) => true,
+            Some(s) => {
+                s.state == "running"
+                    && s.timeline == primary.timeline
+                    && s.wal_position.is_some()
+                    && s.wal_position == primary.wal_position
+            }
+            None => false,
+        })
+}
+
+/// Polls the members until converged or `timeout`; `digest` reads a member's set table.
+pub(crate) async fn settle<F, Fut>(
+    shared: &Arc<Shared>,
+    spec: &ClusterSpec,
+    timeout: Duration,
+    digest: F,
+) -> ClusterFinal
+where
+    F: Fn(Node) -> Fut,
+    Fut: std::future::Future<Output = Option<(i64, String)>>,
+{
+    let http = http(Duration::from_secs(1));
+    let t0 = Instant::now();
+    let members: Vec<Node> = shared
+        .topology
+        .resolve(&spec.members)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| Node::new(n, shared.clone()))
+        .collect();
+    let events = shared.history.events();
+    let (polled, converged_after) = loop {
+        let mut polled = Vec::new();
+        for m in &members {
+            let running = m.refresh().await.map(|s| s.running).unwrap_or(false);
+            let s = if running {
+                status(&http, m, spec.rest_port).await
+            } else {
+                None
+            };
+            polled.push((m.clone(), running, s));
+        }
+        if converged(&polled) {
+            break (polled, Some(t0.elapsed()));
+        }
+        if t0.elapsed() > timeout {
+            break (polled, None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut out = Vec::new();
+    for (node, running, status) in polled {
+        let (keys, digest) = match running {
+            true => digest(node.clone()).await.unzip(),
+            false => (None, None),
+        };
+        let log = node.log_tail(100_000).await;
+        out.push(MemberFinal {
+            name: node.name().to_string(),
+            running,
+            left_down: left_down(&events, node.name()),
+            status,
+            keys,
+            digest,
+            rewind_lines: log
+                .lines()
+                .filter(|l| l.contains("pg_rewind") || l.contains("rewind"))
+                .map(str::to_string)
+                .take(20)
+                .collect(),
+        });
+    }
+    ClusterFinal {
+        members: out,
+        converged_after_ms: converged_after.map(|d| d.as_millis() as u64),
+    }
+}
+
+/// Did the script leave `node` stopped: its last fault killed or stopped it?
+fn left_down(events: &[Event], node: &str) -> bool {
+    crate::history::faults(events)
+        .iter()
+        .rev()
+        .find(|f| {
+            f.nodes.iter().any(|n| n == node)
+                && !matches!(f.fault.name(), "partition" | "heal" | "isolate" | "exec")
+        })
+        .is_some_and(|f| matches!(f.fault.name(), "kill" | "stop"))
+}

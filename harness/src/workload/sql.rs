@@ -1,0 +1,556 @@
+//! The database workload: SQL clients inserting unique keys through the routed endpoint and
+//! reading them back (a set workload), a routed write probe for availability, a write probe
+//! sent to every database member directly to catch two primaries, and the cluster observer.
+//! Every operation is recorded; nothing is judged here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Stamp;
+use crate::history::{OpKind, Outcome};
+use crate::node::Node;
+use crate::patroni::{self, ClusterFinal, ClusterSpec};
+use crate::run::{Run, Shared};
+use crate::workload::{Exchange, Invocation};
+
+/// The table the set workload writes, and the one the probes write.
+const SET_TABLE: &str = "hadrill_set";
+const PROBE_TABLE: &str = "hadrill_probe";
+
+/// `[sql]` in a scenario.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlSpec {
+    /// Node and container port of the routed endpoint (HAProxy on Patroni's `/primary`).
+    pub entry: String,
+    pub port: u16,
+    pub user: String,
+    /// The run secret holding the user's password.
+    pub password_secret: String,
+    pub database: String,
+    /// Concurrent SQL clients, and inserts per second all together.
+    pub clients: usize,
+    pub rate: f64,
+    /// After this many acknowledged inserts, a client reads them back.
+    pub read_back_every: usize,
+    /// Routed write probe frequency: the availability resolution.
+    pub probe_hz: f64,
+    /// Direct write probe to each member: the single-primary resolution (≥ 10 Hz).
+    pub member_probe_hz: f64,
+    pub member_port: u16,
+    #[serde(with = "humantime_serde")]
+    pub op_timeout: Duration,
+    /// Upper bound on inserts, whatever the scenario's length.
+    pub max_ops: u64,
+    /// How long the final read waits for replicas to catch up.
+    #[serde(with = "humantime_serde")]
+    pub converge_timeout: Duration,
+    #[serde(flatten)]
+    pub cluster: ClusterSpec,
+}
+
+impl Default for SqlSpec {
+    fn default() -> Self {
+        SqlSpec {
+            entry: "dblb".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password_secret: "DB_PASSWORD".into(),
+            database: "postgres".into(),
+            clients: 4,
+            rate: 40.0,
+            read_back_every: 10,
+            probe_hz: 20.0,
+            member_probe_hz: 10.0,
+            member_port: 5432,
+            op_timeout: Duration::from_secs(5),
+            max_ops: 100_000,
+            converge_timeout: Duration::from_secs(60),
+            cluster: ClusterSpec::default(),
+        }
+    }
+}
+
+/// What the database holds after the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SqlFinal {
+    /// Keys of the set table, read through the routed endpoint; `None` if it could not be read.
+    pub keys: Option<std::collections::BTreeSet<String>>,
+    pub cluster: ClusterFinal,
+}
+
+pub struct SqlWorkload {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    spec: SqlSpec,
+    password: String,
+    ops: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl Ctx {
+    fn done(&self) -> bool {
+        self.stop.is_cancelled() || self.ops.load(Ordering::Relaxed) >= self.spec.max_ops
+    }
+
+    fn entry(&self) -> Node {
+        Node::new(&self.spec.entry, self.shared.clone())
+    }
+
+    fn record(
+        &self,
+        client: &str,
+        kind: OpKind,
+        key: Option<String>,
+        value: Option<String>,
+        invoke: Stamp,
+        ex: Exchange,
+    ) {
+        Invocation {
+            client: client.into(),
+            kind,
+            key,
+            value,
+            invoke,
+        }
+        .finish(&self.shared, ex);
+    }
+}
+
+/// Connects to `node`'s published `port`; every failure here means nothing was sent.
+pub(crate) async fn connect(
+    node: &Node,
+    port: u16,
+    user: &str,
+    password: &str,
+    database: &str,
+    timeout: Duration,
+) -> Result<tokio_postgres::Client, String> {
+    let addr = node
+        .host_addr(port)
+        .ok_or_else(|| format!("{} publishes no port {port} (not running?)", node.name()))?;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(addr.ip().to_string())
+        .port(addr.port())
+        .user(user)
+        .password(password)
+        .dbname(database)
+        .connect_timeout(timeout);
+    let (client, conn) = tokio::time::timeout(timeout, cfg.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// How a statement ended. The server refusing it (read-only, bad SQL, bad credentials) means
+/// it did not run: `fail`. A lost connection or a timeout may come after the commit, and a
+/// shutdown can terminate a backend that already committed locally: `unknown`.
+fn classify<T>(
+    r: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+) -> (Option<T>, Exchange) {
+    let ex = |outcome, error: Option<String>| Exchange {
+        outcome,
+        status: None,
+        error,
+        node: None,
+    };
+    match r {
+        Ok(Ok(v)) => (Some(v), ex(Outcome::Ok, None)),
+        Ok(Err(e)) => {
+            let certain = e.as_db_error().is_some_and(|d| {
+                matches!(
+                    &d.code().code()[..2],
+                    "22" | "23" | "25" | "28" | "3D" | "42"
+                )
+            });
+            let outcome = if certain {
+                Outcome::Fail
+            } else {
+                Outcome::Unknown
+            };
+            let msg = match e.as_db_error() {
+                Some(d) => format!("{}: {}", d.code().code(), d.message()),
+                None => e.to_string(),
+            };
+            (None, ex(outcome, Some(msg)))
+        }
+        Err(_) => (None, ex(Outcome::Unknown, Some("timed out".into()))),
+    }
+}
+
+/// The open connection, or a new one from `connect`.
+async fn ensure<F>(
+    conn: &mut Option<tokio_postgres::Client>,
+    connect: F,
+) -> Result<&tokio_postgres::Client, String>
+where
+    F: std::future::Future<Output = Result<tokio_postgres::Client, String>>,
+{
+    if conn.is_none() {
+        *conn = Some(connect.await?);
+    }
+    Ok(conn.as_ref().expect("connected above"))
+}
+
+fn refused(error: String) -> Exchange {
+    Exchange {
+        outcome: Outcome::Fail,
+        status: None,
+        error: Some(error),
+        node: None,
+    }
+}
+
+impl SqlWorkload {
+    /// Creates the tables through the routed endpoint, then starts the clients, the probes
+    /// and the cluster observer.
+    pub async fn start(run: &Run, spec: SqlSpec) -> Result<SqlWorkload, String> {
+        let password = run
+            .secret(&spec.password_secret)
+            .ok_or_else(|| format!("the topology declares no secret {}", spec.password_secret))?;
+        let stop = CancellationToken::new();
+        let ctx = Arc::new(Ctx {
+            shared: run.shared().clone(),
+            password,
+            ops: AtomicU64::new(0),
+            stop: stop.clone(),
+            spec,
+        });
+        create_tables(&ctx).await?;
+        let mut tasks = JoinSet::new();
+        for i in 0..ctx.spec.clients {
+            tasks.spawn(client(ctx.clone(), i));
+        }
+        tasks.spawn(routed_probe(ctx.clone()));
+        for member in run
+            .topology()
+            .resolve(&ctx.spec.cluster.members)
+            .unwrap_or_default()
+        {
+            tasks.spawn(member_probe(ctx.clone(), member));
+        }
+        tasks.spawn(patroni::observe(
+            ctx.shared.clone(),
+            ctx.spec.cluster.clone(),
+            stop.clone(),
+        ));
+        Ok(SqlWorkload { stop, tasks })
+    }
+
+    /// Stops every client and waits for their last operations to be recorded.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn create_tables(ctx: &Ctx) -> Result<(), String> {
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {SET_TABLE} (k text PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());
+         CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (node text NOT NULL, round bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let c = connect_entry(ctx).await?;
+            c.batch_execute(&ddl).await.map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() > deadline => {
+                return Err(format!(
+                    "cannot create the workload's tables through {}:{}: {e}",
+                    ctx.spec.entry, ctx.spec.port
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn connect_entry(ctx: &Ctx) -> Result<tokio_postgres::Client, String> {
+    let s = &ctx.spec;
+    connect(
+        &ctx.entry(),
+        s.port,
+        &s.user,
+        &ctx.password,
+        &s.database,
+        Duration::from_secs(1),
+    )
+    .await
+}
+
+/// One SQL client: inserts `c<i>-<n>` keys at its share of the rate on one connection,
+/// reconnecting after any error, and reads its acknowledged keys back now and then.
+async fn client(ctx: Arc<Ctx>, i: usize) {
+    let name = format!("sql-{i}");
+    let period = Duration::from_secs_f64(ctx.spec.clients.max(1) as f64 / ctx.spec.rate.max(0.1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<tokio_postgres::Client> = None;
+    let mut unread: Vec<String> = Vec::new();
+    let mut n = 0u64;
+    while !ctx.done() {
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        ctx.ops.fetch_add(1, Ordering::Relaxed);
+        n += 1;
+        let key = format!("c{i}-{n}");
+        let invoke = ctx.shared.clock.now();
+        let c = match ensure(&mut conn, connect_entry(&ctx)).await {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.record(&name, OpKind::Insert, Some(key), None, invoke, refused(e));
+                continue;
+            }
+        };
+        let r = tokio::time::timeout(
+            ctx.spec.op_timeout,
+            c.execute(
+                &*format!("INSERT INTO {SET_TABLE} (k) VALUES ($1)"),
+                &[&key],
+            ),
+        )
+        .await;
+        let (rows, ex) = classify(r);
+        let ok = rows == Some(1);
+        ctx.record(&name, OpKind::Insert, Some(key.clone()), None, invoke, ex);
+        if !ok {
+            conn = None;
+            continue;
+        }
+        unread.push(key);
+        if unread.len() >= ctx.spec.read_back_every.max(1) {
+            let invoke = ctx.shared.clock.now();
+            let r = tokio::time::timeout(
+                ctx.spec.op_timeout,
+                c.query_one(
+                    &*format!("SELECT count(*) FROM {SET_TABLE} WHERE k = ANY($1)"),
+                    &[&unread],
+                ),
+            )
+            .await;
+            let (row, mut ex) = classify(r);
+            let found = row.map(|r| r.get::<_, i64>(0));
+            if let Some(f) = found
+                && f != unread.len() as i64
+            {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some(format!("{f} of {} acknowledged keys found", unread.len()));
+            }
+            let keys = unread.join(",");
+            ctx.record(
+                &name,
+                OpKind::ReadBack,
+                Some(keys),
+                found.map(|f| f.to_string()),
+                invoke,
+                ex,
+            );
+            if found.is_none() {
+                conn = None;
+            }
+            unread.clear();
+        }
+    }
+}
+
+/// The routed write probe: one insert per period through the entry point, 1 s to answer.
+async fn routed_probe(ctx: Arc<Ctx>) {
+    let period = Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut conn: Option<tokio_postgres::Client> = None;
+    let mut round = 0i64;
+    while !ctx.stop.is_cancelled() {
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        round += 1;
+        let invoke = ctx.shared.clock.now();
+        let c = match ensure(&mut conn, connect_entry(&ctx)).await {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.record("probe", OpKind::Probe, None, None, invoke, refused(e));
+                continue;
+            }
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(1),
+            c.execute(
+                &*format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ('routed', $1)"),
+                &[&round],
+            ),
+        )
+        .await;
+        let (_, ex) = classify(r);
+        if ex.outcome != Outcome::Ok {
+            conn = None;
+        }
+        ctx.record(
+            "probe",
+            OpKind::Probe,
+            None,
+            Some(round.to_string()),
+            invoke,
+            ex,
+        );
+    }
+}
+
+/// Writes to one member directly, every member on the same schedule so that a round in which
+/// two of them accept a write is two primaries at once.
+async fn member_probe(ctx: Arc<Ctx>, member: String) {
+    let node = Node::new(&member, ctx.shared.clone());
+    let period = Duration::from_secs_f64(1.0 / ctx.spec.member_probe_hz.max(1.0));
+    let timeout = period.max(Duration::from_millis(500));
+    let origin = ctx.shared.clock.now();
+    let mut conn: Option<tokio_postgres::Client> = None;
+    let mut round: i64 = 0;
+    while !ctx.stop.is_cancelled() {
+        // Rounds are numbered from the run clock, so every member's round N is the same moment.
+        let due = origin.as_duration() + period * round as u32;
+        let now = ctx.shared.clock.now().as_duration();
+        if due > now {
+            tokio::select! {
+                _ = ctx.stop.cancelled() => break,
+                _ = tokio::time::sleep(due - now) => {}
+            }
+        } else if now - due > period {
+            round = ((now - origin.as_duration()).as_secs_f64() / period.as_secs_f64()) as i64;
+            continue;
+        }
+        let invoke = ctx.shared.clock.now();
+        let key = Some(member.clone());
+        let value = Some(round.to_string());
+        round += 1;
+        let c = match ensure(
+            &mut conn,
+            connect(
+                &node,
+                ctx.spec.member_port,
+                &ctx.spec.user,
+                &ctx.password,
+                &ctx.spec.database,
+                timeout,
+            ),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.record(
+                    "member-probe",
+                    OpKind::WriteProbe,
+                    key,
+                    value,
+                    invoke,
+                    refused(e),
+                );
+                continue;
+            }
+        };
+        let r = tokio::time::timeout(
+            timeout,
+            c.execute(
+                &*format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ($1, $2)"),
+                &[&member, &(round - 1)],
+            ),
+        )
+        .await;
+        let (_, mut ex) = classify(r);
+        ex.node = Some(member.clone());
+        if ex.outcome != Outcome::Ok {
+            conn = None;
+        }
+        ctx.record("member-probe", OpKind::WriteProbe, key, value, invoke, ex);
+    }
+}
+
+/// After the workload: waits for the replicas to converge, then reads the set through the
+/// routed endpoint (recorded as a `verify` operation) and on every member directly.
+pub async fn final_state(run: &Run, spec: &SqlSpec) -> SqlFinal {
+    let password = run.secret(&spec.password_secret).unwrap_or_default();
+    let digest = |node: Node| {
+        let password = password.clone();
+        async move {
+            let c = connect(
+                &node,
+                spec.member_port,
+                &spec.user,
+                &password,
+                &spec.database,
+                Duration::from_secs(2),
+            )
+            .await
+            .ok()?;
+            let row = c
+                .query_one(
+                    &*format!(
+                        "SELECT count(*), coalesce(md5(string_agg(k, ',' ORDER BY k)), '') FROM {SET_TABLE}"
+                    ),
+                    &[],
+                )
+                .await
+                .ok()?;
+            Some((row.get::<_, i64>(0), row.get::<_, String>(1)))
+        }
+    };
+    let cluster = patroni::settle(run.shared(), &spec.cluster, spec.converge_timeout, digest).await;
+    let invoke = run.clock().now();
+    let entry = Node::new(&spec.entry, run.shared().clone());
+    let read = async {
+        let c = connect(
+            &entry,
+            spec.port,
+            &spec.user,
+            &password,
+            &spec.database,
+            Duration::from_secs(5),
+        )
+        .await?;
+        c.query(&*format!("SELECT k FROM {SET_TABLE}"), &[])
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (keys, ex) = match read.await {
+        Ok(rows) => (
+            Some(
+                rows.iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<std::collections::BTreeSet<_>>(),
+            ),
+            Exchange {
+                outcome: Outcome::Ok,
+                status: None,
+                error: None,
+                node: None,
+            },
+        ),
+        Err(e) => (None, refused(e)),
+    };
+    Invocation {
+        client: "verifier".into(),
+        kind: OpKind::Verify,
+        key: Some(SET_TABLE.into()),
+        value: keys.as_ref().map(|k| format!("{} keys", k.len())),
+        invoke,
+    }
+    .finish(run.shared(), ex);
+    SqlFinal { keys, cluster }
+}

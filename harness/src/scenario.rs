@@ -565,9 +565,18 @@ impl Scenario {
             let SqlFinal { keys, cluster } = sql::final_state(run, spec).await;
             let events = run.history().events();
             let period = Duration::from_secs_f64(1.0 / spec.probe_hz.max(1.0));
+            if spec.clients > 0 {
+                checks.push(checks::database::continuity(
+                    &events,
+                    keys.as_ref(),
+                    budgets,
+                ));
+            }
+            // With a web workload too, its probe already measured availability.
+            if self.web().is_none() {
+                checks.push(checks::availability(&events, period, budgets));
+            }
             checks.extend([
-                checks::database::continuity(&events, keys.as_ref(), budgets),
-                checks::availability(&events, period, budgets),
                 checks::database::single_primary(&events, spec.member_probe_hz),
                 checks::database::failover(&events, budgets),
             ]);

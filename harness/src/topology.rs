@@ -169,28 +169,95 @@ impl Topology {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         validate_name(&ctx, "topology", &name, 0..0)?;
-        let base = match &raw.extends {
-            Some(parent) if parent.get_ref() == &name => {
+        // A name or a list of names; each keeps the span of the whole `extends` value.
+        let parents: Vec<Spanned<String>> = match &raw.extends {
+            None => Vec::new(),
+            Some(v) => {
+                let span = v.span();
+                let names = match v.get_ref() {
+                    toml::Value::String(s) => vec![s.clone()],
+                    toml::Value::Array(a) if a.iter().all(toml::Value::is_str) => a
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                    _ => {
+                        return Err(ctx.error(
+                            span,
+                            "extends: give a topology name or a list of names".into(),
+                            None,
+                        ));
+                    }
+                };
+                names
+                    .into_iter()
+                    .map(|n| Spanned::new(span.clone(), n))
+                    .collect()
+            }
+        };
+        let mut base: Option<Topology> = None;
+        for parent in &parents {
+            if parent.get_ref() == &name {
                 return Err(ctx.error(
                     parent.span(),
                     "extends: a topology cannot extend itself".into(),
                     None,
                 ));
             }
-            Some(parent) => Some(Self::load(root, parent.get_ref()).map_err(|e| {
+            let t = Self::load(root, parent.get_ref()).map_err(|e| {
                 ctx.error(
                     parent.span(),
                     format!("extends: cannot load topology `{}`: {e}", parent.get_ref()),
                     None,
                 )
-            })?),
-            None => None,
-        };
+            })?;
+            base = Some(match base {
+                None => t,
+                Some(b) => b.merged_with(t),
+            });
+        }
+        for ex in &raw.exclude {
+            let removed = base.as_mut().and_then(|b| b.exclude(ex.get_ref()));
+            if removed.is_none() {
+                return Err(ctx.error(
+                    ex.span(),
+                    format!("exclude: no inherited node `{}`", ex.get_ref()),
+                    Some("exclude names nodes of the topologies in `extends`".into()),
+                ));
+            }
+        }
         ctx.build(name, raw, &root.join("topologies").join("config"), base)
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
         self.nodes.get(name)
+    }
+
+    /// This topology with `other`'s networks, groups, nodes, secrets and settings added; on a
+    /// name both have, `other`'s wins.
+    fn merged_with(mut self, other: Topology) -> Topology {
+        for n in other.networks {
+            if !self.networks.contains(&n) {
+                self.networks.push(n);
+            }
+        }
+        for s in other.secrets {
+            if !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+        self.groups.extend(other.groups);
+        self.nodes.extend(other.nodes);
+        self.settings.extend(other.settings);
+        self
+    }
+
+    /// Removes an inherited node, and it from every group.
+    fn exclude(&mut self, node: &str) -> Option<NodeSpec> {
+        let removed = self.nodes.remove(node)?;
+        for members in self.groups.values_mut() {
+            members.retain(|m| m != node);
+        }
+        Some(removed)
     }
 
     /// Resolves a node or group name to node names.
@@ -299,8 +366,11 @@ pub(crate) fn toml_names(dir: &Path) -> Vec<String> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTopology {
-    /// Another topology this one starts from (its name under `topologies/`).
-    extends: Option<Spanned<String>>,
+    /// Topologies this one starts from (names under `topologies/`), merged in order.
+    extends: Option<Spanned<toml::Value>>,
+    /// Inherited nodes to leave out.
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -622,8 +692,45 @@ impl Ctx<'_> {
             settings,
         };
         self.check_settings(&topology)?;
+        self.check_inherited(&topology)?;
         self.check_cycles(&topology, &cycle_spans)?;
         Ok(topology)
+    }
+
+    /// Inherited nodes still refer only to nodes and networks that exist (an `exclude` or a
+    /// narrower `networks` can take them away).
+    fn check_inherited(&self, topology: &Topology) -> Result<(), TopologyError> {
+        for node in topology.nodes.values() {
+            if let Some(dep) = node
+                .depends_on
+                .iter()
+                .find(|d| !topology.nodes.contains_key(*d))
+            {
+                return Err(self.error(
+                    0..0,
+                    format!(
+                        "nodes.{}.depends_on: `{dep}` is not in this topology (excluded?)",
+                        node.name
+                    ),
+                    Some(format!("redefine `{}` here, or keep `{dep}`", node.name)),
+                ));
+            }
+            if let Some(net) = node
+                .networks
+                .iter()
+                .find(|n| !topology.networks.contains(*n))
+            {
+                return Err(self.error(
+                    0..0,
+                    format!(
+                        "nodes.{}.networks: `{net}` is not declared in this topology",
+                        node.name
+                    ),
+                    Some(format!("add \"{net}\" to `networks`")),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Every `${setting:NAME}` in a node's env or config files names a declared setting.

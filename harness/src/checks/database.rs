@@ -253,9 +253,15 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
         all.iter().filter(|o| o.kind == kind).collect::<Vec<_>>()
     };
     let (roles, leaders) = (observed(OpKind::Role), observed(OpKind::Leader));
+    // Writes through the application: SQL inserts and the routed write probe, or the
+    // product's uploads when it runs on the database.
     let writes: Vec<&OpRecord> = all
         .iter()
-        .filter(|o| matches!(o.kind, OpKind::Insert | OpKind::Probe))
+        .filter(|o| match o.kind {
+            OpKind::Insert | OpKind::Upload => true,
+            OpKind::Probe => o.client == "sql-probe",
+            _ => false,
+        })
         .collect();
     let triggers: Vec<FaultRecord> = faults(events)
         .into_iter()

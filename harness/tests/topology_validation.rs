@@ -72,6 +72,21 @@ const CASES: &[(&str, usize, &[&str])] = &[
         2,
         &["groups.app", "unknown node `app3`"],
     ),
+    (
+        "undeclared-setting.toml",
+        1,
+        &["nodes.web1.env.MODE", "`${setting:nope}`", "does not set"],
+    ),
+    (
+        "exclude-unknown.toml",
+        2,
+        &["exclude: no inherited node `nope`"],
+    ),
+    (
+        "exclude-needed.toml",
+        1,
+        &["nodes.lb.depends_on", "`web1` is not in this topology"],
+    ),
 ];
 
 #[test]
@@ -139,4 +154,37 @@ fn a_topology_extends_another_replacing_only_what_it_declares() {
     assert_eq!(t.networks, base.networks);
     assert!(t.node("app1").unwrap().once == base.node("app1").unwrap().once);
     assert!(t.node("init").unwrap().once);
+}
+
+#[test]
+fn settings_are_inherited_and_overridden() {
+    let sync = Topology::load(&root(), "db-ha").unwrap();
+    let asynchronous = Topology::load(&root(), "db-ha-async").unwrap();
+    assert_eq!(sync.settings["synchronous_mode"], "true");
+    assert_eq!(asynchronous.settings["synchronous_mode"], "false");
+    assert_eq!(asynchronous.settings["ttl"], sync.settings["ttl"]);
+    let defaults = Topology::load(&root(), "db-ha-patroni-defaults").unwrap();
+    assert_eq!(
+        (
+            &defaults.settings["ttl"][..],
+            &defaults.settings["loop_wait"][..]
+        ),
+        ("30", "10")
+    );
+}
+
+#[test]
+fn a_topology_merges_several_and_excludes_nodes() {
+    let t = Topology::load(&root(), "full").unwrap();
+    assert!(t.node("dblb").is_none(), "excluded");
+    assert_eq!(t.node("db").unwrap().role, "dblb");
+    assert_eq!(t.node("db").unwrap().depends_on, ["pg1", "pg2"]);
+    for n in ["app1", "worker2", "s3", "etcd3", "pg2"] {
+        assert!(t.node(n).is_some(), "{n} inherited");
+    }
+    assert_eq!(t.networks, ["front", "back", "main"]);
+    assert_eq!(t.resolve("postgres").unwrap(), ["pg1", "pg2"]);
+    assert!(t.secrets.contains(&"REPL_PASSWORD".to_string()));
+    assert!(t.secrets.contains(&"SECRET_KEY".to_string()));
+    assert_eq!(t.settings["synchronous_mode"], "true");
 }

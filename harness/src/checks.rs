@@ -28,6 +28,23 @@ pub struct CheckResult {
     /// One line: what was measured against what was allowed.
     pub summary: String,
     pub figures: serde_json::Value,
+    /// The scenario is a negative control that exists to see this check fail (e.g. a split
+    /// brain without the ping node); `verdict` is then what the check found, and the run
+    /// passes only if it is `fail`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expected_to_fail: bool,
+}
+
+impl CheckResult {
+    /// The verdict this check contributes to its run.
+    pub fn effective(&self) -> Verdict {
+        match (self.expected_to_fail, self.verdict) {
+            (false, v) => v,
+            (true, Verdict::Fail) => Verdict::Pass,
+            (true, Verdict::Pass) => Verdict::Fail,
+            (true, Verdict::Unknown) => Verdict::Unknown,
+        }
+    }
 }
 
 /// The thresholds a scenario sets (`[budgets]`).
@@ -98,6 +115,7 @@ fn result(
         verdict,
         summary,
         figures,
+        expected_to_fail: false,
     }
 }
 
@@ -596,6 +614,18 @@ mod tests {
             );
         }
         (events, s)
+    }
+
+    #[test]
+    fn an_expected_failure_counts_only_when_the_check_fails() {
+        let mut c = result("single-primary", Verdict::Fail, String::new(), json!({}));
+        assert_eq!(c.effective(), Verdict::Fail);
+        c.expected_to_fail = true;
+        assert_eq!(c.effective(), Verdict::Pass);
+        c.verdict = Verdict::Pass;
+        assert_eq!(c.effective(), Verdict::Fail);
+        c.verdict = Verdict::Unknown;
+        assert_eq!(c.effective(), Verdict::Unknown);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! A Patroni cluster seen from outside, as evidence for the database checks: each member's role
-//! (Patroni's REST `/patroni`) and the leader key in etcd (v3 JSON gateway), recorded in the
+//! A replicated database cluster seen from outside, as evidence for the database checks: each
+//! member's role (Patroni's REST `/patroni`, or a status endpoint answering in its shape) and
+//! who leads (the leader key in etcd, or which members hold a virtual IP), recorded in the
 //! history whenever they change; and, after the run, every member's replication state.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,10 @@ pub struct ClusterSpec {
     /// Node or group of the database members.
     pub members: String,
     pub rest_port: u16,
+    /// The status path, answering JSON with Patroni's `role`, `state`, `timeline` and `xlog`.
+    pub rest_path: String,
+    /// Where the leader is read from.
+    pub leader: LeaderSource,
     /// Node or group of the DCS (etcd) members.
     pub dcs: String,
     pub dcs_port: u16,
@@ -40,12 +45,24 @@ impl Default for ClusterSpec {
         ClusterSpec {
             members: "postgres".into(),
             rest_port: 8008,
+            rest_path: "/patroni".into(),
+            leader: LeaderSource::Etcd,
             dcs: "etcd".into(),
             dcs_port: 2379,
             leader_key: "/service/hadrill/leader".into(),
             observe_hz: 10.0,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaderSource {
+    /// Patroni's leader key in etcd.
+    Etcd,
+    /// The members whose status says `"vip": true` (keepalived), comma-separated: two at
+    /// once is a split brain.
+    Vip,
 }
 
 /// Patroni 3.0 says `master`; later versions `primary`.
@@ -75,6 +92,9 @@ pub struct MemberStatus {
     /// Primary: WAL written; replica: WAL replayed (bytes).
     pub wal_position: Option<i64>,
     pub replication_state: Option<String>,
+    /// Holds the virtual IP (status endpoints of keepalived pairs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<bool>,
 }
 
 fn member_status(v: &serde_json::Value) -> MemberStatus {
@@ -94,6 +114,7 @@ fn member_status(v: &serde_json::Value) -> MemberStatus {
         state: v["state"].as_str().unwrap_or("").to_string(),
         timeline: v["timeline"].as_i64(),
         replication_state: v["replication_state"].as_str().map(str::to_string),
+        vip: v["vip"].as_bool(),
     }
 }
 
@@ -106,10 +127,14 @@ pub(crate) fn http(timeout: Duration) -> reqwest::Client {
 }
 
 /// A member's status, or `None` when its REST API does not answer.
-pub(crate) async fn status(http: &reqwest::Client, node: &Node, port: u16) -> Option<MemberStatus> {
-    let addr = node.host_addr(port)?;
+pub(crate) async fn status(
+    http: &reqwest::Client,
+    node: &Node,
+    spec: &ClusterSpec,
+) -> Option<MemberStatus> {
+    let addr = node.host_addr(spec.rest_port)?;
     let v: serde_json::Value = http
-        .get(format!("http://{addr}/patroni"))
+        .get(format!("http://{addr}{}", spec.rest_path))
         .send()
         .await
         .ok()?
@@ -176,14 +201,33 @@ pub(crate) async fn observe(shared: Arc<Shared>, spec: ClusterSpec, stop: Cancel
             _ = tick.tick() => {}
         }
         let invoke = shared.clock.now();
-        let (statuses, current) = tokio::join!(
-            futures_util::future::join_all(members.iter().map(|m| status(
-                &http,
-                m,
-                spec.rest_port
-            ))),
-            leader(&http, &dcs, spec.dcs_port, &spec.leader_key)
+        let (statuses, from_etcd) = tokio::join!(
+            futures_util::future::join_all(members.iter().map(|m| status(&http, m, &spec))),
+            async {
+                match spec.leader {
+                    LeaderSource::Etcd => {
+                        leader(&http, &dcs, spec.dcs_port, &spec.leader_key).await
+                    }
+                    LeaderSource::Vip => None,
+                }
+            }
         );
+        let current = match spec.leader {
+            LeaderSource::Etcd => from_etcd,
+            LeaderSource::Vip => {
+                let holders: Vec<&str> = members
+                    .iter()
+                    .zip(&statuses)
+                    .filter(|(_, s)| s.as_ref().and_then(|s| s.vip) == Some(true))
+                    .map(|(m, _)| m.name())
+                    .collect();
+                Some(if holders.is_empty() {
+                    "none".to_string()
+                } else {
+                    holders.join(",")
+                })
+            }
+        };
         for (m, s) in members.iter().zip(statuses) {
             let role = s.map_or(UNREACHABLE.to_string(), |s| s.role);
             if roles.get(m.name()) != Some(&role) {
@@ -300,7 +344,7 @@ where
         for m in &members {
             let running = m.refresh().await.map(|s| s.running).unwrap_or(false);
             let s = if running {
-                status(&http, m, spec.rest_port).await
+                status(&http, m, spec).await
             } else {
                 None
             };

@@ -56,6 +56,11 @@ pub enum RunError {
     },
     #[error("no node `{0}` in this run")]
     NoSuchNode(String),
+    #[error("node `{node}` refers to `${{address:{spec}}}`, which names no address of this run")]
+    #[diagnostic(help(
+        "write `${{address:NETWORK:N}}` with a network of the topology and N inside its subnet, e.g. `${{address:main:250}}`"
+    ))]
+    BadAddress { node: String, spec: String },
     #[error("node `{node}` refers to `${{secret:{name}}}`, which the topology does not declare")]
     #[diagnostic(help("add \"{name}\" to `secrets = [...]` in {}", topology.display()))]
     UnknownSecret {
@@ -132,6 +137,8 @@ pub(crate) struct Shared {
     /// Nodes holding partition rules, so `heal` knows where to flush them.
     pub partitioned: Mutex<BTreeSet<String>>,
     pub fault_seq: AtomicU64,
+    /// Each network's IPv4 subnet as Docker chose it: (network address, prefix length).
+    pub subnets: Mutex<BTreeMap<String, (std::net::Ipv4Addr, u8)>>,
 }
 
 impl Shared {
@@ -211,6 +218,7 @@ impl Run {
             nodes: Mutex::new(BTreeMap::new()),
             partitioned: Mutex::new(BTreeSet::new()),
             fault_seq: AtomicU64::new(0),
+            subnets: Mutex::new(BTreeMap::new()),
         });
         register_live(&id, &dir);
         let mut run = Run {
@@ -258,6 +266,23 @@ impl Run {
                 })
                 .await
                 .map_err(DockerError::api(format!("create network {net}")))?;
+            let inspected = s
+                .docker
+                .inspect_network(&self.network_name(net), None)
+                .await
+                .map_err(DockerError::api(format!("inspect network {net}")))?;
+            let subnet = inspected
+                .ipam
+                .and_then(|i| i.config)
+                .into_iter()
+                .flatten()
+                .find_map(|c| parse_subnet(c.subnet.as_deref()?));
+            if let Some(subnet) = subnet {
+                s.subnets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(net.clone(), subnet);
+            }
         }
         for wave in s.topology.start_waves() {
             let starts = wave.iter().map(|name| {
@@ -385,8 +410,9 @@ impl Run {
         Ok(())
     }
 
-    /// Replaces `${secret:NAME}` with the run's secret and `${setting:NAME}` with the
-    /// topology's setting (settings were checked when the topology was parsed).
+    /// Replaces `${secret:NAME}` with the run's secret, `${setting:NAME}` with the topology's
+    /// setting (checked when the topology was parsed), and `${address:NETWORK:N}` with the N-th
+    /// address of the network's subnet (e.g. a virtual IP no container is given).
     fn fill_secrets(&self, text: &str, node: &str) -> Result<String, RunError> {
         let mut out = text.to_string();
         for name in crate::topology::placeholders(text, "secret") {
@@ -400,7 +426,30 @@ impl Run {
         for (name, value) in &self.shared.topology.settings {
             out = out.replace(&format!("${{setting:{name}}}"), value);
         }
+        for spec in crate::topology::placeholders(text, "address") {
+            let addr = self
+                .network_address(spec)
+                .ok_or_else(|| RunError::BadAddress {
+                    node: node.to_string(),
+                    spec: spec.to_string(),
+                })?;
+            out = out.replace(&format!("${{address:{spec}}}"), &addr.to_string());
+        }
         Ok(out)
+    }
+
+    /// `NETWORK:N`: the N-th host address of the run's network.
+    fn network_address(&self, spec: &str) -> Option<std::net::Ipv4Addr> {
+        let (net, n) = spec.split_once(':')?;
+        let n: u32 = n.parse().ok()?;
+        let (base, prefix) = *self
+            .shared
+            .subnets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(net)?;
+        let size = 1u64 << (32 - u32::from(prefix));
+        (u64::from(n) < size - 1).then(|| std::net::Ipv4Addr::from(u32::from(base) + n))
     }
 
     /// A secret generated for this run (`secrets = [...]` in the topology).
@@ -506,6 +555,13 @@ impl Drop for Run {
 }
 
 /// 32 random bytes as hex, like the guides' `SECRET_KEY`.
+/// `172.18.0.0/16` → (172.18.0.0, 16); IPv6 subnets are not used.
+fn parse_subnet(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (addr, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 30)?;
+    Some((addr.parse().ok()?, len))
+}
+
 pub(crate) fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random source failed");

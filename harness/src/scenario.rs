@@ -68,6 +68,11 @@ pub struct ScenarioSpec {
     pub budgets: Budgets,
     #[serde(default)]
     pub final_read: FinalRead,
+    /// Checks this scenario exists to see fail: a negative control, such as a peer partition
+    /// without the ping node, where the suite must detect the split brain. The run passes
+    /// only if each of them fails.
+    #[serde(default)]
+    pub expect_fail: Vec<String>,
 }
 
 fn default_warmup() -> Duration {
@@ -583,10 +588,19 @@ impl Scenario {
             checks.extend(checks::database::replicas(&cluster));
         }
         let events = run.history().events();
+        let mut step_errors = step_errors;
+        for name in &self.spec.expect_fail {
+            match checks.iter_mut().find(|c| &c.check == name) {
+                Some(c) => c.expected_to_fail = true,
+                None => step_errors.push(format!(
+                    "expect_fail: no check `{name}` ran in this scenario"
+                )),
+            }
+        }
         let verdict =
-            if !step_errors.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            if !step_errors.is_empty() || checks.iter().any(|c| c.effective() == Verdict::Fail) {
                 Verdict::Fail
-            } else if checks.iter().any(|c| c.verdict == Verdict::Unknown) {
+            } else if checks.iter().any(|c| c.effective() == Verdict::Unknown) {
                 Verdict::Unknown
             } else {
                 Verdict::Pass
@@ -779,8 +793,13 @@ impl Results {
             s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
         }
         for c in &self.checks {
+            let expected = if c.expected_to_fail {
+                format!(" (expected to fail: {})", verdict_word(c.effective()))
+            } else {
+                String::new()
+            };
             s.push_str(&format!(
-                "  {:<20} {:<8} {}\n",
+                "  {:<20} {:<8} {}{expected}\n",
                 c.check,
                 verdict_word(c.verdict),
                 c.summary

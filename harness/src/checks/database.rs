@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::{Budgets, CheckResult, Verdict, result};
 use crate::clock::Stamp;
+use crate::faults::Fault;
 use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
 use crate::patroni::{ClusterFinal, is_primary, last_roles};
 
@@ -198,6 +199,39 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
             figures,
         );
     }
+    // Two members holding a virtual IP at once is a split brain too, whoever took writes.
+    let shared_vip: Vec<OpRecord> = leaders(events)
+        .into_iter()
+        .filter(|o| o.value.as_deref().is_some_and(|v| v.contains(',')))
+        .collect();
+    if let Some(first) = shared_vip.first() {
+        let mut figures = figures;
+        figures["vip_held_by_two"] = json!(
+            shared_vip
+                .iter()
+                .map(|o| json!({"at_s": secs(o.invoke), "holders": o.value}))
+                .collect::<Vec<_>>()
+        );
+        return result(
+            "single-primary",
+            Verdict::Fail,
+            format!(
+                "split brain: {} held the virtual IP at once at t={:.2}s{}",
+                first
+                    .value
+                    .clone()
+                    .unwrap_or_default()
+                    .replace(',', " and "),
+                secs(first.invoke),
+                conflicts.first().map_or(String::new(), |c| format!(
+                    "; {} rounds in which two members accepted writes, the first at t={:.2}s",
+                    conflicts.len(),
+                    c["at_s"].as_f64().unwrap_or(0.0)
+                ))
+            ),
+            figures,
+        );
+    }
     if let Some(first) = conflicts.first() {
         return result(
             "single-primary",
@@ -233,6 +267,13 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
         );
     }
     result("single-primary", Verdict::Pass, summary, figures)
+}
+
+fn leaders(events: &[Event]) -> Vec<OpRecord> {
+    ops(events)
+        .into_iter()
+        .filter(|o| o.kind == OpKind::Leader)
+        .collect()
 }
 
 /// Faults that can take the primary away.
@@ -289,7 +330,15 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
             .iter()
             .filter(in_window)
             .find(|o| is_primary(o.value.as_deref().unwrap_or("")) && o.key != old);
-        let hit = old.as_ref().is_some_and(|o| f.nodes.contains(o)) || f.fault.name() == "exec";
+        // A partition hits the primary when it is on side `a`, the side cut off; an operator
+        // command (a switchover) is meant to move it.
+        let hit = match &f.fault {
+            Fault::Partition { a, .. } => {
+                a.iter().any(|t| t == "@primary" || Some(t) == old.as_ref())
+            }
+            Fault::Exec { .. } => true,
+            _ => old.as_ref().is_some_and(|o| f.nodes.contains(o)),
+        };
         if !hit {
             if let Some(p) = promoted {
                 problems.push(format!(
@@ -509,7 +558,6 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::Fault;
     use crate::history::{FaultRecord, OpRecord};
     use crate::patroni::{MemberFinal, MemberStatus};
 
@@ -656,6 +704,56 @@ mod tests {
         assert_eq!(single_primary(&one, 10.0).verdict, Verdict::Unknown);
     }
 
+    #[test]
+    fn single_primary_fails_when_two_members_hold_the_virtual_ip() {
+        let mut events = Vec::new();
+        for round in 0..50 {
+            events.push(probe("node1", round, Outcome::Ok));
+            events.push(probe("node2", round, Outcome::Fail));
+        }
+        events.push(leader("node1", 100));
+        events.push(leader("node1,node2", 2_500));
+        let r = single_primary(&events, 10.0);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            r.summary.contains("node1 and node2 held the virtual IP"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[test]
+    fn a_partition_hits_the_primary_only_from_side_a() {
+        let partition = |a: &str, b: &str| {
+            Event::Fault(FaultRecord {
+                id: 1,
+                fault: Fault::Partition {
+                    a: vec![a.into()],
+                    b: vec![b.into()],
+                    direction: crate::faults::Direction::Both,
+                },
+                nodes: vec![a.into(), b.into()],
+                start: at(1_000),
+                end: at(1_100),
+                outcome: Outcome::Ok,
+                error: None,
+                notes: vec![],
+            })
+        };
+        let base = vec![role("pg1", "primary", 0), role("pg2", "replica", 0)];
+        // The standby cut off: no failover is called for, and none must happen.
+        let mut quiet = base.clone();
+        quiet.push(partition("pg2", "pg1"));
+        assert_eq!(failover(&quiet, &Budgets::default()).verdict, Verdict::Pass);
+        let mut rogue = quiet.clone();
+        rogue.push(role("pg2", "primary", 4_000));
+        assert_eq!(failover(&rogue, &Budgets::default()).verdict, Verdict::Fail);
+        // The primary cut off: a promotion is required.
+        let mut cut = base;
+        cut.push(partition("@primary", "pg2"));
+        assert_eq!(failover(&cut, &Budgets::default()).verdict, Verdict::Fail);
+    }
+
     fn failover_history(promote_ms: Option<u64>) -> Vec<Event> {
         let mut events = vec![
             role("pg1", "primary", 0),
@@ -728,6 +826,7 @@ mod tests {
                 timeline: Some(timeline),
                 wal_position: Some(wal),
                 replication_state: None,
+                vip: None,
             }),
             keys: Some(10),
             digest: Some(digest.into()),

@@ -182,7 +182,13 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
             })
         })
         .collect();
+    let window = (
+        conflicts.first().and_then(|c| c["at_s"].as_f64()),
+        conflicts.last().and_then(|c| c["at_s"].as_f64()),
+    );
     let figures = json!({
+        "two_primaries_from_s": window.0,
+        "two_primaries_until_s": window.1,
         "probes": probes.len(),
         "rounds": rounds.len(),
         "rounds_per_second": (rate * 10.0).round() / 10.0,
@@ -224,9 +230,10 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
                     .replace(',', " and "),
                 secs(first.invoke),
                 conflicts.first().map_or(String::new(), |c| format!(
-                    "; {} rounds in which two members accepted writes, the first at t={:.2}s",
+                    "; {} rounds in which two members accepted writes, from t={:.2}s to t={:.2}s",
                     conflicts.len(),
-                    c["at_s"].as_f64().unwrap_or(0.0)
+                    c["at_s"].as_f64().unwrap_or(0.0),
+                    window.1.unwrap_or(0.0)
                 ))
             ),
             figures,
@@ -237,7 +244,7 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
             "single-primary",
             Verdict::Fail,
             format!(
-                "two primaries: {} accepted writes in the same round at t={:.2}s ({} such rounds)",
+                "two primaries: {} accepted writes in the same round at t={:.2}s ({} such rounds, the last at t={:.2}s)",
                 first["nodes"]
                     .as_array()
                     .map(|a| a
@@ -247,7 +254,8 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
                         .join(" and "))
                     .unwrap_or_default(),
                 first["at_s"].as_f64().unwrap_or(0.0),
-                conflicts.len()
+                conflicts.len(),
+                window.1.unwrap_or(0.0)
             ),
             figures,
         );
@@ -422,7 +430,8 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
         );
     }
     let summary = match timelines.as_slice() {
-        [] => "no fault hit the primary; no member was promoted".to_string(),
+        [] if problems.is_empty() => "no fault hit the primary; no member was promoted".into(),
+        [] => String::new(),
         ts => ts
             .iter()
             .map(|t| {
@@ -442,12 +451,13 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
     if problems.is_empty() {
         result("failover", Verdict::Pass, summary, figures)
     } else {
-        result(
-            "failover",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        )
+        let problems = problems.join("; ");
+        let summary = if summary.is_empty() {
+            problems
+        } else {
+            format!("{problems}; {summary}")
+        };
+        result("failover", Verdict::Fail, summary, figures)
     }
 }
 

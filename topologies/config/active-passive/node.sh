@@ -71,6 +71,9 @@ rejoin() {
     log "rejoining $PEER as its standby"
     if [ ! -f "$PGDATA/standby.signal" ]; then
         as_pg "$PGBIN/postgres" --single -D "$PGDATA" postgres </dev/null >/dev/null 2>&1
+        # A just-promoted primary's control file names its new timeline only after a
+        # checkpoint; without one pg_rewind sees one timeline and rewinds nothing.
+        as_pg psql -h "$PEER" -U postgres -d postgres -XAtqc CHECKPOINT >&2
         as_pg "$PGBIN/pg_rewind" -D "$PGDATA" \
             --source-server="host=$PEER user=postgres dbname=postgres password=$PGPASSWORD" >&2 ||
             init_standby
@@ -118,6 +121,7 @@ CONF
 
 start() {
     mkdir -p "$RUN" && chown postgres "$RUN"
+    touch "$RUN/postgresql.log" && chown postgres "$RUN/postgresql.log"
     echo BACKUP >"$RUN/vrrp-state"
     echo 0 >"$RUN/maintenance"
     echo "primary_conninfo = 'host=$PEER user=replicator password=$REPL_PASSWORD application_name=$NODE'" >"$RUN/node.conf"
@@ -129,6 +133,8 @@ start() {
     fi
     pg_status=$(as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; echo $?)
     [ "$pg_status" = 0 ] || pg_start
+    # PostgreSQL's own log (pg_ctl writes it to a file) into the container's output.
+    touch "$RUN/postgresql.log" && tail -n +1 -F "$RUN/postgresql.log" 2>/dev/null &
     policy --listen 0.0.0.0:8008 --state-file "$RUN/vrrp-state" &
     # A standby joins the election only once its primary holds the VIP, so the first election
     # cannot hand the VIP to the standby.
@@ -139,7 +145,7 @@ start() {
     keepalived -n -l -D -f "$RUN/keepalived.conf" &
     # The node lives while its processes do; PostgreSQL may be restarted by a manual failover.
     while sleep 1; do
-        [ "$(jobs -r | wc -l)" -eq 2 ] || { log "keepalived or the status service exited"; exit 1; }
+        [ "$(jobs -r | wc -l)" -eq 3 ] || { log "keepalived or the status service exited"; exit 1; }
         [ -f "$RUN/pg-maintenance" ] && continue
         as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1 || { log "PostgreSQL exited"; exit 1; }
     done

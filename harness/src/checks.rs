@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::clock::Stamp;
 use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
 
+pub mod cluster;
 pub mod database;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,20 @@ pub struct Budgets {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_failover: Option<Duration>,
+    /// From a fault to the last of its dropped agents reconnecting.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_reconnect: Option<Duration>,
+    /// From a heal, a start or an operator command to every worker holding the master's files.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_sync: Option<Duration>,
 }
 
 /// What the system holds after the run, read through the product and its database.

@@ -67,6 +67,16 @@ pub enum OpKind {
     Role,
     /// The cluster observer saw the leader key change (value: holder, or `none`).
     Leader,
+    /// An agent enrolled (key: agent name; value: its id).
+    Enroll,
+    /// An agent connected to a node (key: agent name; node: the node that welcomed it).
+    Connect,
+    /// An agent's connection dropped (key: agent name; node: where it was; error: why).
+    Disconnect,
+    /// An agent event acknowledged by a node (key: `<agent id>/<seq>`).
+    Event,
+    /// The digest of a cluster node's synced files changed (key: node; value: digest).
+    Files,
 }
 
 /// One fault as it was applied: what, to whom, when it started and when it took effect.

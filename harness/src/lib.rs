@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agents;
 pub mod checks;
 pub mod clock;
 pub mod docker;

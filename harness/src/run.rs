@@ -393,6 +393,10 @@ impl Run {
                 .await
                 .map_err(DockerError::api(format!("connect {} to {net}", spec.name)))?;
         }
+        if !spec.autostart {
+            tracing::info!("{} created; a `start` step starts it", spec.name);
+            return Ok(());
+        }
         s.docker
             .start_container(&name, None)
             .await

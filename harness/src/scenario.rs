@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::agents::{self, AgentsSpec, ClusterFinal, Fleet};
 use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
 use crate::clock::Stamp;
 use crate::faults::Fault;
@@ -57,6 +58,8 @@ pub struct ScenarioSpec {
     pub workload: Option<WorkloadSpec>,
     /// The database workload: SQL clients, write probes, the cluster observer.
     pub sql: Option<SqlSpec>,
+    /// Simulated agents of a master/worker cluster.
+    pub agents: Option<AgentsSpec>,
     /// Load before the first step, so "before" figures exist.
     #[serde(default = "default_warmup", with = "humantime_serde")]
     pub warmup: Duration,
@@ -254,10 +257,10 @@ impl Scenario {
 
     /// The web workload: the declared one, or the default when the scenario declares none.
     fn web(&self) -> Option<&WorkloadSpec> {
-        match (&self.spec.workload, &self.spec.sql) {
-            (Some(w), _) => Some(w),
-            (None, None) => Some(&self.default_web),
-            (None, Some(_)) => None,
+        match (&self.spec.workload, &self.spec.sql, &self.spec.agents) {
+            (Some(w), _, _) => Some(w),
+            (None, None, None) => Some(&self.default_web),
+            _ => None,
         }
     }
 
@@ -268,8 +271,10 @@ impl Scenario {
         let started_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let mut run = Run::start(self.topology.clone(), options).await?;
-        let (step_errors, sessions) = self.drive(&run).await;
-        let mut results = self.judge(&run, step_errors, &sessions, started_at).await;
+        let (step_errors, sessions, cluster) = self.drive(&run).await;
+        let mut results = self
+            .judge(&run, step_errors, &sessions, cluster.as_ref(), started_at)
+            .await;
         if let Err(e) = run.teardown().await {
             tracing::error!("teardown: {e}");
         }
@@ -283,9 +288,9 @@ impl Scenario {
         Ok(results)
     }
 
-    /// Runs the workload and the steps; returns what went wrong with steps, and the sessions
-    /// the users were given.
-    async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>) {
+    /// Runs the workload and the steps; returns what went wrong with steps, the sessions the
+    /// users were given, and (with agents) the cluster's state read while they were connected.
+    async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>, Option<ClusterFinal>) {
         let mut errors = Vec::new();
         let web = match self
             .web()
@@ -293,7 +298,7 @@ impl Scenario {
             .transpose()
         {
             Ok(w) => w,
-            Err(e) => return (vec![format!("workload: {e}")], Vec::new()),
+            Err(e) => return (vec![format!("workload: {e}")], Vec::new(), None),
         };
         let database = match &self.spec.sql {
             Some(spec) => match SqlWorkload::start(run, spec.clone()).await {
@@ -302,11 +307,16 @@ impl Scenario {
                     if let Some(w) = web {
                         w.stop().await;
                     }
-                    return (vec![format!("sql workload: {e}")], Vec::new());
+                    return (vec![format!("sql workload: {e}")], Vec::new(), None);
                 }
             },
             None => None,
         };
+        let fleet = self
+            .spec
+            .agents
+            .as_ref()
+            .map(|a| Fleet::start(run, a.clone()));
         let t0 = Instant::now();
         let progress = tokio::spawn(progress(run.shared().clone(), self.spec.steps.len()));
         tokio::time::sleep(self.spec.warmup).await;
@@ -348,8 +358,15 @@ impl Scenario {
         if let Some(d) = database {
             d.stop().await;
         }
+        // The master's view is compared with the agents' while they are still connected.
+        let cluster = match (fleet, &self.spec.agents) {
+            (Some(f), Some(spec)) => {
+                Some(agents::final_state(run, spec, f, Duration::from_secs(15)).await)
+            }
+            _ => None,
+        };
         progress.abort();
-        (errors, sessions)
+        (errors, sessions, cluster)
     }
 
     async fn wait(&self, run: &Run, wait: &Wait, nodes: &[String]) -> Result<(), String> {
@@ -544,6 +561,7 @@ impl Scenario {
         run: &Run,
         step_errors: Vec<String>,
         sessions: &[IssuedSession],
+        cluster: Option<&ClusterFinal>,
         started_at: String,
     ) -> Results {
         let mut checks = Vec::new();
@@ -586,6 +604,15 @@ impl Scenario {
                 checks::database::failover(&events, budgets),
             ]);
             checks.extend(checks::database::replicas(&cluster));
+        }
+        if let (Some(spec), Some(state)) = (&self.spec.agents, cluster) {
+            let events = run.history().events();
+            checks.extend([
+                checks::cluster::reconnection(&events, budgets),
+                checks::cluster::continuity(&events, state, budgets),
+                checks::cluster::status_truth(state),
+                checks::cluster::integrity(&events, &spec.master, state, budgets),
+            ]);
         }
         let events = run.history().events();
         let mut step_errors = step_errors;
@@ -645,7 +672,7 @@ impl Scenario {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
-            workload: serde_json::json!({ "web": self.web(), "sql": self.spec.sql }),
+            workload: serde_json::json!({ "web": self.web(), "sql": self.spec.sql, "agents": self.spec.agents }),
             settings: self.topology.settings.clone(),
             images: run
                 .shared()

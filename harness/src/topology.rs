@@ -116,6 +116,9 @@ pub struct NodeSpec {
     pub startup_timeout: Duration,
     /// A one-shot step (e.g. `web database init`): started once, and done when it exits 0.
     pub once: bool,
+    /// `false`: created with the run but started only by a `start` step (a node that joins
+    /// later, e.g. a third worker).
+    pub autostart: bool,
 }
 
 /// A file from `topologies/config/` mounted into the container. Each run gets its own copy,
@@ -409,6 +412,7 @@ struct RawNode {
     startup_timeout: Option<HumanDuration>,
     #[serde(default)]
     once: bool,
+    autostart: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -673,6 +677,7 @@ impl Ctx<'_> {
                         .startup_timeout
                         .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
                     once: node.once,
+                    autostart: node.autostart.unwrap_or(true),
                 },
             );
         }

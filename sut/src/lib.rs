@@ -4,6 +4,7 @@
 //! Redis.
 
 pub mod analysis;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod queue;

@@ -1,6 +1,6 @@
 #!/bin/bash
-# PostgreSQL 15 as one node: initialise on first start (app role and database), then run in
-# the foreground. Runs as the postgres user.
+# PostgreSQL 15 as one node: initialise on first start (app role and its database,
+# APP_DB_NAME, default traces), then run in the foreground. Runs as the postgres user.
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 PGDATA=/var/lib/postgresql/data
@@ -18,7 +18,7 @@ CONF
     echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
     "$BIN/postgres" --single -D "$PGDATA" postgres >/dev/null <<SQL
 CREATE ROLE app LOGIN PASSWORD '$APP_DB_PASSWORD';
-CREATE DATABASE traces OWNER app;
+CREATE DATABASE ${APP_DB_NAME:-traces} OWNER app;
 SQL
 fi
 exec "$BIN/postgres" -D "$PGDATA"

@@ -1,0 +1,665 @@
+//! Simulated agents of a master/worker cluster (SYSTEMS.md §4): each a tokio task that enrols,
+//! connects through the load balancer (or cycles through a failover list of nodes), sends
+//! keep-alives and numbered events, keeps what is unacknowledged and sends it again after
+//! reconnecting. Every enrolment, connect, disconnect and acknowledgement goes into the
+//! history; the cluster observer records the synced files each node holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Stamp;
+use crate::history::{OpKind, Outcome};
+use crate::node::Node;
+use crate::run::{Run, Shared};
+use crate::workload::{Exchange, Invocation};
+
+/// `[agents]` in a scenario.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsSpec {
+    pub count: usize,
+    /// Agents that start only after `late_after` (e.g. to see them land on a new worker).
+    pub late_count: usize,
+    #[serde(with = "humantime_serde")]
+    pub late_after: Duration,
+    /// Enrolment: node and container port (the load balancer, forwarding to the master).
+    pub enrol: String,
+    pub enrol_port: u16,
+    /// Reporting: node and container port (the load balancer, `balance leastconn`).
+    pub report: String,
+    pub report_port: u16,
+    /// Failover-list mode: no load balancer; each agent knows these nodes and moves to the
+    /// next one when its connection drops.
+    pub failover_list: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub notify_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub event_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_delay: Duration,
+    /// A random extra delay up to this, so agents do not reconnect in lockstep.
+    #[serde(with = "humantime_serde")]
+    pub jitter: Duration,
+    /// Agents start spread over this window.
+    #[serde(with = "humantime_serde")]
+    pub start_spread: Duration,
+    /// The cluster's nodes (master first) whose API (`/files`, `/agents`) is read.
+    pub master: String,
+    pub nodes: String,
+    pub api_port: u16,
+    /// The event store: node, port, user, database and the secret with the password.
+    pub store: String,
+    pub store_port: u16,
+    pub store_user: String,
+    pub store_database: String,
+    pub store_password_secret: String,
+}
+
+impl Default for AgentsSpec {
+    fn default() -> Self {
+        AgentsSpec {
+            count: 200,
+            late_count: 0,
+            late_after: Duration::from_secs(20),
+            enrol: "lb".into(),
+            enrol_port: 1515,
+            report: "lb".into(),
+            report_port: 1514,
+            failover_list: Vec::new(),
+            notify_interval: Duration::from_secs(1),
+            event_interval: Duration::from_secs(2),
+            reconnect_delay: Duration::from_millis(500),
+            jitter: Duration::from_millis(1000),
+            start_spread: Duration::from_secs(3),
+            master: "master".into(),
+            nodes: "cluster".into(),
+            api_port: 55000,
+            store: "events".into(),
+            store_port: 5432,
+            store_user: "app".into(),
+            store_database: "events".into(),
+            store_password_secret: "DB_PASSWORD".into(),
+        }
+    }
+}
+
+/// Wire messages, as `cluster-node` speaks them (one JSON object per line).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Msg {
+    Enroll { name: String },
+    Enrolled { id: String, key: String },
+    Hello { id: String, key: String },
+    Welcome { node: String },
+    Reject { reason: String },
+    KeepAlive,
+    Event { seq: u64, data: String },
+    Ack { seq: u64 },
+}
+
+struct Line {
+    read: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Line {
+    async fn open(addr: std::net::SocketAddr) -> Result<Line, String> {
+        let s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = s.set_nodelay(true);
+        let (r, write) = s.into_split();
+        Ok(Line {
+            read: BufReader::new(r).lines(),
+            write,
+        })
+    }
+
+    async fn send(&mut self, m: &Msg) -> Result<(), String> {
+        let mut b = serde_json::to_vec(m).map_err(|e| e.to_string())?;
+        b.push(b'\n');
+        self.write.write_all(&b).await.map_err(|e| e.to_string())
+    }
+
+    async fn recv(&mut self) -> Result<Msg, String> {
+        match self.read.next_line().await {
+            Ok(Some(l)) => serde_json::from_str(&l).map_err(|e| e.to_string()),
+            Ok(None) => Err("connection closed".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+pub struct Fleet {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    /// Each agent's current node (None while disconnected).
+    connections: Arc<std::sync::Mutex<BTreeMap<String, Option<String>>>>,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    spec: AgentsSpec,
+    stop: CancellationToken,
+    connections: Arc<std::sync::Mutex<BTreeMap<String, Option<String>>>>,
+}
+
+impl Ctx {
+    fn record(
+        &self,
+        client: &str,
+        kind: OpKind,
+        key: String,
+        value: Option<String>,
+        invoke: Stamp,
+        ex: Exchange,
+    ) {
+        Invocation {
+            client: client.into(),
+            kind,
+            key: Some(key),
+            value,
+            invoke,
+        }
+        .finish(&self.shared, ex);
+    }
+
+    fn addr(&self, node: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+        Node::new(node, self.shared.clone())
+            .host_addr(port)
+            .ok_or_else(|| format!("{node} publishes no port {port} (not running?)"))
+    }
+
+    async fn pause(&self) {
+        let jitter = self.spec.jitter.as_millis() as u64;
+        let extra = if jitter > 0 {
+            rand::rng().random_range(0..jitter)
+        } else {
+            0
+        };
+        tokio::select! {
+            _ = self.stop.cancelled() => {}
+            _ = tokio::time::sleep(self.spec.reconnect_delay + Duration::from_millis(extra)) => {}
+        }
+    }
+}
+
+fn ex(outcome: Outcome, error: Option<String>, node: Option<String>) -> Exchange {
+    Exchange {
+        outcome,
+        status: None,
+        error,
+        node,
+    }
+}
+
+impl Fleet {
+    /// Starts the agents and the file observer.
+    pub fn start(run: &Run, spec: AgentsSpec) -> Fleet {
+        let stop = CancellationToken::new();
+        let connections = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let ctx = Arc::new(Ctx {
+            shared: run.shared().clone(),
+            spec,
+            stop: stop.clone(),
+            connections: connections.clone(),
+        });
+        let mut tasks = JoinSet::new();
+        let total = ctx.spec.count + ctx.spec.late_count;
+        for i in 0..total {
+            let late = i >= ctx.spec.count;
+            let spread = ctx.spec.start_spread.as_secs_f64() * (i % ctx.spec.count.max(1)) as f64
+                / ctx.spec.count.max(1) as f64;
+            let delay = Duration::from_secs_f64(spread)
+                + if late {
+                    ctx.spec.late_after
+                } else {
+                    Duration::ZERO
+                };
+            tasks.spawn(agent(ctx.clone(), format!("agent-{i:04}"), delay, i));
+        }
+        tasks.spawn(observe_files(ctx.clone()));
+        Fleet {
+            stop,
+            tasks,
+            connections,
+        }
+    }
+
+    /// Each agent and the node it is connected to now (None: disconnected).
+    pub fn connections(&self) -> BTreeMap<String, Option<String>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops every agent; events still unacknowledged are recorded as `unknown`.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
+    tokio::select! {
+        _ = ctx.stop.cancelled() => return,
+        _ = tokio::time::sleep(delay) => {}
+    }
+    // Enrolment, retried until it works.
+    let (id, key) = loop {
+        let invoke = ctx.shared.clock.now();
+        let attempt = async {
+            let mut l = Line::open(ctx.addr(&ctx.spec.enrol, ctx.spec.enrol_port)?).await?;
+            l.send(&Msg::Enroll { name: name.clone() }).await?;
+            match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
+                Ok(Ok(Msg::Enrolled { id, key })) => Ok((id, key)),
+                Ok(Ok(Msg::Reject { reason })) => Err(format!("rejected: {reason}")),
+                Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
+                Ok(Err(e)) => Err(format!("enrolment: {e}")),
+                Err(_) => Err("enrolment timed out".into()),
+            }
+        };
+        match attempt.await {
+            Ok((id, key)) => {
+                ctx.record(
+                    &name,
+                    OpKind::Enroll,
+                    name.clone(),
+                    Some(id.clone()),
+                    invoke,
+                    ex(Outcome::Ok, None, None),
+                );
+                break (id, key);
+            }
+            Err(e) => {
+                ctx.record(
+                    &name,
+                    OpKind::Enroll,
+                    name.clone(),
+                    None,
+                    invoke,
+                    ex(Outcome::Fail, Some(e), None),
+                );
+                ctx.pause().await;
+                if ctx.stop.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    };
+    let mut unacked: BTreeMap<u64, Stamp> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut target = index;
+    while !ctx.stop.is_cancelled() {
+        let node_name = if ctx.spec.failover_list.is_empty() {
+            ctx.spec.report.clone()
+        } else {
+            ctx.spec.failover_list[target % ctx.spec.failover_list.len()].clone()
+        };
+        let invoke = ctx.shared.clock.now();
+        let hello = async {
+            let mut l = Line::open(ctx.addr(&node_name, ctx.spec.report_port)?).await?;
+            l.send(&Msg::Hello {
+                id: id.clone(),
+                key: key.clone(),
+            })
+            .await?;
+            match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
+                Ok(Ok(Msg::Welcome { node })) => Ok((l, node)),
+                Ok(Ok(Msg::Reject { reason })) => Err(format!("rejected: {reason}")),
+                Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err("no answer to hello".into()),
+            }
+        };
+        let (mut line, node) = match hello.await {
+            Ok(x) => x,
+            Err(e) => {
+                // A node that refused the key may not have synced the registry yet: try it
+                // again; a node that could not be reached: the next one in the list.
+                if !e.starts_with("rejected") {
+                    target += 1;
+                }
+                ctx.record(
+                    &name,
+                    OpKind::Connect,
+                    name.clone(),
+                    None,
+                    invoke,
+                    ex(Outcome::Fail, Some(e), None),
+                );
+                ctx.pause().await;
+                continue;
+            }
+        };
+        ctx.record(
+            &name,
+            OpKind::Connect,
+            name.clone(),
+            None,
+            invoke,
+            ex(Outcome::Ok, None, Some(node.clone())),
+        );
+        set_connection(&ctx, &name, Some(node.clone()));
+        let mut why = None;
+        // What was sent and not acknowledged goes again on the new connection.
+        for s in unacked.keys().copied().collect::<Vec<_>>() {
+            if let Err(e) = line
+                .send(&Msg::Event {
+                    seq: s,
+                    data: String::new(),
+                })
+                .await
+            {
+                why = Some(e);
+                break;
+            }
+        }
+        let mut keepalive = tokio::time::interval(ctx.spec.notify_interval);
+        let mut events = tokio::time::interval(ctx.spec.event_interval);
+        events.reset();
+        while why.is_none() {
+            tokio::select! {
+                _ = ctx.stop.cancelled() => break,
+                _ = keepalive.tick() => {
+                    if let Err(e) = line.send(&Msg::KeepAlive).await { why = Some(e); }
+                }
+                _ = events.tick() => {
+                    seq += 1;
+                    unacked.insert(seq, ctx.shared.clock.now());
+                    if let Err(e) = line.send(&Msg::Event { seq, data: format!("event {seq} of {name}") }).await {
+                        why = Some(e);
+                    }
+                }
+                m = line.recv() => match m {
+                    Ok(Msg::Ack { seq: s }) => {
+                        if let Some(invoke) = unacked.remove(&s) {
+                            ctx.record(&name, OpKind::Event, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => why = Some(e),
+                },
+            }
+        }
+        set_connection(&ctx, &name, None);
+        if let Some(e) = why {
+            let invoke = ctx.shared.clock.now();
+            ctx.record(
+                &name,
+                OpKind::Disconnect,
+                name.clone(),
+                None,
+                invoke,
+                ex(Outcome::Ok, Some(e), Some(node)),
+            );
+            target += 1;
+            ctx.pause().await;
+        }
+    }
+    for (s, invoke) in unacked {
+        ctx.record(
+            &name,
+            OpKind::Event,
+            format!("{id}/{s}"),
+            None,
+            invoke,
+            ex(
+                Outcome::Unknown,
+                Some("not acknowledged when the run ended".into()),
+                None,
+            ),
+        );
+    }
+}
+
+fn set_connection(ctx: &Ctx, name: &str, node: Option<String>) {
+    ctx.connections
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string(), node);
+}
+
+/// Records the digest of the synced files each node holds, when it changes.
+async fn observe_files(ctx: Arc<Ctx>) {
+    let http = crate::patroni::http(Duration::from_millis(500));
+    let nodes = ctx
+        .shared
+        .topology
+        .resolve(&ctx.spec.nodes)
+        .unwrap_or_default();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while !ctx.stop.is_cancelled() {
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        for n in &nodes {
+            let invoke = ctx.shared.clock.now();
+            let Ok(addr) = ctx.addr(n, ctx.spec.api_port) else {
+                continue;
+            };
+            let Ok(r) = http.get(format!("http://{addr}/files")).send().await else {
+                continue;
+            };
+            let Ok(v) = r.json::<serde_json::Value>().await else {
+                continue;
+            };
+            let digest = hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()));
+            if last.get(n) != Some(&digest) {
+                last.insert(n.clone(), digest.clone());
+                ctx.record(
+                    "observer",
+                    OpKind::Files,
+                    n.clone(),
+                    Some(digest),
+                    invoke,
+                    ex(Outcome::Ok, None, Some(n.clone())),
+                );
+            }
+        }
+    }
+}
+
+/// What the cluster and the store hold at the end, for the checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterFinal {
+    /// (agent id, seq) → deliveries, from the event store; None if it could not be read.
+    pub events: Option<BTreeMap<String, i32>>,
+    /// The agents' own view: agent name → node, just before the read.
+    pub connections: BTreeMap<String, Option<String>>,
+    /// The master's view: agent name → (status, node), and n_active_agents per node.
+    pub master_agents: Option<BTreeMap<String, (String, Option<String>)>>,
+    pub n_active: BTreeMap<String, u64>,
+    /// How long until the master's view matched the agents' (None: it never did).
+    pub status_converged_ms: Option<u64>,
+    /// After the agents stopped (no more enrolments changing the registry): how long until
+    /// every running node held the master's files (None: not within the timeout).
+    pub files_in_sync_ms: Option<u64>,
+}
+
+/// Reads the master's view until it matches the agents' connections (or `timeout`), stops the
+/// agents (their last acknowledgements recorded), then reads the event store.
+pub async fn final_state(
+    run: &Run,
+    spec: &AgentsSpec,
+    fleet: Fleet,
+    timeout: Duration,
+) -> ClusterFinal {
+    let http = crate::patroni::http(Duration::from_secs(2));
+    let master = Node::new(&spec.master, run.shared().clone());
+    let t0 = std::time::Instant::now();
+    let mut out = ClusterFinal::default();
+    loop {
+        out.connections = fleet.connections();
+        if let Some(addr) = master.host_addr(spec.api_port) {
+            let agents = async {
+                let v: serde_json::Value = http
+                    .get(format!("http://{addr}/agents"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                Some(
+                    v.as_array()?
+                        .iter()
+                        .filter_map(|a| {
+                            Some((
+                                a["name"].as_str()?.to_string(),
+                                (
+                                    a["status"].as_str()?.to_string(),
+                                    a["node"].as_str().map(str::to_string),
+                                ),
+                            ))
+                        })
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            };
+            let health = async {
+                let v: serde_json::Value = http
+                    .get(format!("http://{addr}/cluster/healthcheck"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                Some(
+                    v["nodes"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|n| {
+                            Some((
+                                n["name"].as_str()?.to_string(),
+                                n["n_active_agents"].as_u64()?,
+                            ))
+                        })
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            };
+            out.master_agents = agents.await;
+            out.n_active = health.await.unwrap_or_default();
+        }
+        if status_matches(&out) {
+            out.status_converged_ms = Some(t0.elapsed().as_millis() as u64);
+            break;
+        }
+        if t0.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    fleet.stop().await;
+    out.files_in_sync_ms = files_in_sync(run, spec, &http, timeout).await;
+    let password = run.secret(&spec.store_password_secret).unwrap_or_default();
+    let store = Node::new(&spec.store, run.shared().clone());
+    let read = async {
+        let c = crate::workload::sql::connect(
+            &store,
+            spec.store_port,
+            &spec.store_user,
+            &password,
+            &spec.store_database,
+            Duration::from_secs(5),
+        )
+        .await?;
+        let rows = c
+            .query("SELECT agent, seq, deliveries FROM agent_events", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            rows.iter()
+                .map(|r| {
+                    (
+                        format!("{}/{}", r.get::<_, String>(0), r.get::<_, i64>(1)),
+                        r.get::<_, i32>(2),
+                    )
+                })
+                .collect(),
+        )
+    };
+    match read.await {
+        Ok(e) => out.events = Some(e),
+        Err(e) => tracing::error!("event store read failed: {e}"),
+    }
+    out
+}
+
+/// Polls `/files` on every running node until all equal the master's, or `timeout`.
+async fn files_in_sync(
+    run: &Run,
+    spec: &AgentsSpec,
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Option<u64> {
+    let t0 = std::time::Instant::now();
+    let nodes: Vec<Node> = run
+        .topology()
+        .resolve(&spec.nodes)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| Node::new(n, run.shared().clone()))
+        .collect();
+    loop {
+        let mut sums = Vec::new();
+        for n in &nodes {
+            if !n.refresh().await.is_ok_and(|s| s.running) {
+                continue;
+            }
+            let Some(addr) = n.host_addr(spec.api_port) else {
+                continue;
+            };
+            let v = async {
+                http.get(format!("http://{addr}/files"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+            };
+            sums.push(v.await);
+        }
+        if sums.len() > 1 && sums.iter().all(|s| s.is_some() && *s == sums[0]) {
+            return Some(t0.elapsed().as_millis() as u64);
+        }
+        if t0.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The master's view agrees with the agents: every connected agent active on its node, every
+/// other one not active, and the per-node counts summing to the connected agents.
+pub fn status_matches(f: &ClusterFinal) -> bool {
+    let Some(master) = &f.master_agents else {
+        return false;
+    };
+    let connected = f.connections.values().filter(|n| n.is_some()).count() as u64;
+    f.connections
+        .iter()
+        .all(|(name, node)| match (node, master.get(name)) {
+            (Some(n), Some((status, seen))) => {
+                status == "active" && seen.as_deref() == Some(n.as_str())
+            }
+            (None, Some((status, _))) => status != "active",
+            (None, None) => true,
+            (Some(_), None) => false,
+        })
+        && f.n_active.values().sum::<u64>() == connected
+}

@@ -1,0 +1,581 @@
+//! Checks of a master/worker cluster with agents: reconnection after a node goes away, event
+//! continuity, the master's view of the agents, and integrity convergence of synced files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Budgets, CheckResult, Verdict, result};
+use crate::agents::{ClusterFinal, status_matches};
+use crate::clock::Stamp;
+use crate::history::{Event, OpKind, OpRecord, Outcome, faults, ops};
+
+fn secs(s: Stamp) -> f64 {
+    s.as_duration().as_secs_f64()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+}
+
+/// Every agent whose connection dropped after a fault reconnects, within `max_reconnect`;
+/// p50/p99/max and the slowest agents per fault.
+pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
+    let all = ops(events);
+    let mut per_agent: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
+    for o in all
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Connect | OpKind::Disconnect))
+    {
+        per_agent
+            .entry(o.key.as_deref().unwrap_or(""))
+            .or_default()
+            .push(o);
+    }
+    let fs: Vec<_> = faults(events)
+        .into_iter()
+        .filter(|f| f.outcome == Outcome::Ok)
+        .collect();
+    let mut windows = Vec::new();
+    let mut problems = Vec::new();
+    for (i, f) in fs.iter().enumerate() {
+        let until = fs.get(i + 1).map_or(Stamp(u64::MAX), |n| n.start);
+        let mut delays: Vec<(u64, &str)> = Vec::new();
+        let mut never = Vec::new();
+        for (agent, history) in &per_agent {
+            // Dropped during this fault's window...
+            let Some(drop) = history
+                .iter()
+                .find(|o| o.kind == OpKind::Disconnect && o.invoke >= f.start && o.invoke < until)
+            else {
+                continue;
+            };
+            // ...and connected again after it.
+            match history.iter().find(|o| {
+                o.kind == OpKind::Connect && o.outcome == Outcome::Ok && o.invoke >= drop.invoke
+            }) {
+                Some(c) => delays.push((c.complete.since(f.start).as_millis() as u64, agent)),
+                None => never.push(*agent),
+            }
+        }
+        if delays.is_empty() && never.is_empty() {
+            continue;
+        }
+        delays.sort();
+        let ms: Vec<u64> = delays.iter().map(|d| d.0).collect();
+        let max = ms.last().copied();
+        windows.push(json!({
+            "fault": f.id,
+            "kind": f.fault.name(),
+            "nodes": f.nodes,
+            "at_s": secs(f.start),
+            "dropped": delays.len() + never.len(),
+            "reconnected": delays.len(),
+            "never_reconnected": never.len(),
+            "p50_ms": percentile(&ms, 0.5),
+            "p99_ms": percentile(&ms, 0.99),
+            "max_ms": max,
+            "slowest": delays.iter().rev().take(10).map(|(ms, a)| json!({"agent": a, "ms": ms})).collect::<Vec<_>>(),
+        }));
+        if !never.is_empty() {
+            problems.push(format!(
+                "fault #{}: {} agents never reconnected (e.g. {})",
+                f.id,
+                never.len(),
+                never.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if let (Some(b), Some(m)) = (budgets.max_reconnect, max)
+            && Duration::from_millis(m) > b
+        {
+            problems.push(format!(
+                "fault #{}: the slowest agent reconnected after {m} ms, budget {} ms",
+                f.id,
+                b.as_millis()
+            ));
+        }
+    }
+    // Enrolments refused while the master was away: each must say why.
+    let enrol_failures: Vec<&OpRecord> = all
+        .iter()
+        .filter(|o| o.kind == OpKind::Enroll && o.outcome != Outcome::Ok)
+        .collect();
+    let figures = json!({
+        "agents": per_agent.len(),
+        "enrolment_failures": enrol_failures.len(),
+        "enrolment_errors": enrol_failures.iter().filter_map(|o| o.error.clone()).collect::<BTreeSet<_>>().into_iter().take(5).collect::<Vec<_>>(),
+        "windows": windows,
+        "budget_ms": budgets.max_reconnect.map(|b| b.as_millis() as u64),
+    });
+    if per_agent.is_empty() {
+        return result(
+            "reconnection",
+            Verdict::Unknown,
+            "no agent connected".into(),
+            figures,
+        );
+    }
+    let summary = match windows.as_slice() {
+        [] => format!("{} agents; no fault dropped a connection", per_agent.len()),
+        ws => ws
+            .iter()
+            .map(|w| {
+                format!(
+                    "#{}: {} dropped, p50 {} ms, p99 {} ms, max {} ms",
+                    w["fault"], w["dropped"], w["p50_ms"], w["p99_ms"], w["max_ms"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    if problems.is_empty() {
+        result("reconnection", Verdict::Pass, summary, figures)
+    } else {
+        result(
+            "reconnection",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        )
+    }
+}
+
+/// Every acknowledged event is in the store; duplicates (redeliveries) are counted, and the
+/// primary key makes them exactly-once in effect; a stored event no agent sent is a defect.
+pub fn continuity(events: &[Event], state: &ClusterFinal, budgets: &Budgets) -> CheckResult {
+    let sent: Vec<OpRecord> = ops(events)
+        .into_iter()
+        .filter(|o| o.kind == OpKind::Event)
+        .collect();
+    let acked: BTreeSet<&str> = sent
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok)
+        .filter_map(|o| o.key.as_deref())
+        .collect();
+    let unknown: BTreeSet<&str> = sent
+        .iter()
+        .filter(|o| o.outcome != Outcome::Ok)
+        .filter_map(|o| o.key.as_deref())
+        .collect();
+    let Some(store) = &state.events else {
+        return result(
+            "continuity",
+            Verdict::Unknown,
+            format!(
+                "{} acknowledged events, but the event store could not be read",
+                acked.len()
+            ),
+            json!({ "acknowledged": acked.len() }),
+        );
+    };
+    let lost: Vec<&&str> = acked.iter().filter(|k| !store.contains_key(**k)).collect();
+    let duplicates = store.values().filter(|d| **d > 1).count();
+    let unexplained: Vec<&String> = store
+        .keys()
+        .filter(|k| !acked.contains(k.as_str()) && !unknown.contains(k.as_str()))
+        .collect();
+    let figures = json!({
+        "acknowledged": acked.len(),
+        "verified": acked.len() - lost.len(),
+        "lost": lost.len(),
+        "lost_keys": lost.iter().take(50).collect::<Vec<_>>(),
+        "unknown_events": unknown.len(),
+        "unknown_that_took_effect": unknown.iter().filter(|k| store.contains_key(**k)).count(),
+        "stored": store.len(),
+        "duplicates": duplicates,
+        "unexplained": unexplained.iter().take(50).collect::<Vec<_>>(),
+        "budget_lost": budgets.max_lost_writes,
+    });
+    let mut problems = Vec::new();
+    if lost.len() as u64 > budgets.max_lost_writes {
+        problems.push(format!("lost {} acknowledged events", lost.len()));
+    }
+    if !unexplained.is_empty() {
+        problems.push(format!("{} stored events no agent sent", unexplained.len()));
+    }
+    let summary = format!(
+        "{} acknowledged, {} verified, {} lost, {} unknown, {} delivered more than once (stored once)",
+        acked.len(),
+        acked.len() - lost.len(),
+        lost.len(),
+        unknown.len(),
+        duplicates
+    );
+    match (problems.is_empty(), acked.is_empty()) {
+        (true, true) => result("continuity", Verdict::Unknown, summary, figures),
+        (true, false) => result("continuity", Verdict::Pass, summary, figures),
+        (false, _) => result(
+            "continuity",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        ),
+    }
+}
+
+/// After the script, the master's view of every agent (active, and on which node) matches
+/// the agents' real connections, and `n_active_agents` sums to the connected agents.
+pub fn status_truth(state: &ClusterFinal) -> CheckResult {
+    let connected = state.connections.values().filter(|n| n.is_some()).count();
+    let mismatches: Vec<String> = match &state.master_agents {
+        None => Vec::new(),
+        Some(m) => state
+            .connections
+            .iter()
+            .filter_map(|(name, node)| {
+                let seen = m.get(name);
+                let ok = match (node, seen) {
+                    (Some(n), Some((s, at))) => s == "active" && at.as_deref() == Some(n.as_str()),
+                    (None, Some((s, _))) => s != "active",
+                    (None, None) => true,
+                    (Some(_), None) => false,
+                };
+                (!ok).then(|| format!("{name}: on {node:?}, master says {seen:?}"))
+            })
+            .collect(),
+    };
+    let figures = json!({
+        "agents": state.connections.len(),
+        "connected": connected,
+        "n_active_agents": state.n_active,
+        "n_active_sum": state.n_active.values().sum::<u64>(),
+        "mismatches": mismatches.len(),
+        "mismatch_detail": mismatches.iter().take(20).collect::<Vec<_>>(),
+        "converged_after_ms": state.status_converged_ms,
+    });
+    if state.master_agents.is_none() {
+        return result(
+            "status-truth",
+            Verdict::Unknown,
+            "the master's agent list could not be read".into(),
+            figures,
+        );
+    }
+    if status_matches(state) {
+        result(
+            "status-truth",
+            Verdict::Pass,
+            format!(
+                "{connected} connected agents, each active on its node in the master's view, n_active_agents sums to {connected} (agreed after {} ms)",
+                state.status_converged_ms.unwrap_or(0)
+            ),
+            figures,
+        )
+    } else {
+        result(
+            "status-truth",
+            Verdict::Fail,
+            format!(
+                "{} agents misreported by the master; n_active_agents sums to {}, {connected} connected",
+                mismatches.len(),
+                state.n_active.values().sum::<u64>()
+            ),
+            figures,
+        )
+    }
+}
+
+/// After each heal, start or operator command (e.g. a change on the master): how long until
+/// every running worker holds the master's files (`max_sync`).
+pub fn integrity(
+    events: &[Event],
+    master: &str,
+    state: &ClusterFinal,
+    budgets: &Budgets,
+) -> CheckResult {
+    let files: Vec<OpRecord> = ops(events)
+        .into_iter()
+        .filter(|o| o.kind == OpKind::Files)
+        .collect();
+    let nodes: BTreeSet<&str> = files.iter().filter_map(|o| o.key.as_deref()).collect();
+    let state_at = |t: Stamp| -> BTreeMap<&str, &str> {
+        let mut s = BTreeMap::new();
+        for o in files.iter().filter(|o| o.invoke <= t) {
+            if let (Some(k), Some(v)) = (o.key.as_deref(), o.value.as_deref()) {
+                s.insert(k, v);
+            }
+        }
+        s
+    };
+    let mut windows = Vec::new();
+    let mut problems = Vec::new();
+    let relevant: Vec<_> = faults(events)
+        .into_iter()
+        .filter(|f| f.outcome == Outcome::Ok && matches!(f.fault.name(), "heal" | "start" | "exec"))
+        .collect();
+    let all_faults = faults(events);
+    for (i, f) in relevant.iter().enumerate() {
+        // What the master holds after the fault: a change it makes shows within a second.
+        let target = files
+            .iter()
+            .find(|o| {
+                o.key.as_deref() == Some(master)
+                    && o.invoke >= f.end
+                    && o.invoke.since(f.end) < Duration::from_secs(1)
+            })
+            .and_then(|o| o.value.as_deref())
+            .or_else(|| state_at(f.end).get(master).copied());
+        // A node the fault started counts once it has been seen at all.
+        let started: Vec<&str> = f
+            .nodes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| nodes.contains(n))
+            .collect();
+        let converged = std::iter::once(f.end)
+            .chain(files.iter().map(|o| o.invoke).filter(|t| *t >= f.end))
+            .find(|t| {
+                let s = state_at(*t);
+                target.is_some()
+                    && started.iter().all(|n| s.contains_key(n))
+                    && s.values().all(|v| Some(*v) == target)
+            });
+        let ms = converged.map(|t| t.since(f.end).as_millis() as u64);
+        // A change made during a partition cannot arrive before the heal that follows it.
+        let next = all_faults
+            .iter()
+            .find(|n| n.start > f.start)
+            .map(|n| n.start);
+        let superseded = i + 1 < relevant.len()
+            && match (converged, next) {
+                (None, _) => true,
+                (Some(t), Some(n)) => t > n,
+                (Some(_), None) => false,
+            };
+        windows.push(json!({
+            "fault": f.id, "kind": f.fault.name(), "nodes": f.nodes,
+            "at_s": secs(f.end), "converged_ms": ms, "judged_at_next_fault": superseded,
+        }));
+        if superseded {
+            continue;
+        }
+        match (ms, budgets.max_sync) {
+            (None, _) => problems.push(format!(
+                "fault #{}: the workers never held the master's files afterwards",
+                f.id
+            )),
+            (Some(m), Some(b)) if Duration::from_millis(m) > b => problems.push(format!(
+                "fault #{}: files converged {m} ms after it, budget {} ms",
+                f.id,
+                b.as_millis()
+            )),
+            _ => {}
+        }
+    }
+    let in_sync_at_end = state.files_in_sync_ms.is_some();
+    if !in_sync_at_end {
+        problems
+            .push("after the run, the running nodes did not all hold the master's files".into());
+    }
+    let figures = json!({
+        "nodes_observed": nodes,
+        "changes_observed": files.len(),
+        "windows": windows,
+        "in_sync_at_end": in_sync_at_end,
+        "in_sync_after_agents_stopped_ms": state.files_in_sync_ms,
+        "budget_ms": budgets.max_sync.map(|b| b.as_millis() as u64),
+    });
+    if nodes.len() < 2 {
+        return result(
+            "integrity",
+            Verdict::Unknown,
+            format!(
+                "{} nodes' files observed; need the master and a worker",
+                nodes.len()
+            ),
+            figures,
+        );
+    }
+    let summary = if windows.is_empty() {
+        format!("{} nodes hold the master's files", nodes.len())
+    } else {
+        windows
+            .iter()
+            .filter(|w| w["judged_at_next_fault"] != true)
+            .map(|w| {
+                format!(
+                    "#{} {}: converged {} ms after it",
+                    w["fault"],
+                    w["kind"].as_str().unwrap_or(""),
+                    w["converged_ms"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if problems.is_empty() {
+        result("integrity", Verdict::Pass, summary, figures)
+    } else {
+        result(
+            "integrity",
+            Verdict::Fail,
+            format!("{}; {summary}", problems.join("; ")),
+            figures,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Fault;
+    use crate::history::FaultRecord;
+
+    fn op(kind: OpKind, agent: &str, ms: u64, outcome: Outcome, value: Option<&str>) -> Event {
+        Event::Op(OpRecord {
+            id: ms,
+            client: agent.into(),
+            kind,
+            key: Some(agent.into()),
+            value: value.map(str::to_string),
+            invoke: Stamp(ms * 1_000_000),
+            complete: Stamp(ms * 1_000_000 + 1_000_000),
+            outcome,
+            error: None,
+            node: None,
+        })
+    }
+
+    fn fault(kind: Fault, ms: u64) -> Event {
+        Event::Fault(FaultRecord {
+            id: 1,
+            fault: kind,
+            nodes: vec!["worker1".into()],
+            start: Stamp(ms * 1_000_000),
+            end: Stamp(ms * 1_000_000 + 1_000_000),
+            outcome: Outcome::Ok,
+            error: None,
+            notes: vec![],
+        })
+    }
+
+    fn kill() -> Fault {
+        Fault::Kill {
+            targets: vec!["worker1".into()],
+        }
+    }
+
+    #[test]
+    fn reconnection_measures_dropped_agents_and_fails_on_one_that_never_returns() {
+        let mut events = vec![
+            op(OpKind::Connect, "a1", 0, Outcome::Ok, None),
+            op(OpKind::Connect, "a2", 0, Outcome::Ok, None),
+            fault(kill(), 1_000),
+            op(OpKind::Disconnect, "a1", 1_500, Outcome::Ok, None),
+            op(OpKind::Connect, "a1", 3_000, Outcome::Ok, None),
+        ];
+        let budgets = Budgets {
+            max_reconnect: Some(Duration::from_secs(5)),
+            ..Budgets::default()
+        };
+        let r = reconnection(&events, &budgets);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["windows"][0]["max_ms"], 2_001);
+        events.push(op(OpKind::Disconnect, "a2", 1_600, Outcome::Ok, None));
+        assert_eq!(reconnection(&events, &budgets).verdict, Verdict::Fail);
+        let tight = Budgets {
+            max_reconnect: Some(Duration::from_secs(1)),
+            ..Budgets::default()
+        };
+        assert_eq!(reconnection(&events[..5], &tight).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn continuity_fails_on_a_lost_event_and_counts_duplicates() {
+        let events = vec![
+            op(OpKind::Event, "00001/1", 10, Outcome::Ok, None),
+            op(OpKind::Event, "00001/2", 20, Outcome::Ok, None),
+        ];
+        let mut state = ClusterFinal {
+            events: Some([("00001/1".to_string(), 2), ("00001/2".to_string(), 1)].into()),
+            ..ClusterFinal::default()
+        };
+        let r = continuity(&events, &state, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["duplicates"], 1);
+        state.events = Some([("00001/1".to_string(), 1)].into());
+        assert_eq!(
+            continuity(&events, &state, &Budgets::default()).verdict,
+            Verdict::Fail
+        );
+        state.events = Some(
+            [
+                ("00001/1".into(), 1),
+                ("00001/2".into(), 1),
+                ("00009/1".into(), 1),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            continuity(&events, &state, &Budgets::default()).verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn status_truth_fails_when_the_master_misplaces_an_agent() {
+        let mut state = ClusterFinal {
+            connections: [
+                ("a1".to_string(), Some("worker2".to_string())),
+                ("a2".into(), None),
+            ]
+            .into(),
+            master_agents: Some(
+                [
+                    (
+                        "a1".to_string(),
+                        ("active".to_string(), Some("worker2".to_string())),
+                    ),
+                    ("a2".into(), ("disconnected".into(), None)),
+                ]
+                .into(),
+            ),
+            n_active: [("worker2".to_string(), 1)].into(),
+            status_converged_ms: Some(5),
+            ..ClusterFinal::default()
+        };
+        assert_eq!(status_truth(&state).verdict, Verdict::Pass);
+        state
+            .master_agents
+            .as_mut()
+            .unwrap()
+            .insert("a1".into(), ("active".into(), Some("worker1".into())));
+        assert_eq!(status_truth(&state).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn integrity_measures_convergence_after_heal() {
+        let files = |node: &str, digest: &str, ms: u64| {
+            op(OpKind::Files, node, ms, Outcome::Ok, Some(digest))
+        };
+        let heal = fault(Fault::Heal, 5_000);
+        let events = vec![
+            files("master", "v1", 0),
+            files("worker1", "v1", 0),
+            files("master", "v2", 3_000),
+            heal.clone(),
+            files("worker1", "v2", 7_001),
+        ];
+        let budgets = Budgets {
+            max_sync: Some(Duration::from_secs(3)),
+            ..Budgets::default()
+        };
+        let synced = ClusterFinal {
+            files_in_sync_ms: Some(0),
+            ..ClusterFinal::default()
+        };
+        let r = integrity(&events, "master", &synced, &budgets);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["windows"][0]["converged_ms"], 2_000);
+        let never = &events[..4];
+        assert_eq!(
+            integrity(never, "master", &synced, &budgets).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(
+            integrity(&events, "master", &ClusterFinal::default(), &budgets).verdict,
+            Verdict::Fail
+        );
+    }
+}

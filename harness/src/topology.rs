@@ -702,10 +702,24 @@ impl Ctx<'_> {
         Ok(topology)
     }
 
-    /// Inherited nodes still refer only to nodes and networks that exist (an `exclude` or a
-    /// narrower `networks` can take them away).
+    /// Nodes depend only on nodes that exist and start with the run (an `exclude` can take
+    /// one away), and inherited nodes only use declared networks.
     fn check_inherited(&self, topology: &Topology) -> Result<(), TopologyError> {
         for node in topology.nodes.values() {
+            if let Some(dep) = node
+                .depends_on
+                .iter()
+                .find(|d| topology.nodes.get(*d).is_some_and(|n| !n.autostart))
+            {
+                return Err(self.error(
+                    0..0,
+                    format!(
+                        "nodes.{}.depends_on: `{dep}` has autostart = false",
+                        node.name
+                    ),
+                    Some("a node that joins later cannot be a dependency".into()),
+                ));
+            }
             if let Some(dep) = node
                 .depends_on
                 .iter()

@@ -83,6 +83,11 @@ const CASES: &[(&str, usize, &[&str])] = &[
         &["exclude: no inherited node `nope`"],
     ),
     (
+        "depends-on-late-node.toml",
+        1,
+        &["nodes.lb.depends_on", "`late` has autostart = false"],
+    ),
+    (
         "exclude-needed.toml",
         1,
         &["nodes.lb.depends_on", "`web1` is not in this topology"],
@@ -187,4 +192,15 @@ fn a_topology_merges_several_and_excludes_nodes() {
     assert!(t.secrets.contains(&"REPL_PASSWORD".to_string()));
     assert!(t.secrets.contains(&"SECRET_KEY".to_string()));
     assert_eq!(t.settings["synchronous_mode"], "true");
+}
+
+#[test]
+fn a_node_can_wait_for_a_start_step() {
+    let t = Topology::load(&root(), "cluster").unwrap();
+    assert!(!t.node("worker3").unwrap().autostart);
+    assert!(t.node("worker1").unwrap().autostart);
+    assert_eq!(
+        t.resolve("workers").unwrap(),
+        ["worker1", "worker2", "worker3"]
+    );
 }

@@ -108,6 +108,7 @@ pub fn run_html(run: &RunData) -> Result<String, ReportError> {
     let windows = figures(r, "availability")["windows"].clone();
     let continuity = figures(r, "continuity");
     let db_failovers = figures(r, "failover")["failovers"].clone();
+    let reconnections = figures(r, "reconnection")["windows"].clone();
     let logs = log_excerpts(run);
     let mut files: Vec<String> = std::fs::read_dir(run.dir.join("logs"))
         .into_iter()
@@ -124,6 +125,7 @@ pub fn run_html(run: &RunData) -> Result<String, ReportError> {
                 windows => Value::from_serialize(&windows),
                 ledger => Value::from_serialize(&continuity),
                 db_failovers => Value::from_serialize(&db_failovers),
+                reconnections => Value::from_serialize(&reconnections),
                 timeline => Value::from_safe_string(timeline_svg(run)),
                 probes => Value::from_safe_string(probe_svg(run)),
                 logs => Value::from_serialize(&logs),
@@ -305,11 +307,14 @@ fn x(t: f64, end: f64) -> f64 {
 }
 
 /// The timeline row of an operation: its client; the per-member write probe gets a row per
-/// member, so the rows where writes were accepted show which member acted as primary when.
+/// member, so the rows where writes were accepted show which member acted as primary when;
+/// simulated agents share a row per kind of operation.
 fn lane(o: &Json) -> Option<String> {
     let client = o["client"].as_str()?;
     match (o["kind"].as_str(), o["key"].as_str()) {
         (Some("write-probe"), Some(node)) => Some(format!("writes to {node}")),
+        // Thousands of simulated agents: one row per kind of agent operation.
+        (Some(kind), _) if client.starts_with("agent-") => Some(format!("agents: {kind}")),
         _ => Some(client.to_string()),
     }
 }

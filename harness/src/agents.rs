@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Stamp;
 use crate::history::{OpKind, Outcome};
 use crate::node::Node;
+use crate::patroni::get_json;
 use crate::run::{Run, Shared};
-use crate::workload::{Exchange, Invocation};
+use crate::workload::{Exchange, record};
 
 /// `[agents]` in a scenario.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -125,6 +126,19 @@ impl Line {
         })
     }
 
+    /// Opens a connection, sends `m` and waits for the answer; a `reject` is an error
+    /// starting with "rejected".
+    async fn ask(addr: std::net::SocketAddr, m: &Msg) -> Result<(Line, Msg), String> {
+        let mut l = Line::open(addr).await?;
+        l.send(m).await?;
+        match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
+            Ok(Ok(Msg::Reject { reason })) => Err(format!("rejected: {reason}")),
+            Ok(Ok(answer)) => Ok((l, answer)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("no answer within 5 s".into()),
+        }
+    }
+
     async fn send(&mut self, m: &Msg) -> Result<(), String> {
         let mut b = serde_json::to_vec(m).map_err(|e| e.to_string())?;
         b.push(b'\n');
@@ -155,25 +169,6 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn record(
-        &self,
-        client: &str,
-        kind: OpKind,
-        key: String,
-        value: Option<String>,
-        invoke: Stamp,
-        ex: Exchange,
-    ) {
-        Invocation {
-            client: client.into(),
-            kind,
-            key: Some(key),
-            value,
-            invoke,
-        }
-        .finish(&self.shared, ex);
-    }
-
     fn addr(&self, node: &str, port: u16) -> Result<std::net::SocketAddr, String> {
         Node::new(node, self.shared.clone())
             .host_addr(port)
@@ -260,22 +255,20 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     let (id, key) = loop {
         let invoke = ctx.shared.clock.now();
         let attempt = async {
-            let mut l = Line::open(ctx.addr(&ctx.spec.enrol, ctx.spec.enrol_port)?).await?;
-            l.send(&Msg::Enroll { name: name.clone() }).await?;
-            match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
-                Ok(Ok(Msg::Enrolled { id, key })) => Ok((id, key)),
-                Ok(Ok(Msg::Reject { reason })) => Err(format!("rejected: {reason}")),
-                Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
-                Ok(Err(e)) => Err(format!("enrolment: {e}")),
-                Err(_) => Err("enrolment timed out".into()),
+            let addr = ctx.addr(&ctx.spec.enrol, ctx.spec.enrol_port)?;
+            match Line::ask(addr, &Msg::Enroll { name: name.clone() }).await {
+                Ok((_, Msg::Enrolled { id, key })) => Ok((id, key)),
+                Ok((_, other)) => Err(format!("unexpected answer {other:?}")),
+                Err(e) => Err(format!("enrolment: {e}")),
             }
         };
         match attempt.await {
             Ok((id, key)) => {
-                ctx.record(
+                record(
+                    &ctx.shared,
                     &name,
                     OpKind::Enroll,
-                    name.clone(),
+                    Some(name.clone()),
                     Some(id.clone()),
                     invoke,
                     ex(Outcome::Ok, None, None),
@@ -283,10 +276,11 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 break (id, key);
             }
             Err(e) => {
-                ctx.record(
+                record(
+                    &ctx.shared,
                     &name,
                     OpKind::Enroll,
-                    name.clone(),
+                    Some(name.clone()),
                     None,
                     invoke,
                     ex(Outcome::Fail, Some(e), None),
@@ -309,18 +303,14 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         };
         let invoke = ctx.shared.clock.now();
         let hello = async {
-            let mut l = Line::open(ctx.addr(&node_name, ctx.spec.report_port)?).await?;
-            l.send(&Msg::Hello {
+            let addr = ctx.addr(&node_name, ctx.spec.report_port)?;
+            let hello = Msg::Hello {
                 id: id.clone(),
                 key: key.clone(),
-            })
-            .await?;
-            match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
-                Ok(Ok(Msg::Welcome { node })) => Ok((l, node)),
-                Ok(Ok(Msg::Reject { reason })) => Err(format!("rejected: {reason}")),
-                Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err("no answer to hello".into()),
+            };
+            match Line::ask(addr, &hello).await? {
+                (l, Msg::Welcome { node }) => Ok((l, node)),
+                (_, other) => Err(format!("unexpected answer {other:?}")),
             }
         };
         let (mut line, node) = match hello.await {
@@ -331,10 +321,11 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 if !e.starts_with("rejected") {
                     target += 1;
                 }
-                ctx.record(
+                record(
+                    &ctx.shared,
                     &name,
                     OpKind::Connect,
-                    name.clone(),
+                    Some(name.clone()),
                     None,
                     invoke,
                     ex(Outcome::Fail, Some(e), None),
@@ -343,10 +334,11 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 continue;
             }
         };
-        ctx.record(
+        record(
+            &ctx.shared,
             &name,
             OpKind::Connect,
-            name.clone(),
+            Some(name.clone()),
             None,
             invoke,
             ex(Outcome::Ok, None, Some(node.clone())),
@@ -385,7 +377,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 m = line.recv() => match m {
                     Ok(Msg::Ack { seq: s }) => {
                         if let Some(invoke) = unacked.remove(&s) {
-                            ctx.record(&name, OpKind::Event, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
+                            record(&ctx.shared, &name, OpKind::Event, Some(format!("{id}/{s}")), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
                         }
                     }
                     Ok(_) => {}
@@ -396,10 +388,11 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         set_connection(&ctx, &name, None);
         if let Some(e) = why {
             let invoke = ctx.shared.clock.now();
-            ctx.record(
+            record(
+                &ctx.shared,
                 &name,
                 OpKind::Disconnect,
-                name.clone(),
+                Some(name.clone()),
                 None,
                 invoke,
                 ex(Outcome::Ok, Some(e), Some(node)),
@@ -409,10 +402,11 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         }
     }
     for (s, invoke) in unacked {
-        ctx.record(
+        record(
+            &ctx.shared,
             &name,
             OpKind::Event,
-            format!("{id}/{s}"),
+            Some(format!("{id}/{s}")),
             None,
             invoke,
             ex(
@@ -451,19 +445,17 @@ async fn observe_files(ctx: Arc<Ctx>) {
             let Ok(addr) = ctx.addr(n, ctx.spec.api_port) else {
                 continue;
             };
-            let Ok(r) = http.get(format!("http://{addr}/files")).send().await else {
-                continue;
-            };
-            let Ok(v) = r.json::<serde_json::Value>().await else {
+            let Some(v) = get_json(&http, &format!("http://{addr}/files")).await else {
                 continue;
             };
             let digest = hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()));
             if last.get(n) != Some(&digest) {
                 last.insert(n.clone(), digest.clone());
-                ctx.record(
+                record(
+                    &ctx.shared,
                     "observer",
                     OpKind::Files,
-                    n.clone(),
+                    Some(n.clone()),
                     Some(digest),
                     invoke,
                     ex(Outcome::Ok, None, Some(n.clone())),
@@ -506,14 +498,7 @@ pub async fn final_state(
         out.connections = fleet.connections();
         if let Some(addr) = master.host_addr(spec.api_port) {
             let agents = async {
-                let v: serde_json::Value = http
-                    .get(format!("http://{addr}/agents"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let v = get_json(&http, &format!("http://{addr}/agents")).await?;
                 Some(
                     v.as_array()?
                         .iter()
@@ -530,14 +515,7 @@ pub async fn final_state(
                 )
             };
             let health = async {
-                let v: serde_json::Value = http
-                    .get(format!("http://{addr}/cluster/healthcheck"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let v = get_json(&http, &format!("http://{addr}/cluster/healthcheck")).await?;
                 Some(
                     v["nodes"]
                         .as_array()?
@@ -623,16 +601,7 @@ async fn files_in_sync(
             let Some(addr) = n.host_addr(spec.api_port) else {
                 continue;
             };
-            let v = async {
-                http.get(format!("http://{addr}/files"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-            };
-            sums.push(v.await);
+            sums.push(get_json(http, &format!("http://{addr}/files")).await);
         }
         if sums.len() > 1 && sums.iter().all(|s| s.is_some() && *s == sums[0]) {
             return Some(t0.elapsed().as_millis() as u64);

@@ -133,15 +133,13 @@ pub(crate) async fn status(
     spec: &ClusterSpec,
 ) -> Option<MemberStatus> {
     let addr = node.host_addr(spec.rest_port)?;
-    let v: serde_json::Value = http
-        .get(format!("http://{addr}{}", spec.rest_path))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let v = get_json(http, &format!("http://{addr}{}", spec.rest_path)).await?;
     Some(member_status(&v))
+}
+
+/// The JSON body of a GET, or `None` if there is no answer or it is not JSON.
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 /// The leader key's holder (`none` if the key is absent), from the first DCS member that

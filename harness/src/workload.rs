@@ -229,6 +229,26 @@ pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange 
     }
 }
 
+/// Records an operation invoked at `invoke` that ended now, as `ex` says.
+pub(crate) fn record(
+    shared: &Shared,
+    client: &str,
+    kind: OpKind,
+    key: Option<String>,
+    value: Option<String>,
+    invoke: Stamp,
+    ex: Exchange,
+) {
+    Invocation {
+        client: client.to_string(),
+        kind,
+        key,
+        value,
+        invoke,
+    }
+    .finish(shared, ex);
+}
+
 /// An operation under way; `finish` records it with its outcome, completed now.
 pub(crate) struct Invocation {
     pub client: String,
@@ -257,25 +277,6 @@ impl Invocation {
 }
 
 impl Ctx {
-    fn record(
-        &self,
-        client: &str,
-        kind: OpKind,
-        key: Option<String>,
-        value: Option<String>,
-        invoke: Stamp,
-        ex: Exchange,
-    ) {
-        Invocation {
-            client: client.to_string(),
-            kind,
-            key,
-            value,
-            invoke,
-        }
-        .finish(&self.shared, ex);
-    }
-
     fn done(&self) -> bool {
         self.stop.is_cancelled() || self.ops.load(Ordering::Relaxed) >= self.spec.max_ops
     }
@@ -315,7 +316,8 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
                 issued: invoke,
             });
     }
-    ctx.record(
+    record(
+        &ctx.shared,
         name,
         OpKind::Login,
         Some(name.to_string()),
@@ -392,7 +394,8 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
             }
         }
     }
-    ctx.record(
+    record(
+        &ctx.shared,
         name,
         OpKind::Upload,
         id.map(|i| i.to_string()),
@@ -406,7 +409,8 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
 async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
     let invoke = ctx.shared.clock.now();
     let (ex, _) = read_trace(http, &ctx.base, id, sha).await;
-    ctx.record(
+    record(
+        &ctx.shared,
         name,
         OpKind::Read,
         Some(id.to_string()),
@@ -462,7 +466,8 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     if rejected {
         ex.error = Some("session rejected".into());
     }
-    ctx.record(
+    record(
+        &ctx.shared,
         name,
         OpKind::Session,
         Some(name.to_string()),
@@ -490,7 +495,15 @@ async fn probe(ctx: Arc<Ctx>) {
         inflight.spawn(async move {
             let invoke = ctx.shared.clock.now();
             let r = http.get(&url).send().await;
-            ctx.record("probe", OpKind::Probe, None, None, invoke, classify(&r));
+            record(
+                &ctx.shared,
+                "probe",
+                OpKind::Probe,
+                None,
+                None,
+                invoke,
+                classify(&r),
+            );
         });
         while inflight.try_join_next().is_some() {}
     }

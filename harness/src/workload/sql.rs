@@ -11,12 +11,11 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Stamp;
 use crate::history::{OpKind, Outcome};
 use crate::node::Node;
 use crate::patroni::{self, ClusterFinal, ClusterSpec};
 use crate::run::{Run, Shared};
-use crate::workload::{Exchange, Invocation};
+use crate::workload::{Exchange, Invocation, record};
 
 /// The table the set workload writes, and the one the probes write.
 const SET_TABLE: &str = "hadrill_set";
@@ -106,25 +105,6 @@ impl Ctx {
 
     fn entry(&self) -> Node {
         Node::new(&self.spec.entry, self.shared.clone())
-    }
-
-    fn record(
-        &self,
-        client: &str,
-        kind: OpKind,
-        key: Option<String>,
-        value: Option<String>,
-        invoke: Stamp,
-        ex: Exchange,
-    ) {
-        Invocation {
-            client: client.into(),
-            kind,
-            key,
-            value,
-            invoke,
-        }
-        .finish(&self.shared, ex);
     }
 }
 
@@ -318,7 +298,15 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
         let c = match ensure(&mut conn, connect_entry(&ctx)).await {
             Ok(c) => c,
             Err(e) => {
-                ctx.record(&name, OpKind::Insert, Some(key), None, invoke, refused(e));
+                record(
+                    &ctx.shared,
+                    &name,
+                    OpKind::Insert,
+                    Some(key),
+                    None,
+                    invoke,
+                    refused(e),
+                );
                 continue;
             }
         };
@@ -332,7 +320,15 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
         .await;
         let (rows, ex) = classify(r);
         let ok = rows == Some(1);
-        ctx.record(&name, OpKind::Insert, Some(key.clone()), None, invoke, ex);
+        record(
+            &ctx.shared,
+            &name,
+            OpKind::Insert,
+            Some(key.clone()),
+            None,
+            invoke,
+            ex,
+        );
         if !ok {
             conn = None;
             continue;
@@ -357,7 +353,8 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
                 ex.error = Some(format!("{f} of {} acknowledged keys found", unread.len()));
             }
             let keys = unread.join(",");
-            ctx.record(
+            record(
+                &ctx.shared,
                 &name,
                 OpKind::ReadBack,
                 Some(keys),
@@ -390,7 +387,15 @@ async fn routed_probe(ctx: Arc<Ctx>) {
         let c = match ensure(&mut conn, connect_entry(&ctx)).await {
             Ok(c) => c,
             Err(e) => {
-                ctx.record("sql-probe", OpKind::Probe, None, None, invoke, refused(e));
+                record(
+                    &ctx.shared,
+                    "sql-probe",
+                    OpKind::Probe,
+                    None,
+                    None,
+                    invoke,
+                    refused(e),
+                );
                 continue;
             }
         };
@@ -406,7 +411,8 @@ async fn routed_probe(ctx: Arc<Ctx>) {
         if ex.outcome != Outcome::Ok {
             conn = None;
         }
-        ctx.record(
+        record(
+            &ctx.shared,
             "sql-probe",
             OpKind::Probe,
             None,
@@ -458,7 +464,8 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
         {
             Ok(c) => c,
             Err(e) => {
-                ctx.record(
+                record(
+                    &ctx.shared,
                     "member-probe",
                     OpKind::WriteProbe,
                     key,
@@ -482,7 +489,15 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
         if ex.outcome != Outcome::Ok {
             conn = None;
         }
-        ctx.record("member-probe", OpKind::WriteProbe, key, value, invoke, ex);
+        record(
+            &ctx.shared,
+            "member-probe",
+            OpKind::WriteProbe,
+            key,
+            value,
+            invoke,
+            ex,
+        );
     }
 }
 

@@ -53,6 +53,8 @@ pub struct AgentsSpec {
     /// Agents start spread over this window.
     #[serde(with = "humantime_serde")]
     pub start_spread: Duration,
+    /// Nodes that must hold agents at the end (e.g. a worker that joined during the run).
+    pub expect_on: Vec<String>,
     /// The cluster's nodes (master first) whose API (`/files`, `/agents`) is read.
     pub master: String,
     pub nodes: String,
@@ -71,11 +73,12 @@ impl Default for AgentsSpec {
             count: 200,
             late_count: 0,
             late_after: Duration::from_secs(20),
-            enrol: "lb".into(),
+            enrol: "cluster-lb".into(),
             enrol_port: 1515,
-            report: "lb".into(),
+            report: "cluster-lb".into(),
             report_port: 1514,
             failover_list: Vec::new(),
+            expect_on: Vec::new(),
             notify_interval: Duration::from_secs(1),
             event_interval: Duration::from_secs(2),
             reconnect_delay: Duration::from_millis(500),

@@ -610,7 +610,7 @@ impl Scenario {
             checks.extend([
                 checks::cluster::reconnection(&events, budgets),
                 checks::cluster::continuity(&events, state, budgets),
-                checks::cluster::status_truth(state),
+                checks::cluster::status_truth(&events, state, &spec.expect_on),
                 checks::cluster::integrity(&events, &spec.master, state, budgets),
             ]);
         }

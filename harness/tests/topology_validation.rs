@@ -197,10 +197,10 @@ fn a_topology_merges_several_and_excludes_nodes() {
 #[test]
 fn a_node_can_wait_for_a_start_step() {
     let t = Topology::load(&root(), "cluster").unwrap();
-    assert!(!t.node("worker3").unwrap().autostart);
-    assert!(t.node("worker1").unwrap().autostart);
+    assert!(!t.node("cluster-worker3").unwrap().autostart);
+    assert!(t.node("cluster-worker1").unwrap().autostart);
     assert_eq!(
-        t.resolve("workers").unwrap(),
-        ["worker1", "worker2", "worker3"]
+        t.resolve("cluster-workers").unwrap(),
+        ["cluster-worker1", "cluster-worker2", "cluster-worker3"]
     );
 }

@@ -19,6 +19,17 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
 }
 
+/// The keys (agent names) of the operations of `kind` that ended as `outcome`.
+fn ops_of(events: &[Event], kind: OpKind, outcome: Outcome) -> BTreeSet<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Op(o) if o.kind == kind && o.outcome == outcome => o.key.as_deref(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every agent whose connection dropped after a fault reconnects, within `max_reconnect`;
 /// p50/p99/max and the slowest agents per fault.
 pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
@@ -215,8 +226,9 @@ pub fn continuity(events: &[Event], state: &ClusterFinal, budgets: &Budgets) -> 
 }
 
 /// After the script, the master's view of every agent (active, and on which node) matches
-/// the agents' real connections, and `n_active_agents` sums to the connected agents.
-pub fn status_truth(state: &ClusterFinal) -> CheckResult {
+/// the agents' real connections, and `n_active_agents` sums to the connected agents; every
+/// node in `expect_on` holds agents, and every agent that tried to enrol did.
+pub fn status_truth(events: &[Event], state: &ClusterFinal, expect_on: &[String]) -> CheckResult {
     let connected = state.connections.values().filter(|n| n.is_some()).count();
     let mismatches: Vec<String> = match &state.master_agents {
         None => Vec::new(),
@@ -244,6 +256,22 @@ pub fn status_truth(state: &ClusterFinal) -> CheckResult {
         "mismatch_detail": mismatches.iter().take(20).collect::<Vec<_>>(),
         "converged_after_ms": state.status_converged_ms,
     });
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in state.connections.values().flatten() {
+        *per_node.entry(n.as_str()).or_default() += 1;
+    }
+    let empty: Vec<&String> = expect_on
+        .iter()
+        .filter(|n| !per_node.contains_key(n.as_str()))
+        .collect();
+    let enrolled: BTreeSet<&str> = ops_of(events, OpKind::Enroll, Outcome::Ok);
+    let never_enrolled: Vec<&str> = ops_of(events, OpKind::Enroll, Outcome::Fail)
+        .into_iter()
+        .filter(|a| !enrolled.contains(a))
+        .collect();
+    let mut figures = figures;
+    figures["agents_per_node"] = json!(per_node);
+    figures["never_enrolled"] = json!(never_enrolled);
     if state.master_agents.is_none() {
         return result(
             "status-truth",
@@ -251,6 +279,16 @@ pub fn status_truth(state: &ClusterFinal) -> CheckResult {
             "the master's agent list could not be read".into(),
             figures,
         );
+    }
+    if !empty.is_empty() || !never_enrolled.is_empty() {
+        let mut problems = Vec::new();
+        if !empty.is_empty() {
+            problems.push(format!("no agent on {empty:?} at the end"));
+        }
+        if !never_enrolled.is_empty() {
+            problems.push(format!("{} agents never enrolled", never_enrolled.len()));
+        }
+        return result("status-truth", Verdict::Fail, problems.join("; "), figures);
     }
     if status_matches(state) {
         result(
@@ -535,13 +573,21 @@ mod tests {
             status_converged_ms: Some(5),
             ..ClusterFinal::default()
         };
-        assert_eq!(status_truth(&state).verdict, Verdict::Pass);
+        assert_eq!(status_truth(&[], &state, &[]).verdict, Verdict::Pass);
+        // A node expected to hold agents holds none.
+        assert_eq!(
+            status_truth(&[], &state, &["worker3".into()]).verdict,
+            Verdict::Fail
+        );
+        // An agent that never managed to enrol.
+        let refused = [op(OpKind::Enroll, "a3", 10, Outcome::Fail, None)];
+        assert_eq!(status_truth(&refused, &state, &[]).verdict, Verdict::Fail);
         state
             .master_agents
             .as_mut()
             .unwrap()
             .insert("a1".into(), ("active".into(), Some("worker1".into())));
-        assert_eq!(status_truth(&state).verdict, Verdict::Fail);
+        assert_eq!(status_truth(&[], &state, &[]).verdict, Verdict::Fail);
     }
 
     #[test]

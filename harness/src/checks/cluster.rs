@@ -344,16 +344,17 @@ pub fn integrity(
         .collect();
     let all_faults = faults(events);
     for (i, f) in relevant.iter().enumerate() {
-        // What the master holds after the fault: a change it makes shows within a second.
-        let target = files
+        // A change the fault makes on the master shows there within a second; convergence
+        // counts from when it is seen. The registry may change again meanwhile (agents keep
+        // enrolling), so "converged" is every node holding what the master holds then.
+        let seen = files
             .iter()
             .find(|o| {
                 o.key.as_deref() == Some(master)
                     && o.invoke >= f.end
                     && o.invoke.since(f.end) < Duration::from_secs(1)
             })
-            .and_then(|o| o.value.as_deref())
-            .or_else(|| state_at(f.end).get(master).copied());
+            .map_or(f.end, |o| o.invoke);
         // A node the fault started counts once it has been seen at all.
         let started: Vec<&str> = f
             .nodes
@@ -361,13 +362,12 @@ pub fn integrity(
             .map(String::as_str)
             .filter(|n| nodes.contains(n))
             .collect();
-        let converged = std::iter::once(f.end)
-            .chain(files.iter().map(|o| o.invoke).filter(|t| *t >= f.end))
+        let converged = std::iter::once(seen)
+            .chain(files.iter().map(|o| o.invoke).filter(|t| *t >= seen))
             .find(|t| {
                 let s = state_at(*t);
-                target.is_some()
+                s.get(master).is_some_and(|m| s.values().all(|v| v == m))
                     && started.iter().all(|n| s.contains_key(n))
-                    && s.values().all(|v| Some(*v) == target)
             });
         let ms = converged.map(|t| t.since(f.end).as_millis() as u64);
         // A change made during a partition cannot arrive before the heal that follows it.
@@ -623,5 +623,64 @@ mod tests {
             integrity(&events, "master", &ClusterFinal::default(), &budgets).verdict,
             Verdict::Fail
         );
+    }
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use super::*;
+    use crate::faults::Fault;
+    use crate::history::FaultRecord;
+
+    fn files(node: &str, digest: &str, ms: u64) -> Event {
+        Event::Op(OpRecord {
+            id: ms,
+            client: "observer".into(),
+            kind: OpKind::Files,
+            key: Some(node.into()),
+            value: Some(digest.into()),
+            invoke: Stamp(ms * 1_000_000),
+            complete: Stamp(ms * 1_000_000),
+            outcome: Outcome::Ok,
+            error: None,
+            node: None,
+        })
+    }
+
+    fn start(node: &str, ms: u64) -> Event {
+        Event::Fault(FaultRecord {
+            id: 1,
+            fault: Fault::Start {
+                targets: vec![node.into()],
+            },
+            nodes: vec![node.into()],
+            start: Stamp(ms * 1_000_000),
+            end: Stamp(ms * 1_000_000),
+            outcome: Outcome::Ok,
+            error: None,
+            notes: vec![],
+        })
+    }
+
+    #[test]
+    fn convergence_follows_a_master_that_keeps_changing() {
+        // The master restarts, then agents enrol and its registry changes every second;
+        // the worker follows a little behind and catches up.
+        let mut events = vec![
+            files("master", "r1", 0),
+            files("w1", "r1", 0),
+            start("master", 1_000),
+        ];
+        for (i, ms) in [1_500u64, 2_500, 3_500].iter().enumerate() {
+            events.push(files("master", &format!("r{}", i + 2), *ms));
+            events.push(files("w1", &format!("r{}", i + 2), ms + 800));
+        }
+        let synced = ClusterFinal {
+            files_in_sync_ms: Some(0),
+            ..ClusterFinal::default()
+        };
+        let r = integrity(&events, "master", &synced, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["windows"][0]["converged_ms"], 1_300);
     }
 }

@@ -254,6 +254,10 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         _ = ctx.stop.cancelled() => return,
         _ = tokio::time::sleep(delay) => {}
     }
+    // Everything this agent does is recorded under its name.
+    let note = |kind, key: String, value, invoke, ex| {
+        record(&ctx.shared, &name, kind, Some(key), value, invoke, ex)
+    };
     // Enrolment, retried until it works.
     let (id, key) = loop {
         let invoke = ctx.shared.clock.now();
@@ -265,29 +269,15 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 Err(e) => Err(format!("enrolment: {e}")),
             }
         };
-        match attempt.await {
-            Ok((id, key)) => {
-                record(
-                    &ctx.shared,
-                    &name,
-                    OpKind::Enroll,
-                    Some(name.clone()),
-                    Some(id.clone()),
-                    invoke,
-                    ex(Outcome::Ok, None, None),
-                );
-                break (id, key);
-            }
-            Err(e) => {
-                record(
-                    &ctx.shared,
-                    &name,
-                    OpKind::Enroll,
-                    Some(name.clone()),
-                    None,
-                    invoke,
-                    ex(Outcome::Fail, Some(e), None),
-                );
+        let result = attempt.await;
+        let (value, answer) = match &result {
+            Ok((id, _)) => (Some(id.clone()), ex(Outcome::Ok, None, None)),
+            Err(e) => (None, ex(Outcome::Fail, Some(e.clone()), None)),
+        };
+        note(OpKind::Enroll, name.clone(), value, invoke, answer);
+        match result {
+            Ok(enrolled) => break enrolled,
+            Err(_) => {
                 ctx.pause().await;
                 if ctx.stop.is_cancelled() {
                     return;
@@ -324,11 +314,9 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 if !e.starts_with("rejected") {
                     target += 1;
                 }
-                record(
-                    &ctx.shared,
-                    &name,
+                note(
                     OpKind::Connect,
-                    Some(name.clone()),
+                    name.clone(),
                     None,
                     invoke,
                     ex(Outcome::Fail, Some(e), None),
@@ -337,11 +325,9 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 continue;
             }
         };
-        record(
-            &ctx.shared,
-            &name,
+        note(
             OpKind::Connect,
-            Some(name.clone()),
+            name.clone(),
             None,
             invoke,
             ex(Outcome::Ok, None, Some(node.clone())),
@@ -380,7 +366,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 m = line.recv() => match m {
                     Ok(Msg::Ack { seq: s }) => {
                         if let Some(invoke) = unacked.remove(&s) {
-                            record(&ctx.shared, &name, OpKind::Event, Some(format!("{id}/{s}")), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
+                            note(OpKind::Event, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
                         }
                     }
                     Ok(_) => {}
@@ -391,11 +377,9 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         set_connection(&ctx, &name, None);
         if let Some(e) = why {
             let invoke = ctx.shared.clock.now();
-            record(
-                &ctx.shared,
-                &name,
+            note(
                 OpKind::Disconnect,
-                Some(name.clone()),
+                name.clone(),
                 None,
                 invoke,
                 ex(Outcome::Ok, Some(e), Some(node)),
@@ -405,11 +389,9 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         }
     }
     for (s, invoke) in unacked {
-        record(
-            &ctx.shared,
-            &name,
+        note(
             OpKind::Event,
-            Some(format!("{id}/{s}")),
+            format!("{id}/{s}"),
             None,
             invoke,
             ex(
@@ -470,7 +452,7 @@ async fn observe_files(ctx: Arc<Ctx>) {
 
 /// What the cluster and the store hold at the end, for the checks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ClusterFinal {
+pub struct AgentsFinal {
     /// (agent id, seq) → deliveries, from the event store; None if it could not be read.
     pub events: Option<BTreeMap<String, i32>>,
     /// The agents' own view: agent name → node, just before the read.
@@ -492,11 +474,11 @@ pub async fn final_state(
     spec: &AgentsSpec,
     fleet: Fleet,
     timeout: Duration,
-) -> ClusterFinal {
+) -> AgentsFinal {
     let http = crate::patroni::http(Duration::from_secs(2));
     let master = Node::new(&spec.master, run.shared().clone());
     let t0 = std::time::Instant::now();
-    let mut out = ClusterFinal::default();
+    let mut out = AgentsFinal::default();
     loop {
         out.connections = fleet.connections();
         if let Some(addr) = master.host_addr(spec.api_port) {
@@ -618,7 +600,7 @@ async fn files_in_sync(
 
 /// The master's view agrees with the agents: every connected agent active on its node, every
 /// other one not active, and the per-node counts summing to the connected agents.
-pub fn status_matches(f: &ClusterFinal) -> bool {
+pub fn status_matches(f: &AgentsFinal) -> bool {
     let Some(master) = &f.master_agents else {
         return false;
     };

@@ -119,6 +119,11 @@ pub struct Analysed {
     pub attempts: u32,
 }
 
+/// A stamp as seconds on the run clock, for figures.
+fn secs(s: Stamp) -> f64 {
+    s.as_duration().as_secs_f64()
+}
+
 fn result(
     check: &str,
     verdict: Verdict,

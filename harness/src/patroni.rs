@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::history::{Event, OpKind, Outcome, ops};
 use crate::node::Node;
 use crate::run::Shared;
-use crate::workload::{Exchange, Invocation};
+use crate::workload::{Exchange, record};
 
 /// The role recorded for a member whose REST API does not answer.
 pub const UNREACHABLE: &str = "unreachable";
@@ -249,22 +249,14 @@ fn seen(
     value: String,
     invoke: crate::clock::Stamp,
 ) {
-    Invocation {
-        client: "observer".into(),
-        kind,
-        key: key.map(str::to_string),
-        value: Some(value),
-        invoke,
-    }
-    .finish(
-        shared,
-        Exchange {
-            outcome: Outcome::Ok,
-            status: None,
-            error: None,
-            node: key.map(str::to_string),
-        },
-    );
+    let ok = Exchange {
+        outcome: Outcome::Ok,
+        status: None,
+        error: None,
+        node: key.map(str::to_string),
+    };
+    let key = key.map(str::to_string);
+    record(shared, "observer", kind, key, Some(value), invoke, ok);
 }
 
 /// One member after the run, for the replica-health check.

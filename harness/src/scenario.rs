@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::agents::{self, AgentsSpec, ClusterFinal, Fleet};
+use crate::agents::{self, AgentsFinal, AgentsSpec, Fleet};
 use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
-use crate::clock::Stamp;
 use crate::faults::Fault;
 use crate::history::{Event, OpKind, Outcome, ops};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
-use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify};
+use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify, record};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ScenarioError {
@@ -290,7 +289,7 @@ impl Scenario {
 
     /// Runs the workload and the steps; returns what went wrong with steps, the sessions the
     /// users were given, and (with agents) the cluster's state read while they were connected.
-    async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>, Option<ClusterFinal>) {
+    async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>, Option<AgentsFinal>) {
         let mut errors = Vec::new();
         let web = match self
             .web()
@@ -449,11 +448,11 @@ impl Scenario {
                     .send()
                     .await;
                 record(
-                    run,
+                    run.shared(),
                     "verifier",
                     OpKind::OldSession,
-                    Some(node.name()),
-                    Some(&s.user),
+                    Some(node.name().to_string()),
+                    Some(s.user.clone()),
                     invoke,
                     classify(&r),
                 );
@@ -465,10 +464,10 @@ impl Scenario {
                 .send()
                 .await;
             record(
-                run,
+                run.shared(),
                 "verifier",
                 OpKind::Login,
-                Some(node.name()),
+                Some(node.name().to_string()),
                 None,
                 invoke,
                 classify(&r),
@@ -543,11 +542,11 @@ impl Scenario {
                 ex.error = Some(format!("{content:?}"));
             }
             record(
-                run,
+                run.shared(),
                 "verifier",
                 OpKind::Verify,
-                Some(&id.to_string()),
-                Some(&sha),
+                Some(id.to_string()),
+                Some(sha.clone()),
                 invoke,
                 ex,
             );
@@ -561,33 +560,37 @@ impl Scenario {
         run: &Run,
         step_errors: Vec<String>,
         sessions: &[IssuedSession],
-        cluster: Option<&ClusterFinal>,
+        cluster: Option<&AgentsFinal>,
         started_at: String,
     ) -> Results {
-        let mut checks = Vec::new();
+        // Every final read first (they record operations too), then one look at the history.
+        let web_state = match self.web() {
+            Some(_) => {
+                self.try_old_sessions(run, sessions).await;
+                self.final_state(run)
+                    .await
+                    .map_err(|e| tracing::error!("final read failed: {e}"))
+                    .ok()
+            }
+            None => None,
+        };
+        let sql_state = match &self.spec.sql {
+            Some(spec) => Some(sql::final_state(run, spec).await),
+            None => None,
+        };
+        let events = run.history().events();
         let budgets = &self.spec.budgets;
+        let mut checks = Vec::new();
         if let Some(web) = self.web() {
-            self.try_old_sessions(run, sessions).await;
-            let state = match self.final_state(run).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!("final read failed: {e}");
-                    None
-                }
-            };
-            let events = run.history().events();
             let period = Duration::from_secs_f64(1.0 / web.probe_hz.max(1.0));
             checks.extend([
-                checks::continuity(&events, state.as_ref(), budgets),
+                checks::continuity(&events, web_state.as_ref(), budgets),
                 checks::availability(&events, period, budgets),
                 checks::sessions(&events),
-                checks::historian(state.as_ref()),
+                checks::historian(web_state.as_ref()),
             ]);
         }
-        if let Some(spec) = &self.spec.sql {
-            let SqlFinal { keys, cluster } = sql::final_state(run, spec).await;
-            let events = run.history().events();
-            let period = Duration::from_secs_f64(1.0 / spec.probe_hz.max(1.0));
+        if let (Some(spec), Some(SqlFinal { keys, cluster })) = (&self.spec.sql, &sql_state) {
             if spec.clients > 0 {
                 checks.push(checks::database::continuity(
                     &events,
@@ -597,16 +600,16 @@ impl Scenario {
             }
             // With a web workload too, its probe already measured availability.
             if self.web().is_none() {
+                let period = Duration::from_secs_f64(1.0 / spec.probe_hz.max(1.0));
                 checks.push(checks::availability(&events, period, budgets));
             }
             checks.extend([
                 checks::database::single_primary(&events, spec.member_probe_hz),
                 checks::database::failover(&events, budgets),
             ]);
-            checks.extend(checks::database::replicas(&cluster));
+            checks.extend(checks::database::replicas(cluster));
         }
         if let (Some(spec), Some(state)) = (&self.spec.agents, cluster) {
-            let events = run.history().events();
             checks.extend([
                 checks::cluster::reconnection(&events, budgets),
                 checks::cluster::continuity(&events, state, budgets),
@@ -614,7 +617,6 @@ impl Scenario {
                 checks::cluster::integrity(&events, &spec.master, state, budgets),
             ]);
         }
-        let events = run.history().events();
         let mut step_errors = step_errors;
         for name in &self.spec.expect_fail {
             match checks.iter_mut().find(|c| &c.check == name) {
@@ -709,25 +711,6 @@ async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
             counts[2]
         );
     }
-}
-
-fn record(
-    run: &Run,
-    client: &str,
-    kind: OpKind,
-    key: Option<&str>,
-    value: Option<&str>,
-    invoke: Stamp,
-    ex: crate::workload::Exchange,
-) {
-    crate::workload::Invocation {
-        client: client.into(),
-        kind,
-        key: key.map(str::to_string),
-        value: value.map(str::to_string),
-        invoke,
-    }
-    .finish(run.shared(), ex);
 }
 
 /// Trace ids of the acknowledged uploads.

@@ -706,32 +706,22 @@ impl Ctx<'_> {
     /// one away), and inherited nodes only use declared networks.
     fn check_inherited(&self, topology: &Topology) -> Result<(), TopologyError> {
         for node in topology.nodes.values() {
-            if let Some(dep) = node
-                .depends_on
-                .iter()
-                .find(|d| topology.nodes.get(*d).is_some_and(|n| !n.autostart))
-            {
+            for dep in &node.depends_on {
+                let (problem, help) = match topology.nodes.get(dep) {
+                    None => (
+                        "is not in this topology (excluded?)",
+                        format!("redefine `{}` here, or keep `{dep}`", node.name),
+                    ),
+                    Some(n) if !n.autostart => (
+                        "has autostart = false",
+                        "a node that joins later cannot be a dependency".to_string(),
+                    ),
+                    Some(_) => continue,
+                };
                 return Err(self.error(
                     0..0,
-                    format!(
-                        "nodes.{}.depends_on: `{dep}` has autostart = false",
-                        node.name
-                    ),
-                    Some("a node that joins later cannot be a dependency".into()),
-                ));
-            }
-            if let Some(dep) = node
-                .depends_on
-                .iter()
-                .find(|d| !topology.nodes.contains_key(*d))
-            {
-                return Err(self.error(
-                    0..0,
-                    format!(
-                        "nodes.{}.depends_on: `{dep}` is not in this topology (excluded?)",
-                        node.name
-                    ),
-                    Some(format!("redefine `{}` here, or keep `{dep}`", node.name)),
+                    format!("nodes.{}.depends_on: `{dep}` {problem}", node.name),
+                    Some(help),
                 ));
             }
             if let Some(net) = node

@@ -239,41 +239,19 @@ pub(crate) fn record(
     invoke: Stamp,
     ex: Exchange,
 ) {
-    Invocation {
+    let h = &shared.history;
+    h.record(Event::Op(OpRecord {
+        id: h.next_op_id(),
         client: client.to_string(),
         kind,
         key,
         value,
         invoke,
-    }
-    .finish(shared, ex);
-}
-
-/// An operation under way; `finish` records it with its outcome, completed now.
-pub(crate) struct Invocation {
-    pub client: String,
-    pub kind: OpKind,
-    pub key: Option<String>,
-    pub value: Option<String>,
-    pub invoke: Stamp,
-}
-
-impl Invocation {
-    pub fn finish(self, shared: &Shared, ex: Exchange) {
-        let h = &shared.history;
-        h.record(Event::Op(OpRecord {
-            id: h.next_op_id(),
-            client: self.client,
-            kind: self.kind,
-            key: self.key,
-            value: self.value,
-            invoke: self.invoke,
-            complete: shared.clock.now(),
-            outcome: ex.outcome,
-            error: ex.error,
-            node: ex.node,
-        }));
-    }
+        complete: shared.clock.now(),
+        outcome: ex.outcome,
+        error: ex.error,
+        node: ex.node,
+    }));
 }
 
 impl Ctx {

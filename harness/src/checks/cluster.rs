@@ -6,14 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Budgets, CheckResult, Verdict, result};
-use crate::agents::{ClusterFinal, status_matches};
+use super::{Budgets, CheckResult, Verdict, result, secs};
+use crate::agents::{AgentsFinal, status_matches};
 use crate::clock::Stamp;
 use crate::history::{Event, OpKind, OpRecord, Outcome, faults, ops};
-
-fn secs(s: Stamp) -> f64 {
-    s.as_duration().as_secs_f64()
-}
 
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
@@ -154,7 +150,7 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
 
 /// Every acknowledged event is in the store; duplicates (redeliveries) are counted, and the
 /// primary key makes them exactly-once in effect; a stored event no agent sent is a defect.
-pub fn continuity(events: &[Event], state: &ClusterFinal, budgets: &Budgets) -> CheckResult {
+pub fn continuity(events: &[Event], state: &AgentsFinal, budgets: &Budgets) -> CheckResult {
     let sent: Vec<OpRecord> = ops(events)
         .into_iter()
         .filter(|o| o.kind == OpKind::Event)
@@ -228,7 +224,7 @@ pub fn continuity(events: &[Event], state: &ClusterFinal, budgets: &Budgets) -> 
 /// After the script, the master's view of every agent (active, and on which node) matches
 /// the agents' real connections, and `n_active_agents` sums to the connected agents; every
 /// node in `expect_on` holds agents, and every agent that tried to enrol did.
-pub fn status_truth(events: &[Event], state: &ClusterFinal, expect_on: &[String]) -> CheckResult {
+pub fn status_truth(events: &[Event], state: &AgentsFinal, expect_on: &[String]) -> CheckResult {
     let connected = state.connections.values().filter(|n| n.is_some()).count();
     let mismatches: Vec<String> = match &state.master_agents {
         None => Vec::new(),
@@ -319,7 +315,7 @@ pub fn status_truth(events: &[Event], state: &ClusterFinal, expect_on: &[String]
 pub fn integrity(
     events: &[Event],
     master: &str,
-    state: &ClusterFinal,
+    state: &AgentsFinal,
     budgets: &Budgets,
 ) -> CheckResult {
     let files: Vec<OpRecord> = ops(events)
@@ -525,9 +521,9 @@ mod tests {
             op(OpKind::Event, "00001/1", 10, Outcome::Ok, None),
             op(OpKind::Event, "00001/2", 20, Outcome::Ok, None),
         ];
-        let mut state = ClusterFinal {
+        let mut state = AgentsFinal {
             events: Some([("00001/1".to_string(), 2), ("00001/2".to_string(), 1)].into()),
-            ..ClusterFinal::default()
+            ..AgentsFinal::default()
         };
         let r = continuity(&events, &state, &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
@@ -553,7 +549,7 @@ mod tests {
 
     #[test]
     fn status_truth_fails_when_the_master_misplaces_an_agent() {
-        let mut state = ClusterFinal {
+        let mut state = AgentsFinal {
             connections: [
                 ("a1".to_string(), Some("worker2".to_string())),
                 ("a2".into(), None),
@@ -571,7 +567,7 @@ mod tests {
             ),
             n_active: [("worker2".to_string(), 1)].into(),
             status_converged_ms: Some(5),
-            ..ClusterFinal::default()
+            ..AgentsFinal::default()
         };
         assert_eq!(status_truth(&[], &state, &[]).verdict, Verdict::Pass);
         // A node expected to hold agents holds none.
@@ -607,9 +603,9 @@ mod tests {
             max_sync: Some(Duration::from_secs(3)),
             ..Budgets::default()
         };
-        let synced = ClusterFinal {
+        let synced = AgentsFinal {
             files_in_sync_ms: Some(0),
-            ..ClusterFinal::default()
+            ..AgentsFinal::default()
         };
         let r = integrity(&events, "master", &synced, &budgets);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
@@ -620,7 +616,7 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(
-            integrity(&events, "master", &ClusterFinal::default(), &budgets).verdict,
+            integrity(&events, "master", &AgentsFinal::default(), &budgets).verdict,
             Verdict::Fail
         );
     }
@@ -675,9 +671,9 @@ mod integrity_tests {
             events.push(files("master", &format!("r{}", i + 2), *ms));
             events.push(files("w1", &format!("r{}", i + 2), ms + 800));
         }
-        let synced = ClusterFinal {
+        let synced = AgentsFinal {
             files_in_sync_ms: Some(0),
-            ..ClusterFinal::default()
+            ..AgentsFinal::default()
         };
         let r = integrity(&events, "master", &synced, &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);

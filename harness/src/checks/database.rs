@@ -5,15 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::{Budgets, CheckResult, Verdict, result};
+use super::{Budgets, CheckResult, Verdict, result, secs};
 use crate::clock::Stamp;
 use crate::faults::Fault;
 use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
 use crate::patroni::{ClusterFinal, is_primary, last_roles};
-
-fn secs(s: Stamp) -> f64 {
-    s.as_duration().as_secs_f64()
-}
 
 fn ms_between(from: Stamp, to: Stamp) -> u64 {
     to.since(from).as_millis() as u64

@@ -15,7 +15,7 @@ use crate::history::{OpKind, Outcome};
 use crate::node::Node;
 use crate::patroni::{self, ClusterFinal, ClusterSpec};
 use crate::run::{Run, Shared};
-use crate::workload::{Exchange, Invocation, record};
+use crate::workload::{Exchange, record};
 
 /// The table the set workload writes, and the one the probes write.
 const SET_TABLE: &str = "hadrill_set";
@@ -171,18 +171,31 @@ fn classify<T>(
     }
 }
 
-/// The open connection, or a new one from `connect`.
-async fn ensure<F>(
+/// One statement on the open connection, or on a new one from `connect`, within `timeout`:
+/// the rows it affected when it succeeded, and how it ended. A connection that fails
+/// anything is dropped, so the next statement opens a fresh one.
+async fn execute<F>(
     conn: &mut Option<tokio_postgres::Client>,
     connect: F,
-) -> Result<&tokio_postgres::Client, String>
+    timeout: Duration,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> (Option<u64>, Exchange)
 where
     F: std::future::Future<Output = Result<tokio_postgres::Client, String>>,
 {
     if conn.is_none() {
-        *conn = Some(connect.await?);
+        match connect.await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => return (None, refused(e)),
+        }
     }
-    Ok(conn.as_ref().expect("connected above"))
+    let c = conn.as_ref().expect("connected above");
+    let (rows, ex) = classify(tokio::time::timeout(timeout, c.execute(statement, params)).await);
+    if ex.outcome != Outcome::Ok {
+        *conn = None;
+    }
+    (rows, ex)
 }
 
 fn refused(error: String) -> Exchange {
@@ -295,31 +308,14 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
         n += 1;
         let key = format!("c{i}-{n}");
         let invoke = ctx.shared.clock.now();
-        let c = match ensure(&mut conn, connect_entry(&ctx)).await {
-            Ok(c) => c,
-            Err(e) => {
-                record(
-                    &ctx.shared,
-                    &name,
-                    OpKind::Insert,
-                    Some(key),
-                    None,
-                    invoke,
-                    refused(e),
-                );
-                continue;
-            }
-        };
-        let r = tokio::time::timeout(
+        let (rows, ex) = execute(
+            &mut conn,
+            connect_entry(&ctx),
             ctx.spec.op_timeout,
-            c.execute(
-                &*format!("INSERT INTO {SET_TABLE} (k) VALUES ($1)"),
-                &[&key],
-            ),
+            &format!("INSERT INTO {SET_TABLE} (k) VALUES ($1)"),
+            &[&key],
         )
         .await;
-        let (rows, ex) = classify(r);
-        let ok = rows == Some(1);
         record(
             &ctx.shared,
             &name,
@@ -329,10 +325,10 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
             invoke,
             ex,
         );
-        if !ok {
+        let Some(c) = conn.as_ref().filter(|_| rows == Some(1)) else {
             conn = None;
             continue;
-        }
+        };
         unread.push(key);
         if unread.len() >= ctx.spec.read_back_every.max(1) {
             let invoke = ctx.shared.clock.now();
@@ -384,33 +380,14 @@ async fn routed_probe(ctx: Arc<Ctx>) {
         }
         round += 1;
         let invoke = ctx.shared.clock.now();
-        let c = match ensure(&mut conn, connect_entry(&ctx)).await {
-            Ok(c) => c,
-            Err(e) => {
-                record(
-                    &ctx.shared,
-                    "sql-probe",
-                    OpKind::Probe,
-                    None,
-                    None,
-                    invoke,
-                    refused(e),
-                );
-                continue;
-            }
-        };
-        let r = tokio::time::timeout(
+        let (_, ex) = execute(
+            &mut conn,
+            connect_entry(&ctx),
             Duration::from_secs(1),
-            c.execute(
-                &*format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ('routed', $1)"),
-                &[&round],
-            ),
+            &format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ('routed', $1)"),
+            &[&round],
         )
         .await;
-        let (_, ex) = classify(r);
-        if ex.outcome != Outcome::Ok {
-            conn = None;
-        }
         record(
             &ctx.shared,
             "sql-probe",
@@ -446,55 +423,31 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
             continue;
         }
         let invoke = ctx.shared.clock.now();
-        let key = Some(member.clone());
-        let value = Some(round.to_string());
+        let this = round;
         round += 1;
-        let c = match ensure(
-            &mut conn,
-            connect(
-                &node,
-                ctx.spec.member_port,
-                &ctx.spec.user,
-                &ctx.password,
-                &ctx.spec.database,
-                timeout,
-            ),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                record(
-                    &ctx.shared,
-                    "member-probe",
-                    OpKind::WriteProbe,
-                    key,
-                    value,
-                    invoke,
-                    refused(e),
-                );
-                continue;
-            }
-        };
-        let r = tokio::time::timeout(
+        let connect = connect(
+            &node,
+            ctx.spec.member_port,
+            &ctx.spec.user,
+            &ctx.password,
+            &ctx.spec.database,
             timeout,
-            c.execute(
-                &*format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ($1, $2)"),
-                &[&member, &(round - 1)],
-            ),
+        );
+        let (_, mut ex) = execute(
+            &mut conn,
+            connect,
+            timeout,
+            &format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ($1, $2)"),
+            &[&member, &this],
         )
         .await;
-        let (_, mut ex) = classify(r);
         ex.node = Some(member.clone());
-        if ex.outcome != Outcome::Ok {
-            conn = None;
-        }
         record(
             &ctx.shared,
             "member-probe",
             OpKind::WriteProbe,
-            key,
-            value,
+            Some(member.clone()),
+            Some(this.to_string()),
             invoke,
             ex,
         );
@@ -569,13 +522,15 @@ pub async fn final_state(run: &Run, spec: &SqlSpec) -> SqlFinal {
         ),
         Err(e) => (None, refused(e)),
     };
-    Invocation {
-        client: "verifier".into(),
-        kind: OpKind::Verify,
-        key: Some(SET_TABLE.into()),
-        value: keys.as_ref().map(|k| format!("{} keys", k.len())),
+    let value = keys.as_ref().map(|k| format!("{} keys", k.len()));
+    record(
+        run.shared(),
+        "verifier",
+        OpKind::Verify,
+        Some(SET_TABLE.into()),
+        value,
         invoke,
-    }
-    .finish(run.shared(), ex);
+        ex,
+    );
     SqlFinal { keys, cluster }
 }

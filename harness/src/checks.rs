@@ -124,6 +124,23 @@ fn secs(s: Stamp) -> f64 {
     s.as_duration().as_secs_f64()
 }
 
+/// A check's result from the problems it found: `fail`, naming them before the summary; or,
+/// with none, `clean` (pass, or unknown when there was too little to judge) and the summary.
+fn judged(
+    check: &str,
+    problems: &[String],
+    clean: Verdict,
+    summary: String,
+    figures: serde_json::Value,
+) -> CheckResult {
+    if problems.is_empty() {
+        result(check, clean, summary, figures)
+    } else {
+        let summary = format!("{}; {summary}", problems.join("; "));
+        result(check, Verdict::Fail, summary, figures)
+    }
+}
+
 fn result(
     check: &str,
     verdict: Verdict,
@@ -255,19 +272,12 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         unknown_took_effect,
         redelivered
     );
-    let verdict = if !problems.is_empty() {
-        Verdict::Fail
-    } else if unreadable > 0 {
+    let clean = if unreadable > 0 {
         Verdict::Unknown
     } else {
         Verdict::Pass
     };
-    let summary = if problems.is_empty() {
-        summary
-    } else {
-        format!("{}; {summary}", problems.join("; "))
-    };
-    result("continuity", verdict, summary, figures)
+    judged("continuity", &problems, clean, summary, figures)
 }
 
 /// The services node's historian: one roll-up per slot, no slot missing between the first
@@ -456,16 +466,7 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
         probe_period.as_millis(),
         user_failures
     );
-    if problems.is_empty() {
-        result("availability", Verdict::Pass, summary, figures)
-    } else {
-        result(
-            "availability",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        )
-    }
+    judged("availability", &problems, Verdict::Pass, summary, figures)
 }
 
 /// Sessions issued before a failover keep working after it. After a secret rotation, every

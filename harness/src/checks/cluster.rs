@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Budgets, CheckResult, Verdict, result, secs};
+use super::{Budgets, CheckResult, Verdict, judged, result, secs};
 use crate::agents::{AgentsFinal, status_matches};
 use crate::clock::Stamp;
 use crate::history::{Event, OpKind, OpRecord, Outcome, faults, ops};
@@ -136,16 +136,7 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
             .collect::<Vec<_>>()
             .join("; "),
     };
-    if problems.is_empty() {
-        result("reconnection", Verdict::Pass, summary, figures)
-    } else {
-        result(
-            "reconnection",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        )
-    }
+    judged("reconnection", &problems, Verdict::Pass, summary, figures)
 }
 
 /// Every acknowledged event is in the store; duplicates (redeliveries) are counted, and the
@@ -209,16 +200,12 @@ pub fn continuity(events: &[Event], state: &AgentsFinal, budgets: &Budgets) -> C
         unknown.len(),
         duplicates
     );
-    match (problems.is_empty(), acked.is_empty()) {
-        (true, true) => result("continuity", Verdict::Unknown, summary, figures),
-        (true, false) => result("continuity", Verdict::Pass, summary, figures),
-        (false, _) => result(
-            "continuity",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        ),
-    }
+    let clean = if acked.is_empty() {
+        Verdict::Unknown
+    } else {
+        Verdict::Pass
+    };
+    judged("continuity", &problems, clean, summary, figures)
 }
 
 /// After the script, the master's view of every agent (active, and on which node) matches
@@ -438,16 +425,7 @@ pub fn integrity(
             .collect::<Vec<_>>()
             .join("; ")
     };
-    if problems.is_empty() {
-        result("integrity", Verdict::Pass, summary, figures)
-    } else {
-        result(
-            "integrity",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        )
-    }
+    judged("integrity", &problems, Verdict::Pass, summary, figures)
 }
 
 #[cfg(test)]

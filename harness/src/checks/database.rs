@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::{Budgets, CheckResult, Verdict, result, secs};
+use super::{Budgets, CheckResult, Verdict, judged, result, secs};
 use crate::clock::Stamp;
 use crate::faults::Fault;
 use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
@@ -119,21 +119,12 @@ pub fn continuity(
         unknown_took_effect,
         read_back_misses
     );
-    if problems.is_empty() {
-        let verdict = if acked.is_empty() {
-            Verdict::Unknown
-        } else {
-            Verdict::Pass
-        };
-        result("continuity", verdict, summary, figures)
+    let clean = if acked.is_empty() {
+        Verdict::Unknown
     } else {
-        result(
-            "continuity",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        )
-    }
+        Verdict::Pass
+    };
+    judged("continuity", &problems, clean, summary, figures)
 }
 
 /// No probe round in which two members accepted a write. Each round writes to every member
@@ -545,20 +536,17 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
                 ", converged {ms} ms after the load stopped"
             ))
     );
-    Some(if problems.is_empty() && !healthy.is_empty() {
-        result("replicas", Verdict::Pass, summary, figures)
-    } else {
-        let mut problems = problems;
-        if healthy.is_empty() && problems.is_empty() {
-            problems.push("no replica running".into());
-        }
-        result(
-            "replicas",
-            Verdict::Fail,
-            format!("{}; {summary}", problems.join("; ")),
-            figures,
-        )
-    })
+    let mut problems = problems;
+    if healthy.is_empty() && problems.is_empty() {
+        problems.push("no replica running".into());
+    }
+    Some(judged(
+        "replicas",
+        &problems,
+        Verdict::Pass,
+        summary,
+        figures,
+    ))
 }
 
 #[cfg(test)]

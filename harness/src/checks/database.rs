@@ -536,7 +536,6 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
                 ", converged {ms} ms after the load stopped"
             ))
     );
-    let mut problems = problems;
     if healthy.is_empty() && problems.is_empty() {
         problems.push("no replica running".into());
     }

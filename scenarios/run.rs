@@ -1,11 +1,12 @@
 //! Each `scenarios/*.toml` is one test, named after its file: `cargo nextest run -E
 //! 'test(kill-active-app)'`. A scenario passes only when every check passes; `unknown` fails
-//! the test too, since a sign-off needs proof.
+//! the test too, since a sign-off needs proof. Each run is also judged again from its saved
+//! files (`hadrill check`), which must give the same verdicts.
 
 use std::path::Path;
 
 use hadrill::checks::Verdict;
-use hadrill::scenario::{self, Scenario};
+use hadrill::scenario;
 use hadrill::{RunOptions, project_root};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -27,13 +28,18 @@ fn main() {
 fn run(root: &Path, name: &str) -> Result<(), Failed> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let scenario =
-            Scenario::load(root, name).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
-        let results = scenario
-            .run(&RunOptions::new(root))
-            .await
-            .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+        let results = scenario::run_in_suite(root, name, None, &RunOptions::new(root)).await;
         println!("{}", results.summary());
+        // The verdict must follow from the saved evidence alone: judge it again, offline.
+        let recheck = scenario::recheck(&results.run_dir)
+            .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+        if !recheck.differences.is_empty() {
+            return Err(Failed::from(format!(
+                "re-checking {} from its files gives other verdicts:\n{}",
+                results.run_dir.display(),
+                recheck.differences.join("\n")
+            )));
+        }
         match results.verdict {
             Verdict::Pass => Ok(()),
             _ => Err(Failed::from(results.summary())),

@@ -243,9 +243,10 @@ impl Fleet {
     }
 
     /// Stops every agent; events still unacknowledged are recorded as `unknown`.
-    pub async fn stop(mut self) {
+    /// Returns the messages of any task that panicked.
+    pub async fn stop(mut self) -> Vec<String> {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        crate::tasks::join_all(&mut self.tasks).await
     }
 }
 
@@ -468,13 +469,14 @@ pub struct AgentsFinal {
 }
 
 /// Reads the master's view until it matches the agents' connections (or `timeout`), stops the
-/// agents (their last acknowledgements recorded), then reads the event store.
+/// agents (their last acknowledgements recorded), then reads the event store. Also returns
+/// the messages of any agent task that panicked.
 pub async fn final_state(
     run: &Run,
     spec: &AgentsSpec,
     fleet: Fleet,
     timeout: Duration,
-) -> AgentsFinal {
+) -> (AgentsFinal, Vec<String>) {
     let http = crate::patroni::http(Duration::from_secs(2));
     let master = Node::new(&spec.master, run.shared().clone());
     let t0 = std::time::Instant::now();
@@ -526,7 +528,7 @@ pub async fn final_state(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    fleet.stop().await;
+    let panics = fleet.stop().await;
     out.files_in_sync_ms = files_in_sync(run, spec, &http, timeout).await;
     let password = run.secret(&spec.store_password_secret).unwrap_or_default();
     let store = Node::new(&spec.store, run.shared().clone());
@@ -559,7 +561,7 @@ pub async fn final_state(
         Ok(e) => out.events = Some(e),
         Err(e) => tracing::error!("event store read failed: {e}"),
     }
-    out
+    (out, panics)
 }
 
 /// Polls `/files` on every running node until all equal the master's, or `timeout`.

@@ -18,7 +18,11 @@ pub mod database;
 pub enum Verdict {
     Pass,
     Fail,
+    /// The evidence cannot decide: never counted as a pass.
     Unknown,
+    /// A scenario that could not run (a bad file, a node that did not start): no check ran.
+    /// Checks themselves never say this.
+    Error,
 }
 
 /// One check's verdict and its evidence.
@@ -43,7 +47,7 @@ impl CheckResult {
             (false, v) => v,
             (true, Verdict::Fail) => Verdict::Pass,
             (true, Verdict::Pass) => Verdict::Fail,
-            (true, Verdict::Unknown) => Verdict::Unknown,
+            (true, v) => v,
         }
     }
 }
@@ -191,6 +195,9 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     };
 
     let mut lost = Vec::new();
+    // Acknowledged writes whose content could not be read back (a 503 or a timeout while
+    // verifying): neither kept nor lost as far as the evidence goes.
+    let mut unreadable = Vec::new();
     let mut unanalysed = Vec::new();
     let mut redelivered = 0;
     for (id, sha) in &acked {
@@ -200,7 +207,14 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             (_, Some(Content::Identical)) => None,
             (_, Some(Content::Differs)) => Some("content differs"),
             (_, Some(Content::Missing)) => Some("object missing"),
-            (_, _) => Some("content unreadable"),
+            (_, Some(Content::Unreadable(reason))) => {
+                unreadable.push(json!({ "id": id, "why": reason }));
+                continue;
+            }
+            (_, None) => {
+                unreadable.push(json!({ "id": id, "why": "content not read" }));
+                continue;
+            }
         };
         if let Some(why) = why {
             lost.push(json!({ "id": id, "why": why }));
@@ -226,16 +240,14 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             orphans.push(json!({ "id": id, "why": "no upload explains this row" }));
         }
     }
-    let unreadable = state
-        .content
-        .values()
-        .filter(|c| matches!(c, Content::Unreadable(_)))
-        .count();
+    let verified = acked.len() - lost.len() - unreadable.len();
     let figures = json!({
         "acknowledged": acked.len(),
-        "verified": acked.len() - lost.len(),
+        "verified": verified,
         "lost": lost.len(),
         "lost_detail": lost,
+        "unreadable": unreadable.len(),
+        "unreadable_detail": unreadable,
         "failed_uploads": failed,
         "unknown_uploads": unknown.len(),
         "unknown_that_took_effect": unknown_took_effect,
@@ -263,19 +275,23 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     if !orphans.is_empty() {
         problems.push(format!("{} orphan rows", orphans.len()));
     }
-    let summary = format!(
+    let mut summary = format!(
         "{} acknowledged, {} verified, {} lost, {} unknown ({} took effect), {} redelivered jobs",
         acked.len(),
-        acked.len() - lost.len(),
+        verified,
         lost.len(),
         unknown.len(),
         unknown_took_effect,
         redelivered
     );
-    let clean = if unreadable > 0 {
-        Verdict::Unknown
-    } else {
+    let clean = if unreadable.is_empty() {
         Verdict::Pass
+    } else {
+        summary.push_str(&format!(
+            "; {} acknowledged uploads could not be read back, so their fate is unknown",
+            unreadable.len()
+        ));
+        Verdict::Unknown
     };
     judged("continuity", &problems, clean, summary, figures)
 }
@@ -673,6 +689,38 @@ mod tests {
             continuity(&e, Some(&s), &Budgets::default()).verdict,
             Verdict::Fail
         );
+    }
+
+    #[test]
+    fn an_unreadable_write_is_unknown_not_lost() {
+        let (e, mut s) = good();
+        s.content.insert(
+            2,
+            Content::Unreadable("HTTP 503: no server is available".into()),
+        );
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
+        assert_eq!(r.figures["lost"], 0);
+        assert_eq!(r.figures["unreadable"], 1);
+        assert_eq!(r.figures["verified"], 1);
+        assert!(
+            r.summary.contains("could not be read back"),
+            "{}",
+            r.summary
+        );
+        // Content never read at all is no evidence of loss either.
+        let (e, mut s) = good();
+        s.content.remove(&1);
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
+        assert_eq!(r.figures["lost"], 0);
+        // A real loss still fails when another write is unreadable.
+        let (e, mut s) = good();
+        s.content.insert(1, Content::Missing);
+        s.content.insert(2, Content::Unreadable("timed out".into()));
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert_eq!(r.figures["lost"], 1);
     }
 
     #[test]

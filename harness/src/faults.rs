@@ -124,6 +124,11 @@ pub enum FaultError {
     SecretNotMounted { node: String, secret: String },
     #[error("the topology declares no secret {0}")]
     UnknownSecret(String),
+    #[error("`{node}` was still running {waited:?} after it was told to exit")]
+    #[diagnostic(help(
+        "its process ignored the signal or the engine did not act; the fault is recorded as failed, not as done"
+    ))]
+    StillRunning { node: String, waited: Duration },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
@@ -572,13 +577,36 @@ async fn run_script(node: &Node, script: &str) -> Result<(), FaultError> {
     }
 }
 
+/// How long a killed or stopped container may take to be seen exited.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
+
 /// Waits until the container's process is gone; returns its exit code.
-async fn wait_exited(node: &Node) -> Result<Option<i64>, DockerError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+async fn wait_exited(node: &Node) -> Result<Option<i64>, FaultError> {
+    await_exit(node.name(), EXIT_WAIT, || node.refresh()).await
+}
+
+/// Polls `status` until the process is not running. Still running after `limit` is an error:
+/// the fault's effect is not confirmed, so it must not be recorded as done.
+async fn await_exit<F, Fut>(
+    name: &str,
+    limit: Duration,
+    mut status: F,
+) -> Result<Option<i64>, FaultError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<crate::node::Status, DockerError>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
-        let status = node.refresh().await?;
-        if !status.running || Instant::now() > deadline {
-            return Ok(status.exit_code);
+        let s = status().await?;
+        if !s.running {
+            return Ok(s.exit_code);
+        }
+        if Instant::now() > deadline {
+            return Err(FaultError::StillRunning {
+                node: name.to_string(),
+                waited: limit,
+            });
         }
         tokio::time::sleep(POLL).await;
     }
@@ -594,4 +622,45 @@ where
         .await
         .into_iter()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Status;
+
+    fn status(running: bool) -> Result<Status, DockerError> {
+        Ok(Status {
+            running,
+            paused: false,
+            exit_code: (!running).then_some(137),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_process_that_never_exits_is_a_failed_fault() {
+        let err = await_exit("app1", Duration::from_millis(100), || async {
+            status(true)
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, FaultError::StillRunning { node, .. } if node == "app1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("still running"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_exit_seen_later_is_confirmed_with_its_code() {
+        let mut polls = 0;
+        let code = await_exit("app1", Duration::from_secs(5), || {
+            polls += 1;
+            let running = polls < 3;
+            async move { status(running) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, Some(137));
+    }
 }

@@ -22,6 +22,7 @@ pub mod node;
 pub mod patroni;
 pub mod run;
 pub mod scenario;
+mod tasks;
 pub mod topology;
 pub mod workload;
 

@@ -1,5 +1,6 @@
 //! The `hadrill` command line.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -8,7 +9,7 @@ use miette::{IntoDiagnostic, Result};
 use hadrill::checks::Verdict;
 use hadrill::images::{self, ImageBuilder, ImageRef};
 use hadrill::run::{self, Run, RunOptions};
-use hadrill::scenario::{self, Scenario};
+use hadrill::scenario;
 use hadrill::{Topology, docker, project_root};
 
 #[derive(Parser)]
@@ -31,7 +32,8 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
-    /// Run scenarios (default: every file in scenarios/) and print their verdicts.
+    /// Run scenarios (default: every file in scenarios/), print their verdicts and write each
+    /// run's report, the suite sign-off page and the trend page.
     Run {
         /// Scenario names (scenarios/<name>.toml) or paths.
         scenarios: Vec<String>,
@@ -39,6 +41,12 @@ enum Command {
         /// with other settings (`--topology db-ha-patroni-defaults`).
         #[arg(long)]
         topology: Option<String>,
+    },
+    /// Recompute every check of saved runs from their history and final reads (no Docker),
+    /// print the verdicts and say whether they equal the saved results.json.
+    Check {
+        #[arg(required = true)]
+        runs: Vec<std::path::PathBuf>,
     },
     /// Render the HTML report of runs: one run directory gives its report; several also give a
     /// suite sign-off page and a trend page.
@@ -91,6 +99,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| "hadrill=info".into()),
         )
         .with_target(false)
+        // Colours only for a person at a terminal: a CI log or a pipe keeps plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .init();
@@ -109,13 +119,14 @@ fn main() -> Result<()> {
                 history,
                 signoff,
             } => {
-                report(&runs, out, history)?;
+                report(&runs, out, history, false)?;
                 if signoff {
                     signoff_verdict(&runs)
                 } else {
                     Ok(())
                 }
             }
+            Command::Check { runs } => check(&runs),
             Command::Images {
                 command: ImagesCommand::Build,
             } => images_build().await,
@@ -138,34 +149,80 @@ async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<(
         names
     };
     let options = RunOptions::new(&root);
+    let suite = options.runs_dir.join(format!("suite-{}", stamp()));
+    println!(
+        "sign-off page (updated after each scenario): {}",
+        suite.join("index.html").display()
+    );
     let t0 = Instant::now();
     let mut all = Vec::new();
     for name in &names {
-        let mut s = Scenario::load(&root, name)?;
-        if let Some(t) = &topology {
-            s.topology = hadrill::Topology::load(&root, t)?;
-        }
-        eprintln!(
-            "== {} ({}): {}",
-            s.name, s.topology.name, s.spec.description
-        );
-        let results = s.run(&options).await?;
+        let results = scenario::run_in_suite(&root, name, topology.as_deref(), &options).await;
         println!("{}", results.summary());
-        println!("run directory: {}", results.run_dir.display());
         all.push(results);
+        // After each scenario, so an interrupted suite still has its pages for what finished.
+        let dirs: Vec<_> = all.iter().map(|r| r.run_dir.clone()).collect();
+        if let Err(e) = report(&dirs, Some(suite.clone()), None, true) {
+            eprintln!("{e:?}");
+        }
     }
     println!(
         "\n{} scenario(s) in {:.0}s",
         all.len(),
         t0.elapsed().as_secs_f64()
     );
-    for r in &all {
-        println!("  {:<24} {}", r.scenario, scenario::verdict_word(r.verdict));
+    print_verdicts(&all);
+    println!("sign-off page: {}", suite.join("index.html").display());
+    suite_verdict(&all)
+}
+
+/// Recomputes every check of saved runs from their evidence, with no Docker.
+fn check(dirs: &[std::path::PathBuf]) -> Result<()> {
+    let mut all = Vec::new();
+    let mut mismatched = Vec::new();
+    for dir in dirs {
+        let t0 = Instant::now();
+        let recheck = scenario::recheck(dir)?;
+        println!("{}", recheck.recomputed.summary());
+        println!(
+            "recomputed from {} in {:.2}s",
+            dir.display(),
+            t0.elapsed().as_secs_f64()
+        );
+        if recheck.differences.is_empty() {
+            println!("same verdicts as results.json\n");
+        } else {
+            println!("DIFFERS from results.json:");
+            for d in &recheck.differences {
+                println!("  {d}");
+            }
+            println!();
+            mismatched.push(recheck.saved.scenario.clone());
+        }
+        all.push(recheck.recomputed);
     }
-    let bad: Vec<&str> = all
+    print_verdicts(&all);
+    if !mismatched.is_empty() {
+        return Err(miette::miette!(
+            "recomputed verdicts differ from results.json for: {}",
+            mismatched.join(", ")
+        ));
+    }
+    suite_verdict(&all)
+}
+
+fn print_verdicts(all: &[scenario::Results]) {
+    for r in all {
+        println!("  {:<28} {}", r.scenario, scenario::verdict_word(r.verdict));
+    }
+}
+
+/// Exit status of a suite: success only when every scenario passed.
+fn suite_verdict(all: &[scenario::Results]) -> Result<()> {
+    let bad: Vec<String> = all
         .iter()
         .filter(|r| r.verdict != Verdict::Pass)
-        .map(|r| r.scenario.as_str())
+        .map(|r| format!("{} ({})", r.scenario, scenario::verdict_word(r.verdict)))
         .collect();
     if bad.is_empty() {
         Ok(())
@@ -174,23 +231,27 @@ async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<(
     }
 }
 
-/// Renders each run's page; for several runs, the suite page and the trend over every run
-/// kept in the runs directory. Returns the page to open.
+fn stamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "")
+}
+
+/// Renders each run's page; for several runs (or with `suite`), the suite page and the trend
+/// over every run kept in the runs directory. Returns the page to open.
 fn report(
     runs: &[std::path::PathBuf],
     out: Option<std::path::PathBuf>,
     history: Option<std::path::PathBuf>,
+    suite: bool,
 ) -> Result<std::path::PathBuf> {
-    if let [one] = runs {
+    if let ([one], false) = (runs, suite) {
         let page = hadrill_reports::render_run(one).into_diagnostic()?;
         println!("report: {}", page.display());
         return Ok(page);
     }
     let root = RunOptions::new(project_root()).runs_dir;
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "");
-    let out = out.unwrap_or_else(|| root.join(format!("suite-{stamp}")));
+    let out = out.unwrap_or_else(|| root.join(format!("suite-{}", stamp())));
     let page = hadrill_reports::render_suite(runs, &out).into_diagnostic()?;
     let mut past = Vec::new();
     find_runs(&history.unwrap_or(root), 3, &mut past);
@@ -198,7 +259,9 @@ fn report(
     past.sort();
     past.dedup();
     hadrill_reports::render_trend(&past, &out).into_diagnostic()?;
-    println!("suite report: {}", page.display());
+    if !suite {
+        println!("suite report: {}", page.display());
+    }
     Ok(page)
 }
 

@@ -87,6 +87,8 @@ pub struct RunOptions {
     pub runs_dir: PathBuf,
     /// A detached run (`hadrill up --detach`) is never reaped; `hadrill down` removes it.
     pub detached: bool,
+    /// This run's directory (default: a fresh one under `runs_dir`, named after the topology).
+    pub run_dir: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -99,6 +101,7 @@ impl RunOptions {
             root,
             runs_dir,
             detached: false,
+            run_dir: None,
         }
     }
 }
@@ -189,12 +192,14 @@ impl Run {
         }
 
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace(['-', ':'], "");
-        let dir = options
-            .runs_dir
-            .join(format!("{stamp}-{}-{id}", topology.name));
+        let dir = options.run_dir.clone().unwrap_or_else(|| {
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace(['-', ':'], "");
+            options
+                .runs_dir
+                .join(format!("{stamp}-{}-{id}", topology.name))
+        });
         std::fs::create_dir_all(dir.join("logs"))
             .map_err(io_err("cannot create run directory", &dir))?;
         let dir = dir.canonicalize().map_err(io_err("cannot resolve", &dir))?;

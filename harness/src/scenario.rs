@@ -1,6 +1,7 @@
 //! Scenarios: a topology, a workload, a timed script of faults and the budgets each check must
 //! meet, declared in `scenarios/*.toml`; and the runner that executes one and judges it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use toml::Spanned;
 use crate::agents::{self, AgentsFinal, AgentsSpec, Fleet};
 use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
 use crate::faults::Fault;
-use crate::history::{Event, OpKind, Outcome, ops};
+use crate::history::{Event, History, OpKind, Outcome, faults, ops};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
@@ -45,6 +46,11 @@ pub enum ScenarioError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} cannot be read as a run's evidence: {message}")]
+    #[diagnostic(help(
+        "a run directory holds results.json, history.jsonl, final.json and scenario.toml as `hadrill run` wrote them"
+    ))]
+    Evidence { path: PathBuf, message: String },
 }
 
 /// A scenario file as written.
@@ -155,12 +161,11 @@ pub struct Scenario {
     pub path: PathBuf,
     pub spec: ScenarioSpec,
     pub topology: Topology,
-    /// The web workload when no workload is declared at all.
-    default_web: WorkloadSpec,
 }
 
 /// The outcome of one run of a scenario, as written to `results.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Results {
     pub scenario: String,
     pub description: String,
@@ -170,6 +175,9 @@ pub struct Results {
     pub started_at: String,
     pub wall_seconds: f64,
     pub verdict: Verdict,
+    /// Why the scenario could not run (verdict `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Steps that could not be carried out (a fault refused, a wait timed out).
     pub step_errors: Vec<String>,
     pub checks: Vec<CheckResult>,
@@ -186,13 +194,51 @@ pub struct Results {
     /// The workload and probe settings the figures were measured with.
     pub workload: serde_json::Value,
     /// The topology's `[settings]` (e.g. Patroni's timing) the run was made with.
-    #[serde(default)]
     pub settings: BTreeMap<String, String>,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results {
+            scenario: String::new(),
+            description: String::new(),
+            topology: String::new(),
+            run_id: String::new(),
+            run_dir: PathBuf::new(),
+            started_at: String::new(),
+            wall_seconds: 0.0,
+            verdict: Verdict::Unknown,
+            error: None,
+            step_errors: Vec::new(),
+            checks: Vec::new(),
+            budgets: Budgets::default(),
+            faults: Vec::new(),
+            operations: BTreeMap::new(),
+            components: BTreeMap::new(),
+            images: BTreeMap::new(),
+            clock_origin_unix_ms: 0,
+            git_commit: None,
+            host: String::new(),
+            workload: serde_json::Value::Null,
+            settings: BTreeMap::new(),
+        }
+    }
 }
 
 /// Names of the scenarios under `<root>/scenarios`.
 pub fn available(root: &Path) -> Vec<String> {
     crate::topology::toml_names(&root.join("scenarios"))
+}
+
+impl ScenarioSpec {
+    /// The web workload: the declared one, or the default when the scenario declares none.
+    pub fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
+        match (&self.workload, &self.sql, &self.agents) {
+            (Some(w), _, _) => Some(Cow::Borrowed(w)),
+            (None, None, None) => Some(Cow::Owned(WorkloadSpec::default())),
+            _ => None,
+        }
+    }
 }
 
 impl Scenario {
@@ -250,54 +296,69 @@ impl Scenario {
             path,
             spec,
             topology,
-            default_web: WorkloadSpec::default(),
         })
     }
 
-    /// The web workload: the declared one, or the default when the scenario declares none.
-    fn web(&self) -> Option<&WorkloadSpec> {
-        match (&self.spec.workload, &self.spec.sql, &self.spec.agents) {
-            (Some(w), _, _) => Some(w),
-            (None, None, None) => Some(&self.default_web),
-            _ => None,
-        }
+    fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
+        self.spec.web()
     }
 
     /// Starts the topology, drives the workload through the steps, reads the final state,
-    /// judges it, writes `results.json` and removes the topology.
+    /// judges it, writes `results.json` (with the evidence beside it: `history.jsonl`,
+    /// `final.json`, `scenario.toml`) and removes the topology.
     pub async fn run(&self, options: &RunOptions) -> Result<Results, ScenarioError> {
         let wall = Instant::now();
         let started_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let mut run = Run::start(self.topology.clone(), options).await?;
-        let (step_errors, sessions, cluster) = self.drive(&run).await;
+        let mut options = options.clone();
+        let dir = options
+            .run_dir
+            .get_or_insert_with(|| new_run_dir(&options.runs_dir, &self.name))
+            .clone();
+        let started = Run::start(self.topology.clone(), &options).await;
+        let mut run = match started {
+            Ok(run) => run,
+            Err(e) => {
+                let mut results = Results::errored(self.name.clone(), &dir, started_at, &e);
+                results.description = self.spec.description.clone();
+                results.topology = self.topology.name.clone();
+                results.wall_seconds = wall.elapsed().as_secs_f64();
+                results.save()?;
+                return Ok(results);
+            }
+        };
+        let driven = self.drive(&run).await;
+        let finals = self.read_finals(&run, &driven).await;
+        let events = run.history().events();
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        write_evidence(run.dir(), &finals, &text)?;
         let mut results = self
-            .judge(&run, step_errors, &sessions, cluster.as_ref(), started_at)
+            .results(&run, &events, &finals, driven.step_errors, started_at)
             .await;
         if let Err(e) = run.teardown().await {
             tracing::error!("teardown: {e}");
         }
         results.wall_seconds = wall.elapsed().as_secs_f64();
-        let path = run.dir().join("results.json");
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&results).expect("results serialise"),
-        )
-        .map_err(|source| ScenarioError::Write { path, source })?;
+        results.save()?;
         Ok(results)
     }
 
-    /// Runs the workload and the steps; returns what went wrong with steps, the sessions the
-    /// users were given, and (with agents) the cluster's state read while they were connected.
-    async fn drive(&self, run: &Run) -> (Vec<String>, Vec<IssuedSession>, Option<AgentsFinal>) {
-        let mut errors = Vec::new();
+    /// Runs the workload and the steps; returns what went wrong with steps (a task that
+    /// panicked among them), the sessions the users were given, and (with agents) the
+    /// cluster's state read while they were connected.
+    async fn drive(&self, run: &Run) -> Driven {
+        let mut driven = Driven::default();
+        let errors = &mut driven.step_errors;
         let web = match self
             .web()
-            .map(|w| Workload::start(run, w.clone()))
+            .map(|w| Workload::start(run, w.into_owned()))
             .transpose()
         {
             Ok(w) => w,
-            Err(e) => return (vec![format!("workload: {e}")], Vec::new(), None),
+            Err(e) => {
+                errors.push(format!("workload: {e}"));
+                return driven;
+            }
         };
         let database = match &self.spec.sql {
             Some(spec) => match SqlWorkload::start(run, spec.clone()).await {
@@ -306,7 +367,8 @@ impl Scenario {
                     if let Some(w) = web {
                         w.stop().await;
                     }
-                    return (vec![format!("sql workload: {e}")], Vec::new(), None);
+                    errors.push(format!("sql workload: {e}"));
+                    return driven;
                 }
             },
             None => None,
@@ -350,22 +412,28 @@ impl Scenario {
             }
         }
         tokio::time::sleep(self.spec.settle).await;
-        let sessions = match web {
-            Some(w) => w.stop().await,
-            None => Vec::new(),
-        };
+        let mut panics = Vec::new();
+        if let Some(w) = web {
+            let (sessions, p) = w.stop().await;
+            driven.sessions = sessions;
+            panics.extend(p);
+        }
         if let Some(d) = database {
-            d.stop().await;
+            panics.extend(d.stop().await);
         }
         // The master's view is compared with the agents' while they are still connected.
-        let cluster = match (fleet, &self.spec.agents) {
-            (Some(f), Some(spec)) => {
-                Some(agents::final_state(run, spec, f, Duration::from_secs(15)).await)
-            }
-            _ => None,
-        };
+        if let (Some(f), Some(spec)) = (fleet, &self.spec.agents) {
+            let (state, p) = agents::final_state(run, spec, f, Duration::from_secs(15)).await;
+            driven.agents = Some(state);
+            panics.extend(p);
+        }
         progress.abort();
-        (errors, sessions, cluster)
+        driven.step_errors.extend(
+            panics
+                .into_iter()
+                .map(|m| format!("a client, probe or observer task panicked: {m}")),
+        );
+        driven
     }
 
     async fn wait(&self, run: &Run, wait: &Wait, nodes: &[String]) -> Result<(), String> {
@@ -555,101 +623,37 @@ impl Scenario {
         Ok(state)
     }
 
-    async fn judge(
+    /// Every final read (they record operations too), in the form `final.json` keeps.
+    async fn read_finals(&self, run: &Run, driven: &Driven) -> Finals {
+        let mut finals = Finals {
+            agents: driven.agents.clone(),
+            ..Finals::default()
+        };
+        if self.web().is_some() {
+            self.try_old_sessions(run, &driven.sessions).await;
+            match self.final_state(run).await {
+                Ok(state) => finals.web = Some(state),
+                Err(e) => {
+                    tracing::error!("final read failed: {e}");
+                    finals.web_error = Some(e);
+                }
+            }
+        }
+        if let Some(spec) = &self.spec.sql {
+            finals.sql = Some(sql::final_state(run, spec).await);
+        }
+        finals
+    }
+
+    async fn results(
         &self,
         run: &Run,
+        events: &[Event],
+        finals: &Finals,
         step_errors: Vec<String>,
-        sessions: &[IssuedSession],
-        cluster: Option<&AgentsFinal>,
         started_at: String,
     ) -> Results {
-        // Every final read first (they record operations too), then one look at the history.
-        let web_state = match self.web() {
-            Some(_) => {
-                self.try_old_sessions(run, sessions).await;
-                self.final_state(run)
-                    .await
-                    .map_err(|e| tracing::error!("final read failed: {e}"))
-                    .ok()
-            }
-            None => None,
-        };
-        let sql_state = match &self.spec.sql {
-            Some(spec) => Some(sql::final_state(run, spec).await),
-            None => None,
-        };
-        let events = run.history().events();
-        let budgets = &self.spec.budgets;
-        let mut checks = Vec::new();
-        if let Some(web) = self.web() {
-            let period = Duration::from_secs_f64(1.0 / web.probe_hz.max(1.0));
-            checks.extend([
-                checks::continuity(&events, web_state.as_ref(), budgets),
-                checks::availability(&events, period, budgets),
-                checks::sessions(&events),
-                checks::historian(web_state.as_ref()),
-            ]);
-        }
-        if let (Some(spec), Some(SqlFinal { keys, cluster })) = (&self.spec.sql, &sql_state) {
-            if spec.clients > 0 {
-                checks.push(checks::database::continuity(
-                    &events,
-                    keys.as_ref(),
-                    budgets,
-                ));
-            }
-            // With a web workload too, its probe already measured availability.
-            if self.web().is_none() {
-                let period = Duration::from_secs_f64(1.0 / spec.probe_hz.max(1.0));
-                checks.push(checks::availability(&events, period, budgets));
-            }
-            checks.extend([
-                checks::database::single_primary(&events, spec.member_probe_hz),
-                checks::database::failover(&events, budgets),
-            ]);
-            checks.extend(checks::database::replicas(cluster));
-        }
-        if let (Some(spec), Some(state)) = (&self.spec.agents, cluster) {
-            checks.extend([
-                checks::cluster::reconnection(&events, budgets),
-                checks::cluster::continuity(&events, state, budgets),
-                checks::cluster::status_truth(&events, state, &spec.expect_on),
-                checks::cluster::integrity(&events, &spec.master, state, budgets),
-            ]);
-        }
-        let mut step_errors = step_errors;
-        for name in &self.spec.expect_fail {
-            match checks.iter_mut().find(|c| &c.check == name) {
-                Some(c) => c.expected_to_fail = true,
-                None => step_errors.push(format!(
-                    "expect_fail: no check `{name}` ran in this scenario"
-                )),
-            }
-        }
-        let verdict =
-            if !step_errors.is_empty() || checks.iter().any(|c| c.effective() == Verdict::Fail) {
-                Verdict::Fail
-            } else if checks.iter().any(|c| c.effective() == Verdict::Unknown) {
-                Verdict::Unknown
-            } else {
-                Verdict::Pass
-            };
-        let mut operations: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-        for o in ops(&events) {
-            let kind = serde_json::to_value(o.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let outcome = serde_json::to_value(o.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            *operations
-                .entry(kind)
-                .or_default()
-                .entry(outcome)
-                .or_default() += 1;
-        }
+        let judged = judge(&self.spec, events, finals, step_errors);
         Results {
             scenario: self.name.clone(),
             description: self.spec.description.clone(),
@@ -658,12 +662,13 @@ impl Scenario {
             run_dir: run.dir().to_path_buf(),
             started_at,
             wall_seconds: 0.0,
-            verdict,
-            step_errors,
-            checks,
+            verdict: judged.verdict,
+            error: None,
+            step_errors: judged.step_errors,
+            checks: judged.checks,
             budgets: self.spec.budgets.clone(),
-            faults: run.history().faults(),
-            operations,
+            faults: faults(events),
+            operations: operation_counts(events),
             components: components(run).await,
             clock_origin_unix_ms: run
                 .clock()
@@ -685,6 +690,156 @@ impl Scenario {
         }
     }
 }
+
+/// What `drive` leaves for the final reads and the judge.
+#[derive(Default)]
+struct Driven {
+    step_errors: Vec<String>,
+    sessions: Vec<IssuedSession>,
+    agents: Option<AgentsFinal>,
+}
+
+/// The final reads of the system, the evidence besides the history; saved as `final.json` so
+/// a run can be judged again without Docker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Finals {
+    /// The web product's state; None when there is no web workload or it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<FinalState>,
+    /// Why the web product's state could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<SqlFinal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<AgentsFinal>,
+}
+
+/// The checks of a run and the verdict they and the step errors give.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub checks: Vec<CheckResult>,
+    /// The steps' errors, and an `expect_fail` naming a check that did not run.
+    pub step_errors: Vec<String>,
+    pub verdict: Verdict,
+}
+
+/// Judges a run from its history and final reads alone: the same function serves a live run
+/// and `hadrill check` on a saved one, so both give the same verdicts.
+pub fn judge(
+    spec: &ScenarioSpec,
+    events: &[Event],
+    finals: &Finals,
+    mut step_errors: Vec<String>,
+) -> Judged {
+    let budgets = &spec.budgets;
+    let mut checks = Vec::new();
+    if let Some(web) = spec.web() {
+        let period = Duration::from_secs_f64(1.0 / web.probe_hz.max(1.0));
+        checks.extend([
+            checks::continuity(events, finals.web.as_ref(), budgets),
+            checks::availability(events, period, budgets),
+            checks::sessions(events),
+            checks::historian(finals.web.as_ref()),
+        ]);
+    }
+    if let (Some(sql_spec), Some(SqlFinal { keys, cluster })) = (&spec.sql, &finals.sql) {
+        if sql_spec.clients > 0 {
+            checks.push(checks::database::continuity(events, keys.as_ref(), budgets));
+        }
+        // With a web workload too, its probe already measured availability.
+        if spec.web().is_none() {
+            let period = Duration::from_secs_f64(1.0 / sql_spec.probe_hz.max(1.0));
+            checks.push(checks::availability(events, period, budgets));
+        }
+        checks.extend([
+            checks::database::single_primary(events, sql_spec.member_probe_hz),
+            checks::database::failover(events, budgets),
+        ]);
+        checks.extend(checks::database::replicas(cluster));
+    }
+    if let (Some(agents_spec), Some(state)) = (&spec.agents, &finals.agents) {
+        checks.extend([
+            checks::cluster::reconnection(events, budgets),
+            checks::cluster::continuity(events, state, budgets),
+            checks::cluster::status_truth(events, state, &agents_spec.expect_on),
+            checks::cluster::integrity(events, &agents_spec.master, state, budgets),
+        ]);
+    }
+    for name in &spec.expect_fail {
+        match checks.iter_mut().find(|c| &c.check == name) {
+            Some(c) => c.expected_to_fail = true,
+            None => step_errors.push(format!(
+                "{EXPECT_FAIL_PROBLEM}no check `{name}` ran in this scenario"
+            )),
+        }
+    }
+    let verdict =
+        if !step_errors.is_empty() || checks.iter().any(|c| c.effective() == Verdict::Fail) {
+            Verdict::Fail
+        } else if checks.iter().any(|c| c.effective() == Verdict::Unknown) {
+            Verdict::Unknown
+        } else {
+            Verdict::Pass
+        };
+    Judged {
+        checks,
+        step_errors,
+        verdict,
+    }
+}
+
+/// Operations counted by kind and outcome, for the report.
+fn operation_counts(events: &[Event]) -> BTreeMap<String, BTreeMap<String, usize>> {
+    let word = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for o in ops(events) {
+        *counts
+            .entry(word(serde_json::to_value(o.kind)))
+            .or_default()
+            .entry(word(serde_json::to_value(o.outcome)))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// A fresh directory name for a run of `scenario` under `runs_dir`.
+fn new_run_dir(runs_dir: &Path, scenario: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    runs_dir.join(format!("{stamp}-{scenario}-{}", &id[..6]))
+}
+
+/// Saves what the judge needs besides the history: the final reads and the scenario as run.
+fn write_evidence(dir: &Path, finals: &Finals, scenario_text: &str) -> Result<(), ScenarioError> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| ScenarioError::Write { path, source })
+    };
+    write(
+        FINAL_FILE,
+        &serde_json::to_vec_pretty(finals).expect("final reads serialise"),
+    )?;
+    write(SCENARIO_FILE, scenario_text.as_bytes())
+}
+
+/// How a step error about `expect_fail` begins: the judge makes it, so a re-check remakes it.
+const EXPECT_FAIL_PROBLEM: &str = "expect_fail: ";
+
+/// The saved history of a run.
+pub const HISTORY_FILE: &str = "history.jsonl";
+/// The saved final reads in a run directory.
+pub const FINAL_FILE: &str = "final.json";
+/// The scenario file as it was when the run started.
+pub const SCENARIO_FILE: &str = "scenario.toml";
+/// The results of a run.
+pub const RESULTS_FILE: &str = "results.json";
 
 /// Live progress while a scenario runs: the last fault and the operations so far.
 async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
@@ -791,6 +946,55 @@ async fn components(run: &Run) -> BTreeMap<String, String> {
 }
 
 impl Results {
+    /// The result of a scenario that could not run, kept in `dir` like any other.
+    pub fn errored(
+        scenario: String,
+        dir: &Path,
+        started_at: String,
+        error: &dyn miette::Diagnostic,
+    ) -> Results {
+        Results {
+            scenario,
+            run_dir: dir.to_path_buf(),
+            started_at,
+            verdict: Verdict::Error,
+            error: Some(describe(error)),
+            ..Results::default()
+        }
+    }
+
+    /// Writes `results.json` into the run directory (created if the run never made it).
+    pub fn save(&self) -> Result<(), ScenarioError> {
+        let dir = &self.run_dir;
+        let path = dir.join(RESULTS_FILE);
+        std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                // A run that never started has no history; the report still wants the file.
+                let history = dir.join(HISTORY_FILE);
+                if !history.exists() {
+                    std::fs::write(&history, "")?;
+                }
+                std::fs::write(
+                    &path,
+                    serde_json::to_vec_pretty(self).expect("results serialise"),
+                )
+            })
+            .map_err(|source| ScenarioError::Write { path, source })
+    }
+
+    /// Reads a run directory's `results.json`.
+    pub fn load(dir: &Path) -> Result<Results, ScenarioError> {
+        let path = dir.join(RESULTS_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| ScenarioError::Evidence {
+            path,
+            message: e.to_string(),
+        })
+    }
+
     /// The terminal summary: one line per check, measured against budget.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -799,6 +1003,11 @@ impl Results {
             verdict_word(self.verdict),
             format_args!("{:.1}s, run {}", self.wall_seconds, self.run_dir.display())
         );
+        if let Some(e) = &self.error {
+            for line in e.lines() {
+                s.push_str(&format!("  {line}\n"));
+            }
+        }
         for e in &self.step_errors {
             s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
         }
@@ -819,10 +1028,172 @@ impl Results {
     }
 }
 
+/// A diagnostic as plain text (no colours: it goes into files and CI logs), with its source
+/// line, label and help.
+pub fn describe(error: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    if handler.render_report(&mut out, error).is_err() {
+        out = error.to_string();
+    }
+    out.trim_end().to_string()
+}
+
 pub fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
         Verdict::Unknown => "UNKNOWN",
+        Verdict::Error => "ERROR",
     }
+}
+
+/// Loads and runs one scenario of a suite, optionally on another topology. Whatever goes
+/// wrong (a bad file, a node that does not start) becomes a result with verdict `error` and
+/// its message, saved in a run directory like any other, so the suite carries on and the
+/// sign-off page shows it.
+pub async fn run_in_suite(
+    root: &Path,
+    name: &str,
+    topology: Option<&str>,
+    options: &RunOptions,
+) -> Results {
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let wall = Instant::now();
+    let loaded = Scenario::load(root, name).and_then(|mut s| {
+        if let Some(t) = topology {
+            s.topology = Topology::load(root, t)?;
+        }
+        Ok(s)
+    });
+    let stem = Path::new(name)
+        .file_stem()
+        .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into_owned());
+    let (scenario, results) = match loaded {
+        Ok(s) => {
+            eprintln!(
+                "== {} ({}): {}",
+                s.name, s.topology.name, s.spec.description
+            );
+            let mut options = options.clone();
+            let dir = new_run_dir(&options.runs_dir, &s.name);
+            options.run_dir = Some(dir.clone());
+            let results = s.run(&options).await;
+            (Some(s), results.map_err(|e| (dir, e)))
+        }
+        Err(e) => (None, Err((new_run_dir(&options.runs_dir, &stem), e))),
+    };
+    match results {
+        Ok(r) => r,
+        Err((dir, e)) => {
+            let mut r = Results::errored(stem, &dir, started_at, &e);
+            if let Some(s) = scenario {
+                r.description = s.spec.description;
+                r.topology = s.topology.name;
+            }
+            r.wall_seconds = wall.elapsed().as_secs_f64();
+            if let Err(w) = r.save() {
+                tracing::error!("{w}");
+            }
+            r
+        }
+    }
+}
+
+/// A saved run judged again from its evidence alone.
+pub struct Recheck {
+    pub saved: Results,
+    /// The saved results with the checks and verdict recomputed.
+    pub recomputed: Results,
+    /// Where the two disagree (empty: the verdicts are reproduced).
+    pub differences: Vec<String>,
+}
+
+/// Recomputes every check of the run in `dir` from `history.jsonl`, `final.json` and
+/// `scenario.toml`, with no Docker, and compares with its `results.json`.
+pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
+    let saved = Results::load(dir)?;
+    if saved.verdict == Verdict::Error {
+        // Nothing ran, so there is nothing to recompute.
+        return Ok(Recheck {
+            recomputed: saved.clone(),
+            saved,
+            differences: Vec::new(),
+        });
+    }
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .map(|text| (path.clone(), text))
+            .map_err(|source| ScenarioError::Read { path, source })
+    };
+    let (path, text) = read(SCENARIO_FILE)?;
+    let spec: ScenarioSpec = toml::from_str(&text).map_err(|e| {
+        ScenarioError::Invalid(Invalid::at(
+            &path,
+            &text,
+            e.span().unwrap_or(0..0),
+            e.message().to_string(),
+            None,
+        ))
+    })?;
+    let (path, text) = read(FINAL_FILE)?;
+    let finals: Finals = serde_json::from_str(&text).map_err(|e| ScenarioError::Evidence {
+        path,
+        message: e.to_string(),
+    })?;
+    let history = dir.join(HISTORY_FILE);
+    let events = History::load(&history).map_err(|e| ScenarioError::Evidence {
+        path: history,
+        message: e.to_string(),
+    })?;
+    // The steps' own errors are evidence of the run, not something to recompute.
+    let step_errors = saved
+        .step_errors
+        .iter()
+        .filter(|e| !e.starts_with(EXPECT_FAIL_PROBLEM))
+        .cloned()
+        .collect();
+    let judged = judge(&spec, &events, &finals, step_errors);
+    let mut differences = Vec::new();
+    if judged.verdict != saved.verdict {
+        differences.push(format!(
+            "verdict: saved {}, recomputed {}",
+            verdict_word(saved.verdict),
+            verdict_word(judged.verdict)
+        ));
+    }
+    let names = |cs: &[CheckResult]| cs.iter().map(|c| c.check.clone()).collect::<Vec<_>>();
+    if names(&judged.checks) != names(&saved.checks) {
+        differences.push(format!(
+            "checks: saved {:?}, recomputed {:?}",
+            names(&saved.checks),
+            names(&judged.checks)
+        ));
+    }
+    for (a, b) in saved.checks.iter().zip(&judged.checks) {
+        let as_json = |c: &CheckResult| serde_json::to_value(c).unwrap_or_default();
+        if as_json(a) != as_json(b) {
+            differences.push(format!(
+                "{}: saved {} ({}), recomputed {} ({})",
+                a.check,
+                verdict_word(a.verdict),
+                a.summary,
+                verdict_word(b.verdict),
+                b.summary
+            ));
+        }
+    }
+    let recomputed = Results {
+        verdict: judged.verdict,
+        checks: judged.checks,
+        step_errors: judged.step_errors,
+        ..saved.clone()
+    };
+    Ok(Recheck {
+        saved,
+        recomputed,
+        differences,
+    })
 }

@@ -167,14 +167,17 @@ impl Workload {
         })
     }
 
-    /// Stops every client and waits for their last operations to be recorded.
-    pub async fn stop(mut self) -> Vec<IssuedSession> {
+    /// Stops every client and waits for their last operations to be recorded. Returns the
+    /// sessions users were given and the messages of any task that panicked.
+    pub async fn stop(mut self) -> (Vec<IssuedSession>, Vec<String>) {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
-        self.sessions
+        let panics = crate::tasks::join_all(&mut self.tasks).await;
+        let sessions = self
+            .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        (sessions, panics)
     }
 }
 
@@ -427,7 +430,7 @@ pub(crate) async fn read_trace(
             if body.contains("missing from the store") {
                 Content::Missing
             } else {
-                Content::Unreadable(body)
+                Content::Unreadable(ex.error.clone().unwrap_or_default())
             }
         }
         Err(e) => Content::Unreadable(e.to_string()),
@@ -483,7 +486,11 @@ async fn probe(ctx: Arc<Ctx>) {
                 classify(&r),
             );
         });
-        while inflight.try_join_next().is_some() {}
+        while let Some(done) = inflight.try_join_next() {
+            crate::tasks::propagate(done);
+        }
     }
-    while inflight.join_next().await.is_some() {}
+    while let Some(done) = inflight.join_next().await {
+        crate::tasks::propagate(done);
+    }
 }

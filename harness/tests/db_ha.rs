@@ -25,4 +25,7 @@ async fn a_second_primary_behind_a_frozen_patroni_fails_single_primary() {
     let rounds = check.figures["two_primaries"].as_u64().unwrap();
     assert!(rounds >= 10, "only {rounds} rounds with two primaries");
     assert_eq!(results.verdict, Verdict::Fail);
+    // The negative control's verdict is reproduced from its saved files too.
+    let recheck = hadrill::scenario::recheck(&results.run_dir).unwrap();
+    assert!(recheck.differences.is_empty(), "{:?}", recheck.differences);
 }

@@ -98,12 +98,13 @@ fn write(path: PathBuf, html: String) -> Result<PathBuf, ReportError> {
 /// Renders `<run>/index.html`.
 pub fn render_run(dir: &Path) -> Result<PathBuf, ReportError> {
     let run = RunData::load(dir)?;
-    let html = run_html(&run)?;
+    let html = run_html(&run, None)?;
     write(dir.join("index.html"), html)
 }
 
-/// The HTML of one run's report.
-pub fn run_html(run: &RunData) -> Result<String, ReportError> {
+/// The HTML of one run's report; `signoff` is the sign-off page to link back to, relative to
+/// the run's directory.
+pub fn run_html(run: &RunData, signoff: Option<&str>) -> Result<String, ReportError> {
     let r = &run.results;
     let windows = figures(r, "availability")["windows"].clone();
     let continuity = figures(r, "continuity");
@@ -130,6 +131,8 @@ pub fn run_html(run: &RunData) -> Result<String, ReportError> {
                 probes => Value::from_safe_string(probe_svg(run)),
                 logs => Value::from_serialize(&logs),
                 files => files,
+                has_final => run.dir.join("final.json").is_file(),
+                signoff => signoff,
                 style => include_str!("../templates/style.css"),
             })
         })
@@ -146,12 +149,17 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
     let mut rows = Vec::new();
     for dir in dirs {
         let run = RunData::load(dir)?;
-        render_run(dir)?;
+        let back = relative(dir, &out.join("index.html"));
+        write(dir.join("index.html"), run_html(&run, Some(&back))?)?;
         rows.push(summary_row(&run, out));
     }
     let verdict = if rows.iter().all(|r| r["verdict"] == "pass") && !rows.is_empty() {
         "pass"
-    } else if rows.iter().any(|r| r["verdict"] == "fail") || rows.is_empty() {
+    } else if rows.is_empty()
+        || rows
+            .iter()
+            .any(|r| r["verdict"] == "fail" || r["verdict"] == "error")
+    {
         "fail"
     } else {
         "unknown"
@@ -271,8 +279,14 @@ fn sparkline(rows: &[Json]) -> String {
     svg
 }
 
+/// The path from `from_dir` to `to`, a file that need not exist yet (its directory must).
 fn relative(from_dir: &Path, to: &Path) -> String {
-    let (Ok(a), Ok(b)) = (from_dir.canonicalize(), to.canonicalize()) else {
+    let target = to
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .zip(to.file_name())
+        .map(|(p, f)| p.join(f));
+    let (Ok(a), Some(b)) = (from_dir.canonicalize(), target) else {
         return to.display().to_string();
     };
     let common = a

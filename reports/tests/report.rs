@@ -79,7 +79,7 @@ fn structure(html: &str) -> String {
 #[test]
 fn run_report_has_every_section() {
     let (_tmp, dir) = staged();
-    let html = run_html(&RunData::load(&dir).unwrap()).unwrap();
+    let html = run_html(&RunData::load(&dir).unwrap(), None).unwrap();
     insta::assert_snapshot!("run-structure", structure(&html));
     // Self-contained: nothing is fetched from elsewhere.
     for external in [

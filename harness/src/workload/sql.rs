@@ -246,9 +246,10 @@ impl SqlWorkload {
     }
 
     /// Stops every client and waits for their last operations to be recorded.
-    pub async fn stop(mut self) {
+    /// Returns the messages of any task that panicked.
+    pub async fn stop(mut self) -> Vec<String> {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        crate::tasks::join_all(&mut self.tasks).await
     }
 }
 

@@ -1,0 +1,140 @@
+//! The README's main command, run as a user runs it: `hadrill run` through the binary. It must
+//! write every run's report, the sign-off page and the trend page, carry on past a scenario
+//! that cannot run, show it as `error`, and exit non-zero.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hadrill::checks::Verdict;
+use hadrill::scenario::{self, Results};
+
+fn fixture(name: &str) -> String {
+    common::root()
+        .join("harness/tests/fixtures/cli")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn run_writes_the_pages_and_carries_on_past_scenarios_that_cannot_run() {
+    let runs = common::root().join("target/test-runs/cli").join(format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    ));
+    std::fs::create_dir_all(&runs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hadrill"))
+        .args(["run", &fixture("cannot-start.toml")])
+        .arg(fixture("bad-file.toml"))
+        .arg(fixture("quick.toml"))
+        .env("HADRILL_RUNS_DIR", &runs)
+        .env("HADRILL_ROOT", common::root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n--- stderr ---\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "two scenarios could not run: exit must be non-zero"
+    );
+    // Not a terminal: no colour codes in what a CI log keeps.
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "ANSI escapes in piped output"
+    );
+
+    // The sign-off page's path is the last line printed.
+    let last = stdout.lines().last().unwrap_or_default();
+    let signoff = PathBuf::from(
+        last.strip_prefix("sign-off page: ")
+            .unwrap_or_else(|| panic!("last line is not the sign-off page: {last}")),
+    );
+    let suite = signoff.parent().unwrap();
+    let signoff_html = read(&signoff);
+    let trend_html = read(&suite.join("trend.html"));
+    assert!(signoff_html.contains(r#"href="trend.html""#));
+    assert!(trend_html.contains(r#"href="index.html""#));
+
+    // Every scenario has a run directory with its results and its page, linked both ways.
+    let results: Vec<Results> = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("results.json").is_file())
+        .map(|p| Results::load(&p).unwrap())
+        .collect();
+    let by_name = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.scenario == name)
+            .unwrap_or_else(|| panic!("no results for {name}"))
+    };
+    for r in &results {
+        let page = read(&r.run_dir.join("index.html"));
+        assert!(
+            page.contains("sign-off page"),
+            "{} does not link back",
+            r.scenario
+        );
+        let link = format!(
+            "{}/index.html",
+            r.run_dir.file_name().unwrap().to_string_lossy()
+        );
+        assert!(signoff_html.contains(&link), "sign-off page lacks {link}");
+        assert!(trend_html.contains(&link), "trend page lacks {link}");
+    }
+    assert_eq!(results.len(), 3, "{results:#?}");
+
+    let cannot_start = by_name("cannot-start");
+    assert_eq!(cannot_start.verdict, Verdict::Error);
+    let why = cannot_start.error.as_deref().unwrap();
+    assert!(why.contains("dies"), "{why}");
+    assert!(
+        read(&cannot_start.run_dir.join("logs/dies.log"))
+            .contains("cannot open /etc/product/config"),
+        "the failed node's log is kept"
+    );
+    let bad = by_name("bad-file");
+    assert_eq!(bad.verdict, Verdict::Error);
+    let why = bad.error.as_deref().unwrap();
+    assert!(
+        why.contains("bad-file.toml:3:1") && why.contains("warmpu"),
+        "{why}"
+    );
+
+    // The real scenario ran after both, passed, and its verdict is reproduced offline.
+    let quick = by_name("quick");
+    assert_eq!(quick.verdict, Verdict::Pass, "{}", quick.summary());
+    assert!(read(&quick.run_dir.join("index.html")).contains("hadrill check"));
+    let recheck = scenario::recheck(&quick.run_dir).unwrap();
+    assert!(recheck.differences.is_empty(), "{:?}", recheck.differences);
+    let check = Command::new(env!("CARGO_BIN_EXE_hadrill"))
+        .arg("check")
+        .arg(&quick.run_dir)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{printed}");
+    assert!(
+        printed.contains("same verdicts as results.json"),
+        "{printed}"
+    );
+    for c in &quick.checks {
+        assert!(printed.contains(&c.check), "{printed}");
+    }
+
+    for line in ["cannot-start", "bad-file", "quick"] {
+        assert!(signoff_html.contains(line), "sign-off page lacks {line}");
+    }
+    assert!(signoff_html.contains("verdict error"));
+}

@@ -17,6 +17,8 @@ use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
 use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify, record};
 
+mod validate;
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ScenarioError {
     #[error("scenario `{name}` not found (looked for {path})")]
@@ -216,32 +218,14 @@ impl Scenario {
         let spec: ScenarioSpec = toml::from_str(&text)
             .map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
         // A topology given as a file is found relative to the scenario file.
-        let topology_ref = match spec.topology.get_ref() {
-            t if t.ends_with(".toml") => path
-                .parent()
-                .unwrap_or(root)
-                .join(t)
-                .to_string_lossy()
-                .into_owned(),
-            t => t.to_string(),
-        };
+        let topology_ref = crate::topology::beside(&path, spec.topology.get_ref());
         let topology = Topology::load(root, &topology_ref).map_err(|e| {
             invalid(
                 spec.topology.span(),
                 format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()),
             )
         })?;
-        for (i, step) in spec.steps.iter().enumerate() {
-            let problem = match (step.at, step.after, &step.fault, &step.wait) {
-                (Some(_), Some(_), _, _) => Some("give `at` or `after`, not both"),
-                (_, _, None, None) => Some("a step needs a `fault` or a `wait`"),
-                _ => None,
-            };
-            if let Some(p) = problem {
-                return Err(invalid(0..0, format!("steps[{i}]: {p}")));
-            }
-        }
-        Ok(Scenario {
+        let scenario = Scenario {
             name: path
                 .file_stem()
                 .unwrap_or_default()
@@ -251,7 +235,9 @@ impl Scenario {
             spec,
             topology,
             default_web: WorkloadSpec::default(),
-        })
+        };
+        validate::check(&scenario, &text)?;
+        Ok(scenario)
     }
 
     /// The web workload: the declared one, or the default when the scenario declares none.

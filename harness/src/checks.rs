@@ -41,6 +41,11 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
+    /// A check that had nothing to judge from, and says why.
+    pub fn unknown(check: &str, why: String) -> CheckResult {
+        result(check, Verdict::Unknown, why, json!({}))
+    }
+
     /// The verdict this check contributes to its run.
     pub fn effective(&self) -> Verdict {
         match (self.expected_to_fail, self.verdict) {

@@ -134,7 +134,61 @@ pub enum FaultError {
     Docker(#[from] DockerError),
 }
 
+/// A fault target chosen when its step runs, written `@name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selector {
+    /// The app server that answered the last successful user request (its X-Served-By).
+    LastServed,
+    /// The nodes of the previous fault.
+    Previous,
+    /// The database member the cluster observer last saw as primary.
+    Primary,
+    /// The database members the cluster observer last saw as standbys.
+    Standby,
+}
+
+impl Selector {
+    pub const ALL: [Selector; 4] = [
+        Selector::LastServed,
+        Selector::Previous,
+        Selector::Primary,
+        Selector::Standby,
+    ];
+
+    /// The name after the `@`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Selector::LastServed => "last-served",
+            Selector::Previous => "previous",
+            Selector::Primary => "primary",
+            Selector::Standby => "standby",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Selector> {
+        Selector::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 impl Fault {
+    /// The fields naming what this fault acts on (nodes, groups or `@selectors`), by their
+    /// names in a scenario file. `heal` has none: it acts on whatever is cut.
+    pub fn targets(&self) -> Vec<(&'static str, &[String])> {
+        match self {
+            Fault::Kill { targets }
+            | Fault::Stop { targets, .. }
+            | Fault::Start { targets }
+            | Fault::Restart { targets, .. }
+            | Fault::Pause { targets }
+            | Fault::Resume { targets }
+            | Fault::Isolate { targets }
+            | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
+            Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
+            Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
+            Fault::Heal => Vec::new(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Kill { .. } => "kill",
@@ -189,15 +243,13 @@ impl Shared {
         Ok(out.into_iter().collect())
     }
 
-    /// Selectors: `@last-served`, the app server that answered the last successful user
-    /// request; `@previous`, the nodes of the previous fault; `@primary` and `@standby`, the
-    /// database members the cluster observer last saw in that role.
-    fn select(&self, selector: &str) -> Result<Vec<String>, FaultError> {
+    /// The nodes a selector picks now, from what the history holds.
+    fn select(&self, name: &str) -> Result<Vec<String>, FaultError> {
         let events = self.history.events();
-        let found = match selector {
-            "primary" | "standby" => {
+        let found = match Selector::parse(name) {
+            Some(s @ (Selector::Primary | Selector::Standby)) => {
                 let roles = crate::patroni::last_roles(&events);
-                let want = selector == "primary";
+                let want = s == Selector::Primary;
                 let nodes: Vec<String> = roles
                     .into_iter()
                     .filter(|(_, role)| {
@@ -208,38 +260,24 @@ impl Shared {
                     .collect();
                 (!nodes.is_empty()).then_some(nodes)
             }
-            "last-served" => events.iter().rev().find_map(|e| match e {
+            Some(Selector::LastServed) => events.iter().rev().find_map(|e| match e {
                 Event::Op(o) if o.outcome == Outcome::Ok && o.client.starts_with("user-") => {
                     o.node.clone().map(|n| vec![n])
                 }
                 _ => None,
             }),
-            "previous" => events.iter().rev().find_map(|e| match e {
+            Some(Selector::Previous) => events.iter().rev().find_map(|e| match e {
                 Event::Fault(f) => Some(f.nodes.clone()),
                 Event::Op(_) => None,
             }),
-            _ => None,
+            None => None,
         };
-        found.ok_or_else(|| FaultError::Selector(selector.to_string()))
+        found.ok_or_else(|| FaultError::Selector(name.to_string()))
     }
 
     pub(crate) async fn inject(self: &Arc<Self>, fault: Fault) -> Result<FaultRecord, FaultError> {
         // Targets are resolved before the clock starts: a typo is not a fault that happened.
         let nodes: Vec<String> = match &fault {
-            Fault::Kill { targets }
-            | Fault::Stop { targets, .. }
-            | Fault::Start { targets }
-            | Fault::Restart { targets, .. }
-            | Fault::Pause { targets }
-            | Fault::Resume { targets }
-            | Fault::Isolate { targets }
-            | Fault::RotateSecret { targets, .. } => self.resolve(targets)?,
-            Fault::Exec { node, .. } => self.resolve(std::slice::from_ref(node))?,
-            Fault::Partition { a, b, .. } => {
-                let mut all = self.resolve(a)?;
-                all.extend(self.resolve(b)?);
-                all
-            }
             Fault::Heal => self
                 .partitioned
                 .lock()
@@ -247,6 +285,13 @@ impl Shared {
                 .iter()
                 .cloned()
                 .collect(),
+            _ => {
+                let mut all = Vec::new();
+                for (_, targets) in fault.targets() {
+                    all.extend(self.resolve(targets)?);
+                }
+                all
+            }
         };
         let id = self.fault_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let t0 = Instant::now();

@@ -18,6 +18,8 @@ use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
 use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify, record};
 
+mod validate;
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ScenarioError {
     #[error("scenario `{name}` not found (looked for {path})")]
@@ -262,32 +264,14 @@ impl Scenario {
         let spec: ScenarioSpec = toml::from_str(&text)
             .map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
         // A topology given as a file is found relative to the scenario file.
-        let topology_ref = match spec.topology.get_ref() {
-            t if t.ends_with(".toml") => path
-                .parent()
-                .unwrap_or(root)
-                .join(t)
-                .to_string_lossy()
-                .into_owned(),
-            t => t.to_string(),
-        };
+        let topology_ref = crate::topology::beside(&path, spec.topology.get_ref());
         let topology = Topology::load(root, &topology_ref).map_err(|e| {
             invalid(
                 spec.topology.span(),
                 format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()),
             )
         })?;
-        for (i, step) in spec.steps.iter().enumerate() {
-            let problem = match (step.at, step.after, &step.fault, &step.wait) {
-                (Some(_), Some(_), _, _) => Some("give `at` or `after`, not both"),
-                (_, _, None, None) => Some("a step needs a `fault` or a `wait`"),
-                _ => None,
-            };
-            if let Some(p) = problem {
-                return Err(invalid(0..0, format!("steps[{i}]: {p}")));
-            }
-        }
-        Ok(Scenario {
+        let scenario = Scenario {
             name: path
                 .file_stem()
                 .unwrap_or_default()
@@ -296,7 +280,9 @@ impl Scenario {
             path,
             spec,
             topology,
-        })
+        };
+        validate::check(&scenario, &text)?;
+        Ok(scenario)
     }
 
     fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
@@ -734,37 +720,60 @@ pub fn judge(
 ) -> Judged {
     let budgets = &spec.budgets;
     let mut checks = Vec::new();
-    if let Some(web) = spec.web() {
-        let period = Duration::from_secs_f64(1.0 / web.probe_hz.max(1.0));
-        checks.extend([
-            checks::continuity(events, finals.web.as_ref(), budgets),
-            checks::availability(events, period, budgets),
-            checks::sessions(events),
-            checks::historian(finals.web.as_ref()),
-        ]);
-    }
-    if let (Some(sql_spec), Some(SqlFinal { keys, cluster })) = (&spec.sql, &finals.sql) {
-        if sql_spec.clients > 0 {
-            checks.push(checks::database::continuity(events, keys.as_ref(), budgets));
-        }
-        // With a web workload too, its probe already measured availability.
-        if spec.web().is_none() {
-            let period = Duration::from_secs_f64(1.0 / sql_spec.probe_hz.max(1.0));
-            checks.push(checks::availability(events, period, budgets));
-        }
-        checks.extend([
-            checks::database::single_primary(events, sql_spec.member_probe_hz),
-            checks::database::failover(events, budgets),
-        ]);
-        checks.extend(checks::database::replicas(cluster));
-    }
-    if let (Some(agents_spec), Some(state)) = (&spec.agents, &finals.agents) {
-        checks.extend([
-            checks::cluster::reconnection(events, budgets),
-            checks::cluster::continuity(events, state, budgets),
-            checks::cluster::status_truth(events, state, &agents_spec.expect_on),
-            checks::cluster::integrity(events, &agents_spec.master, state, budgets),
-        ]);
+    // The web probe measures availability when there is one, else the routed SQL probe.
+    let probe_hz = match (spec.web(), &spec.sql) {
+        (Some(web), _) => web.probe_hz,
+        (None, Some(sql)) => sql.probe_hz,
+        (None, None) => 1.0,
+    };
+    for planned in plan(spec) {
+        let unread = |what: &str| {
+            CheckResult::unknown(
+                planned.name(),
+                format!("the final read of {what} is missing, so nothing can be judged"),
+            )
+        };
+        let sql = finals.sql.as_ref().ok_or_else(|| unread("the database"));
+        let agents = finals.agents.as_ref().ok_or_else(|| unread("the cluster"));
+        let result = match planned {
+            Planned::WebContinuity => checks::continuity(events, finals.web.as_ref(), budgets),
+            Planned::Availability => checks::availability(
+                events,
+                Duration::from_secs_f64(1.0 / probe_hz.max(1.0)),
+                budgets,
+            ),
+            Planned::Sessions => checks::sessions(events),
+            Planned::Historian => checks::historian(finals.web.as_ref()),
+            Planned::SqlContinuity => sql.map_or_else(std::convert::identity, |f| {
+                checks::database::continuity(events, f.keys.as_ref(), budgets)
+            }),
+            Planned::SinglePrimary => checks::database::single_primary(
+                events,
+                spec.sql.as_ref().map_or(0.0, |s| s.member_probe_hz),
+            ),
+            Planned::Failover => checks::database::failover(events, budgets),
+            // Skipped when the script left no replica to judge.
+            Planned::Replicas => match sql {
+                Ok(f) => match checks::database::replicas(&f.cluster) {
+                    Some(r) => r,
+                    None => continue,
+                },
+                Err(e) => e,
+            },
+            Planned::Reconnection => checks::cluster::reconnection(events, budgets),
+            Planned::AgentsContinuity => agents.map_or_else(std::convert::identity, |f| {
+                checks::cluster::continuity(events, f, budgets)
+            }),
+            Planned::StatusTruth => agents.map_or_else(std::convert::identity, |f| {
+                let expect_on = spec.agents.as_ref().map_or(&[][..], |a| &a.expect_on[..]);
+                checks::cluster::status_truth(events, f, expect_on)
+            }),
+            Planned::Integrity => agents.map_or_else(std::convert::identity, |f| {
+                let master = spec.agents.as_ref().map_or("", |a| a.master.as_str());
+                checks::cluster::integrity(events, master, f, budgets)
+            }),
+        };
+        checks.push(result);
     }
     for name in &spec.expect_fail {
         match checks.iter_mut().find(|c| &c.check == name) {
@@ -787,6 +796,81 @@ pub fn judge(
         step_errors,
         verdict,
     }
+}
+
+/// A check a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planned {
+    WebContinuity,
+    Availability,
+    Sessions,
+    Historian,
+    SqlContinuity,
+    SinglePrimary,
+    Failover,
+    Replicas,
+    Reconnection,
+    AgentsContinuity,
+    StatusTruth,
+    Integrity,
+}
+
+impl Planned {
+    fn name(self) -> &'static str {
+        match self {
+            Planned::WebContinuity | Planned::SqlContinuity | Planned::AgentsContinuity => {
+                "continuity"
+            }
+            Planned::Availability => "availability",
+            Planned::Sessions => "sessions",
+            Planned::Historian => "historian",
+            Planned::SinglePrimary => "single-primary",
+            Planned::Failover => "failover",
+            Planned::Replicas => "replicas",
+            Planned::Reconnection => "reconnection",
+            Planned::StatusTruth => "status-truth",
+            Planned::Integrity => "integrity",
+        }
+    }
+}
+
+/// The checks a scenario runs, in order, decided by its workloads alone: the judge runs them
+/// and load-time validation knows them (e.g. for `expect_fail`).
+fn plan(spec: &ScenarioSpec) -> Vec<Planned> {
+    let mut plan = Vec::new();
+    if spec.web().is_some() {
+        plan.extend([
+            Planned::WebContinuity,
+            Planned::Availability,
+            Planned::Sessions,
+            Planned::Historian,
+        ]);
+    }
+    if let Some(sql) = &spec.sql {
+        if sql.clients > 0 {
+            plan.push(Planned::SqlContinuity);
+        }
+        // With a web workload too, its probe already measures availability.
+        if spec.web().is_none() {
+            plan.push(Planned::Availability);
+        }
+        plan.extend([Planned::SinglePrimary, Planned::Failover, Planned::Replicas]);
+    }
+    if spec.agents.is_some() {
+        plan.extend([
+            Planned::Reconnection,
+            Planned::AgentsContinuity,
+            Planned::StatusTruth,
+            Planned::Integrity,
+        ]);
+    }
+    plan
+}
+
+/// The names of the checks a scenario runs (a name may come twice: several workloads have a
+/// `continuity`; `replicas` is skipped at run time when no replica is left to judge).
+pub fn check_names(spec: &ScenarioSpec) -> Vec<&'static str> {
+    plan(spec).into_iter().map(Planned::name).collect()
 }
 
 /// Operations counted by kind and outcome, for the report.

@@ -145,6 +145,11 @@ impl NodeSpec {
 impl Topology {
     /// Loads `name` from `<root>/topologies/<name>.toml`, or from a path if `name` is one.
     pub fn load(root: &Path, name: &str) -> Result<Self, TopologyError> {
+        Self::load_extended(root, name, &[])
+    }
+
+    /// `load`, for the `extends` of the files in `chain` (canonical paths, outermost first).
+    fn load_extended(root: &Path, name: &str, chain: &[PathBuf]) -> Result<Self, TopologyError> {
         let path = locate(root, "topologies", name).map_err(|(path, available)| {
             TopologyError::NotFound {
                 name: name.to_string(),
@@ -156,12 +161,21 @@ impl Topology {
             path: path.clone(),
             source,
         })?;
-        Self::parse(&path, &text, root)
+        Self::parse_extended(&path, &text, root, chain)
     }
 
     /// Parses topology text; `path` names the file in errors and gives the topology its name.
     /// `root` is the project root (for `topologies/config/` and `extends`).
     pub fn parse(path: &Path, text: &str, root: &Path) -> Result<Self, TopologyError> {
+        Self::parse_extended(path, text, root, &[])
+    }
+
+    fn parse_extended(
+        path: &Path,
+        text: &str,
+        root: &Path,
+        chain: &[PathBuf],
+    ) -> Result<Self, TopologyError> {
         let ctx = Ctx { path, text };
         let raw: RawTopology = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -197,16 +211,31 @@ impl Topology {
                     .collect()
             }
         };
+        let chain = [chain, &[canonical(path)]].concat();
         let mut base: Option<Topology> = None;
         for parent in &parents {
-            if parent.get_ref() == &name {
+            let parent_ref = beside(path, parent.get_ref());
+            // A file already being loaded would recurse without end.
+            if let Ok(p) = locate(root, "topologies", &parent_ref)
+                && let Some(first) = chain.iter().position(|c| *c == canonical(&p))
+            {
+                let files: Vec<String> = chain[first..]
+                    .iter()
+                    .chain([&p])
+                    .map(|f| {
+                        f.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect();
                 return Err(ctx.error(
                     parent.span(),
-                    "extends: a topology cannot extend itself".into(),
-                    None,
+                    format!("extends: cycle {}", files.join(" → ")),
+                    Some("a topology cannot extend itself, directly or through another".into()),
                 ));
             }
-            let t = Self::load(root, parent.get_ref()).map_err(|e| {
+            let t = Self::load_extended(root, &parent_ref, &chain).map_err(|e| {
                 ctx.error(
                     parent.span(),
                     format!("extends: cannot load topology `{}`: {e}", parent.get_ref()),
@@ -328,6 +357,20 @@ pub fn available(root: &Path) -> Vec<String> {
     toml_names(&root.join("topologies"))
 }
 
+/// A declaration named from within `file`: a `.toml` path is relative to `file`'s directory,
+/// a name is looked up as usual.
+pub(crate) fn beside(file: &Path, name: &str) -> String {
+    match file.parent() {
+        Some(dir) if name.ends_with(".toml") => dir.join(name).to_string_lossy().into_owned(),
+        _ => name.to_string(),
+    }
+}
+
+/// The same file however it was named (`web-ha`, `../topologies/web-ha.toml`).
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// `<root>/<dir>/<name>.toml`, or `name` itself when it is a path. When the file does not
 /// exist: where it was looked for, and the names that do exist.
 pub(crate) fn locate(
@@ -369,7 +412,8 @@ pub(crate) fn toml_names(dir: &Path) -> Vec<String> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTopology {
-    /// Topologies this one starts from (names under `topologies/`), merged in order.
+    /// Topologies this one starts from (names under `topologies/`, or `.toml` paths relative
+    /// to this file), merged in order.
     extends: Option<Spanned<toml::Value>>,
     /// Inherited nodes to leave out.
     #[serde(default)]

@@ -107,7 +107,8 @@ impl<'de> Deserialize<'de> for Size {
         .iter()
         .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
         .unwrap_or((t, 1));
-        num.parse::<u64>().map(|n| Size(n * mult)).map_err(|_| {
+        let bytes = num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult));
+        bytes.map(Size).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"
             ))

@@ -78,6 +78,11 @@ const CASES: &[(&str, usize, &[&str])] = &[
         &["nodes.web1.env.MODE", "`${setting:nope}`", "does not set"],
     ),
     (
+        "extends-self.toml",
+        1,
+        &["extends: cycle extends-self.toml → extends-self.toml"],
+    ),
+    (
         "exclude-unknown.toml",
         2,
         &["exclude: no inherited node `nope`"],

@@ -1,0 +1,585 @@
+//! A scenario checked against its topology before anything starts: every name it uses (nodes,
+//! groups, selectors, ports, secrets, roles, checks), every number's range and each step's
+//! shape. An error points at the offending value, names its field (`steps[2].fault.a[0]`) and
+//! says what is allowed.
+//!
+//! The typed spec has no spans, so the file is parsed a second time into a spanned document
+//! and each problem is located by its field path.
+
+use std::ops::{Range, RangeInclusive};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{Condition, Scenario, ScenarioError, Step, Wait};
+use crate::agents::AgentsSpec;
+use crate::faults::{Fault, Selector};
+use crate::patroni::LeaderSource;
+use crate::topology::{Invalid, Topology, placeholders};
+use crate::workload::WorkloadSpec;
+use crate::workload::sql::SqlSpec;
+
+/// Longer than any drill, so a typo such as `300h` is caught (and the run's deadlines, an
+/// `Instant` plus a duration, cannot overflow).
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Operations per second and probe frequencies: more than one machine's harness drives.
+const MAX_RATE: f64 = 10_000.0;
+const MAX_HZ: f64 = 1000.0;
+const MAX_CLIENTS: u64 = 1000;
+const MAX_AGENTS: u64 = 10_000;
+/// Uploads are generated in memory.
+const MAX_UPLOAD: u64 = 1 << 30;
+
+/// Checks `scenario`, loaded from `text`, against its topology.
+pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError> {
+    let doc = DeTable::parse(text).map_err(|e| {
+        ScenarioError::Invalid(Invalid::at(
+            &scenario.path,
+            text,
+            e.span().unwrap_or(0..0),
+            e.message().to_string(),
+            None,
+        ))
+    })?;
+    let v = Validator {
+        scenario,
+        text,
+        doc: Spanned::new(doc.span(), DeValue::Table(doc.into_inner())),
+    };
+    let spec = &scenario.spec;
+    v.duration("warmup", spec.warmup, true)?;
+    v.duration("settle", spec.settle, true)?;
+    if let Some(web) = scenario.web() {
+        v.web(&web)?;
+        v.final_read()?;
+    }
+    if let Some(sql) = &spec.sql {
+        v.sql(sql)?;
+    }
+    if let Some(agents) = &spec.agents {
+        v.agents(agents)?;
+    }
+    for (i, step) in spec.steps.iter().enumerate() {
+        v.step(i, step)?;
+    }
+    v.expect_fail()
+}
+
+struct Validator<'a> {
+    scenario: &'a Scenario,
+    text: &'a str,
+    doc: Spanned<DeValue<'a>>,
+}
+
+type Checked = Result<(), ScenarioError>;
+
+/// What a name may be, for the list of what is allowed.
+#[derive(Clone, Copy)]
+enum Names {
+    Nodes,
+    NodesAndGroups,
+    Targets,
+}
+
+impl Validator<'_> {
+    fn topology(&self) -> &Topology {
+        &self.scenario.topology
+    }
+
+    /// An error at `field`'s value. A field the file does not write holds a default that does
+    /// not fit the topology: the error points at the nearest enclosing table the file writes,
+    /// or at `topology`.
+    fn error(&self, field: &str, problem: String, help: Option<String>) -> ScenarioError {
+        let (span, written) = self.locate(field);
+        let default = if written {
+            ""
+        } else {
+            " (the default: this file does not set it)"
+        };
+        ScenarioError::Invalid(Invalid::at(
+            &self.scenario.path,
+            self.text,
+            span,
+            format!("{field}: {problem}{default}"),
+            help,
+        ))
+    }
+
+    /// The span of the value at `field` (`steps[2].fault.targets[0]`) and whether the file
+    /// writes it.
+    fn locate(&self, field: &str) -> (Range<usize>, bool) {
+        let mut at = &self.doc;
+        for segment in field.split('.') {
+            let mut parts = segment.split('[');
+            let key = parts.next().unwrap_or_default();
+            let indices = parts.map(|i| i.trim_end_matches(']').parse::<usize>().ok());
+            let mut next = at.get_ref().get(key);
+            for i in indices {
+                next = next.zip(i).and_then(|(v, i)| v.get_ref().get(i));
+            }
+            match next {
+                Some(v) => at = v,
+                None if std::ptr::eq(at, &self.doc) => {
+                    return (self.scenario.spec.topology.span(), false);
+                }
+                None => return (at.span(), false),
+            }
+        }
+        (at.span(), true)
+    }
+
+    /// What a name of `kind` may be in this scenario's topology.
+    fn allowed(&self, kind: Names) -> String {
+        let t = self.topology();
+        let list = |names: Vec<&str>| names.join(", ");
+        let mut s = format!(
+            "nodes of topology `{}`: {}",
+            t.name,
+            list(t.nodes.keys().map(String::as_str).collect())
+        );
+        if matches!(kind, Names::NodesAndGroups | Names::Targets) {
+            s += &format!(
+                "; groups: {}",
+                list(t.groups.keys().map(String::as_str).collect())
+            );
+        }
+        if matches!(kind, Names::Targets) {
+            s += &format!("; selectors: {}", selectors());
+        }
+        s
+    }
+
+    fn node(&self, field: &str, name: &str) -> Result<Vec<String>, ScenarioError> {
+        if self.topology().nodes.contains_key(name) {
+            Ok(vec![name.to_string()])
+        } else {
+            Err(self.error(
+                field,
+                format!("unknown node `{name}`"),
+                Some(self.allowed(Names::Nodes)),
+            ))
+        }
+    }
+
+    /// The nodes a node or group name stands for.
+    fn nodes(&self, field: &str, name: &str, kind: Names) -> Result<Vec<String>, ScenarioError> {
+        self.topology().resolve(name).ok_or_else(|| {
+            self.error(
+                field,
+                format!("unknown node or group `{name}`"),
+                Some(self.allowed(kind)),
+            )
+        })
+    }
+
+    /// A fault target of step `step`: a node, a group, or a selector this scenario can
+    /// satisfy. Returns the nodes known now (none for a selector).
+    fn target(&self, field: &str, name: &str, step: usize) -> Result<Vec<String>, ScenarioError> {
+        let Some(selector) = name.strip_prefix('@') else {
+            return self.nodes(field, name, Names::Targets);
+        };
+        let spec = &self.scenario.spec;
+        let needs = match Selector::parse(selector) {
+            None => {
+                return Err(self.error(
+                    field,
+                    format!("unknown selector `{name}`"),
+                    Some(format!("selectors: {}", selectors())),
+                ));
+            }
+            Some(Selector::LastServed) if self.scenario.web().is_none() => {
+                "the web workload (`[workload]`): it picks the app server that served the last user request"
+            }
+            Some(Selector::Primary | Selector::Standby) if spec.sql.is_none() => {
+                "the `[sql]` workload: its cluster observer sees the members' roles"
+            }
+            Some(Selector::Previous) if !spec.steps[..step].iter().any(|s| s.fault.is_some()) => {
+                "an earlier step with a fault: it picks that fault's nodes"
+            }
+            Some(_) => return Ok(Vec::new()),
+        };
+        Err(self.error(field, format!("`{name}` needs {needs}"), None))
+    }
+
+    /// Each of `nodes` publishes `port`: the harness reaches nodes only through published
+    /// ports.
+    fn publishes(&self, field: &str, nodes: &[String], port: u16) -> Checked {
+        for name in nodes {
+            let Some(node) = self.topology().node(name) else {
+                continue;
+            };
+            if !node.ports.contains(&port) {
+                let ports: Vec<String> = node.ports.iter().map(u16::to_string).collect();
+                return Err(self.error(
+                    field,
+                    format!("node `{name}` publishes no port {port}"),
+                    Some(format!(
+                        "`{name}` publishes: {} (its `ports` in topology `{}`)",
+                        if ports.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            ports.join(", ")
+                        },
+                        self.topology().name
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn secret(&self, field: &str, name: &str) -> Checked {
+        if self.topology().secrets.iter().any(|s| s == name) {
+            return Ok(());
+        }
+        Err(self.error(
+            field,
+            format!("unknown secret `{name}`"),
+            Some(format!(
+                "secrets of topology `{}`: {}",
+                self.topology().name,
+                self.topology().secrets.join(", ")
+            )),
+        ))
+    }
+
+    /// A rate or frequency: above 0 and at most `max` per second.
+    fn per_second(&self, field: &str, value: f64, max: f64) -> Checked {
+        if value > 0.0 && value <= max {
+            return Ok(());
+        }
+        Err(self.error(
+            field,
+            format!("{value} is out of range: give more than 0 and at most {max} per second"),
+            None,
+        ))
+    }
+
+    fn count(&self, field: &str, value: u64, allowed: RangeInclusive<u64>) -> Checked {
+        if allowed.contains(&value) {
+            return Ok(());
+        }
+        let range = if *allowed.end() == u64::MAX {
+            format!("at least {}", allowed.start())
+        } else {
+            format!("from {} to {}", allowed.start(), allowed.end())
+        };
+        Err(self.error(
+            field,
+            format!("{value} is out of range: give {range}"),
+            None,
+        ))
+    }
+
+    /// At most `MAX_DURATION`, and above 0 unless `zero` makes sense.
+    fn duration(&self, field: &str, value: Duration, zero: bool) -> Checked {
+        if value <= MAX_DURATION && (zero || !value.is_zero()) {
+            return Ok(());
+        }
+        let floor = if zero { "" } else { "more than 0 and " };
+        Err(self.error(
+            field,
+            format!(
+                "`{}` is out of range: give {floor}at most {}",
+                humantime::format_duration(value),
+                humantime::format_duration(MAX_DURATION)
+            ),
+            None,
+        ))
+    }
+
+    fn path(&self, field: &str, value: &str) -> Checked {
+        if value.starts_with('/') {
+            return Ok(());
+        }
+        Err(self.error(
+            field,
+            format!("`{value}` is not a path: start it with `/`"),
+            None,
+        ))
+    }
+
+    fn web(&self, w: &WorkloadSpec) -> Checked {
+        self.count("workload.users", w.users as u64, 1..=MAX_CLIENTS)?;
+        self.per_second("workload.rate", w.rate, MAX_RATE)?;
+        let [small, large] = w.upload_size;
+        if small.0 > large.0 || large.0 > MAX_UPLOAD {
+            return Err(self.error(
+                "workload.upload_size",
+                format!(
+                    "[{}, {}] bytes is out of range: give [smallest, largest], the largest at most 1GiB",
+                    small.0, large.0
+                ),
+                None,
+            ));
+        }
+        // The users draw from the weights' sum, a u32.
+        let m = w.mix;
+        let total = u64::from(m.upload) + u64::from(m.read) + u64::from(m.session);
+        if total == 0 || total > u64::from(u32::MAX) {
+            return Err(self.error(
+                "workload.mix",
+                format!(
+                    "weights {}, {}, {} are out of range: give relative shares adding up to more than 0 and at most {}",
+                    m.upload,
+                    m.read,
+                    m.session,
+                    u32::MAX
+                ),
+                None,
+            ));
+        }
+        self.per_second("workload.probe_hz", w.probe_hz, MAX_HZ)?;
+        self.path("workload.probe_path", &w.probe_path)?;
+        let entry = self.node("workload.entry", &w.entry)?;
+        self.publishes("workload.entry_port", &entry, w.entry_port)?;
+        self.count("workload.max_ops", w.max_ops, 1..=u64::MAX)?;
+        self.duration("workload.op_timeout", w.op_timeout, false)
+    }
+
+    /// How the web workload's final state is read: only a web workload reads it.
+    fn final_read(&self) -> Checked {
+        let f = &self.scenario.spec.final_read;
+        let db = self.node("final_read.database_node", &f.database_node)?;
+        self.publishes("final_read.database_port", &db, f.database_port)?;
+        self.secret("final_read.password_secret", &f.password_secret)?;
+        let app: Vec<String> = self
+            .topology()
+            .nodes
+            .values()
+            .filter(|n| n.role == f.app_role)
+            .map(|n| n.name.clone())
+            .collect();
+        if app.is_empty() {
+            let roles: std::collections::BTreeSet<&str> = self
+                .topology()
+                .nodes
+                .values()
+                .map(|n| n.role.as_str())
+                .collect();
+            return Err(self.error(
+                "final_read.app_role",
+                format!("no node has the role `{}`", f.app_role),
+                Some(format!(
+                    "roles in topology `{}`: {}",
+                    self.topology().name,
+                    roles.into_iter().collect::<Vec<_>>().join(", ")
+                )),
+            ));
+        }
+        self.publishes("final_read.app_port", &app, f.app_port)?;
+        self.duration("final_read.analysis_timeout", f.analysis_timeout, false)
+    }
+
+    fn sql(&self, s: &SqlSpec) -> Checked {
+        let entry = self.node("sql.entry", &s.entry)?;
+        self.publishes("sql.port", &entry, s.port)?;
+        self.secret("sql.password_secret", &s.password_secret)?;
+        self.count("sql.clients", s.clients as u64, 0..=MAX_CLIENTS)?;
+        if s.clients > 0 {
+            self.per_second("sql.rate", s.rate, MAX_RATE)?;
+            self.count(
+                "sql.read_back_every",
+                s.read_back_every as u64,
+                1..=u64::MAX,
+            )?;
+        }
+        // 0 turns the routed probe off, for when a web workload's probe measures availability.
+        if s.probe_hz == 0.0 && self.scenario.web().is_none() {
+            return Err(self.error(
+                "sql.probe_hz",
+                "0 turns off the probe, and no web workload measures availability instead".into(),
+                Some(format!("give more than 0 and at most {MAX_HZ} per second")),
+            ));
+        }
+        if s.probe_hz != 0.0 {
+            self.per_second("sql.probe_hz", s.probe_hz, MAX_HZ)?;
+        }
+        self.per_second("sql.member_probe_hz", s.member_probe_hz, MAX_HZ)?;
+        let c = &s.cluster;
+        let members = self.nodes("sql.members", &c.members, Names::NodesAndGroups)?;
+        self.publishes("sql.member_port", &members, s.member_port)?;
+        self.publishes("sql.rest_port", &members, c.rest_port)?;
+        self.path("sql.rest_path", &c.rest_path)?;
+        if c.leader == LeaderSource::Etcd {
+            let dcs = self.nodes("sql.dcs", &c.dcs, Names::NodesAndGroups)?;
+            self.publishes("sql.dcs_port", &dcs, c.dcs_port)?;
+        }
+        self.per_second("sql.observe_hz", c.observe_hz, MAX_HZ)?;
+        self.duration("sql.op_timeout", s.op_timeout, false)?;
+        self.duration("sql.converge_timeout", s.converge_timeout, false)?;
+        self.count("sql.max_ops", s.max_ops, 1..=u64::MAX)
+    }
+
+    fn agents(&self, a: &AgentsSpec) -> Checked {
+        self.count("agents.count", a.count as u64, 1..=MAX_AGENTS)?;
+        self.count("agents.late_count", a.late_count as u64, 0..=MAX_AGENTS)?;
+        for (field, value, zero) in [
+            ("agents.late_after", a.late_after, true),
+            ("agents.notify_interval", a.notify_interval, false),
+            ("agents.event_interval", a.event_interval, false),
+            ("agents.reconnect_delay", a.reconnect_delay, true),
+            ("agents.jitter", a.jitter, true),
+            ("agents.start_spread", a.start_spread, true),
+        ] {
+            self.duration(field, value, zero)?;
+        }
+        let enrol = self.node("agents.enrol", &a.enrol)?;
+        self.publishes("agents.enrol_port", &enrol, a.enrol_port)?;
+        if a.failover_list.is_empty() {
+            let report = self.node("agents.report", &a.report)?;
+            self.publishes("agents.report_port", &report, a.report_port)?;
+        }
+        for (i, name) in a.failover_list.iter().enumerate() {
+            let node = self.node(&format!("agents.failover_list[{i}]"), name)?;
+            self.publishes("agents.report_port", &node, a.report_port)?;
+        }
+        for (i, name) in a.expect_on.iter().enumerate() {
+            self.node(&format!("agents.expect_on[{i}]"), name)?;
+        }
+        let master = self.node("agents.master", &a.master)?;
+        self.publishes("agents.api_port", &master, a.api_port)?;
+        let nodes = self.nodes("agents.nodes", &a.nodes, Names::NodesAndGroups)?;
+        self.publishes("agents.api_port", &nodes, a.api_port)?;
+        let store = self.node("agents.store", &a.store)?;
+        self.publishes("agents.store_port", &store, a.store_port)?;
+        self.secret("agents.store_password_secret", &a.store_password_secret)
+    }
+
+    fn step(&self, i: usize, step: &Step) -> Checked {
+        let at = format!("steps[{i}]");
+        let problem = match (step.at, step.after, &step.fault, &step.wait) {
+            (Some(_), Some(_), _, _) => Some("give `at` or `after`, not both"),
+            (_, _, None, None) => Some("a step needs a `fault` or a `wait`"),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            return Err(self.error(&at, p.into(), None));
+        }
+        for (field, value) in [("at", step.at), ("after", step.after)] {
+            if let Some(d) = value {
+                self.duration(&format!("{at}.{field}"), d, true)?;
+            }
+        }
+        if let Some(fault) = &step.fault {
+            self.fault(i, fault)?;
+        }
+        match &step.wait {
+            Some(wait) => self.wait(i, step, wait),
+            None => Ok(()),
+        }
+    }
+
+    fn fault(&self, i: usize, fault: &Fault) -> Checked {
+        let at = format!("steps[{i}].fault");
+        if let Fault::RotateSecret { secret, .. } = fault {
+            self.secret(&format!("{at}.secret"), secret)?;
+        }
+        for (field, names) in fault.targets() {
+            if names.is_empty() {
+                return Err(self.error(
+                    &format!("{at}.{field}"),
+                    "names nothing: a fault that hits nothing proves nothing".into(),
+                    Some(self.allowed(Names::Targets)),
+                ));
+            }
+            for (j, name) in names.iter().enumerate() {
+                // `exec` names one node, the others a list.
+                let place = match fault {
+                    Fault::Exec { .. } => format!("{at}.{field}"),
+                    _ => format!("{at}.{field}[{j}]"),
+                };
+                let nodes = self.target(&place, name, i)?;
+                if let Fault::RotateSecret { secret, .. } = fault {
+                    self.mounts_secret(&place, &nodes, secret)?;
+                }
+            }
+        }
+        match fault {
+            Fault::Stop { timeout, .. } | Fault::Restart { timeout, .. } => {
+                self.duration(&format!("{at}.timeout"), *timeout, true)
+            }
+            Fault::Exec { command, .. } if command.is_empty() => Err(self.error(
+                &format!("{at}.command"),
+                "is empty: give the program and its arguments".into(),
+                None,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `rotate-secret` rewrites the secret in the nodes' mounted config files: each must have
+    /// one that refers to it.
+    fn mounts_secret(&self, field: &str, nodes: &[String], secret: &str) -> Checked {
+        for name in nodes {
+            let Some(node) = self.topology().node(name) else {
+                continue;
+            };
+            let holds = node.config.iter().any(|m| {
+                std::fs::read_to_string(&m.source)
+                    .is_ok_and(|text| placeholders(&text, "secret").contains(&secret))
+            });
+            if !holds {
+                return Err(self.error(
+                    field,
+                    format!("node `{name}` mounts no config file with `${{secret:{secret}}}`"),
+                    Some(
+                        "rotate-secret rewrites the secret in the config files its targets mount"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&self, i: usize, step: &Step, wait: &Wait) -> Checked {
+        let at = format!("steps[{i}].wait");
+        self.duration(&format!("{at}.timeout"), wait.timeout, false)?;
+        for (j, name) in wait.nodes.iter().enumerate() {
+            self.node(&format!("{at}.nodes[{j}]"), name)?;
+        }
+        match wait.until {
+            Condition::Analysed if self.scenario.web().is_none() => Err(self.error(
+                &format!("{at}.until"),
+                "`analysed` needs the web workload: it waits for its users' uploads".into(),
+                None,
+            )),
+            Condition::Healthy if wait.nodes.is_empty() && step.fault.is_none() => {
+                Err(self.error(
+                    &at,
+                    "waits for no node: name `nodes`, or give the step a fault whose nodes it waits for".into(),
+                    Some(self.allowed(Names::Nodes)),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Each name is a check this scenario runs, or the run could never pass.
+    fn expect_fail(&self) -> Checked {
+        let run = super::check_names(&self.scenario.spec);
+        for (i, name) in self.scenario.spec.expect_fail.iter().enumerate() {
+            if !run.contains(&name.as_str()) {
+                let mut names = run.clone();
+                names.sort_unstable();
+                names.dedup();
+                return Err(self.error(
+                    &format!("expect_fail[{i}]"),
+                    format!("no check `{name}` runs in this scenario"),
+                    Some(format!("checks this scenario runs: {}", names.join(", "))),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn selectors() -> String {
+    Selector::ALL
+        .iter()
+        .map(|s| format!("@{}", s.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,268 @@
+//! Malformed scenario files: each must be refused at load time, before anything starts, with
+//! an error at the offending value's line and column that names the field and what is
+//! allowed. And every shipped scenario must load. (No Docker needed.)
+
+use std::path::{Path, PathBuf};
+
+use hadrill::scenario::{Scenario, ScenarioError, available};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixture(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/scenarios")
+        .join(file)
+}
+
+/// The error's message and its help (what is allowed), as the terminal shows them.
+fn load_bad(file: &str) -> String {
+    match Scenario::load(&root(), fixture(file).to_str().unwrap()) {
+        Ok(_) => panic!("{file} was accepted"),
+        Err(e @ ScenarioError::Invalid(_)) => {
+            let help = miette::Diagnostic::help(&e).map(|h| h.to_string());
+            format!("{e}\nhelp: {}", help.unwrap_or_default())
+        }
+        Err(other) => panic!("{file}: expected a validation error, got {other}"),
+    }
+}
+
+/// `(file, line:column, what the message and its help must say)`.
+const CASES: &[(&str, &str, &[&str])] = &[
+    (
+        "unknown-target.toml",
+        "10:45",
+        &[
+            "steps[1].fault.targets[1]",
+            "unknown node or group `app3`",
+            "app1, app2,",
+            "groups: app, data, workers",
+            "selectors: @last-served, @previous, @primary, @standby",
+        ],
+    ),
+    (
+        "unknown-selector.toml",
+        "8:37",
+        &[
+            "steps[0].fault.targets[0]",
+            "unknown selector `@leader`",
+            "@primary, @standby",
+        ],
+    ),
+    (
+        "previous-first.toml",
+        "8:38",
+        &[
+            "steps[1].fault.targets[0]",
+            "`@previous` needs an earlier step with a fault",
+        ],
+    ),
+    (
+        "primary-without-sql.toml",
+        "8:37",
+        &["steps[0].fault.targets[0]", "`@primary` needs the `[sql]`"],
+    ),
+    (
+        "partition-side.toml",
+        "9:62",
+        &[
+            "steps[0].fault.b[1]",
+            "unknown node or group `pg3`",
+            "groups: etcd, postgres",
+        ],
+    ),
+    (
+        "wait-group.toml",
+        "10:38",
+        &[
+            "steps[0].wait.nodes[0]",
+            "unknown node `app`",
+            "nodes of topology `web-ha`: app1, app2",
+        ],
+    ),
+    (
+        "zero-rate.toml",
+        "6:8",
+        &["workload.rate", "0 is out of range", "more than 0", "10000"],
+    ),
+    (
+        "huge-probe-hz.toml",
+        "5:12",
+        &[
+            "workload.probe_hz",
+            "100000 is out of range",
+            "at most 1000",
+        ],
+    ),
+    (
+        "sql-members.toml",
+        "6:11",
+        &[
+            "sql.members",
+            "unknown node or group `patroni`",
+            "groups: etcd, postgres",
+        ],
+    ),
+    (
+        "sql-port.toml",
+        "6:8",
+        &["sql.port", "`dblb` publishes no port 5433", "5432, 8404"],
+    ),
+    (
+        "agents-expect-on.toml",
+        "6:33",
+        &[
+            "agents.expect_on[1]",
+            "unknown node `cluster-worker4`",
+            "cluster-worker3",
+        ],
+    ),
+    (
+        "agents-zero-interval.toml",
+        "6:19",
+        &[
+            "agents.notify_interval",
+            "`0s` is out of range",
+            "more than 0",
+        ],
+    ),
+    (
+        "expect-fail-unknown.toml",
+        "3:34",
+        &[
+            "expect_fail[1]",
+            "no check `sessions` runs",
+            "availability, continuity, failover, replicas, single-primary",
+        ],
+    ),
+    (
+        "final-read-role.toml",
+        "8:12",
+        &[
+            "final_read.app_role",
+            "no node has the role `web`",
+            "roles in topology `web-ha`: app,",
+        ],
+    ),
+    (
+        "at-and-after.toml",
+        "8:1",
+        &["steps[1]", "give `at` or `after`, not both"],
+    ),
+    (
+        "empty-step.toml",
+        "7:1",
+        &["steps[1]", "a step needs a `fault` or a `wait`"],
+    ),
+    (
+        "default-entry-port.toml",
+        "2:12",
+        &[
+            "workload.entry_port",
+            "`lb` publishes no port 80",
+            "the default",
+            "8080, 8404",
+        ],
+    ),
+    (
+        "rotate-unknown-secret.toml",
+        "5:44",
+        &[
+            "steps[0].fault.secret",
+            "unknown secret `SESSION_KEY`",
+            "SECRET_KEY, DB_PASSWORD",
+        ],
+    ),
+    (
+        "extends-cycle.toml",
+        "2:12",
+        &[
+            "cycle-b.toml:1:11",
+            "extends: cycle cycle-a.toml → cycle-b.toml → cycle-a.toml",
+        ],
+    ),
+    (
+        "extends-self.toml",
+        "2:12",
+        &[
+            "cycle-self.toml:2:11",
+            "extends: cycle cycle-self.toml → cycle-self.toml",
+        ],
+    ),
+];
+
+#[test]
+fn every_malformed_scenario_is_rejected_at_its_value_with_the_field_and_what_is_allowed() {
+    let mut failures = Vec::new();
+    for (file, at, needles) in CASES {
+        let msg = load_bad(file);
+        let location = format!("{file}:{at}:");
+        if !msg.contains(&location) {
+            failures.push(format!("{file}: expected `{location}` in: {msg}"));
+        }
+        for needle in *needles {
+            if !msg.contains(needle) {
+                failures.push(format!("{file}: expected `{needle}` in: {msg}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_fixture_has_a_case() {
+    let dir = fixture("");
+    let listed: Vec<&str> = CASES.iter().map(|(f, _, _)| *f).collect();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        // The topologies the extends cases name.
+        if name.starts_with("cycle-") {
+            continue;
+        }
+        assert!(listed.contains(&name.as_str()), "{name} has no case");
+    }
+}
+
+#[test]
+fn rendered_error_shows_the_offending_source_line() {
+    let err = Scenario::load(&root(), fixture("partition-side.toml").to_str().unwrap())
+        .err()
+        .expect("rejected");
+    let mut rendered = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .render_report(&mut rendered, &err)
+        .unwrap();
+    assert!(rendered.contains("b = [\"etcd\", \"pg3\"]"), "{rendered}");
+}
+
+#[test]
+fn every_shipped_scenario_loads() {
+    let names = available(&root());
+    assert!(names.len() >= 20, "{names:?}");
+    let failures: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            Scenario::load(&root(), n)
+                .err()
+                .map(|e| format!("{n}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The fixture scenarios the Docker tests run pass validation too.
+#[test]
+fn the_docker_tests_scenarios_load() {
+    for file in ["broken-kill-app.toml", "split-brain-async.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(file);
+        if let Err(e) = Scenario::load(&root(), path.to_str().unwrap()) {
+            panic!("{file}: {e}");
+        }
+    }
+}

@@ -841,9 +841,12 @@ pub const SCENARIO_FILE: &str = "scenario.toml";
 /// The results of a run.
 pub const RESULTS_FILE: &str = "results.json";
 
-/// Live progress while a scenario runs: the last fault and the operations so far.
+/// Live progress while a scenario runs: the last fault and the operations so far, on a bar over
+/// the steps at a terminal, else logged every 10 s so that CI logs stay short.
 async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let bar = crate::progress::Progress::bar("steps", steps);
+    let every = if bar.shown() { 2 } else { 10 };
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
     loop {
         tick.tick().await;
         let events = shared.history.events();
@@ -856,15 +859,16 @@ async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
             }
         }
         let fault = last_fault.map_or("none yet".to_string(), |f| {
+            bar.set_position(f.id);
             format!("#{}/{steps} {} {}", f.id, f.fault.name(), f.nodes.join(","))
         });
-        tracing::info!(
+        bar.status(&format!(
             "t={} last fault {fault}; operations ok {} fail {} unknown {}",
             shared.clock.now(),
             counts[0],
             counts[1],
             counts[2]
-        );
+        ));
     }
 }
 

@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::docker::{DockerError, labels};
+use crate::progress::Progress;
 
 /// What a topology node runs: an image hadrill builds, or one already in the local engine.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -240,6 +241,7 @@ impl ImageBuilder {
         let mut build =
             self.docker
                 .build_image(options, None, Some(bollard::body_full(context.into())));
+        let spinner = Progress::spinner(format!("building {tag}"));
         while let Some(step) = build.next().await {
             let step = step.map_err(DockerError::api(format!("build {tag}")))?;
             if let Some(line) = step
@@ -248,6 +250,7 @@ impl ImageBuilder {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
             {
+                spinner.set_message(line);
                 tracing::debug!("{line}");
             }
         }
@@ -387,6 +390,7 @@ impl ImageBuilder {
         )
         .await?;
         tracing::info!("importing {} into Docker as {tag}", rootfs.display());
+        let _importing = Progress::spinner(format!("importing {tag}"));
         let imported = self.import(&rootfs, tag).await;
         let _ = std::fs::remove_file(&rootfs);
         imported?;
@@ -521,6 +525,7 @@ async fn run_logged(mut cmd: Command, step: &str, help: &str) -> Result<(), Imag
     let step = step.to_string();
     let help = help.to_string();
     tokio::task::spawn_blocking(move || {
+        let spinner = Progress::spinner(&step);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -543,7 +548,7 @@ async fn run_logged(mut cmd: Command, step: &str, help: &str) -> Result<(), Imag
             .lines()
             .map_while(Result::ok)
         {
-            tracing::info!("{step}: {line}");
+            spinner.status(&line);
             tail.push_back(line);
             if tail.len() > 30 {
                 tail.pop_front();

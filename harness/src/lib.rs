@@ -20,6 +20,7 @@ pub mod history;
 pub mod images;
 pub mod node;
 pub mod patroni;
+pub mod progress;
 pub mod run;
 pub mod scenario;
 mod tasks;

@@ -1,6 +1,5 @@
 //! The `hadrill` command line.
 
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -93,17 +92,10 @@ enum ImagesCommand {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HADRILL_LOG")
-                .unwrap_or_else(|_| "hadrill=info".into()),
-        )
-        .with_target(false)
-        // Colours only for a person at a terminal: a CI log or a pipe keeps plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_timer(tracing_subscriber::fmt::time::uptime())
-        .init();
+    hadrill::progress::init_logging(
+        tracing_subscriber::EnvFilter::try_from_env("HADRILL_LOG")
+            .unwrap_or_else(|_| "hadrill=info".into()),
+    );
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {

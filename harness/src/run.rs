@@ -21,14 +21,15 @@ use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
     RemoveContainerOptions,
 };
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
 use crate::images::{ImageBuilder, ImageError, ImageRef, ReadyImage};
 use crate::node::{Node, NodeState};
+use crate::progress::Progress;
 use crate::topology::{NodeSpec, Topology};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -289,11 +290,26 @@ impl Run {
                     .insert(net.clone(), subnet);
             }
         }
-        for wave in s.topology.start_waves() {
+        let waves = s.topology.start_waves();
+        let bar = Progress::bar(
+            format!("starting {}", s.topology.name),
+            waves.iter().map(Vec::len).sum(),
+        );
+        for (i, wave) in waves.iter().enumerate() {
+            bar.set_message(&format!(
+                "wave {}/{}: {}",
+                i + 1,
+                waves.len(),
+                wave.join(" ")
+            ));
             let starts = wave.iter().map(|name| {
                 let spec = &s.topology.nodes[name];
                 let node_labels = labels(&[(labels::NODE, name), (labels::ROLE, &spec.role)]);
-                self.start_node(spec, node_labels)
+                self.start_node(spec, node_labels).inspect(|started| {
+                    if started.is_ok() {
+                        bar.inc();
+                    }
+                })
             });
             for result in join_all(starts).await {
                 result?;

@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -365,7 +367,12 @@ impl Scenario {
             .as_ref()
             .map(|a| Fleet::start(run, a.clone()));
         let t0 = Instant::now();
-        let progress = tokio::spawn(progress(run.shared().clone(), self.spec.steps.len()));
+        let steps_done = Arc::new(AtomicUsize::new(0));
+        let progress = tokio::spawn(progress(
+            run.shared().clone(),
+            self.spec.steps.len(),
+            steps_done.clone(),
+        ));
         tokio::time::sleep(self.spec.warmup).await;
         for (i, step) in self.spec.steps.iter().enumerate() {
             if let Some(at) = step.at {
@@ -396,6 +403,7 @@ impl Scenario {
                     break;
                 }
             }
+            steps_done.store(i + 1, Ordering::Relaxed);
         }
         tokio::time::sleep(self.spec.settle).await;
         let mut panics = Vec::new();
@@ -925,9 +933,12 @@ pub const SCENARIO_FILE: &str = "scenario.toml";
 /// The results of a run.
 pub const RESULTS_FILE: &str = "results.json";
 
-/// Live progress while a scenario runs: the last fault and the operations so far.
-async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+/// Live progress while a scenario runs: the last fault and the operations so far, on a bar over
+/// the steps at a terminal, else logged every 10 s so that CI logs stay short.
+async fn progress(shared: Arc<crate::run::Shared>, steps: usize, done: Arc<AtomicUsize>) {
+    let bar = crate::progress::Progress::bar("steps", steps);
+    let every = if bar.shown() { 2 } else { 10 };
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
     loop {
         tick.tick().await;
         let events = shared.history.events();
@@ -940,15 +951,17 @@ async fn progress(shared: std::sync::Arc<crate::run::Shared>, steps: usize) {
             }
         }
         let fault = last_fault.map_or("none yet".to_string(), |f| {
-            format!("#{}/{steps} {} {}", f.id, f.fault.name(), f.nodes.join(","))
+            format!("#{} {} {}", f.id, f.fault.name(), f.nodes.join(","))
         });
-        tracing::info!(
-            "t={} last fault {fault}; operations ok {} fail {} unknown {}",
+        let done = done.load(Ordering::Relaxed);
+        bar.set_position(done as u64);
+        bar.status(&format!(
+            "t={} steps {done}/{steps}, last fault {fault}; operations ok {} fail {} unknown {}",
             shared.clock.now(),
             counts[0],
             counts[1],
             counts[2]
-        );
+        ));
     }
 }
 

@@ -128,6 +128,9 @@ impl History {
     }
 
     pub fn record(&self, event: Event) {
+        // One lock over both: the file keeps the order the checks saw, so a re-check of the
+        // saved history judges the same sequence.
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             // The history must survive a crash of the harness: write through each line.
             let written = serde_json::to_writer(&mut *w, &event)
@@ -138,10 +141,7 @@ impl History {
                 tracing::error!("cannot append to history.jsonl: {e}");
             }
         }
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(event);
+        events.push(event);
     }
 
     pub fn events(&self) -> Vec<Event> {

@@ -42,7 +42,8 @@ enum Command {
         topology: Option<String>,
     },
     /// Recompute every check of saved runs from their history and final reads (no Docker),
-    /// print the verdicts and say whether they equal the saved results.json.
+    /// print the verdicts and say whether they equal the saved results.json. A directory of
+    /// runs checks each.
     Check {
         #[arg(required = true)]
         runs: Vec<std::path::PathBuf>,
@@ -168,11 +169,24 @@ async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<(
     suite_verdict(&all)
 }
 
-/// Recomputes every check of saved runs from their evidence, with no Docker.
+/// Recomputes every check of saved runs from their evidence, with no Docker. A directory that
+/// is not a run stands for the runs under it (e.g. a night's `runs/`).
 fn check(dirs: &[std::path::PathBuf]) -> Result<()> {
+    let mut runs = Vec::new();
+    for dir in dirs {
+        let before = runs.len();
+        find_runs(dir, 3, &mut runs);
+        if runs.len() == before {
+            return Err(miette::miette!(
+                help = "give a run directory (holding results.json), or a directory of them",
+                "no run under {}",
+                dir.display()
+            ));
+        }
+    }
     let mut all = Vec::new();
     let mut mismatched = Vec::new();
-    for dir in dirs {
+    for dir in &runs {
         let t0 = Instant::now();
         let recheck = scenario::recheck(dir)?;
         println!("{}", recheck.recomputed.summary());

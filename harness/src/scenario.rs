@@ -52,7 +52,7 @@ pub enum ScenarioError {
     },
     #[error("{path} cannot be read as a run's evidence: {message}")]
     #[diagnostic(help(
-        "a run directory holds results.json, history.jsonl, final.json and scenario.toml as `hadrill run` wrote them"
+        "a run directory holds results.json, history.jsonl, final.json and scenario.toml as `hadrill run` wrote them; a run made by a hadrill that did not save final.json cannot be re-checked"
     ))]
     Evidence { path: PathBuf, message: String },
 }
@@ -1198,6 +1198,39 @@ pub async fn run_in_suite(
     }
 }
 
+/// The figures of a check that differ between two judgements, one line each.
+fn figure_differences(
+    check: &str,
+    saved: &serde_json::Value,
+    recomputed: &serde_json::Value,
+) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        saved.as_object().unwrap_or(&empty),
+        recomputed.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| {
+                let text = v.map_or("absent".to_string(), ToString::to_string);
+                match text.char_indices().nth(120) {
+                    Some((i, _)) => format!("{}…", &text[..i]),
+                    None => text,
+                }
+            };
+            format!(
+                "{check}.{k}: saved {}, recomputed {}",
+                show(a.get(k)),
+                show(b.get(k))
+            )
+        })
+        .collect()
+}
+
 /// A saved run judged again from its evidence alone.
 pub struct Recheck {
     pub saved: Results,
@@ -1223,7 +1256,10 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
         let path = dir.join(name);
         std::fs::read_to_string(&path)
             .map(|text| (path.clone(), text))
-            .map_err(|source| ScenarioError::Read { path, source })
+            .map_err(|e| ScenarioError::Evidence {
+                path,
+                message: e.to_string(),
+            })
     };
     let (path, text) = read(SCENARIO_FILE)?;
     let spec: ScenarioSpec = toml::from_str(&text).map_err(|e| {
@@ -1270,8 +1306,7 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
         ));
     }
     for (a, b) in saved.checks.iter().zip(&judged.checks) {
-        let as_json = |c: &CheckResult| serde_json::to_value(c).unwrap_or_default();
-        if as_json(a) != as_json(b) {
+        if a.verdict != b.verdict || a.summary != b.summary {
             differences.push(format!(
                 "{}: saved {} ({}), recomputed {} ({})",
                 a.check,
@@ -1281,6 +1316,7 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
                 b.summary
             ));
         }
+        differences.extend(figure_differences(&a.check, &a.figures, &b.figures));
     }
     let recomputed = Results {
         verdict: judged.verdict,

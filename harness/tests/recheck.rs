@@ -1,0 +1,122 @@
+//! `hadrill check`: a saved run's verdicts follow from its files alone. The fixtures under
+//! `fixtures/runs/` are real runs (history, final reads, scenario, results) as `hadrill run`
+//! wrote them; judging them again, with no Docker, must give exactly the saved results, and
+//! tampered evidence must not.
+
+use std::path::{Path, PathBuf};
+
+use hadrill::checks::Verdict;
+use hadrill::scenario::{self, FINAL_FILE, HISTORY_FILE};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
+}
+
+fn runs() -> Vec<PathBuf> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("results.json").is_file())
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// A copy of a fixture run whose files a test may change.
+fn scratch(run: &Path, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hadrill-recheck-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(run).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn every_saved_run_is_judged_again_to_the_same_verdicts() {
+    let runs = runs();
+    let kinds: Vec<String> = runs
+        .iter()
+        .map(|r| r.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for kind in ["web", "database", "cluster"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "no {kind} run among {kinds:?}"
+        );
+    }
+    for run in runs {
+        let recheck = scenario::recheck(&run).unwrap();
+        assert!(
+            recheck.differences.is_empty(),
+            "{}: {:#?}",
+            run.display(),
+            recheck.differences
+        );
+        assert!(!recheck.recomputed.checks.is_empty(), "{}", run.display());
+        assert_eq!(recheck.recomputed.verdict, recheck.saved.verdict);
+    }
+}
+
+/// The negative control: a history that lost an acknowledged write's read-back, or final
+/// reads that lost a row, are judged differently, and the re-check says where.
+#[test]
+fn tampered_evidence_is_caught() {
+    for run in runs() {
+        let name = run.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = scratch(&run, &name);
+        // Drop every acknowledged operation's completion: the figures built on them change.
+        let history = std::fs::read_to_string(dir.join(HISTORY_FILE)).unwrap();
+        let kept: Vec<&str> = history
+            .lines()
+            .filter(|l| !l.contains(r#""outcome":"ok""#))
+            .collect();
+        std::fs::write(dir.join(HISTORY_FILE), kept.join("\n")).unwrap();
+        let recheck = scenario::recheck(&dir).unwrap();
+        assert!(
+            !recheck.differences.is_empty(),
+            "{name}: a history without its successful operations judged the same"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_run_without_its_final_reads_cannot_be_rechecked_and_says_why() {
+    let run = &runs()[0];
+    let dir = scratch(run, "no-final");
+    std::fs::remove_file(dir.join(FINAL_FILE)).unwrap();
+    let err = match scenario::recheck(&dir) {
+        Ok(_) => panic!("re-checked without final.json"),
+        Err(e) => scenario::describe(&e),
+    };
+    assert!(err.contains("final.json"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_verdict_that_does_not_follow_from_the_evidence_is_reported() {
+    let run = runs()
+        .into_iter()
+        .find(|r| r.ends_with("database"))
+        .unwrap();
+    let dir = scratch(&run, "edited-verdict");
+    let mut results = scenario::Results::load(&dir).unwrap();
+    assert_eq!(results.verdict, Verdict::Pass);
+    results.checks[0].verdict = Verdict::Fail;
+    results.verdict = Verdict::Fail;
+    results.run_dir = dir.clone();
+    results.save().unwrap();
+    let recheck = scenario::recheck(&dir).unwrap();
+    assert!(
+        recheck
+            .differences
+            .iter()
+            .any(|d| d.starts_with("verdict: saved FAIL, recomputed PASS")),
+        "{:#?}",
+        recheck.differences
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

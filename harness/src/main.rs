@@ -184,6 +184,7 @@ fn check(dirs: &[std::path::PathBuf]) -> Result<()> {
             ));
         }
     }
+    runs.sort();
     let mut all = Vec::new();
     let mut mismatched = Vec::new();
     for dir in &runs {
@@ -219,7 +220,7 @@ fn check(dirs: &[std::path::PathBuf]) -> Result<()> {
 
 fn print_verdicts(all: &[scenario::Results]) {
     for r in all {
-        println!("  {:<28} {}", r.scenario, scenario::verdict_word(r.verdict));
+        println!("  {:<32} {}", r.scenario, scenario::verdict_word(r.verdict));
     }
 }
 

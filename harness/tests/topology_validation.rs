@@ -1,6 +1,8 @@
 //! Malformed topology files: each must give an error naming the file, the line and the field.
 //! (No Docker needed.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use hadrill::topology::{Topology, TopologyError};
@@ -103,16 +105,7 @@ const CASES: &[(&str, usize, &[&str])] = &[
 fn every_malformed_file_is_rejected_with_file_line_and_field() {
     let mut failures = Vec::new();
     for (file, line, needles) in CASES {
-        let msg = load_bad(file);
-        let location = format!("{file}:{line}:");
-        if !msg.contains(&location) {
-            failures.push(format!("{file}: expected `{location}` in: {msg}"));
-        }
-        for needle in *needles {
-            if !msg.contains(needle) {
-                failures.push(format!("{file}: expected `{needle}` in: {msg}"));
-            }
-        }
+        failures.extend(common::missing_from(&load_bad(file), file, line, needles));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -121,10 +114,7 @@ fn every_malformed_file_is_rejected_with_file_line_and_field() {
 fn rendered_error_shows_the_offending_source_line() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/bad-duration.toml");
     let err = Topology::load(&root(), path.to_str().unwrap()).unwrap_err();
-    let mut rendered = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .render_report(&mut rendered, &err)
-        .unwrap();
+    let rendered = hadrill::scenario::describe(&err);
     assert!(
         rendered.contains("startup_timeout = \"5 parsecs\""),
         "{rendered}"

@@ -29,3 +29,19 @@ pub async fn start(topology: &str) -> Run {
         Err(e) => panic!("{:?}", miette::Report::new(e)),
     }
 }
+
+/// What a validation message fails to say: its location `file:at:` and each of `needles`.
+/// Empty when it says them all.
+pub fn missing_from(
+    msg: &str,
+    file: &str,
+    at: impl std::fmt::Display,
+    needles: &[&str],
+) -> Vec<String> {
+    let location = format!("{file}:{at}:");
+    std::iter::once(location.as_str())
+        .chain(needles.iter().copied())
+        .filter(|want| !msg.contains(want))
+        .map(|want| format!("{file}: expected `{want}` in: {msg}"))
+        .collect()
+}

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use hadrill::checks::Verdict;
+use hadrill::model::Verdict;
 use hadrill::scenario;
 use hadrill::{RunOptions, project_root};
 use libtest_mimic::{Arguments, Failed, Trial};

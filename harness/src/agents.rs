@@ -17,11 +17,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Stamp;
-use crate::history::{OpKind, Outcome};
+use crate::model::{AgentsFinal, Exchange, OpKind, Outcome, status_matches};
 use crate::node::Node;
 use crate::patroni::get_json;
-use crate::run::{Run, Shared};
-use crate::workload::{Exchange, record};
+use crate::run::Run;
+use crate::shared::Shared;
+use crate::shared::record;
 
 /// `[agents]` in a scenario.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -451,23 +452,6 @@ async fn observe_files(ctx: Arc<Ctx>) {
     }
 }
 
-/// What the cluster and the store hold at the end, for the checks.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AgentsFinal {
-    /// (agent id, seq) → deliveries, from the event store; None if it could not be read.
-    pub events: Option<BTreeMap<String, i32>>,
-    /// The agents' own view: agent name → node, just before the read.
-    pub connections: BTreeMap<String, Option<String>>,
-    /// The master's view: agent name → (status, node), and n_active_agents per node.
-    pub master_agents: Option<BTreeMap<String, (String, Option<String>)>>,
-    pub n_active: BTreeMap<String, u64>,
-    /// How long until the master's view matched the agents' (None: it never did).
-    pub status_converged_ms: Option<u64>,
-    /// After the agents stopped (no more enrolments changing the registry): how long until
-    /// every running node held the master's files (None: not within the timeout).
-    pub files_in_sync_ms: Option<u64>,
-}
-
 /// Reads the master's view until it matches the agents' connections (or `timeout`), stops the
 /// agents (their last acknowledgements recorded), then reads the event store. Also returns
 /// the messages of any agent task that panicked.
@@ -598,24 +582,4 @@ async fn files_in_sync(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// The master's view agrees with the agents: every connected agent active on its node, every
-/// other one not active, and the per-node counts summing to the connected agents.
-pub fn status_matches(f: &AgentsFinal) -> bool {
-    let Some(master) = &f.master_agents else {
-        return false;
-    };
-    let connected = f.connections.values().filter(|n| n.is_some()).count() as u64;
-    f.connections
-        .iter()
-        .all(|(name, node)| match (node, master.get(name)) {
-            (Some(n), Some((status, seen))) => {
-                status == "active" && seen.as_deref() == Some(n.as_str())
-            }
-            (None, Some((status, _))) => status != "active",
-            (None, None) => true,
-            (Some(_), None) => false,
-        })
-        && f.n_active.values().sum::<u64>() == connected
 }

@@ -4,129 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clock::Stamp;
-use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
+use crate::model::{
+    Budgets, CheckResult, Content, Event, FaultRecord, FinalState, OpKind, OpRecord, Outcome,
+    Verdict, faults, ops,
+};
 
 pub mod cluster;
 pub mod database;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The evidence cannot decide: never counted as a pass.
-    Unknown,
-    /// A scenario that could not run (a bad file, a node that did not start): no check ran.
-    /// Checks themselves never say this.
-    Error,
-}
-
-/// One check's verdict and its evidence.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub check: String,
-    pub verdict: Verdict,
-    /// One line: what was measured against what was allowed.
-    pub summary: String,
-    pub figures: serde_json::Value,
-    /// The scenario is a negative control that exists to see this check fail (e.g. a split
-    /// brain without the ping node); `verdict` is then what the check found, and the run
-    /// passes only if it is `fail`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub expected_to_fail: bool,
-}
-
-impl CheckResult {
-    /// A check that had nothing to judge from, and says why.
-    pub fn unknown(check: &str, why: String) -> CheckResult {
-        result(check, Verdict::Unknown, why, json!({}))
-    }
-
-    /// The verdict this check contributes to its run.
-    pub fn effective(&self) -> Verdict {
-        match (self.expected_to_fail, self.verdict) {
-            (false, v) => v,
-            (true, Verdict::Fail) => Verdict::Pass,
-            (true, Verdict::Pass) => Verdict::Fail,
-            (true, v) => v,
-        }
-    }
-}
-
-/// The thresholds a scenario sets (`[budgets]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Budgets {
-    /// Longest unavailability after any fault.
-    #[serde(
-        default,
-        with = "humantime_serde::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_unavailability: Option<Duration>,
-    /// User requests that failed or ended unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_failed_requests: Option<u64>,
-    /// Acknowledged writes (uploads, commits) lost (default 0); in a database's asynchronous
-    /// mode this is the RPO allowed.
-    #[serde(default)]
-    pub max_lost_writes: u64,
-    /// From a fault that takes the primary away to the first write acknowledged through the
-    /// routed endpoint.
-    #[serde(
-        default,
-        with = "humantime_serde::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_failover: Option<Duration>,
-    /// From a fault to the last of its dropped agents reconnecting.
-    #[serde(
-        default,
-        with = "humantime_serde::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_reconnect: Option<Duration>,
-    /// From a heal, a start or an operator command to every worker holding the master's files.
-    #[serde(
-        default,
-        with = "humantime_serde::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_sync: Option<Duration>,
-}
-
-/// What the system holds after the run, read through the product and its database.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct FinalState {
-    /// Every trace row: id → recorded SHA-256.
-    pub rows: BTreeMap<i64, String>,
-    /// Per row: what reading its content gave.
-    pub content: BTreeMap<i64, Content>,
-    /// Per row: results written (0 or 1) and attempts made by workers.
-    pub analyses: BTreeMap<i64, Analysed>,
-    /// The historian's roll-up slots, in order, and the slot current at the final read.
-    pub rollup_slots: Vec<i64>,
-    pub current_slot: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Content {
-    Identical,
-    Differs,
-    Missing,
-    Unreadable(String),
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Analysed {
-    pub results: u32,
-    pub attempts: u32,
-}
 
 /// A stamp as seconds on the run clock, for figures.
 fn secs(s: Stamp) -> f64 {
@@ -590,7 +477,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::Fault;
+    use crate::model::{Analysed, Fault};
 
     fn op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome) -> OpRecord {
         OpRecord {

@@ -14,81 +14,12 @@ use bollard::query_parameters::{
     KillContainerOptions, RestartContainerOptions, StopContainerOptions,
 };
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 
 use crate::docker::DockerError;
-use crate::history::{Event, FaultRecord, Outcome};
+use crate::model::{Direction, Event, Fault, FaultRecord, Outcome, Selector};
 use crate::node::Node;
-use crate::run::{POLL, Run, Shared};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Fault {
-    /// SIGKILL.
-    Kill {
-        targets: Vec<String>,
-    },
-    /// SIGTERM, then SIGKILL after `timeout`.
-    Stop {
-        targets: Vec<String>,
-        #[serde(with = "humantime_serde", default = "default_stop_timeout")]
-        timeout: Duration,
-    },
-    Start {
-        targets: Vec<String>,
-    },
-    Restart {
-        targets: Vec<String>,
-        #[serde(with = "humantime_serde", default = "default_stop_timeout")]
-        timeout: Duration,
-    },
-    Pause {
-        targets: Vec<String>,
-    },
-    Resume {
-        targets: Vec<String>,
-    },
-    /// Cuts `a` from `b`.
-    Partition {
-        a: Vec<String>,
-        b: Vec<String>,
-        #[serde(default)]
-        direction: Direction,
-    },
-    /// Cuts each target from every other node.
-    Isolate {
-        targets: Vec<String>,
-    },
-    /// Removes every partition rule.
-    Heal,
-    /// Writes a new value of a run secret into the config files of `targets`, as the guides'
-    /// rotation does ("overwrite the key on every VM"); restarting them is a separate step.
-    RotateSecret {
-        secret: String,
-        targets: Vec<String>,
-    },
-    /// An operator command run inside `node`, e.g. a planned switchover through patronictl;
-    /// a non-zero exit fails the step.
-    Exec {
-        node: String,
-        command: Vec<String>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// Nothing passes between `a` and `b`.
-    #[default]
-    Both,
-    /// `a` cannot reach `b`: packets `a` sends as the initiator of a connection are dropped,
-    /// including on connections it already had; `b` can still open connections to `a`.
-    OneWay,
-}
-
-fn default_stop_timeout() -> Duration {
-    Duration::from_secs(10)
-}
+use crate::run::Run;
+use crate::shared::{POLL, Shared};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FaultError {
@@ -134,82 +65,79 @@ pub enum FaultError {
     Docker(#[from] DockerError),
 }
 
-/// A fault target chosen when its step runs, written `@name`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selector {
-    /// The app server that answered the last successful user request (its X-Served-By).
-    LastServed,
-    /// The nodes of the previous fault.
-    Previous,
-    /// The database member the cluster observer last saw as primary.
-    Primary,
-    /// The database members the cluster observer last saw as standbys.
-    Standby,
-}
-
-impl Selector {
-    pub const ALL: [Selector; 4] = [
-        Selector::LastServed,
-        Selector::Previous,
-        Selector::Primary,
-        Selector::Standby,
-    ];
-
-    /// The name after the `@`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Selector::LastServed => "last-served",
-            Selector::Previous => "previous",
-            Selector::Primary => "primary",
-            Selector::Standby => "standby",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Selector> {
-        Selector::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
-
-impl Fault {
-    /// The fields naming what this fault acts on (nodes, groups or `@selectors`), by their
-    /// names in a scenario file. `heal` has none: it acts on whatever is cut.
-    pub fn targets(&self) -> Vec<(&'static str, &[String])> {
-        match self {
-            Fault::Kill { targets }
-            | Fault::Stop { targets, .. }
-            | Fault::Start { targets }
-            | Fault::Restart { targets, .. }
-            | Fault::Pause { targets }
-            | Fault::Resume { targets }
-            | Fault::Isolate { targets }
-            | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
-            Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
-            Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
-            Fault::Heal => Vec::new(),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Fault::Kill { .. } => "kill",
-            Fault::Stop { .. } => "stop",
-            Fault::Start { .. } => "start",
-            Fault::Restart { .. } => "restart",
-            Fault::Pause { .. } => "pause",
-            Fault::Resume { .. } => "resume",
-            Fault::Partition { .. } => "partition",
-            Fault::Isolate { .. } => "isolate",
-            Fault::Heal => "heal",
-            Fault::RotateSecret { .. } => "rotate-secret",
-            Fault::Exec { .. } => "exec",
-        }
-    }
-}
-
 impl Run {
     /// Applies a fault and records it in the history.
     pub async fn inject(&self, fault: Fault) -> Result<FaultRecord, FaultError> {
         self.shared().inject(fault).await
+    }
+}
+
+/// A node's faults, so a test reads like the domain: `run.node("app1")?.kill().await`.
+impl Node {
+    fn one(&self) -> Vec<String> {
+        vec![self.name().to_string()]
+    }
+
+    /// SIGKILL: the process dies at once, nothing is flushed.
+    pub async fn kill(&self) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Kill {
+                targets: self.one(),
+            })
+            .await
+    }
+
+    /// SIGTERM, then SIGKILL if still running after `timeout`.
+    pub async fn stop(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Stop {
+                targets: self.one(),
+                timeout,
+            })
+            .await
+    }
+
+    pub async fn start(&self) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Start {
+                targets: self.one(),
+            })
+            .await
+    }
+
+    pub async fn restart(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Restart {
+                targets: self.one(),
+                timeout,
+            })
+            .await
+    }
+
+    /// Freezes every process of the node (cgroup freezer): connections stay open, nothing answers.
+    pub async fn pause(&self) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Pause {
+                targets: self.one(),
+            })
+            .await
+    }
+
+    pub async fn resume(&self) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Resume {
+                targets: self.one(),
+            })
+            .await
+    }
+
+    /// Cuts the node from every other node of the run, both ways.
+    pub async fn isolate(&self) -> Result<FaultRecord, FaultError> {
+        self.shared
+            .inject(Fault::Isolate {
+                targets: self.one(),
+            })
+            .await
     }
 }
 
@@ -248,13 +176,12 @@ impl Shared {
         let events = self.history.events();
         let found = match Selector::parse(name) {
             Some(s @ (Selector::Primary | Selector::Standby)) => {
-                let roles = crate::patroni::last_roles(&events);
+                let roles = crate::model::last_roles(&events);
                 let want = s == Selector::Primary;
                 let nodes: Vec<String> = roles
                     .into_iter()
                     .filter(|(_, role)| {
-                        crate::patroni::is_primary(role) == want
-                            && role != crate::patroni::UNREACHABLE
+                        crate::model::is_primary(role) == want && role != crate::model::UNREACHABLE
                     })
                     .map(|(n, _)| n)
                     .collect();

@@ -5,8 +5,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use miette::{IntoDiagnostic, Result};
 
-use hadrill::checks::Verdict;
 use hadrill::images::{self, ImageBuilder, ImageRef};
+use hadrill::model::Verdict;
 use hadrill::run::{self, Run, RunOptions};
 use hadrill::scenario;
 use hadrill::{Topology, docker, project_root};

@@ -1,8 +1,8 @@
 //! A node: one running container of a run, reached from the harness through ports published
 //! on 127.0.0.1 and from other nodes by its name on the run's networks.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,17 +10,24 @@ use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 
 use crate::docker::{self, DockerError, ExecOutput};
-use crate::faults::{Fault, FaultError};
-use crate::history::FaultRecord;
-use crate::run::{POLL, RunError, Shared, log_path};
+use crate::shared::{NodeState, POLL, Shared, log_path};
 use crate::topology::NodeSpec;
 
-/// What the engine last told us about a node's container.
-#[derive(Debug, Clone, Default)]
-pub struct NodeState {
-    pub ips: Vec<IpAddr>,
-    /// Container port → host address on 127.0.0.1.
-    pub ports: BTreeMap<u16, SocketAddr>,
+/// A node that did not come up, with the end of its log.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum NodeError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(#[from] DockerError),
+    #[error("node `{node}` failed to start: {reason}\n--- last lines of its log ---\n{log_tail}")]
+    #[diagnostic(help("the full log is in {}; the topology file is {}", log.display(), topology.display()))]
+    Start {
+        node: String,
+        reason: String,
+        log_tail: String,
+        log: PathBuf,
+        topology: PathBuf,
+    },
 }
 
 /// The container's process state.
@@ -34,7 +41,7 @@ pub struct Status {
 #[derive(Clone)]
 pub struct Node {
     name: String,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,7 +155,7 @@ impl Node {
     }
 
     /// Waits until the node's health command exits 0. Fails at once if the process exits.
-    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), RunError> {
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), NodeError> {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.refresh().await?;
@@ -197,7 +204,7 @@ impl Node {
     }
 
     /// Waits until a one-shot node has exited 0.
-    pub async fn wait_completed(&self, timeout: Duration) -> Result<(), RunError> {
+    pub async fn wait_completed(&self, timeout: Duration) -> Result<(), NodeError> {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.refresh().await?;
@@ -218,8 +225,8 @@ impl Node {
         }
     }
 
-    async fn start_failure(&self, reason: String) -> RunError {
-        RunError::NodeStart {
+    async fn start_failure(&self, reason: String) -> NodeError {
+        NodeError::Start {
             node: self.name.clone(),
             reason,
             log_tail: self.log_tail(30).await,
@@ -244,71 +251,5 @@ impl Node {
             text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
         }
         text
-    }
-
-    fn one(&self) -> Vec<String> {
-        vec![self.name.clone()]
-    }
-
-    /// SIGKILL: the process dies at once, nothing is flushed.
-    pub async fn kill(&self) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Kill {
-                targets: self.one(),
-            })
-            .await
-    }
-
-    /// SIGTERM, then SIGKILL if still running after `timeout`.
-    pub async fn stop(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Stop {
-                targets: self.one(),
-                timeout,
-            })
-            .await
-    }
-
-    pub async fn start(&self) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Start {
-                targets: self.one(),
-            })
-            .await
-    }
-
-    pub async fn restart(&self, timeout: Duration) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Restart {
-                targets: self.one(),
-                timeout,
-            })
-            .await
-    }
-
-    /// Freezes every process of the node (cgroup freezer): connections stay open, nothing answers.
-    pub async fn pause(&self) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Pause {
-                targets: self.one(),
-            })
-            .await
-    }
-
-    pub async fn resume(&self) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Resume {
-                targets: self.one(),
-            })
-            .await
-    }
-
-    /// Cuts the node from every other node of the run, both ways.
-    pub async fn isolate(&self) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Isolate {
-                targets: self.one(),
-            })
-            .await
     }
 }

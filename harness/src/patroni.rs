@@ -12,13 +12,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::history::{Event, OpKind, Outcome, ops};
+use crate::model::{
+    ClusterFinal, Event, Exchange, MemberFinal, MemberStatus, OpKind, Outcome, UNREACHABLE,
+    is_primary,
+};
 use crate::node::Node;
-use crate::run::Shared;
-use crate::workload::{Exchange, record};
-
-/// The role recorded for a member whose REST API does not answer.
-pub const UNREACHABLE: &str = "unreachable";
+use crate::shared::{Shared, record};
 
 /// Where the cluster is, as a scenario's `[sql]` section names it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,38 +62,6 @@ pub enum LeaderSource {
     /// The members whose status says `"vip": true` (keepalived), comma-separated: two at
     /// once is a split brain.
     Vip,
-}
-
-/// Patroni 3.0 says `master`; later versions `primary`.
-pub fn is_primary(role: &str) -> bool {
-    matches!(role, "primary" | "master")
-}
-
-/// Each member's role as last observed in `events`.
-pub fn last_roles(events: &[Event]) -> BTreeMap<String, String> {
-    let mut roles = BTreeMap::new();
-    for o in ops(events) {
-        if o.kind == OpKind::Role
-            && let (Some(k), Some(v)) = (o.key, o.value)
-        {
-            roles.insert(k, v);
-        }
-    }
-    roles
-}
-
-/// What a member's REST API says about it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct MemberStatus {
-    pub role: String,
-    pub state: String,
-    pub timeline: Option<i64>,
-    /// Primary: WAL written; replica: WAL replayed (bytes).
-    pub wal_position: Option<i64>,
-    pub replication_state: Option<String>,
-    /// Holds the virtual IP (status endpoints of keepalived pairs only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vip: Option<bool>,
 }
 
 fn member_status(v: &serde_json::Value) -> MemberStatus {
@@ -259,31 +226,6 @@ fn seen(
     record(shared, "observer", kind, key, Some(value), invoke, ok);
 }
 
-/// One member after the run, for the replica-health check.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MemberFinal {
-    pub name: String,
-    /// The container was running at the final read.
-    pub running: bool,
-    /// The script's last fault on this node stopped it and nothing started it again.
-    pub left_down: bool,
-    pub status: Option<MemberStatus>,
-    /// Keys of the set table on this member, and a digest of them, read on it directly.
-    pub keys: Option<i64>,
-    pub digest: Option<String>,
-    /// Lines of the member's log showing pg_rewind ran.
-    pub rewind_lines: Vec<String>,
-}
-
-/// The cluster after the run: polled until one primary and every running replica on its
-/// timeline with nothing left to replay, or `timeout`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ClusterFinal {
-    pub members: Vec<MemberFinal>,
-    /// How long after the workload stopped the cluster converged; `None`: it did not.
-    pub converged_after_ms: Option<u64>,
-}
-
 pub(crate) fn converged(members: &[(Node, bool, Option<MemberStatus>)]) -> bool {
     let primaries: Vec<&MemberStatus> = members
         .iter()
@@ -378,7 +320,7 @@ where
 
 /// Did the script leave `node` stopped: its last fault killed or stopped it?
 fn left_down(events: &[Event], node: &str) -> bool {
-    crate::history::faults(events)
+    crate::model::faults(events)
         .iter()
         .rev()
         .find(|f| {

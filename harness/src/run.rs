@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bollard::Docker;
 use bollard::models::{
@@ -27,9 +27,10 @@ use futures_util::{FutureExt, StreamExt};
 use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
-use crate::images::{ImageBuilder, ImageError, ImageRef, ReadyImage};
-use crate::node::{Node, NodeState};
+use crate::images::{ImageBuilder, ImageError};
+use crate::node::{Node, NodeError};
 use crate::progress::Progress;
+use crate::shared::{Shared, log_path};
 use crate::topology::{NodeSpec, Topology};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -46,15 +47,9 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("node `{node}` failed to start: {reason}\n--- last lines of its log ---\n{log_tail}")]
-    #[diagnostic(help("the full log is in {}; the topology file is {}", log.display(), topology.display()))]
-    NodeStart {
-        node: String,
-        reason: String,
-        log_tail: String,
-        log: PathBuf,
-        topology: PathBuf,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Node(#[from] NodeError),
     #[error("no node `{0}` in this run")]
     NoSuchNode(String),
     #[error("node `{node}` refers to `${{address:{spec}}}`, which names no address of this run")]
@@ -124,39 +119,6 @@ pub fn project_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
-}
-
-pub(crate) struct Shared {
-    pub id: String,
-    pub dir: PathBuf,
-    pub clock: Clock,
-    pub docker: Docker,
-    pub history: History,
-    pub topology: Topology,
-    /// The images this run's nodes use, as they were when it started.
-    pub images: BTreeMap<ImageRef, ReadyImage>,
-    pub nodes: Mutex<BTreeMap<String, NodeState>>,
-    /// The run's secrets by name (never logged or recorded).
-    pub secrets: Mutex<BTreeMap<String, String>>,
-    /// Nodes holding partition rules, so `heal` knows where to flush them.
-    pub partitioned: Mutex<BTreeSet<String>>,
-    pub fault_seq: AtomicU64,
-    /// Each network's IPv4 subnet as Docker chose it: (network address, prefix length).
-    pub subnets: Mutex<BTreeMap<String, (std::net::Ipv4Addr, u8)>>,
-}
-
-impl Shared {
-    pub fn container_name(&self, node: &str) -> String {
-        format!("hadrill-{}-{node}", self.id)
-    }
-
-    /// The run's own copy of a node's mounted config file.
-    pub fn staged_config(&self, node: &str, target: &str) -> PathBuf {
-        self.dir
-            .join("config")
-            .join(node)
-            .join(target.trim_start_matches('/'))
-    }
 }
 
 pub struct Run {
@@ -593,11 +555,6 @@ pub(crate) fn new_secret() -> String {
     hex::encode(bytes)
 }
 
-/// Container log of `node` as captured into the run directory.
-pub fn log_path(run_dir: &Path, node: &str) -> PathBuf {
-    run_dir.join("logs").join(format!("{node}.log"))
-}
-
 fn filter(label: &str, value: &str) -> HashMap<String, Vec<String>> {
     [("label".to_string(), vec![format!("{label}={value}")])]
         .into_iter()
@@ -897,5 +854,3 @@ pub async fn clean_all(docker: &Docker) -> Result<Vec<RunInfo>, DockerError> {
     }
     Ok(runs)
 }
-
-pub(crate) const POLL: Duration = Duration::from_millis(20);

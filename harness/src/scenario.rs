@@ -11,14 +11,18 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::agents::{self, AgentsFinal, AgentsSpec, Fleet};
-use crate::checks::{self, Analysed, Budgets, CheckResult, Content, FinalState, Verdict};
-use crate::faults::Fault;
-use crate::history::{Event, History, OpKind, Outcome, faults, ops};
+use crate::agents::{self, AgentsSpec, Fleet};
+use crate::checks;
+use crate::history::History;
+use crate::model::{
+    AgentsFinal, Analysed, Budgets, CheckResult, Content, Event, Fault, FinalState, OpKind,
+    Outcome, Verdict, faults, ops,
+};
 use crate::run::{Run, RunError, RunOptions};
+use crate::shared::record;
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
-use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify, record};
+use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify};
 
 mod validate;
 
@@ -127,6 +131,9 @@ pub enum Condition {
     Healthy,
     /// Every upload acknowledged so far has its analysis.
     Analysed,
+    /// Every agent of `[agents]` (not counting late ones) is connected: the fault then hits a
+    /// cluster in its steady state, not one still absorbing the enrolment of its fleet.
+    AgentsConnected,
 }
 
 /// How the final state is read: the product's database and its app servers.
@@ -186,7 +193,7 @@ pub struct Results {
     pub step_errors: Vec<String>,
     pub checks: Vec<CheckResult>,
     pub budgets: Budgets,
-    pub faults: Vec<crate::history::FaultRecord>,
+    pub faults: Vec<crate::model::FaultRecord>,
     pub operations: BTreeMap<String, BTreeMap<String, usize>>,
     pub components: BTreeMap<String, String>,
     pub images: BTreeMap<String, String>,
@@ -398,7 +405,7 @@ impl Scenario {
                 } else {
                     wait.nodes.clone()
                 };
-                if let Err(e) = self.wait(run, wait, &nodes).await {
+                if let Err(e) = self.wait(run, wait, &nodes, fleet.as_ref()).await {
                     errors.push(format!("step {}: wait until {:?}: {e}", i + 1, wait.until));
                     break;
                 }
@@ -430,8 +437,33 @@ impl Scenario {
         driven
     }
 
-    async fn wait(&self, run: &Run, wait: &Wait, nodes: &[String]) -> Result<(), String> {
+    async fn wait(
+        &self,
+        run: &Run,
+        wait: &Wait,
+        nodes: &[String],
+        fleet: Option<&Fleet>,
+    ) -> Result<(), String> {
         match wait.until {
+            Condition::AgentsConnected => {
+                let (Some(fleet), Some(spec)) = (fleet, &self.spec.agents) else {
+                    return Err("the scenario has no agents".into());
+                };
+                let deadline = Instant::now() + wait.timeout;
+                loop {
+                    let connected = fleet.connections().values().filter(|n| n.is_some()).count();
+                    if connected >= spec.count {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "{connected} of {} agents connected after {:?}",
+                            spec.count, wait.timeout
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
             Condition::Healthy => {
                 for n in nodes {
                     let node = run.node(n).map_err(|e| e.to_string())?;
@@ -935,7 +967,7 @@ pub const RESULTS_FILE: &str = "results.json";
 
 /// Live progress while a scenario runs: the last fault and the operations so far, on a bar over
 /// the steps at a terminal, else logged every 10 s so that CI logs stay short.
-async fn progress(shared: Arc<crate::run::Shared>, steps: usize, done: Arc<AtomicUsize>) {
+async fn progress(shared: Arc<crate::shared::Shared>, steps: usize, done: Arc<AtomicUsize>) {
     let bar = crate::progress::Progress::bar("steps", steps);
     let every = if bar.shown() { 2 } else { 10 };
     let mut tick = tokio::time::interval(Duration::from_secs(every));

@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::Content;
 use crate::clock::Stamp;
-use crate::history::{Event, OpKind, OpRecord, Outcome};
-use crate::run::{Run, Shared};
+use crate::model::{Content, Exchange, OpKind, Outcome};
+use crate::run::Run;
+use crate::shared::{Shared, record};
 
 pub mod sql;
 
@@ -182,15 +182,6 @@ impl Workload {
     }
 }
 
-/// How an HTTP exchange ended, classified honestly: a request that may have been processed is
-/// `unknown`, never `fail`.
-pub struct Exchange {
-    pub outcome: Outcome,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    pub node: Option<String>,
-}
-
 pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
     match result {
         Ok(r) => {
@@ -231,31 +222,6 @@ pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange 
             node: None,
         },
     }
-}
-
-/// Records an operation invoked at `invoke` that ended now, as `ex` says.
-pub(crate) fn record(
-    shared: &Shared,
-    client: &str,
-    kind: OpKind,
-    key: Option<String>,
-    value: Option<String>,
-    invoke: Stamp,
-    ex: Exchange,
-) {
-    let h = &shared.history;
-    h.record(Event::Op(OpRecord {
-        id: h.next_op_id(),
-        client: client.to_string(),
-        kind,
-        key,
-        value,
-        invoke,
-        complete: shared.clock.now(),
-        outcome: ex.outcome,
-        error: ex.error,
-        node: ex.node,
-    }));
 }
 
 impl Ctx {

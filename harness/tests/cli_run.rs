@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hadrill::checks::Verdict;
+use hadrill::model::Verdict;
 use hadrill::scenario::{self, Results};
 
 fn fixture(name: &str) -> String {

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hadrill::docker::{self, labels};
-use hadrill::faults::{Direction, Fault};
-use hadrill::history::Outcome;
 use hadrill::images::{ImageBuilder, ImageRef};
+use hadrill::model::Outcome;
+use hadrill::model::{Direction, Fault};
 use hadrill::{Node, Run, Topology};
 
 mod common;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use hadrill::checks::Verdict;
+use hadrill::model::Verdict;
 use hadrill::scenario::Scenario;
 
 /// Promoting the standby with pg_ctl while its Patroni is frozen makes two nodes accept writes

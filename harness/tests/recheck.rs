@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hadrill::checks::Verdict;
+use hadrill::model::Verdict;
 use hadrill::scenario::{self, FINAL_FILE, HISTORY_FILE};
 
 fn fixtures() -> PathBuf {

@@ -348,7 +348,7 @@ async fn a_product_acknowledging_before_storing_fails_continuity() {
         .unwrap();
     assert_eq!(
         continuity.verdict,
-        hadrill::checks::Verdict::Fail,
+        hadrill::model::Verdict::Fail,
         "{}",
         continuity.summary
     );
@@ -357,5 +357,5 @@ async fn a_product_acknowledging_before_storing_fails_continuity() {
         "{}",
         continuity.figures
     );
-    assert_eq!(results.verdict, hadrill::checks::Verdict::Fail);
+    assert_eq!(results.verdict, hadrill::model::Verdict::Fail);
 }

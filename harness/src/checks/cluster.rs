@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Budgets, CheckResult, Verdict, judged, result, secs};
-use crate::agents::{AgentsFinal, status_matches};
+use super::{judged, result, secs};
 use crate::clock::Stamp;
-use crate::history::{Event, OpKind, OpRecord, Outcome, faults, ops};
+use crate::model::{
+    AgentsFinal, Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops,
+    status_matches,
+};
 
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
@@ -431,8 +433,8 @@ pub fn integrity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::Fault;
-    use crate::history::FaultRecord;
+    use crate::model::Fault;
+    use crate::model::FaultRecord;
 
     fn op(kind: OpKind, agent: &str, ms: u64, outcome: Outcome, value: Option<&str>) -> Event {
         Event::Op(OpRecord {
@@ -603,8 +605,8 @@ mod tests {
 #[cfg(test)]
 mod integrity_tests {
     use super::*;
-    use crate::faults::Fault;
-    use crate::history::FaultRecord;
+    use crate::model::Fault;
+    use crate::model::FaultRecord;
 
     fn files(node: &str, digest: &str, ms: u64) -> Event {
         Event::Op(OpRecord {

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::{Budgets, CheckResult, Verdict, judged, result, secs};
+use super::{judged, result, secs};
 use crate::clock::Stamp;
-use crate::faults::Fault;
-use crate::history::{Event, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
-use crate::patroni::{ClusterFinal, is_primary, last_roles};
+use crate::model::{
+    Budgets, CheckResult, ClusterFinal, Event, Fault, FaultRecord, OpKind, OpRecord, Outcome,
+    Verdict, faults, is_primary, last_roles, ops,
+};
 
 fn ms_between(from: Stamp, to: Stamp) -> u64 {
     to.since(from).as_millis() as u64
@@ -551,8 +552,8 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{FaultRecord, OpRecord};
-    use crate::patroni::{MemberFinal, MemberStatus};
+    use crate::model::{FaultRecord, OpRecord};
+    use crate::model::{MemberFinal, MemberStatus};
 
     fn at(ms: u64) -> Stamp {
         Stamp(ms * 1_000_000)
@@ -723,7 +724,7 @@ mod tests {
                 fault: Fault::Partition {
                     a: vec![a.into()],
                     b: vec![b.into()],
-                    direction: crate::faults::Direction::Both,
+                    direction: crate::model::Direction::Both,
                 },
                 nodes: vec![a.into(), b.into()],
                 start: at(1_000),

@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{Condition, Scenario, ScenarioError, Step, Wait};
 use crate::agents::AgentsSpec;
-use crate::faults::{Fault, Selector};
+use crate::model::{Fault, Selector};
 use crate::patroni::LeaderSource;
 use crate::topology::{Invalid, Topology, placeholders};
 use crate::workload::WorkloadSpec;
@@ -544,6 +544,11 @@ impl Validator<'_> {
             Condition::Analysed if self.scenario.web().is_none() => Err(self.error(
                 &format!("{at}.until"),
                 "`analysed` needs the web workload: it waits for its users' uploads".into(),
+                None,
+            )),
+            Condition::AgentsConnected if self.scenario.spec.agents.is_none() => Err(self.error(
+                &format!("{at}.until"),
+                "`agents-connected` needs `[agents]`: it waits for that fleet".into(),
                 None,
             )),
             Condition::Healthy if wait.nodes.is_empty() && step.fault.is_none() => {

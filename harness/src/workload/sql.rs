@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::{OpKind, Outcome};
+use crate::model::ClusterFinal;
+use crate::model::Exchange;
+use crate::model::{OpKind, Outcome};
 use crate::node::Node;
-use crate::patroni::{self, ClusterFinal, ClusterSpec};
-use crate::run::{Run, Shared};
-use crate::workload::{Exchange, record};
+use crate::patroni::{self, ClusterSpec};
+use crate::run::Run;
+use crate::shared::Shared;
+use crate::shared::record;
 
 /// The table the set workload writes, and the one the probes write.
 const SET_TABLE: &str = "hadrill_set";

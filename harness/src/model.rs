@@ -1,0 +1,19 @@
+//! The pure model at the bottom of hadrill: what a run records (operations, faults, events),
+//! what a system holds after it (final reads), and what the checks decide (verdicts against
+//! budgets). Plain data and pure functions: no I/O, no engine, no async. Everything else
+//! builds on these types; they import nothing above them.
+
+pub mod fault;
+pub mod finals;
+pub mod op;
+pub mod roles;
+pub mod verdict;
+
+pub use fault::{Direction, Fault, Selector};
+pub use finals::{
+    AgentsFinal, Analysed, ClusterFinal, Content, FinalState, MemberFinal, MemberStatus,
+    status_matches,
+};
+pub use op::{Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
+pub use roles::{UNREACHABLE, is_primary, last_roles};
+pub use verdict::{Budgets, CheckResult, Verdict};

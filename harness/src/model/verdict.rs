@@ -1,0 +1,97 @@
+//! Verdicts, check results and the budgets they are judged against.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The evidence cannot decide: never counted as a pass.
+    Unknown,
+    /// A scenario that could not run (a bad file, a node that did not start): no check ran.
+    /// Checks themselves never say this.
+    Error,
+}
+
+/// One check's verdict and its evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub check: String,
+    pub verdict: Verdict,
+    /// One line: what was measured against what was allowed.
+    pub summary: String,
+    pub figures: serde_json::Value,
+    /// The scenario is a negative control that exists to see this check fail (e.g. a split
+    /// brain without the ping node); `verdict` is then what the check found, and the run
+    /// passes only if it is `fail`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expected_to_fail: bool,
+}
+
+impl CheckResult {
+    /// A check that had nothing to judge from, and says why.
+    pub fn unknown(check: &str, why: String) -> CheckResult {
+        CheckResult {
+            check: check.into(),
+            verdict: Verdict::Unknown,
+            summary: why,
+            figures: serde_json::json!({}),
+            expected_to_fail: false,
+        }
+    }
+
+    /// The verdict this check contributes to its run.
+    pub fn effective(&self) -> Verdict {
+        match (self.expected_to_fail, self.verdict) {
+            (false, v) => v,
+            (true, Verdict::Fail) => Verdict::Pass,
+            (true, Verdict::Pass) => Verdict::Fail,
+            (true, v) => v,
+        }
+    }
+}
+
+/// The thresholds a scenario sets (`[budgets]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    /// Longest unavailability after any fault.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_unavailability: Option<Duration>,
+    /// User requests that failed or ended unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_requests: Option<u64>,
+    /// Acknowledged writes (uploads, commits) lost (default 0); in a database's asynchronous
+    /// mode this is the RPO allowed.
+    #[serde(default)]
+    pub max_lost_writes: u64,
+    /// From a fault that takes the primary away to the first write acknowledged through the
+    /// routed endpoint.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_failover: Option<Duration>,
+    /// From a fault to the last of its dropped agents reconnecting.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_reconnect: Option<Duration>,
+    /// From a heal, a start or an operator command to every worker holding the master's files.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_sync: Option<Duration>,
+}

@@ -1,0 +1,91 @@
+//! The state of a started run that its nodes, faults, clients and observers share: the engine,
+//! the topology, the clock, the history and what the engine last said about each node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bollard::Docker;
+
+use crate::clock::{Clock, Stamp};
+use crate::history::History;
+use crate::images::{ImageRef, ReadyImage};
+use crate::model::{Event, Exchange, OpKind, OpRecord};
+use crate::topology::Topology;
+
+/// How often the runtime polls the engine while it waits for a state.
+pub(crate) const POLL: Duration = Duration::from_millis(20);
+
+/// What the engine last told us about a node's container.
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    pub ips: Vec<IpAddr>,
+    /// Container port → host address on 127.0.0.1.
+    pub ports: BTreeMap<u16, SocketAddr>,
+}
+
+pub(crate) struct Shared {
+    pub id: String,
+    pub dir: PathBuf,
+    pub clock: Clock,
+    pub docker: Docker,
+    pub history: History,
+    pub topology: Topology,
+    /// The images this run's nodes use, as they were when it started.
+    pub images: BTreeMap<ImageRef, ReadyImage>,
+    pub nodes: Mutex<BTreeMap<String, NodeState>>,
+    /// The run's secrets by name (never logged or recorded).
+    pub secrets: Mutex<BTreeMap<String, String>>,
+    /// Nodes holding partition rules, so `heal` knows where to flush them.
+    pub partitioned: Mutex<BTreeSet<String>>,
+    pub fault_seq: AtomicU64,
+    /// Each network's IPv4 subnet as Docker chose it: (network address, prefix length).
+    pub subnets: Mutex<BTreeMap<String, (std::net::Ipv4Addr, u8)>>,
+}
+
+impl Shared {
+    pub fn container_name(&self, node: &str) -> String {
+        format!("hadrill-{}-{node}", self.id)
+    }
+
+    /// The run's own copy of a node's mounted config file.
+    pub fn staged_config(&self, node: &str, target: &str) -> PathBuf {
+        self.dir
+            .join("config")
+            .join(node)
+            .join(target.trim_start_matches('/'))
+    }
+}
+
+/// Container log of `node` as captured into the run directory.
+pub fn log_path(run_dir: &Path, node: &str) -> PathBuf {
+    run_dir.join("logs").join(format!("{node}.log"))
+}
+
+/// Records an operation invoked at `invoke` that ended now, as `ex` says.
+pub(crate) fn record(
+    shared: &Shared,
+    client: &str,
+    kind: OpKind,
+    key: Option<String>,
+    value: Option<String>,
+    invoke: Stamp,
+    ex: Exchange,
+) {
+    let h = &shared.history;
+    h.record(Event::Op(OpRecord {
+        id: h.next_op_id(),
+        client: client.to_string(),
+        kind,
+        key,
+        value,
+        invoke,
+        complete: shared.clock.now(),
+        outcome: ex.outcome,
+        error: ex.error,
+        node: ex.node,
+    }));
+}

@@ -180,6 +180,18 @@ impl Ctx {
     }
 
     async fn pause(&self) {
+        self.pause_for(self.spec.reconnect_delay).await
+    }
+
+    /// After the `failures`-th failed enrolment in a row. Agents back off as real ones do, so
+    /// a master working through a crowd of enrolments is not buried under retries: the
+    /// reconnect delay, doubling up to 16 times it.
+    async fn enrol_backoff(&self, failures: u32) {
+        self.pause_for(self.spec.reconnect_delay * 2u32.pow(failures.min(5) - 1))
+            .await
+    }
+
+    async fn pause_for(&self, delay: Duration) {
         let jitter = self.spec.jitter.as_millis() as u64;
         let extra = if jitter > 0 {
             rand::rng().random_range(0..jitter)
@@ -188,7 +200,7 @@ impl Ctx {
         };
         tokio::select! {
             _ = self.stop.cancelled() => {}
-            _ = tokio::time::sleep(self.spec.reconnect_delay + Duration::from_millis(extra)) => {}
+            _ = tokio::time::sleep(delay + Duration::from_millis(extra)) => {}
         }
     }
 }
@@ -261,6 +273,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         record(&ctx.shared, &name, kind, Some(key), value, invoke, ex)
     };
     // Enrolment, retried until it works.
+    let mut failures = 0;
     let (id, key) = loop {
         let invoke = ctx.shared.clock.now();
         let attempt = async {
@@ -280,7 +293,8 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         match result {
             Ok(enrolled) => break enrolled,
             Err(_) => {
-                ctx.pause().await;
+                failures += 1;
+                ctx.enrol_backoff(failures).await;
                 if ctx.stop.is_cancelled() {
                     return;
                 }

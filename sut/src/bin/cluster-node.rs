@@ -105,6 +105,9 @@ struct Node {
     master: String,
     sync_interval: Duration,
     registry: RwLock<Registry>,
+    /// Enrolments made in memory, and how many of them are on disk.
+    registry_changes: AtomicU64,
+    registry_durable: Mutex<u64>,
     /// Agents connected here: id → (connection number, last keep-alive).
     agents: Mutex<BTreeMap<String, (u64, u64)>>,
     next_conn: AtomicU64,
@@ -161,6 +164,8 @@ async fn main() {
         sync_interval: Duration::from_millis(cli.sync_interval_ms),
         agents: Mutex::new(BTreeMap::new()),
         next_conn: AtomicU64::new(0),
+        registry_changes: AtomicU64::new(0),
+        registry_durable: Mutex::new(0),
         events,
         workers: Mutex::new(BTreeMap::new()),
     });
@@ -285,24 +290,56 @@ async fn store_event(node: &Node, agent: &str, seq: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs file I/O (an fsync, hashing the synced files) on tokio's blocking pool: on the async
+/// workers it stalled every connection and health check of the node while 2,000 agents
+/// enrolled, and the load balancer took the master out.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("a file task of the node panicked")
+}
+
 /// Enrolment (master): the agent's id and key, the registry written durably first.
 async fn enrol(node: Arc<Node>, mut conn: Conn) {
     if let Ok(Some(Msg::Enroll { name })) = conn.recv().await {
-        let reply = {
+        let (id, key, change) = {
             let mut registry = node.registry.write().await;
             let (id, key) = registry.enroll(&name);
-            match cluster::write_durably(
-                &node.etc.join("client.keys"),
-                registry.render().as_bytes(),
-            ) {
-                Ok(()) => Msg::Enrolled { id, key },
-                Err(e) => Msg::Reject {
-                    reason: format!("registry not written: {e}"),
-                },
-            }
+            (
+                id,
+                key,
+                node.registry_changes.fetch_add(1, Ordering::SeqCst) + 1,
+            )
+        };
+        let reply = match persist_registry(&node, change).await {
+            Ok(()) => Msg::Enrolled { id, key },
+            Err(e) => Msg::Reject {
+                reason: format!("registry not written: {e}"),
+            },
         };
         let _ = conn.send(&reply).await;
     }
+}
+
+/// Makes registry change number `change` durable. One write at a time, and each covers every
+/// change made before it started (a group commit): a crowd of enrolments costs a few fsyncs,
+/// not one each behind a lock, which had the master time out under 2,000 agents.
+async fn persist_registry(node: &Node, change: u64) -> std::io::Result<()> {
+    let mut durable = node.registry_durable.lock().await;
+    if *durable >= change {
+        return Ok(());
+    }
+    let (content, upto) = {
+        let registry = node.registry.read().await;
+        (
+            registry.render(),
+            node.registry_changes.load(Ordering::SeqCst),
+        )
+    };
+    let path = node.etc.join("client.keys");
+    off_runtime(move || cluster::write_durably(&path, content.as_bytes())).await?;
+    *durable = upto;
+    Ok(())
 }
 
 /// A worker's link (master side).
@@ -355,7 +392,8 @@ async fn worker_link(node: Arc<Node>, mut conn: Conn) {
                 }
             }
             Msg::Integrity { files } => {
-                let diff = cluster::differing(&node.etc, &files);
+                let etc = node.etc.clone();
+                let diff = off_runtime(move || cluster::differing(&etc, &files)).await;
                 if conn.send(&Msg::Files { files: diff }).await.is_err() {
                     break;
                 }
@@ -404,7 +442,9 @@ async fn master_session(node: &Arc<Node>) -> anyhow::Result<()> {
                 conn.send(&Msg::Status { agents }).await?;
             }
             _ = sync.tick() => {
-                conn.send(&Msg::Integrity { files: cluster::integrity(&node.etc) }).await?;
+                let etc = node.etc.clone();
+                let files = off_runtime(move || cluster::integrity(&etc)).await;
+                conn.send(&Msg::Integrity { files }).await?;
                 match tokio::time::timeout(Duration::from_secs(5), next_files(&mut conn)).await?? {
                     files if files.is_empty() => {}
                     files => apply(node, files).await?,
@@ -429,7 +469,8 @@ async fn apply(node: &Node, files: BTreeMap<String, String>) -> anyhow::Result<(
     for (name, content) in &files {
         let path = cluster::synced_path(&node.etc, name)
             .ok_or_else(|| anyhow::anyhow!("the master sent a bad path {name}"))?;
-        cluster::write_durably(&path, content.as_bytes())?;
+        let content = content.clone();
+        off_runtime(move || cluster::write_durably(&path, content.as_bytes())).await?;
     }
     tracing::info!("synced {} file(s) from the master", files.len());
     if files.contains_key("client.keys") {
@@ -515,7 +556,9 @@ async fn agents(State(node): State<Arc<Node>>) -> Json<Value> {
 
 /// MD5 of every synced file: what integrity convergence is judged on.
 async fn files(State(node): State<Arc<Node>>) -> Json<Value> {
-    let sums: BTreeMap<String, String> = cluster::integrity(&node.etc)
+    let etc = node.etc.clone();
+    let sums: BTreeMap<String, String> = off_runtime(move || cluster::integrity(&etc))
+        .await
         .into_iter()
         .map(|(p, s)| (p, s.md5))
         .collect();

@@ -18,6 +18,8 @@ pub mod labels {
     pub const OWNER: &str = "io.hadrill.owner";
     pub const RUN_DIR: &str = "io.hadrill.run-dir";
     pub const IMAGE: &str = "io.hadrill.image";
+    /// On a watchdog container: the owner whose runs it removes when that process dies.
+    pub const WATCHDOG: &str = "io.hadrill.watchdog";
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -407,12 +407,19 @@ impl Shared {
     /// Rewrites the secret in place (same inode, so the bind mounts see it) in every staged
     /// config file of `nodes` that holds it.
     fn rotate(&self, secret: &str, nodes: &[String]) -> Result<Vec<String>, FaultError> {
-        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let old = secrets
+        let old = self
+            .secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .get(secret)
             .cloned()
             .ok_or_else(|| FaultError::UnknownSecret(secret.to_string()))?;
-        let new = crate::run::new_secret();
+        let new = self.issue_secret(secret).map_err(|e| FaultError::Command {
+            node: nodes.join(", "),
+            cmd: "issue a new secret".into(),
+            code: None,
+            output: e.to_string(),
+        })?;
         let mut notes = Vec::new();
         for node in nodes {
             let mut changed = 0;
@@ -439,7 +446,6 @@ impl Shared {
             }
             notes.push(format!("{node}: {secret} rewritten in {changed} file(s)"));
         }
-        secrets.insert(secret.to_string(), new);
         Ok(notes)
     }
 

@@ -22,6 +22,7 @@ pub mod model;
 pub mod node;
 pub mod patroni;
 pub mod progress;
+mod reaper;
 pub mod run;
 pub mod scenario;
 mod shared;

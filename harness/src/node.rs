@@ -229,7 +229,7 @@ impl Node {
         NodeError::Start {
             node: self.name.clone(),
             reason,
-            log_tail: self.log_tail(30).await,
+            log_tail: self.shared.redact(&self.log_tail(30).await),
             log: log_path(&self.shared.dir, &self.name),
             topology: self.shared.topology.path.clone(),
         }

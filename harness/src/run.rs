@@ -3,8 +3,9 @@
 //!
 //! Everything a run creates carries its labels. Teardown removes by label (not from memory),
 //! so it also catches what a half-finished start left. Teardown happens on `teardown()`, on
-//! drop (including a panic unwinding), and on SIGINT/SIGTERM/SIGHUP; what a SIGKILLed process
-//! left is reaped by the next run once its owner process is gone.
+//! drop (including a panic unwinding), and on SIGINT/SIGTERM/SIGHUP. What a SIGKILLed process
+//! left is removed within seconds by its watchdog (`reaper`), and otherwise by the next run
+//! once its owner process is gone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,10 +28,11 @@ use futures_util::{FutureExt, StreamExt};
 use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
-use crate::images::{ImageBuilder, ImageError};
+use crate::images::{ImageBuilder, ImageError, ImageRef};
 use crate::node::{Node, NodeError};
 use crate::progress::Progress;
-use crate::shared::{Shared, log_path};
+use crate::reaper;
+use crate::shared::{Shared, log_path, private_dir, redact};
 use crate::topology::{NodeSpec, Topology};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -153,6 +155,19 @@ impl Run {
             tracing::debug!("image {} ready ({})", ready.tag, ready.id);
             images.insert(image, ready);
         }
+        let owner = if options.detached {
+            "detached".to_string()
+        } else {
+            owner_label()
+        };
+        if !options.detached {
+            let base = builder.ensure(&ImageRef::Base).await?;
+            if let Err(e) = reaper::ensure(&docker, &base.tag, &owner).await {
+                tracing::warn!(
+                    "no watchdog guards this run ({e}); if this process is killed, the next start or `hadrill clean` removes what it leaves"
+                );
+            }
+        }
 
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
         let dir = options.run_dir.clone().unwrap_or_else(|| {
@@ -169,11 +184,6 @@ impl Run {
         let history = History::create(&dir.join("history.jsonl"))
             .map_err(io_err("cannot create history in", &dir))?;
 
-        let secrets = topology
-            .secrets
-            .iter()
-            .map(|name| (name.clone(), new_secret()))
-            .collect();
         let shared = Arc::new(Shared {
             id: id.clone(),
             dir: dir.clone(),
@@ -182,21 +192,22 @@ impl Run {
             history,
             topology,
             images,
-            secrets: Mutex::new(secrets),
+            secrets: Mutex::new(BTreeMap::new()),
             nodes: Mutex::new(BTreeMap::new()),
             partitioned: Mutex::new(BTreeSet::new()),
             fault_seq: AtomicU64::new(0),
             subnets: Mutex::new(BTreeMap::new()),
         });
+        for name in &shared.topology.secrets {
+            shared.issue_secret(name).map_err(io_err(
+                "cannot keep the run's secrets in",
+                &private_dir(&id),
+            ))?;
+        }
         register_live(&id, &dir);
         let mut run = Run {
             shared,
             torn_down: false,
-        };
-        let owner = if options.detached {
-            "detached".to_string()
-        } else {
-            owner_label()
         };
         if let Err(e) = run.bring_up(&owner).await {
             if let Err(t) = run.teardown().await {
@@ -541,18 +552,11 @@ impl Drop for Run {
     }
 }
 
-/// 32 random bytes as hex, like the guides' `SECRET_KEY`.
 /// `172.18.0.0/16` → (172.18.0.0, 16); IPv6 subnets are not used.
 fn parse_subnet(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
     let (addr, len) = s.split_once('/')?;
     let len: u8 = len.parse().ok().filter(|l| *l <= 30)?;
     Some((addr.parse().ok()?, len))
-}
-
-pub(crate) fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the OS random source failed");
-    hex::encode(bytes)
 }
 
 fn filter(label: &str, value: &str) -> HashMap<String, Vec<String>> {
@@ -561,8 +565,8 @@ fn filter(label: &str, value: &str) -> HashMap<String, Vec<String>> {
         .collect()
 }
 
-/// Removes every container and network labelled with `run_id`, saving container logs into
-/// `run_dir/logs` first when given.
+/// Removes every container and network labelled with `run_id`, saving container logs (redacted
+/// of the run's secrets) into `run_dir/logs` first when given, then the run's private directory.
 pub async fn remove_run(
     docker: &Docker,
     run_id: &str,
@@ -585,7 +589,7 @@ pub async fn remove_run(
             .cloned()
             .unwrap_or_else(|| id.clone());
         if let Some(dir) = run_dir {
-            save_log(docker, &id, &log_path(dir, &node)).await;
+            save_log(docker, &id, &log_path(dir, &node), run_id).await;
         }
         docker
             .remove_container(
@@ -623,6 +627,12 @@ pub async fn remove_run(
             )))?;
         removed.networks += 1;
     }
+    let private = private_dir(run_id);
+    if private.exists()
+        && let Err(e) = std::fs::remove_dir_all(&private)
+    {
+        tracing::warn!("cannot remove {}: {e}", private.display());
+    }
     Ok(removed)
 }
 
@@ -635,7 +645,7 @@ fn ignore_missing(e: bollard::errors::Error) -> Result<(), bollard::errors::Erro
     }
 }
 
-async fn save_log(docker: &Docker, container: &str, path: &Path) {
+async fn save_log(docker: &Docker, container: &str, path: &Path, run_id: &str) {
     let mut stream = docker.logs(
         container,
         Some(LogsOptions {
@@ -652,6 +662,7 @@ async fn save_log(docker: &Docker, container: &str, path: &Path) {
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
+    let text = redact(run_id, &String::from_utf8_lossy(&text));
     if let Err(e) = std::fs::write(path, text) {
         tracing::warn!("cannot save log {}: {e}", path.display());
     }

@@ -51,12 +51,28 @@ impl Shared {
         format!("hadrill-{}-{node}", self.id)
     }
 
-    /// The run's own copy of a node's mounted config file.
+    /// The run's own copy of a node's mounted config file, secrets filled in: in the run's
+    /// private directory, never in the run directory that is kept and shared.
     pub fn staged_config(&self, node: &str, target: &str) -> PathBuf {
-        self.dir
+        private_dir(&self.id)
             .join("config")
             .join(node)
             .join(target.trim_start_matches('/'))
+    }
+
+    /// A new value of secret `name`, remembered so every artifact is redacted of it.
+    pub fn issue_secret(&self, name: &str) -> std::io::Result<String> {
+        let value = new_secret();
+        remember_secret(&self.id, &value)?;
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), value.clone());
+        Ok(value)
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        redact(&self.id, text)
     }
 }
 
@@ -88,4 +104,46 @@ pub(crate) fn record(
         error: ex.error,
         node: ex.node,
     }));
+}
+
+/// Where a run keeps what no kept artifact may hold: its staged config files (secrets filled
+/// in) and the values of its secrets. Outside the run directory (which is kept, attached to
+/// tickets, uploaded by CI), readable by the user only, removed with the run's containers.
+pub fn private_dir(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("hadrill-{run_id}"))
+}
+
+const SECRETS_FILE: &str = "secrets";
+
+/// 32 random bytes as hex, like the guides' `SECRET_KEY`.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    hex::encode(bytes)
+}
+
+fn remember_secret(run_id: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = private_dir(run_id);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join(SECRETS_FILE))?;
+    writeln!(f, "{value}")
+}
+
+/// `text` with every value any secret of the run ever had replaced by `[redacted secret]`.
+pub fn redact(run_id: &str, text: &str) -> String {
+    let values =
+        std::fs::read_to_string(private_dir(run_id).join(SECRETS_FILE)).unwrap_or_default();
+    values
+        .lines()
+        .filter(|v| !v.is_empty())
+        .fold(text.to_string(), |t, v| t.replace(v, "[redacted secret]"))
 }

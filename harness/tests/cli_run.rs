@@ -141,3 +141,78 @@ fn run_writes_the_pages_and_carries_on_past_scenarios_that_cannot_run() {
     }
     assert!(signoff_html.contains("verdict error"));
 }
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A run's secrets are 64 hex digits: any such word in a kept artifact is a leak.
+fn secret_like(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 64)
+}
+
+#[test]
+fn a_secret_the_product_prints_reaches_no_kept_artifact() {
+    let runs = common::root()
+        .join("target/test-runs/cli-secrets")
+        .join(format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+    std::fs::create_dir_all(&runs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hadrill"))
+        .args(["run", &fixture("leaks-a-secret.toml")])
+        .env("HADRILL_RUNS_DIR", &runs)
+        .env("HADRILL_ROOT", common::root())
+        .output()
+        .unwrap();
+    let terminal = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{terminal}");
+    assert!(!out.status.success(), "the node cannot start");
+    assert_eq!(secret_like(&terminal), None, "a secret on the terminal");
+    let kept = files(&runs);
+    let log = kept
+        .iter()
+        .find(|p| p.ends_with("logs/careless.log"))
+        .expect("the node's log is kept");
+    assert!(
+        read(log).contains("my secret is [redacted secret]"),
+        "the log shows the redaction (else this test proves nothing): {}",
+        read(log)
+    );
+    for path in &kept {
+        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+        assert_eq!(secret_like(&text), None, "a secret in {}", path.display());
+        assert!(
+            !path.components().any(|c| c.as_os_str() == "config"),
+            "staged config (secrets filled in) kept in the run directory: {}",
+            path.display()
+        );
+    }
+    let results = kept
+        .iter()
+        .find(|p| p.ends_with("results.json"))
+        .expect("results.json");
+    assert!(
+        read(results).contains("[redacted secret]"),
+        "the error's log tail is redacted too"
+    );
+}

@@ -347,8 +347,32 @@ fn spawn_up() -> Up {
     Up { child, id }
 }
 
+/// The watchdog containers guarding the runs of process `pid`.
+async fn watchdogs_of(pid: u32) -> Vec<String> {
+    use bollard::query_parameters::ListContainersOptions;
+    let d = docker::connect().await.unwrap();
+    let filters: HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![labels::WATCHDOG.to_string()])].into();
+    d.list_containers(Some(ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    }))
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|c| {
+        c.labels
+            .as_ref()
+            .and_then(|l| l.get(labels::WATCHDOG))
+            .is_some_and(|owner| owner.starts_with(&format!("{pid}:")))
+    })
+    .filter_map(|c| c.id)
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_sigkilled_runner_is_reaped_by_the_next_start() {
+async fn a_sigkilled_runner_is_reaped_by_its_watchdog_within_seconds() {
     let mut up = spawn_up();
     let id = up.id.clone();
     assert_eq!(
@@ -356,12 +380,54 @@ async fn a_sigkilled_runner_is_reaped_by_the_next_start() {
         (3, 2),
         "hadrill up should have 3 containers, 2 networks"
     );
+    assert_eq!(
+        watchdogs_of(up.child.id()).await.len(),
+        1,
+        "one watchdog per process"
+    );
     up.signal(rustix::process::Signal::KILL); // no handler runs
     up.child.wait().unwrap();
+    let killed = Instant::now();
+    while leftovers(&id).await != (0, 0) && killed.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        leftovers(&id).await,
+        (0, 0),
+        "the watchdog must remove run {id} of a SIGKILLed runner"
+    );
+    println!(
+        "reaped {:.1} s after SIGKILL",
+        killed.elapsed().as_secs_f64()
+    );
+    while !watchdogs_of(up.child.id()).await.is_empty()
+        && killed.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        watchdogs_of(up.child.id()).await.is_empty(),
+        "the watchdog removes itself"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_runner_whose_watchdog_died_too_is_reaped_by_the_next_start() {
+    let mut up = spawn_up();
+    let id = up.id.clone();
+    let d = docker::connect().await.unwrap();
+    for w in watchdogs_of(up.child.id()).await {
+        d.kill_container(&w, None::<bollard::query_parameters::KillContainerOptions>)
+            .await
+            .unwrap();
+    }
+    up.signal(rustix::process::Signal::KILL);
+    up.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         leftovers(&id).await,
         (3, 2),
-        "SIGKILL leaves the containers behind"
+        "with its watchdog gone, SIGKILL leaves the containers behind"
     );
 
     let mut next = smoke().await;

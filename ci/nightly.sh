@@ -19,5 +19,6 @@ status=0
 for k in $(seq 1 "$shards"); do
     cargo nextest run --workspace --profile ci --partition "hash:$k/$shards" || status=1
 done
+bash ci/leak-trials.sh 20 || status=1
 bash ci/merge.sh "$night" "$PWD/runs/nightly" || status=1
 exit $status

@@ -2,7 +2,8 @@
 //! them down (SIGKILL, OOM, a CI runner killed), its containers and networks are removed
 //! within seconds. Like testcontainers' Ryuk, but offline: a container of the base image with
 //! the engine's socket, holding a TCP connection from this process; when the connection
-//! drops, it removes everything labelled with this process as owner, then itself
+//! drops, it removes everything labelled with this process as owner and the owner's private
+//! run directories (staged secrets, under the temporary directory it mounts), then itself
 //! (`reaper/watchdog.py`). One per process, started with its first run.
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +15,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptions;
 
 use crate::docker::{DockerError, labels};
+use crate::shared::{OWNER_FILE, PRIVATE_PREFIX};
 
 const SCRIPT: &str = include_str!("reaper/watchdog.py");
 const PORT: &str = "7000/tcp";
@@ -56,12 +58,20 @@ pub async fn ensure(docker: &Docker, image: &str, owner: &str) -> Result<(), Rea
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(vec!["python3".into(), "-c".into(), SCRIPT.into()]),
-        env: Some(vec![format!("HADRILL_OWNER={owner}")]),
+        env: Some(vec![
+            format!("HADRILL_OWNER={owner}"),
+            format!("HADRILL_PRIVATE_PREFIX={PRIVATE_PREFIX}"),
+            format!("HADRILL_OWNER_FILE={OWNER_FILE}"),
+        ]),
         // Not `owner`: the watchdog must not remove itself while it reaps.
         labels: Some([(labels::WATCHDOG.to_string(), owner.to_string())].into()),
         exposed_ports: Some(vec![PORT.to_string()]),
         host_config: Some(HostConfig {
-            binds: Some(vec![format!("{socket}:/var/run/docker.sock")]),
+            binds: Some(vec![
+                format!("{socket}:/var/run/docker.sock"),
+                // Where the runs' private directories (staged secrets) are, to remove them too.
+                format!("{}:/private", std::env::temp_dir().display()),
+            ]),
             port_bindings: Some(
                 [(
                     PORT.to_string(),

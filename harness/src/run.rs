@@ -32,7 +32,9 @@ use crate::images::{ImageBuilder, ImageError, ImageRef};
 use crate::node::{Node, NodeError};
 use crate::progress::Progress;
 use crate::reaper;
-use crate::shared::{Shared, log_path, private_dir, redact};
+use crate::shared::{
+    OWNER_FILE, PRIVATE_PREFIX, Shared, create_private_dir, log_path, private_dir, redact,
+};
 use crate::topology::{NodeSpec, Topology};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -198,6 +200,10 @@ impl Run {
             fault_seq: AtomicU64::new(0),
             subnets: Mutex::new(BTreeMap::new()),
         });
+        create_private_dir(&id, &owner).map_err(io_err(
+            "cannot create the run's private directory",
+            &private_dir(&id),
+        ))?;
         for name in &shared.topology.secrets {
             shared.issue_secret(name).map_err(io_err(
                 "cannot keep the run's secrets in",
@@ -797,7 +803,29 @@ pub async fn reap_dead_runs(docker: &Docker) -> Result<Vec<String>, DockerError>
             reaped.push(run.id);
         }
     }
+    remove_dead_private_dirs();
     Ok(reaped)
+}
+
+/// Private directories (staged config, secret values) whose owner process is gone: its
+/// watchdog could not remove them, or it had none.
+fn remove_dead_private_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(PRIVATE_PREFIX));
+        if ours
+            && let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE))
+            && owner_is_dead(&owner)
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!("cannot remove {}: {e}", dir.display());
+        }
+    }
 }
 
 static LIVE_RUNS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
@@ -863,5 +891,6 @@ pub async fn clean_all(docker: &Docker) -> Result<Vec<RunInfo>, DockerError> {
     for run in &runs {
         remove_run(docker, &run.id, run.dir.as_deref().filter(|d| d.is_dir())).await?;
     }
+    remove_dead_private_dirs();
     Ok(runs)
 }

@@ -110,10 +110,26 @@ pub(crate) fn record(
 /// in) and the values of its secrets. Outside the run directory (which is kept, attached to
 /// tickets, uploaded by CI), readable by the user only, removed with the run's containers.
 pub fn private_dir(run_id: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("hadrill-{run_id}"))
+    std::env::temp_dir().join(format!("{PRIVATE_PREFIX}{run_id}"))
 }
 
 const SECRETS_FILE: &str = "secrets";
+/// The owner label of the process the run belongs to, so a dead owner's directory is found.
+pub const OWNER_FILE: &str = "owner";
+/// What private directories are named, `hadrill-<run id>`.
+pub const PRIVATE_PREFIX: &str = "hadrill-";
+
+/// Creates the run's private directory (mode 0700), recording its owner.
+pub fn create_private_dir(run_id: &str, owner: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = private_dir(run_id);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    std::fs::write(dir.join(OWNER_FILE), owner)?;
+    Ok(dir)
+}
 
 /// 32 random bytes as hex, like the guides' `SECRET_KEY`.
 fn new_secret() -> String {
@@ -124,12 +140,8 @@ fn new_secret() -> String {
 
 fn remember_secret(run_id: &str, value: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = private_dir(run_id);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -385,6 +385,12 @@ async fn a_sigkilled_runner_is_reaped_by_its_watchdog_within_seconds() {
         1,
         "one watchdog per process"
     );
+    let private = std::env::temp_dir().join(format!("hadrill-{id}"));
+    assert!(
+        private.join("config").is_dir(),
+        "staged config in {}",
+        private.display()
+    );
     up.signal(rustix::process::Signal::KILL); // no handler runs
     up.child.wait().unwrap();
     let killed = Instant::now();
@@ -399,6 +405,13 @@ async fn a_sigkilled_runner_is_reaped_by_its_watchdog_within_seconds() {
     println!(
         "reaped {:.1} s after SIGKILL",
         killed.elapsed().as_secs_f64()
+    );
+    while private.exists() && killed.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !private.exists(),
+        "the staged secrets of the killed run are removed"
     );
     while !watchdogs_of(up.child.id()).await.is_empty()
         && killed.elapsed() < Duration::from_secs(30)
@@ -435,6 +448,10 @@ async fn a_sigkilled_runner_whose_watchdog_died_too_is_reaped_by_the_next_start(
         leftovers(&id).await,
         (0, 0),
         "the next start must reap the dead run {id}"
+    );
+    assert!(
+        !std::env::temp_dir().join(format!("hadrill-{id}")).exists(),
+        "the next start removes the dead run's private directory"
     );
     next.teardown().await.unwrap();
 }

@@ -1,10 +1,12 @@
 # hadrill's watchdog: runs in a container of the base image with the engine's socket. It
 # accepts one connection from the process that owns the runs (io.hadrill.owner=$HADRILL_OWNER)
 # and, when that connection drops (the process exited, was SIGKILLed, OOM-killed, or its CI
-# runner died), removes every container and network carrying that owner label, then exits.
+# runner died), removes every container and network carrying that owner label and the owner's
+# private run directories under /private (the host's temporary directory), then exits.
 import http.client
 import json
 import os
+import shutil
 import socket
 import time
 import urllib.parse
@@ -46,6 +48,18 @@ def reap():
     for n in owned("/networks?"):
         status, _ = call("DELETE", f"/networks/{n['Id']}")
         removed += status in (204, 404)
+    # The owner's private run directories (staged config with secrets), mounted at /private.
+    prefix, owner_file = os.environ["HADRILL_PRIVATE_PREFIX"], os.environ["HADRILL_OWNER_FILE"]
+    for name in os.listdir("/private"):
+        path = os.path.join("/private", name)
+        try:
+            with open(os.path.join(path, owner_file)) as f:
+                mine = name.startswith(prefix) and f.read() == OWNER
+        except OSError:
+            continue
+        if mine:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
     return removed
 
 

@@ -475,3 +475,59 @@ async fn a_second_image_build_is_a_no_op() {
     assert_eq!(first.id, second.id);
     assert_eq!(second.tag, ImageBuilder::base_tag());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runners_starting_at_once_never_collide() {
+    // Two processes on one engine, started together: names, networks, subnets and host ports
+    // are per run, the image build is behind a file lock.
+    let other = std::thread::spawn(spawn_up);
+    let one = spawn_up();
+    let other = other.join().unwrap();
+    assert_ne!(one.id, other.id);
+    for up in [&one, &other] {
+        assert_eq!(leftovers(&up.id).await, (3, 2), "run {} is whole", up.id);
+    }
+    let ids = [one.id.clone(), other.id.clone()];
+    for mut up in [one, other] {
+        up.signal(rustix::process::Signal::INT);
+        assert_eq!(up.child.wait().unwrap().code(), Some(130));
+    }
+    for id in ids {
+        assert_eq!(leftovers(&id).await, (0, 0), "run {id} removed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_container_of_a_web_ha_run_has_least_privilege() {
+    let mut run = common::start("web-ha").await;
+    let d = docker::connect().await.unwrap();
+    let mut checked = 0;
+    for node in run.nodes() {
+        let spec = node.spec().clone();
+        let c = d.inspect_container(&node.container(), None).await.unwrap();
+        let host = c.host_config.unwrap_or_default();
+        assert_ne!(host.privileged, Some(true), "{} is privileged", spec.name);
+        let mut caps = host.cap_add.unwrap_or_default();
+        caps.sort();
+        let mut declared = spec.cap_add.clone();
+        declared.sort();
+        assert_eq!(
+            caps, declared,
+            "{}: capabilities beyond its spec",
+            spec.name
+        );
+        for (port, bindings) in host.port_bindings.unwrap_or_default() {
+            for b in bindings.unwrap_or_default() {
+                assert_eq!(
+                    b.host_ip.as_deref(),
+                    Some("127.0.0.1"),
+                    "{} publishes {port} beyond 127.0.0.1",
+                    spec.name
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "a web-ha run has its nodes: {checked}");
+    run.teardown().await.unwrap();
+}

@@ -34,10 +34,14 @@ pub struct WorkloadSpec {
     pub mix: Mix,
     /// Availability probe frequency (≥ 20 Hz gives a 50 ms resolution).
     pub probe_hz: f64,
-    /// Path the probe requests through the entry point. `/healthz` through the LB answers
-    /// when the LB can route to a live app server; `/readyz` would also fail while a server
-    /// drains, which users never see.
+    /// Path the availability probe reads through the entry point, signed in as a user would
+    /// be: `/traces`, the list of recent traces, read from the database. It fails whenever a
+    /// user's read would, so availability is measured on a user's path.
     pub probe_path: String,
+    /// A liveness URL probed as well, at the same frequency, and reported apart (`""`: none).
+    /// It says whether a process answers, not whether a user is served, so it never decides
+    /// availability: it shows how far the two differ.
+    pub liveness_path: String,
     /// Node and container port the clients use (the load balancer).
     pub entry: String,
     pub entry_port: u16,
@@ -56,7 +60,8 @@ impl Default for WorkloadSpec {
             upload_size: [Size(1 << 10), Size(256 << 10)],
             mix: Mix::default(),
             probe_hz: 20.0,
-            probe_path: "/healthz".into(),
+            probe_path: "/traces".into(),
+            liveness_path: "/healthz".into(),
             entry: "lb".into(),
             entry_port: 80,
             max_ops: 50_000,
@@ -460,33 +465,56 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     !rejected
 }
 
-/// Requests the probe path at `probe_hz`, each probe on its own so a hanging one never delays
-/// the next: the time resolution stays 1 / probe_hz.
+/// Reads the probe path at `probe_hz` as a signed-in user, each probe on its own so a hanging
+/// one never delays the next: the time resolution stays 1 / probe_hz. A rejected session (a
+/// rotated secret) is not an outage: the probe signs in again and reads once more, as a user
+/// would. The liveness path, if any, is probed beside it and recorded as `liveness`.
 async fn probe(ctx: Arc<Ctx>) {
     let http = http(Duration::from_secs(1));
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut inflight = JoinSet::new();
     let url = format!("{}{}", ctx.base, ctx.spec.probe_path);
+    let liveness = (!ctx.spec.liveness_path.is_empty())
+        .then(|| format!("{}{}", ctx.base, ctx.spec.liveness_path));
     while !ctx.stop.is_cancelled() {
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (ctx, http, url) = (ctx.clone(), http.clone(), url.clone());
+        let (c, h, u) = (ctx.clone(), http.clone(), url.clone());
         inflight.spawn(async move {
-            let invoke = ctx.shared.clock.now();
-            let r = http.get(&url).send().await;
-            record(
-                &ctx.shared,
-                "probe",
-                OpKind::Probe,
-                None,
-                None,
-                invoke,
-                classify(&r),
-            );
+            let invoke = c.shared.clock.now();
+            let mut r = h.get(&u).send().await;
+            if r.as_ref().is_ok_and(|r| r.status() == 401) {
+                let signed_in = h
+                    .post(format!("{}/login", c.base))
+                    .json(&serde_json::json!({ "user": "probe" }))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if signed_in {
+                    r = h.get(&u).send().await;
+                }
+            }
+            record(&c.shared, "probe", OpKind::Probe, None, None, invoke, classify(&r));
         });
+        if let Some(l) = &liveness {
+            let (c, h, l) = (ctx.clone(), http.clone(), l.clone());
+            inflight.spawn(async move {
+                let invoke = c.shared.clock.now();
+                let r = h.get(&l).send().await;
+                record(
+                    &c.shared,
+                    "liveness",
+                    OpKind::Liveness,
+                    None,
+                    None,
+                    invoke,
+                    classify(&r),
+                );
+            });
+        }
         while let Some(done) = inflight.try_join_next() {
             crate::tasks::propagate(done);
         }

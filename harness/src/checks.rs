@@ -416,8 +416,20 @@ fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64
     };
     let first_rotation = rotations.iter().map(|r| r.start).min().unwrap_or(Stamp(0));
     let mut expected = BTreeSet::new();
-    for o in all.iter().filter(|o| is_user_request(o) && is_rejected_session(o)) {
+    for o in all.iter().filter(|o| is_rejected_session(o)) {
         if o.invoke < first_rotation {
+            continue;
+        }
+        // The probe names the server that issued the cookie it used (its key).
+        if o.kind == OpKind::Probe {
+            if let (Some(issuer), Some(refused_by)) = (o.key.as_deref(), o.node.as_deref())
+                && generation(issuer, o.invoke) != generation(refused_by, o.invoke)
+            {
+                expected.insert(o.id);
+            }
+            continue;
+        }
+        if !is_user_request(o) {
             continue;
         }
         let issued = all
@@ -502,10 +514,18 @@ fn worst_of(windows: &[(Option<Duration>, Option<Duration>, Option<Stamp>, usize
 /// and reported apart; it never decides the verdict.
 pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets) -> CheckResult {
     let all_ops = ops(events);
-    let mut probes: Vec<&OpRecord> = all_ops.iter().filter(|o| o.kind == OpKind::Probe).collect();
-    probes.sort_by_key(|p| p.invoke);
     let faults: Vec<FaultRecord> = faults(events);
     let expected = expected_rejections(&all_ops, &faults);
+    // A probe whose session a rotation refused saw no outage: it is left out, and counted.
+    let mut probes: Vec<&OpRecord> = all_ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Probe && !expected.contains(&o.id))
+        .collect();
+    probes.sort_by_key(|p| p.invoke);
+    let probes_rejected_by_rotation = all_ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Probe && expected.contains(&o.id))
+        .count();
     let users: Vec<&OpRecord> = all_ops
         .iter()
         .filter(|o| is_user_request(o) && !expected.contains(&o.id))
@@ -573,6 +593,7 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
         "windows": windows,
         "worst_unavailable_ms": worst.map(|w| w.as_millis() as u64),
         "probes": probes.len(),
+        "probes_rejected_by_rotation": probes_rejected_by_rotation,
         "user_requests": users.len(),
         "liveness": liveness_figures,
         "sql_client_failures": sql_failures,
@@ -1296,6 +1317,25 @@ mod tests {
         ];
         let r = user_requests(&e, &Budgets::default());
         assert_eq!(r.figures["expected_rejections"], 2, "{}", r.summary);
+        // The probe names the issuer of its cookie: a refusal the rotation explains is no
+        // outage, one it does not explain is.
+        let probe_refused = |id, at_ms, issuer: &str, node: &str| {
+            let mut o = op(id, OpKind::Probe, at_ms, Outcome::Fail);
+            o.error = Some("HTTP 401".into());
+            o.key = Some(issuer.into());
+            o.node = Some(node.into());
+            Event::Op(o)
+        };
+        let mut with_probes = e.clone();
+        with_probes.push(probe_refused(20, 4300, "app1", "app2"));
+        with_probes.push(Event::Op(op(21, OpKind::Probe, 4400, Outcome::Ok)));
+        let a = availability(&with_probes, Duration::from_millis(50), &Budgets::default());
+        assert_eq!(a.figures["probes_rejected_by_rotation"], 1, "{}", a.summary);
+        assert_eq!(a.figures["probes"], 1);
+        with_probes.push(probe_refused(22, 6100, "app2", "app2"));
+        let a = availability(&with_probes, Duration::from_millis(50), &Budgets::default());
+        assert_eq!(a.figures["probes_rejected_by_rotation"], 1, "{}", a.summary);
+        assert_eq!(a.figures["probes"], 2);
         assert_eq!(r.figures["failed"], 1);
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(

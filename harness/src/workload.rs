@@ -468,9 +468,17 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
 /// Reads the probe path at `probe_hz` as a signed-in user, each probe on its own so a hanging
 /// one never delays the next: the time resolution stays 1 / probe_hz. A rejected session (a
 /// rotated secret) is not an outage: the probe signs in again and reads once more, as a user
-/// would. The liveness path, if any, is probed beside it and recorded as `liveness`.
+/// would. Each probe records, as its key, the app server that issued the cookie it used, so a
+/// refusal can be told from one a rotation explains. The liveness path, if any, is probed
+/// beside it and recorded as `liveness`.
 async fn probe(ctx: Arc<Ctx>) {
-    let http = http(Duration::from_secs(1));
+    // No cookie store: the probe keeps its one session itself, with who issued it.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("HTTP client");
+    let session: Arc<std::sync::Mutex<Option<(String, Option<String>)>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut inflight = JoinSet::new();
@@ -482,22 +490,41 @@ async fn probe(ctx: Arc<Ctx>) {
             _ = ctx.stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (c, h, u) = (ctx.clone(), http.clone(), url.clone());
+        let (c, h, u, session) = (ctx.clone(), http.clone(), url.clone(), session.clone());
         inflight.spawn(async move {
             let invoke = c.shared.clock.now();
-            let mut r = h.get(&u).send().await;
+            let current = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let read = |cookie: Option<String>| {
+                let mut req = h.get(&u);
+                if let Some(cookie) = cookie {
+                    req = req.header("cookie", cookie);
+                }
+                req.send()
+            };
+            let mut issuer = current.as_ref().and_then(|s| s.1.clone());
+            let mut r = read(current.map(|s| s.0)).await;
             if r.as_ref().is_ok_and(|r| r.status() == 401) {
-                let signed_in = h
+                let login = h
                     .post(format!("{}/login", c.base))
                     .json(&serde_json::json!({ "user": "probe" }))
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if signed_in {
-                    r = h.get(&u).send().await;
+                    .await;
+                let fresh = login.ok().filter(|l| l.status().is_success()).and_then(|l| {
+                    let node = l
+                        .headers()
+                        .get("x-served-by")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let cookie = l.headers().get("set-cookie")?.to_str().ok()?;
+                    Some((cookie.split(';').next()?.to_string(), node))
+                });
+                if let Some(fresh) = fresh {
+                    *session.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+                    issuer = fresh.1;
+                    r = read(Some(fresh.0)).await;
                 }
             }
-            record(&c.shared, "probe", OpKind::Probe, None, None, invoke, classify(&r));
+            record(&c.shared, "probe", OpKind::Probe, issuer, None, invoke, classify(&r));
         });
         if let Some(l) = &liveness {
             let (c, h, l) = (ctx.clone(), http.clone(), l.clone());

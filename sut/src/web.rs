@@ -162,6 +162,10 @@ struct Uploaded {
 /// row, enqueues the job, and only then answers 201.
 async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Response {
     let Some(owner) = user(&jar) else {
+        // Read the body first (up to a bound) so the client, still sending it, gets the 401:
+        // answering at once and closing left it with a broken connection and no answer
+        // (measured: 3 uploads ended unknown after a secret rotation instead of refused).
+        drain(body, UNAUTHORIZED_DRAIN).await;
         return unauthorized();
     };
     let spool = match tempfile::NamedTempFile::new() {
@@ -229,6 +233,21 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
         });
     }
     (StatusCode::CREATED, Json(Uploaded { id, sha256, size })).into_response()
+}
+
+/// How much of a refused upload's body is read so its client gets the answer.
+const UNAUTHORIZED_DRAIN: u64 = 16 << 20;
+
+/// Reads and discards up to `limit` bytes of a body.
+async fn drain(body: Body, limit: u64) {
+    let mut read = 0u64;
+    let mut stream = body.into_data_stream();
+    while read < limit {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => break,
+        }
+    }
 }
 
 async fn insert_trace(

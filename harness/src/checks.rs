@@ -431,7 +431,10 @@ fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64
         // The probe names the server that issued the cookie it used (its key).
         if o.kind == OpKind::Probe {
             if let (Some(issuer), Some(refused_by)) = (o.key.as_deref(), o.node.as_deref())
-                && differ(generation(issuer, o.invoke), generation(refused_by, o.invoke))
+                && differ(
+                    generation(issuer, o.invoke),
+                    generation(refused_by, o.invoke),
+                )
             {
                 expected.insert(o.id);
             }
@@ -451,7 +454,10 @@ fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64
             .max_by_key(|l| l.invoke);
         if let (Some(login), Some(refused_by)) = (issued, o.node.as_deref())
             && let Some(issuer) = login.node.as_deref()
-            && differ(generation(issuer, login.invoke), generation(refused_by, o.invoke))
+            && differ(
+                generation(issuer, login.invoke),
+                generation(refused_by, o.invoke),
+            )
         {
             expected.insert(o.id);
         }
@@ -459,15 +465,13 @@ fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64
     expected
 }
 
-/// Per fault, the unavailability window measured from `samples` (time, ok): fault start → the
-/// first success after the last failure in the fault's window. Returns per window (window,
-/// uncertainty, recovered at, failures in the window); `None` for a window that never recovered.
-#[allow(clippy::type_complexity)]
-fn outage_windows(
-    samples: &[(Stamp, bool)],
-    faults: &[FaultRecord],
-    end: Stamp,
-) -> Vec<(Option<Duration>, Option<Duration>, Option<Stamp>, usize)> {
+/// One fault's unavailability: the window, its uncertainty, when service recovered (`None`
+/// for all three if it never did), and the failures seen in the fault's window.
+type Outage = (Option<Duration>, Option<Duration>, Option<Stamp>, usize);
+
+/// Per fault, the unavailability measured from `samples` (time, ok): fault start → the first
+/// success after the last failure in the fault's window.
+fn outage_windows(samples: &[(Stamp, bool)], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
     let mut out = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let until = faults.get(i + 1).map_or(end, |n| n.start);
@@ -478,12 +482,7 @@ fn outage_windows(
         let failures = in_window.iter().filter(|(_, ok)| !ok).count();
         let last_failure = in_window.iter().rev().find(|(_, ok)| !ok);
         out.push(match last_failure {
-            None => (
-                Some(Duration::ZERO),
-                Some(Duration::ZERO),
-                Some(f.start),
-                0,
-            ),
+            None => (Some(Duration::ZERO), Some(Duration::ZERO), Some(f.start), 0),
             Some((lf, _)) => match samples.iter().find(|(t, ok)| t > lf && *ok) {
                 Some((ok_at, _)) => {
                     // The outage may outlast this fault's window: the uncertainty is the gap to
@@ -509,7 +508,7 @@ fn outage_windows(
 }
 
 /// The worst of some windows: `None` if one never recovered.
-fn worst_of(windows: &[(Option<Duration>, Option<Duration>, Option<Stamp>, usize)]) -> Option<Duration> {
+fn worst_of(windows: &[Outage]) -> Option<Duration> {
     windows
         .iter()
         .try_fold(Duration::ZERO, |w, x| x.0.map(|x| w.max(x)))
@@ -563,7 +562,11 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     let end = samples.last().map_or(Stamp(0), |s| s.0);
     let measured = outage_windows(&samples, &faults, end);
     let worst = worst_of(&measured);
-    let live_windows = outage_windows(&liveness, &faults, liveness.last().map_or(Stamp(0), |s| s.0));
+    let live_windows = outage_windows(
+        &liveness,
+        &faults,
+        liveness.last().map_or(Stamp(0), |s| s.0),
+    );
     let mut last_recovery = faults.first().map_or(Stamp(0), |f| f.start);
     let mut windows = Vec::new();
     for (i, (f, (window, uncertainty, recovered, failures))) in
@@ -573,7 +576,8 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
             last_recovery = last_recovery.max(*r);
         }
         let until = faults.get(i + 1).map_or(end, |n| n.start);
-        let inside = |o: &&&OpRecord| o.invoke >= f.start && o.invoke < until && o.outcome != Outcome::Ok;
+        let inside =
+            |o: &&&OpRecord| o.invoke >= f.start && o.invoke < until && o.outcome != Outcome::Ok;
         windows.push(json!({
             "fault": f.id,
             "kind": f.fault.name(),
@@ -673,7 +677,11 @@ pub fn user_requests(events: &[Event], budgets: &Budgets) -> CheckResult {
     let server = |o: &OpRecord| o.node.clone().unwrap_or_else(|| NO_SERVER.to_string());
     let mut totals: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
     for o in &users {
-        *totals.entry(server(o)).or_default().entry(class(o)).or_default() += 1;
+        *totals
+            .entry(server(o))
+            .or_default()
+            .entry(class(o))
+            .or_default() += 1;
     }
     let count = |c: &str| users.iter().filter(|o| class(o) == c).count() as u64;
     let (failed, unknown, excused) = (count("fail"), count("unknown"), count("expected"));
@@ -1168,8 +1176,20 @@ mod tests {
         // fault: users saw an outage the probe did not.
         let mut e = outage(0);
         for (i, t) in (3000..8000).step_by(200).enumerate() {
-            e.push(user_op(1000 + i as u64, OpKind::Read, t, Outcome::Fail, "app1"));
-            e.push(user_op(2000 + i as u64, OpKind::Read, t + 100, Outcome::Ok, "app2"));
+            e.push(user_op(
+                1000 + i as u64,
+                OpKind::Read,
+                t,
+                Outcome::Fail,
+                "app1",
+            ));
+            e.push(user_op(
+                2000 + i as u64,
+                OpKind::Read,
+                t + 100,
+                Outcome::Ok,
+                "app2",
+            ));
         }
         let budgets = Budgets {
             max_unavailability: Some(Duration::from_secs(2)),
@@ -1179,7 +1199,11 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert_eq!(r.figures["windows"][0]["failed_probes"], 0);
         assert_eq!(r.figures["windows"][0]["failed_user_requests"], 25);
-        assert!(r.summary.contains("unavailable for 4850 ms"), "{}", r.summary);
+        assert!(
+            r.summary.contains("unavailable for 4850 ms"),
+            "{}",
+            r.summary
+        );
         let r = user_requests(&e, &budgets);
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert!(
@@ -1194,7 +1218,10 @@ mod tests {
         assert_eq!(app1["share"], 0.5);
         assert_eq!(r.figures["traffic"]["bucket_s"], 1);
         assert_eq!(r.figures["traffic"]["buckets"][0]["t_s"], 3);
-        assert_eq!(r.figures["traffic"]["buckets"][0]["servers"]["app1"]["fail"], 5);
+        assert_eq!(
+            r.figures["traffic"]["buckets"][0]["servers"]["app1"]["fail"],
+            5
+        );
     }
 
     #[test]
@@ -1207,7 +1234,11 @@ mod tests {
         }
         let r = availability(&e, Duration::from_millis(50), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
-        assert!(r.summary.contains("liveness does not decide"), "{}", r.summary);
+        assert!(
+            r.summary.contains("liveness does not decide"),
+            "{}",
+            r.summary
+        );
         // Beside a failing user-path probe, it is reported apart and the probe decides.
         e.extend(outage(9000).into_iter().skip(1));
         let budgets = Budgets {
@@ -1219,7 +1250,8 @@ mod tests {
         assert_eq!(r.figures["liveness"]["worst_unavailable_ms"], 0);
         assert_eq!(r.figures["windows"][0]["liveness_unavailable_ms"], 0);
         assert!(
-            r.summary.contains("liveness probe alone: 0 ms (not judged)"),
+            r.summary
+                .contains("liveness probe alone: 0 ms (not judged)"),
             "{}",
             r.summary
         );
@@ -1255,8 +1287,16 @@ mod tests {
         assert_eq!(r.figures["requests"], 6);
         assert_eq!(r.figures["failed"], 3);
         assert_eq!(r.figures["unknown"], 2);
-        assert!(r.summary.contains("3 failed user requests, budget 0"), "{}", r.summary);
-        assert!(r.summary.contains("2 unknown user requests, budget 0"), "{}", r.summary);
+        assert!(
+            r.summary.contains("3 failed user requests, budget 0"),
+            "{}",
+            r.summary
+        );
+        assert!(
+            r.summary.contains("2 unknown user requests, budget 0"),
+            "{}",
+            r.summary
+        );
         // Each budget judges its own count.
         let b = Budgets {
             max_failed_requests: 3,
@@ -1264,7 +1304,11 @@ mod tests {
         };
         let r = user_requests(&e, &b);
         assert_eq!(r.verdict, Verdict::Fail);
-        assert!(!r.summary.contains("failed user requests, budget"), "{}", r.summary);
+        assert!(
+            !r.summary.contains("failed user requests, budget"),
+            "{}",
+            r.summary
+        );
         let b = Budgets {
             max_failed_requests: 3,
             max_unknown_requests: 2,

@@ -465,6 +465,9 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     !rejected
 }
 
+/// The probe's session cookie and the app server that issued it.
+type ProbeSession = (String, Option<String>);
+
 /// Reads the probe path at `probe_hz` as a signed-in user, each probe on its own so a hanging
 /// one never delays the next: the time resolution stays 1 / probe_hz. A rejected session (a
 /// rotated secret) is not an outage: the probe signs in again and reads once more, as a user
@@ -478,7 +481,7 @@ async fn probe(ctx: Arc<Ctx>) {
         .connect_timeout(Duration::from_secs(1))
         .build()
         .expect("HTTP client");
-    let session: Arc<std::sync::Mutex<Option<(String, Option<String>)>>> = Arc::default();
+    let session: Arc<std::sync::Mutex<Option<ProbeSession>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut inflight = JoinSet::new();
@@ -509,22 +512,33 @@ async fn probe(ctx: Arc<Ctx>) {
                     .json(&serde_json::json!({ "user": "probe" }))
                     .send()
                     .await;
-                let fresh = login.ok().filter(|l| l.status().is_success()).and_then(|l| {
-                    let node = l
-                        .headers()
-                        .get("x-served-by")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let cookie = l.headers().get("set-cookie")?.to_str().ok()?;
-                    Some((cookie.split(';').next()?.to_string(), node))
-                });
+                let fresh = login
+                    .ok()
+                    .filter(|l| l.status().is_success())
+                    .and_then(|l| {
+                        let node = l
+                            .headers()
+                            .get("x-served-by")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let cookie = l.headers().get("set-cookie")?.to_str().ok()?;
+                        Some((cookie.split(';').next()?.to_string(), node))
+                    });
                 if let Some(fresh) = fresh {
                     *session.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
                     issuer = fresh.1;
                     r = read(Some(fresh.0)).await;
                 }
             }
-            record(&c.shared, "probe", OpKind::Probe, issuer, None, invoke, classify(&r));
+            record(
+                &c.shared,
+                "probe",
+                OpKind::Probe,
+                issuer,
+                None,
+                invoke,
+                classify(&r),
+            );
         });
         if let Some(l) = &liveness {
             let (c, h, l) = (ctx.clone(), http.clone(), l.clone());

@@ -253,73 +253,213 @@ fn phase(probes: &[&OpRecord], from: Stamp, to: Stamp) -> serde_json::Value {
     })
 }
 
-/// Per fault: the unavailability window (fault start → the first successful probe after the
-/// last failed one), and success rate and latency before, during and after.
-pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets) -> CheckResult {
-    let all_ops = ops(events);
-    let mut probes: Vec<&OpRecord> = all_ops.iter().filter(|o| o.kind == OpKind::Probe).collect();
-    probes.sort_by_key(|p| p.invoke);
-    let faults: Vec<FaultRecord> = faults(events);
-    let user_failures = all_ops
+/// A request made by one of the web workload's users (not the probe, not the verifier).
+fn is_user_request(o: &OpRecord) -> bool {
+    o.client.starts_with("user-")
+        && matches!(
+            o.kind,
+            OpKind::Login | OpKind::Upload | OpKind::Read | OpKind::Session
+        )
+}
+
+/// A request the app refused for want of a valid session.
+fn is_rejected_session(o: &OpRecord) -> bool {
+    o.outcome == Outcome::Fail
+        && matches!(o.error.as_deref(), Some("HTTP 401" | "session rejected"))
+}
+
+/// The user requests whose failure is expected, by id: a session refused after a secret
+/// rotation because the app server that issued its cookie and the one that refused it held
+/// different secrets (one of them not yet restarted since the rotation). Any other refusal,
+/// and any refusal without a rotation, is a failure.
+fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64> {
+    let rotations: Vec<&FaultRecord> = faults
         .iter()
-        .filter(|o| {
-            matches!(
-                o.kind,
-                OpKind::Upload
-                    | OpKind::Read
-                    | OpKind::Session
-                    | OpKind::Login
-                    | OpKind::Insert
-                    | OpKind::ReadBack
+        .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
+        .collect();
+    if rotations.is_empty() {
+        return BTreeSet::new();
+    }
+    // How many rotations `node` had taken up at `t`: one per rotation of it followed by a
+    // (re)start of its process. While that restart is under way (from its start, when the old
+    // process may still be draining, to its end) either count may hold: the range says so.
+    let generation = |node: &str, t: Stamp| {
+        let taken = |restarted: &dyn Fn(&FaultRecord) -> bool| {
+            rotations
+                .iter()
+                .filter(|r| r.start <= t && r.nodes.iter().any(|n| n == node))
+                .filter(|r| {
+                    faults.iter().any(|g| {
+                        matches!(g.fault.name(), "restart" | "start")
+                            && g.start >= r.start
+                            && restarted(g)
+                            && g.nodes.iter().any(|n| n == node)
+                    })
+                })
+                .count()
+        };
+        (taken(&|g| g.end <= t), taken(&|g| g.start <= t))
+    };
+    // The cookie's issuer and the server that refused it held different secrets (or may have).
+    let differ = |issuer: (usize, usize), refuser: (usize, usize)| {
+        !(issuer.0 == issuer.1 && refuser.0 == refuser.1 && issuer.0 == refuser.0)
+    };
+    let first_rotation = rotations.iter().map(|r| r.start).min().unwrap_or(Stamp(0));
+    let mut expected = BTreeSet::new();
+    for o in all.iter().filter(|o| is_rejected_session(o)) {
+        if o.invoke < first_rotation {
+            continue;
+        }
+        // The probe names the server that issued the cookie it used (its key).
+        if o.kind == OpKind::Probe {
+            if let (Some(issuer), Some(refused_by)) = (o.key.as_deref(), o.node.as_deref())
+                && differ(
+                    generation(issuer, o.invoke),
+                    generation(refused_by, o.invoke),
+                )
+            {
+                expected.insert(o.id);
+            }
+            continue;
+        }
+        if !is_user_request(o) {
+            continue;
+        }
+        let issued = all
+            .iter()
+            .filter(|l| {
+                l.kind == OpKind::Login
+                    && l.client == o.client
+                    && l.outcome == Outcome::Ok
+                    && l.invoke < o.invoke
+            })
+            .max_by_key(|l| l.invoke);
+        if let (Some(login), Some(refused_by)) = (issued, o.node.as_deref())
+            && let Some(issuer) = login.node.as_deref()
+            && differ(
+                generation(issuer, login.invoke),
+                generation(refused_by, o.invoke),
             )
-        })
-        .filter(|o| {
-            (o.client.starts_with("user-") || o.client.starts_with("sql-"))
-                && o.outcome != Outcome::Ok
-        })
-        .count() as u64;
-    let end = probes.last().map_or(Stamp(0), |p| p.invoke);
-    let mut windows = Vec::new();
-    let mut worst: Option<Duration> = Some(Duration::ZERO);
-    let mut last_recovery = faults.first().map_or(Stamp(0), |f| f.start);
+        {
+            expected.insert(o.id);
+        }
+    }
+    expected
+}
+
+/// One fault's unavailability: the window, its uncertainty, when service recovered (`None`
+/// for all three if it never did), and the failures seen in the fault's window.
+type Outage = (Option<Duration>, Option<Duration>, Option<Stamp>, usize);
+
+/// Per fault, the unavailability measured from `samples` (time, ok): fault start → the first
+/// success after the last failure in the fault's window.
+fn outage_windows(samples: &[(Stamp, bool)], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
+    let mut out = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let until = faults.get(i + 1).map_or(end, |n| n.start);
-        let in_window: Vec<&&OpRecord> = probes
+        let in_window: Vec<&(Stamp, bool)> = samples
             .iter()
-            .filter(|p| p.invoke >= f.start && p.invoke < until)
+            .filter(|(t, _)| *t >= f.start && *t < until)
             .collect();
-        let last_failure = in_window.iter().rev().find(|p| p.outcome != Outcome::Ok);
-        let (window, uncertainty, recovered) = match last_failure {
-            None => (Some(Duration::ZERO), Some(Duration::ZERO), Some(f.start)),
-            Some(lf) => match probes
-                .iter()
-                .find(|p| p.invoke > lf.invoke && p.outcome == Outcome::Ok)
-            {
-                Some(ok) => {
+        let failures = in_window.iter().filter(|(_, ok)| !ok).count();
+        let last_failure = in_window.iter().rev().find(|(_, ok)| !ok);
+        out.push(match last_failure {
+            None => (Some(Duration::ZERO), Some(Duration::ZERO), Some(f.start), 0),
+            Some((lf, _)) => match samples.iter().find(|(t, ok)| t > lf && *ok) {
+                Some((ok_at, _)) => {
                     // The outage may outlast this fault's window: the uncertainty is the gap to
                     // the last failure before that first success, wherever it fell.
-                    let before = probes
+                    let before = samples
                         .iter()
-                        .filter(|p| p.invoke < ok.invoke && p.outcome != Outcome::Ok)
-                        .map(|p| p.invoke)
+                        .filter(|(t, ok)| t < ok_at && !ok)
+                        .map(|(t, _)| *t)
                         .max()
-                        .unwrap_or(lf.invoke);
+                        .unwrap_or(*lf);
                     (
-                        Some(ok.invoke.since(f.start)),
-                        Some(ok.invoke.since(before)),
-                        Some(ok.invoke),
+                        Some(ok_at.since(f.start)),
+                        Some(ok_at.since(before)),
+                        Some(*ok_at),
+                        failures,
                     )
                 }
-                None => (None, None, None),
+                None => (None, None, None, failures),
             },
-        };
-        worst = match (worst, window) {
-            (Some(w), Some(x)) => Some(w.max(x)),
-            _ => None,
-        };
+        });
+    }
+    out
+}
+
+/// The worst of some windows: `None` if one never recovered.
+fn worst_of(windows: &[Outage]) -> Option<Duration> {
+    windows
+        .iter()
+        .try_fold(Duration::ZERO, |w, x| x.0.map(|x| w.max(x)))
+}
+
+/// Per fault: the unavailability window as users saw it — from the fault's start to the
+/// first success after the last failure, over the availability probe (a read a user makes,
+/// through the entry point) and the web users' own requests together — and success rate and
+/// latency before, during and after. A liveness probe, if one ran, is measured the same way
+/// and reported apart; it never decides the verdict.
+pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets) -> CheckResult {
+    let all_ops = ops(events);
+    let faults: Vec<FaultRecord> = faults(events);
+    let expected = expected_rejections(&all_ops, &faults);
+    // A probe whose session a rotation refused saw no outage: it is left out, and counted.
+    let mut probes: Vec<&OpRecord> = all_ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Probe && !expected.contains(&o.id))
+        .collect();
+    probes.sort_by_key(|p| p.invoke);
+    let probes_rejected_by_rotation = all_ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Probe && expected.contains(&o.id))
+        .count();
+    let users: Vec<&OpRecord> = all_ops
+        .iter()
+        .filter(|o| is_user_request(o) && !expected.contains(&o.id))
+        .collect();
+    let mut samples: Vec<(Stamp, bool)> = probes
+        .iter()
+        .chain(users.iter())
+        .map(|o| (o.invoke, o.outcome == Outcome::Ok))
+        .collect();
+    samples.sort();
+    let mut liveness: Vec<(Stamp, bool)> = all_ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Liveness)
+        .map(|o| (o.invoke, o.outcome == Outcome::Ok))
+        .collect();
+    liveness.sort();
+    // Operations of the SQL clients (the database workload's users), for the record: their
+    // failures during a failover are what `max_unavailability` and `max_failover` judge.
+    let sql_failures = all_ops
+        .iter()
+        .filter(|o| {
+            matches!(o.kind, OpKind::Insert | OpKind::ReadBack)
+                && o.client.starts_with("sql-")
+                && o.outcome != Outcome::Ok
+        })
+        .count();
+    let end = samples.last().map_or(Stamp(0), |s| s.0);
+    let measured = outage_windows(&samples, &faults, end);
+    let worst = worst_of(&measured);
+    let live_windows = outage_windows(
+        &liveness,
+        &faults,
+        liveness.last().map_or(Stamp(0), |s| s.0),
+    );
+    let mut last_recovery = faults.first().map_or(Stamp(0), |f| f.start);
+    let mut windows = Vec::new();
+    for (i, (f, (window, uncertainty, recovered, failures))) in
+        faults.iter().zip(&measured).enumerate()
+    {
         if let Some(r) = recovered {
-            last_recovery = last_recovery.max(r);
+            last_recovery = last_recovery.max(*r);
         }
+        let until = faults.get(i + 1).map_or(end, |n| n.start);
+        let inside =
+            |o: &&&OpRecord| o.invoke >= f.start && o.invoke < until && o.outcome != Outcome::Ok;
         windows.push(json!({
             "fault": f.id,
             "kind": f.fault.name(),
@@ -327,28 +467,42 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
             "start_s": f.start.as_duration().as_secs_f64(),
             "unavailable_ms": window.map(|w| w.as_millis() as u64),
             "uncertainty_ms": uncertainty.map(|w| w.as_millis() as u64),
-            "failed_probes": in_window.iter().filter(|p| p.outcome != Outcome::Ok).count(),
+            "failed_probes": probes.iter().filter(inside).count(),
+            "failed_user_requests": users.iter().filter(inside).count(),
+            "failures": failures,
+            "liveness_unavailable_ms": (!liveness.is_empty())
+                .then(|| live_windows[i].0.map(|w| w.as_millis() as u64)),
         }));
     }
+    let liveness_figures = (!liveness.is_empty()).then(|| {
+        json!({
+            "probes": liveness.len(),
+            "failed": liveness.iter().filter(|(_, ok)| !ok).count(),
+            "worst_unavailable_ms": worst_of(&live_windows).map(|w| w.as_millis() as u64),
+        })
+    });
     let first = faults.first().map_or(end, |f| f.start);
     let figures = json!({
         "resolution_ms": probe_period.as_millis() as u64,
         "windows": windows,
         "worst_unavailable_ms": worst.map(|w| w.as_millis() as u64),
-        "failed_user_requests": user_failures,
+        "probes": probes.len(),
+        "probes_rejected_by_rotation": probes_rejected_by_rotation,
+        "user_requests": users.len(),
+        "liveness": liveness_figures,
+        "sql_client_failures": sql_failures,
         "before": phase(&probes, Stamp(0), first),
         "during": phase(&probes, first, last_recovery.max(first)),
         "after": phase(&probes, last_recovery.max(first), Stamp(u64::MAX)),
         "budget_unavailable_ms": budgets.max_unavailability.map(|d| d.as_millis() as u64),
-        "budget_failed_requests": budgets.max_failed_requests,
     });
     if probes.is_empty() {
-        return result(
-            "availability",
-            Verdict::Unknown,
-            "no probe ran".into(),
-            figures,
-        );
+        let why = if liveness.is_empty() {
+            "no probe ran"
+        } else {
+            "only the liveness probe ran, and liveness does not decide availability"
+        };
+        return result("availability", Verdict::Unknown, why.into(), figures);
     }
     let mut problems = Vec::new();
     match (worst, budgets.max_unavailability) {
@@ -360,21 +514,156 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
         )),
         _ => {}
     }
-    if let Some(b) = budgets.max_failed_requests
-        && user_failures > b
-    {
-        problems.push(format!("{user_failures} failed user requests, budget {b}"));
-    }
-    let summary = format!(
-        "worst unavailability {} (±{} ms resolution), {} failed user requests",
+    let mut summary = format!(
+        "worst unavailability {} (±{} ms resolution) from {} probes and {} user requests",
         worst.map_or("never recovered".into(), |w| format!(
             "{} ms",
             w.as_millis()
         )),
         probe_period.as_millis(),
-        user_failures
+        probes.len(),
+        users.len(),
     );
+    if !liveness.is_empty() {
+        summary.push_str(&format!(
+            "; liveness probe alone: {} (not judged)",
+            worst_of(&live_windows).map_or("never recovered".into(), |w| format!(
+                "{} ms",
+                w.as_millis()
+            ))
+        ));
+    }
     judged("availability", &problems, Verdict::Pass, summary, figures)
+}
+
+/// The web users' requests: how many failed and how many ended unknown, each against its
+/// budget (default 0); the rejections a secret rotation explains, counted apart and named;
+/// and where the traffic went — each app server's share of the requests (`X-Served-By`) and
+/// its failures, in total and over time.
+pub fn user_requests(events: &[Event], budgets: &Budgets) -> CheckResult {
+    let all = ops(events);
+    let expected = expected_rejections(&all, &faults(events));
+    let mut users: Vec<&OpRecord> = all.iter().filter(|o| is_user_request(o)).collect();
+    users.sort_by_key(|o| o.invoke);
+    if users.is_empty() {
+        return CheckResult::unknown("user-requests", "no user request was recorded".into());
+    }
+    // Each request's class: ok, fail, unknown, or expected (a rejection the rotation explains).
+    let class = |o: &OpRecord| match o.outcome {
+        _ if expected.contains(&o.id) => "expected",
+        Outcome::Ok => "ok",
+        Outcome::Fail => "fail",
+        Outcome::Unknown => "unknown",
+    };
+    const NO_SERVER: &str = "(no server)";
+    let server = |o: &OpRecord| o.node.clone().unwrap_or_else(|| NO_SERVER.to_string());
+    let mut totals: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for o in &users {
+        *totals
+            .entry(server(o))
+            .or_default()
+            .entry(class(o))
+            .or_default() += 1;
+    }
+    let count = |c: &str| users.iter().filter(|o| class(o) == c).count() as u64;
+    let (failed, unknown, excused) = (count("fail"), count("unknown"), count("expected"));
+    let last = users.iter().map(|o| o.invoke).max().unwrap_or(Stamp(0));
+    // One-second buckets, wider for long runs: at most 120 columns.
+    let bucket_s = (secs(last) / 120.0).ceil().max(1.0) as u64;
+    let mut buckets: BTreeMap<u64, BTreeMap<String, BTreeMap<&str, u64>>> = BTreeMap::new();
+    for o in &users {
+        let b = (secs(o.invoke) as u64 / bucket_s) * bucket_s;
+        *buckets
+            .entry(b)
+            .or_default()
+            .entry(server(o))
+            .or_default()
+            .entry(class(o))
+            .or_default() += 1;
+    }
+    let servers: Vec<serde_json::Value> = totals
+        .iter()
+        .map(|(name, c)| {
+            let n: u64 = c.values().sum();
+            json!({
+                "server": name,
+                "requests": n,
+                "share": n as f64 / users.len() as f64,
+                "ok": c.get("ok").copied().unwrap_or(0),
+                "failed": c.get("fail").copied().unwrap_or(0),
+                "unknown": c.get("unknown").copied().unwrap_or(0),
+                "expected_rejections": c.get("expected").copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let detail: Vec<serde_json::Value> = users
+        .iter()
+        .filter(|o| matches!(class(o), "fail" | "unknown"))
+        .take(50)
+        .map(|o| {
+            json!({
+                "at_s": secs(o.invoke),
+                "client": o.client,
+                "kind": o.kind,
+                "server": o.node,
+                "outcome": o.outcome,
+                "error": o.error,
+            })
+        })
+        .collect();
+    let figures = json!({
+        "requests": users.len(),
+        "ok": count("ok"),
+        "failed": failed,
+        "unknown": unknown,
+        "expected_rejections": excused,
+        "expected_why": (excused > 0).then_some(
+            "sessions refused after the secret rotation by a server holding the other secret"),
+        "budget_failed": budgets.max_failed_requests,
+        "budget_unknown": budgets.max_unknown_requests,
+        "servers": servers,
+        "traffic": {
+            "bucket_s": bucket_s,
+            "buckets": buckets.iter().map(|(t, by)| json!({ "t_s": t, "servers": by })).collect::<Vec<_>>(),
+        },
+        "failure_detail": detail,
+    });
+    let mut problems = Vec::new();
+    if failed > budgets.max_failed_requests {
+        problems.push(format!(
+            "{failed} failed user requests, budget {}",
+            budgets.max_failed_requests
+        ));
+    }
+    if unknown > budgets.max_unknown_requests {
+        problems.push(format!(
+            "{unknown} unknown user requests, budget {}",
+            budgets.max_unknown_requests
+        ));
+    }
+    let shares = totals
+        .iter()
+        .map(|(name, c)| {
+            format!(
+                "{name} {:.0} %",
+                c.values().sum::<u64>() as f64 * 100.0 / users.len() as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut summary = format!(
+        "{} user requests: {failed} failed (budget {}), {unknown} unknown (budget {})",
+        users.len(),
+        budgets.max_failed_requests,
+        budgets.max_unknown_requests
+    );
+    if excused > 0 {
+        summary.push_str(&format!(
+            ", {excused} sessions rejected after the secret rotation (expected)"
+        ));
+    }
+    summary.push_str(&format!("; served by {shares}"));
+    judged("user-requests", &problems, Verdict::Pass, summary, figures)
 }
 
 /// Sessions issued before a failover keep working after it. After a secret rotation, every
@@ -753,21 +1042,251 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
     }
 
+    /// A web user's request at `at_ms`, answered by `node`.
+    fn user_op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome, node: &str) -> Event {
+        let mut o = op(id, kind, at_ms, outcome);
+        o.node = Some(node.into());
+        if outcome == Outcome::Unknown {
+            o.error = Some("timed out".into());
+        }
+        Event::Op(o)
+    }
+
     #[test]
-    fn failed_user_requests_are_judged_against_their_budget() {
-        let mut e = outage(3000);
-        e.push(Event::Op(op(999, OpKind::Upload, 3100, Outcome::Unknown)));
-        let zero = Budgets {
-            max_failed_requests: Some(0),
+    fn failed_user_requests_with_a_green_probe_fail_availability() {
+        // The probe never fails, but a user sent to app1 fails every 200 ms for 5 s after the
+        // fault: users saw an outage the probe did not.
+        let mut e = outage(0);
+        for (i, t) in (3000..8000).step_by(200).enumerate() {
+            e.push(user_op(
+                1000 + i as u64,
+                OpKind::Read,
+                t,
+                Outcome::Fail,
+                "app1",
+            ));
+            e.push(user_op(
+                2000 + i as u64,
+                OpKind::Read,
+                t + 100,
+                Outcome::Ok,
+                "app2",
+            ));
+        }
+        let budgets = Budgets {
+            max_unavailability: Some(Duration::from_secs(2)),
             ..Default::default()
         };
-        let r = availability(&e, Duration::from_millis(50), &zero);
-        assert_eq!(r.verdict, Verdict::Fail);
+        let r = availability(&e, Duration::from_millis(50), &budgets);
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert_eq!(r.figures["windows"][0]["failed_probes"], 0);
+        assert_eq!(r.figures["windows"][0]["failed_user_requests"], 25);
+        assert!(
+            r.summary.contains("unavailable for 4850 ms"),
+            "{}",
+            r.summary
+        );
+        let r = user_requests(&e, &budgets);
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert!(
+            r.summary.contains("25 failed user requests, budget 0"),
+            "{}",
+            r.summary
+        );
+        // Where the traffic went: app1 took half the requests and failed all of them.
+        let app1 = &r.figures["servers"][0];
+        assert_eq!(app1["server"], "app1");
+        assert_eq!(app1["failed"], 25);
+        assert_eq!(app1["share"], 0.5);
+        assert_eq!(r.figures["traffic"]["bucket_s"], 1);
+        assert_eq!(r.figures["traffic"]["buckets"][0]["t_s"], 3);
+        assert_eq!(
+            r.figures["traffic"]["buckets"][0]["servers"]["app1"]["fail"],
+            5
+        );
+    }
+
+    #[test]
+    fn a_green_liveness_probe_never_decides_availability() {
+        let mut e = vec![fault(1, kill(), 3000)];
+        for (i, t) in (0..10_000).step_by(50).enumerate() {
+            let mut o = op(i as u64, OpKind::Liveness, t, Outcome::Ok);
+            o.client = "liveness".into();
+            e.push(Event::Op(o));
+        }
+        let r = availability(&e, Duration::from_millis(50), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
+        assert!(
+            r.summary.contains("liveness does not decide"),
+            "{}",
+            r.summary
+        );
+        // Beside a failing user-path probe, it is reported apart and the probe decides.
+        e.extend(outage(9000).into_iter().skip(1));
+        let budgets = Budgets {
+            max_unavailability: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let r = availability(&e, Duration::from_millis(50), &budgets);
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert_eq!(r.figures["liveness"]["worst_unavailable_ms"], 0);
+        assert_eq!(r.figures["windows"][0]["liveness_unavailable_ms"], 0);
+        assert!(
+            r.summary
+                .contains("liveness probe alone: 0 ms (not judged)"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[test]
+    fn user_request_budgets_default_to_zero() {
+        let b: Budgets = toml::from_str("max_lost_writes = 0").unwrap();
+        assert_eq!((b.max_failed_requests, b.max_unknown_requests), (0, 0));
+        let e = vec![
+            user_op(1, OpKind::Upload, 100, Outcome::Ok, "app1"),
+            user_op(2, OpKind::Upload, 200, Outcome::Fail, "app2"),
+        ];
+        let r = user_requests(&e, &b);
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert!(
             r.summary.contains("1 failed user requests, budget 0"),
             "{}",
             r.summary
         );
+        // Nothing to judge is not a pass.
+        assert_eq!(user_requests(&[], &b).verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn failed_and_unknown_user_requests_are_counted_apart() {
+        let mut e = vec![user_op(1, OpKind::Read, 100, Outcome::Ok, "app1")];
+        e.extend((2..5).map(|i| user_op(i, OpKind::Read, i * 100, Outcome::Fail, "app1")));
+        e.extend((5..7).map(|i| user_op(i, OpKind::Upload, i * 100, Outcome::Unknown, "app2")));
+        // The probe and the verifier are not users.
+        e.push(Event::Op(op(9, OpKind::Probe, 900, Outcome::Fail)));
+        let r = user_requests(&e, &Budgets::default());
+        assert_eq!(r.figures["requests"], 6);
+        assert_eq!(r.figures["failed"], 3);
+        assert_eq!(r.figures["unknown"], 2);
+        assert!(
+            r.summary.contains("3 failed user requests, budget 0"),
+            "{}",
+            r.summary
+        );
+        assert!(
+            r.summary.contains("2 unknown user requests, budget 0"),
+            "{}",
+            r.summary
+        );
+        // Each budget judges its own count.
+        let b = Budgets {
+            max_failed_requests: 3,
+            ..Default::default()
+        };
+        let r = user_requests(&e, &b);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            !r.summary.contains("failed user requests, budget"),
+            "{}",
+            r.summary
+        );
+        let b = Budgets {
+            max_failed_requests: 3,
+            max_unknown_requests: 2,
+            ..Default::default()
+        };
+        assert_eq!(user_requests(&e, &b).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn only_rejections_a_rotation_explains_are_expected() {
+        let rotate = Fault::RotateSecret {
+            secret: "SECRET_KEY".into(),
+            targets: vec!["app".into()],
+        };
+        let restart = |id, node: &str, at_ms: u64| {
+            Event::Fault(FaultRecord {
+                id,
+                fault: Fault::Restart {
+                    targets: vec![node.into()],
+                    timeout: Duration::from_secs(10),
+                },
+                nodes: vec![node.into()],
+                start: Stamp(at_ms * 1_000_000),
+                end: Stamp(at_ms * 1_000_000 + 1_000_000),
+                outcome: Outcome::Ok,
+                error: None,
+                notes: vec![],
+            })
+        };
+        let rejected = |id, at_ms, node: &str| {
+            let mut o = op(id, OpKind::Upload, at_ms, Outcome::Fail);
+            o.error = Some("HTTP 401".into());
+            o.node = Some(node.into());
+            Event::Op(o)
+        };
+        let mut rot = FaultRecord {
+            id: 1,
+            fault: rotate,
+            nodes: vec!["app1".into(), "app2".into()],
+            start: Stamp(2_000_000_000),
+            end: Stamp(2_001_000_000),
+            outcome: Outcome::Ok,
+            error: None,
+            notes: vec![],
+        };
+        let e = vec![
+            user_op(1, OpKind::Login, 1000, Outcome::Ok, "app1"),
+            Event::Fault(rot.clone()),
+            restart(2, "app1", 3000),
+            // The cookie from before the rotation, refused by app1 with its new secret.
+            rejected(3, 4000, "app1"),
+            // A new cookie from app1 (new secret), refused by app2 (old secret).
+            user_op(4, OpKind::Login, 4100, Outcome::Ok, "app1"),
+            rejected(5, 4200, "app2"),
+            restart(3, "app2", 5000),
+            // Both on the new secret: a refusal now is a defect.
+            rejected(6, 6000, "app2"),
+            // While app2 restarts, its old process may still be answering: explained.
+            rejected(7, 5000, "app2"),
+        ];
+        let r = user_requests(&e, &Budgets::default());
+        assert_eq!(r.figures["expected_rejections"], 3, "{}", r.summary);
+        // The probe names the issuer of its cookie: a refusal the rotation explains is no
+        // outage, one it does not explain is.
+        let probe_refused = |id, at_ms, issuer: &str, node: &str| {
+            let mut o = op(id, OpKind::Probe, at_ms, Outcome::Fail);
+            o.error = Some("HTTP 401".into());
+            o.key = Some(issuer.into());
+            o.node = Some(node.into());
+            Event::Op(o)
+        };
+        let mut with_probes = e.clone();
+        with_probes.push(probe_refused(20, 4300, "app1", "app2"));
+        with_probes.push(Event::Op(op(21, OpKind::Probe, 4400, Outcome::Ok)));
+        let a = availability(&with_probes, Duration::from_millis(50), &Budgets::default());
+        assert_eq!(a.figures["probes_rejected_by_rotation"], 1, "{}", a.summary);
+        assert_eq!(a.figures["probes"], 1);
+        with_probes.push(probe_refused(22, 6100, "app2", "app2"));
+        let a = availability(&with_probes, Duration::from_millis(50), &Budgets::default());
+        assert_eq!(a.figures["probes_rejected_by_rotation"], 1, "{}", a.summary);
+        assert_eq!(a.figures["probes"], 2);
+        assert_eq!(r.figures["failed"], 1);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            r.summary
+                .contains("3 sessions rejected after the secret rotation (expected)"),
+            "{}",
+            r.summary
+        );
+        // Without a rotation, every refusal is a failure.
+        rot.outcome = Outcome::Fail;
+        let mut e = e;
+        e[1] = Event::Fault(rot);
+        let r = user_requests(&e, &Budgets::default());
+        assert_eq!(r.figures["expected_rejections"], 0);
+        assert_eq!(r.figures["failed"], 4);
     }
 
     fn session_op(id: u64, at_ms: u64, rejected: bool) -> Event {

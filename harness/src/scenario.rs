@@ -782,6 +782,7 @@ pub fn judge(
                 Duration::from_secs_f64(1.0 / probe_hz.max(1.0)),
                 budgets,
             ),
+            Planned::UserRequests => checks::user_requests(events, budgets),
             Planned::Sessions => checks::sessions(events),
             Planned::Historian => checks::historian(finals.web.as_ref()),
             Planned::SqlContinuity => sql.map_or_else(std::convert::identity, |f| {
@@ -843,6 +844,7 @@ pub fn judge(
 enum Planned {
     WebContinuity,
     Availability,
+    UserRequests,
     Sessions,
     Historian,
     SqlContinuity,
@@ -862,6 +864,7 @@ impl Planned {
                 "continuity"
             }
             Planned::Availability => "availability",
+            Planned::UserRequests => "user-requests",
             Planned::Sessions => "sessions",
             Planned::Historian => "historian",
             Planned::SinglePrimary => "single-primary",
@@ -882,6 +885,7 @@ fn plan(spec: &ScenarioSpec) -> Vec<Planned> {
         plan.extend([
             Planned::WebContinuity,
             Planned::Availability,
+            Planned::UserRequests,
             Planned::Sessions,
             Planned::Historian,
         ]);

@@ -34,10 +34,14 @@ pub struct WorkloadSpec {
     pub mix: Mix,
     /// Availability probe frequency (≥ 20 Hz gives a 50 ms resolution).
     pub probe_hz: f64,
-    /// Path the probe requests through the entry point. `/healthz` through the LB answers
-    /// when the LB can route to a live app server; `/readyz` would also fail while a server
-    /// drains, which users never see.
+    /// Path the availability probe reads through the entry point, signed in as a user would
+    /// be: `/traces`, the list of recent traces, read from the database. It fails whenever a
+    /// user's read would, so availability is measured on a user's path.
     pub probe_path: String,
+    /// A liveness URL probed as well, at the same frequency, and reported apart (`""`: none).
+    /// It says whether a process answers, not whether a user is served, so it never decides
+    /// availability: it shows how far the two differ.
+    pub liveness_path: String,
     /// Node and container port the clients use (the load balancer).
     pub entry: String,
     pub entry_port: u16,
@@ -56,7 +60,8 @@ impl Default for WorkloadSpec {
             upload_size: [Size(1 << 10), Size(256 << 10)],
             mix: Mix::default(),
             probe_hz: 20.0,
-            probe_path: "/healthz".into(),
+            probe_path: "/traces".into(),
+            liveness_path: "/healthz".into(),
             entry: "lb".into(),
             entry_port: 80,
             max_ops: 50_000,
@@ -426,33 +431,97 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     !rejected
 }
 
-/// Requests the probe path at `probe_hz`, each probe on its own so a hanging one never delays
-/// the next: the time resolution stays 1 / probe_hz.
+/// The probe's session cookie and the app server that issued it.
+type ProbeSession = (String, Option<String>);
+
+/// Reads the probe path at `probe_hz` as a signed-in user, each probe on its own so a hanging
+/// one never delays the next: the time resolution stays 1 / probe_hz. A rejected session (a
+/// rotated secret) is not an outage: the probe signs in again and reads once more, as a user
+/// would. Each probe records, as its key, the app server that issued the cookie it used, so a
+/// refusal can be told from one a rotation explains. The liveness path, if any, is probed
+/// beside it and recorded as `liveness`.
 async fn probe(ctx: Arc<Ctx>) {
-    let http = http(Duration::from_secs(1));
+    // No cookie store: the probe keeps its one session itself, with who issued it.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("HTTP client");
+    let session: Arc<std::sync::Mutex<Option<ProbeSession>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut inflight = JoinSet::new();
     let url = format!("{}{}", ctx.base, ctx.spec.probe_path);
+    let liveness = (!ctx.spec.liveness_path.is_empty())
+        .then(|| format!("{}{}", ctx.base, ctx.spec.liveness_path));
     while !ctx.stop.is_cancelled() {
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (ctx, http, url) = (ctx.clone(), http.clone(), url.clone());
+        let (c, h, u, session) = (ctx.clone(), http.clone(), url.clone(), session.clone());
         inflight.spawn(async move {
-            let invoke = ctx.shared.clock.now();
-            let r = http.get(&url).send().await;
+            let invoke = c.shared.clock.now();
+            let current = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let read = |cookie: Option<String>| {
+                let mut req = h.get(&u);
+                if let Some(cookie) = cookie {
+                    req = req.header("cookie", cookie);
+                }
+                req.send()
+            };
+            let mut issuer = current.as_ref().and_then(|s| s.1.clone());
+            let mut r = read(current.map(|s| s.0)).await;
+            if r.as_ref().is_ok_and(|r| r.status() == 401) {
+                let login = h
+                    .post(format!("{}/login", c.base))
+                    .json(&serde_json::json!({ "user": "probe" }))
+                    .send()
+                    .await;
+                let fresh = login
+                    .ok()
+                    .filter(|l| l.status().is_success())
+                    .and_then(|l| {
+                        let node = l
+                            .headers()
+                            .get("x-served-by")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let cookie = l.headers().get("set-cookie")?.to_str().ok()?;
+                        Some((cookie.split(';').next()?.to_string(), node))
+                    });
+                if let Some(fresh) = fresh {
+                    *session.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+                    issuer = fresh.1;
+                    r = read(Some(fresh.0)).await;
+                }
+            }
             record(
-                &ctx.shared,
+                &c.shared,
                 "probe",
                 OpKind::Probe,
-                None,
+                issuer,
                 None,
                 invoke,
                 classify(&r),
             );
         });
+        if let Some(l) = &liveness {
+            let (c, h, l) = (ctx.clone(), http.clone(), l.clone());
+            inflight.spawn(async move {
+                let invoke = c.shared.clock.now();
+                let r = h.get(&l).send().await;
+                record(
+                    &c.shared,
+                    "liveness",
+                    OpKind::Liveness,
+                    None,
+                    None,
+                    invoke,
+                    classify(&r),
+                );
+            });
+        }
         while let Some(done) = inflight.try_join_next() {
             crate::tasks::propagate(done);
         }

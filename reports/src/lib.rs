@@ -107,6 +107,7 @@ pub fn render_run(dir: &Path) -> Result<PathBuf, ReportError> {
 pub fn run_html(run: &RunData, signoff: Option<&str>) -> Result<String, ReportError> {
     let r = &run.results;
     let windows = figures(r, "availability")["windows"].clone();
+    let users = figures(r, "user-requests");
     let continuity = figures(r, "continuity");
     let db_failovers = figures(r, "failover")["failovers"].clone();
     let reconnections = figures(r, "reconnection")["windows"].clone();
@@ -129,6 +130,8 @@ pub fn run_html(run: &RunData, signoff: Option<&str>) -> Result<String, ReportEr
                 reconnections => Value::from_serialize(&reconnections),
                 timeline => Value::from_safe_string(timeline_svg(run)),
                 probes => Value::from_safe_string(probe_svg(run)),
+                users => Value::from_serialize(&users),
+                traffic => Value::from_safe_string(traffic_svg(run)),
                 logs => Value::from_serialize(&logs),
                 files => files,
                 has_final => run.dir.join("final.json").is_file(),
@@ -464,6 +467,108 @@ fn axis(svg: &mut String, end: f64, y: f64) {
         );
         t += step;
     }
+}
+
+/// Where the users' requests went: one row per server that answered (`X-Served-By`), one
+/// column per time bucket of the `user-requests` check. A column's height is the server's share
+/// of that bucket's requests, stacked by outcome, so a server kept in rotation while failing
+/// shows as a run of red columns. Fault bands across, as on the timeline.
+pub fn traffic_svg(run: &RunData) -> String {
+    let traffic = &figures(&run.results, "user-requests")["traffic"];
+    let Some(buckets) = traffic["buckets"].as_array().filter(|b| !b.is_empty()) else {
+        return String::new();
+    };
+    let bucket_s = traffic["bucket_s"].as_f64().unwrap_or(1.0).max(1.0);
+    let end = run.end_s();
+    let mut servers: Vec<String> = buckets
+        .iter()
+        .filter_map(|b| b["servers"].as_object())
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    servers.sort();
+    servers.dedup();
+    let (top, row) = (20.0, 40.0);
+    let height = top + row * servers.len() as f64 + 24.0;
+    let mut svg = format!(
+        r#"<svg class="traffic" width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img" aria-label="user requests per server over time">"#
+    );
+    for f in run.faults() {
+        let s = f["start"].as_f64().unwrap_or(0.0) / 1e9;
+        let e = f["end"].as_f64().unwrap_or(0.0) / 1e9;
+        let kind = escape(f["fault"]["kind"].as_str().unwrap_or("fault"));
+        let _ = write!(
+            svg,
+            r#"<rect class="fault" x="{:.1}" y="0" width="{:.1}" height="{:.1}"/><text class="fault-label" x="{:.1}" y="12">{kind}</text>"#,
+            x(s, end),
+            (x(e, end) - x(s, end)).max(2.0),
+            height - 24.0,
+            x(s, end) + 3.0
+        );
+    }
+    for (i, server) in servers.iter().enumerate() {
+        let base = top + row * (i as f64 + 1.0) - 4.0;
+        let _ = write!(
+            svg,
+            r#"<text class="client" x="4" y="{:.1}">{}</text><line class="tick" x1="{LEFT}" x2="{:.1}" y1="{base:.1}" y2="{base:.1}"/>"#,
+            base - 12.0,
+            escape(server),
+            W - 10.0
+        );
+        for b in buckets {
+            let t = b["t_s"].as_f64().unwrap_or(0.0);
+            let all: f64 = b["servers"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .filter_map(|c| c.as_object())
+                        .flat_map(|c| c.values())
+                        .filter_map(|n| n.as_f64())
+                        .sum()
+                })
+                .unwrap_or(0.0);
+            let mine = &b["servers"][server.as_str()];
+            if all <= 0.0 || !mine.is_object() {
+                continue;
+            }
+            let width = (x(t + bucket_s, end) - x(t, end) - 1.0).max(1.0);
+            let mut y = base;
+            let mut parts = Vec::new();
+            for (class, label) in [
+                ("ok", "ok"),
+                ("fail", "failed"),
+                ("unknown", "unknown"),
+                ("expected", "expected rejections"),
+            ] {
+                let n = mine[class].as_f64().unwrap_or(0.0);
+                if n <= 0.0 {
+                    continue;
+                }
+                parts.push(format!("{n} {label}"));
+                let h = n / all * (row - 8.0);
+                y -= h;
+                let _ = write!(
+                    svg,
+                    r#"<rect class="{class}" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/>"#,
+                    x(t, end)
+                );
+            }
+            let _ = write!(
+                svg,
+                r#"<rect class="hover" x="{:.1}" y="{:.1}" width="{width:.1}" height="{:.1}"><title>{}: {t:.0}–{:.0} s, {} of {all} requests: {}</title></rect>"#,
+                x(t, end),
+                base - (row - 8.0),
+                row - 8.0,
+                escape(server),
+                t + bucket_s,
+                mine.as_object()
+                    .map_or(0.0, |c| c.values().filter_map(|n| n.as_f64()).sum::<f64>()),
+                parts.join(", ")
+            );
+        }
+    }
+    axis(&mut svg, end, height - 20.0);
+    svg.push_str("</svg>");
+    svg
 }
 
 /// Probe latency (p50 and max per bucket) and success rate over time.

@@ -44,7 +44,11 @@ pub enum OpKind {
     Upload,
     Read,
     Session,
+    /// The availability probe: a read a user makes, through the entry point.
     Probe,
+    /// A liveness URL (does a process answer?), probed beside the availability probe and
+    /// reported apart: it never decides availability.
+    Liveness,
     /// After the run: is an acknowledged upload still there, identical?
     Verify,
     /// After a secret rotation: is a cookie from before it rejected by an app server?

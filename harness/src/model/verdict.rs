@@ -65,9 +65,14 @@ pub struct Budgets {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_unavailability: Option<Duration>,
-    /// User requests that failed or ended unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_failed_requests: Option<u64>,
+    /// Web users' requests that ended `fail` (default 0), not counting the rejections the
+    /// `user-requests` check names as expected (sessions refused after a secret rotation).
+    #[serde(default)]
+    pub max_failed_requests: u64,
+    /// Web users' requests that ended `unknown`: they may or may not have taken effect
+    /// (default 0).
+    #[serde(default)]
+    pub max_unknown_requests: u64,
     /// Acknowledged writes (uploads, commits) lost (default 0); in a database's asynchronous
     /// mode this is the RPO allowed.
     #[serde(default)]

@@ -332,6 +332,9 @@ impl Validator<'_> {
         }
         self.per_second("workload.probe_hz", w.probe_hz, MAX_HZ)?;
         self.path("workload.probe_path", &w.probe_path)?;
+        if !w.liveness_path.is_empty() {
+            self.path("workload.liveness_path", &w.liveness_path)?;
+        }
         let entry = self.node("workload.entry", &w.entry)?;
         self.publishes("workload.entry_port", &entry, w.entry_port)?;
         self.count("workload.max_ops", w.max_ops, 1..=u64::MAX)?;

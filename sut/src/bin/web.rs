@@ -61,6 +61,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { listen, drain_ms } => {
             let app = App::new(&config).await?;
+            app.warm_pool().await;
             let draining = app.draining.clone();
             let stop = tokio_util::sync::CancellationToken::new();
             let mut servers = tokio::task::JoinSet::new();

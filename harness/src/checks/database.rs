@@ -308,9 +308,11 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
     let mut problems = Vec::new();
     for (i, f) in triggers.iter().enumerate() {
         let until = triggers.get(i + 1).map_or(Stamp(u64::MAX), |n| n.start);
+        // What the observer knew when the fault started: answers it had by then. A poll sent
+        // just before a kill and answered after it saw the kill, not the state before it.
         let before: Vec<Event> = events
             .iter()
-            .filter(|e| matches!(e, Event::Op(o) if o.invoke < f.start))
+            .filter(|e| matches!(e, Event::Op(o) if o.complete <= f.start))
             .cloned()
             .collect();
         let old = last_roles(&before)
@@ -319,7 +321,7 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
             .map(|(n, _)| n);
         let old_leader = leaders
             .iter()
-            .rfind(|o| o.invoke < f.start)
+            .rfind(|o| o.complete <= f.start)
             .and_then(|o| o.value.clone());
         let in_window = |o: &&&OpRecord| o.invoke >= f.start && o.invoke < until;
         let promoted = roles
@@ -780,6 +782,26 @@ mod tests {
         assert_eq!(t["promoted_ms"], 10_500);
         assert_eq!(t["first_write_ms"], 10_702);
         assert_eq!(t["new_primary"], "pg2");
+    }
+
+    #[test]
+    fn a_poll_answered_after_the_fault_does_not_say_who_was_primary_before_it() {
+        // The observer asked pg1 at 999 ms and heard "unreachable" at 1,001 ms, after the kill
+        // at 1,000 ms: pg1 was still the primary the kill hit.
+        let events: Vec<Event> = failover_history(Some(11_500))
+            .into_iter()
+            .map(|e| match e {
+                Event::Op(o)
+                    if o.kind == OpKind::Role && o.value.as_deref() == Some("unreachable") =>
+                {
+                    role("pg1", "unreachable", 999)
+                }
+                e => e,
+            })
+            .collect();
+        let r = failover(&events, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["failovers"][0]["new_primary"], "pg2");
     }
 
     #[test]

@@ -142,7 +142,11 @@ start() {
         for _ in $(seq 150); do [ "$(peer_status vip)" = True ] && break; sleep 0.2; done
     fi
     keepalived_conf >"$RUN/keepalived.conf"
-    keepalived -n -l -D -f "$RUN/keepalived.conf" &
+    # A container restarted after a SIGKILL keeps keepalived's pid files; when a pid in them now
+    # belongs to another process, keepalived says "daemon is already running" and exits.
+    rm -f "$RUN"/keepalived*.pid
+    keepalived -n -l -D -f "$RUN/keepalived.conf" -p "$RUN/keepalived.pid" \
+        -r "$RUN/keepalived-vrrp.pid" -c "$RUN/keepalived-checkers.pid" -b "$RUN/keepalived-bfd.pid" &
     # The node lives while its processes do; PostgreSQL may be restarted by a manual failover.
     while sleep 1; do
         [ "$(jobs -r | wc -l)" -eq 3 ] || { log "keepalived or the status service exited"; exit 1; }

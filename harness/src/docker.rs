@@ -2,8 +2,12 @@
 
 use std::time::Duration;
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{PortBinding, PortMap};
 use futures_util::StreamExt;
 
 /// Labels put on everything hadrill creates, so it can always be found and removed.
@@ -136,4 +140,37 @@ pub async fn exec(
             cmd: cmd.join(" "),
             timeout,
         })?
+}
+
+/// Port bindings publishing each container port on 127.0.0.1 only, Docker picking the host
+/// port: nothing of a run is reachable from outside the machine.
+pub fn publish_on_loopback(
+    ports: impl IntoIterator<Item = u16>,
+) -> HashMap<String, Option<Vec<PortBinding>>> {
+    ports
+        .into_iter()
+        .map(|p| {
+            (
+                format!("{p}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(String::new()),
+                }]),
+            )
+        })
+        .collect()
+}
+
+/// Container port → its address on 127.0.0.1, from what the engine says was published.
+pub fn published_ports(ports: Option<PortMap>) -> BTreeMap<u16, SocketAddr> {
+    ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(key, bindings)| {
+            let port: u16 = key.strip_suffix("/tcp")?.parse().ok()?;
+            let b = bindings?.into_iter().next()?;
+            let host_port: u16 = b.host_port?.parse().ok()?;
+            Some((port, SocketAddr::from(([127, 0, 0, 1], host_port))))
+        })
+        .collect()
 }

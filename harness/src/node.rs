@@ -101,17 +101,7 @@ impl Node {
             .values()
             .filter_map(|e| e.ip_address.as_deref()?.parse().ok())
             .collect();
-        let ports = net
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(key, bindings)| {
-                let port: u16 = key.strip_suffix("/tcp")?.parse().ok()?;
-                let b = bindings?.into_iter().next()?;
-                let host_port: u16 = b.host_port?.parse().ok()?;
-                Some((port, SocketAddr::from(([127, 0, 0, 1], host_port))))
-            })
-            .collect();
+        let ports = docker::published_ports(net.ports);
         self.shared
             .nodes
             .lock()

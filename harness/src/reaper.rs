@@ -7,18 +7,19 @@
 //! (`reaper/watchdog.py`). One per process, started with its first run.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::CreateContainerOptions;
 
-use crate::docker::{DockerError, labels};
+use crate::docker::{self, DockerError, labels};
+use crate::images::{ImageBuilder, ImageError, ImageRef};
 use crate::shared::{OWNER_FILE, PRIVATE_PREFIX};
 
 const SCRIPT: &str = include_str!("reaper/watchdog.py");
-const PORT: &str = "7000/tcp";
+const PORT: u16 = 7000;
 
 /// The connection the watchdog holds; closed only when this process ends.
 static HELD: tokio::sync::Mutex<Option<TcpStream>> = tokio::sync::Mutex::const_new(None);
@@ -27,19 +28,28 @@ static HELD: tokio::sync::Mutex<Option<TcpStream>> = tokio::sync::Mutex::const_n
 pub enum ReaperError {
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error("the engine is not reached through a local socket ({0}); the watchdog needs one")]
     NoLocalSocket(String),
+    #[error("the engine published no port for the watchdog")]
+    NotPublished,
     #[error("the watchdog did not answer within {0:?}: {1}")]
     NoAnswer(Duration, String),
 }
 
 /// Makes sure a watchdog guards this process's runs (`owner`: their owner label), starting
-/// one from `image` if none holds a live connection from this process.
-pub async fn ensure(docker: &Docker, image: &str, owner: &str) -> Result<(), ReaperError> {
+/// one from the base image if none holds a live connection from this process.
+pub async fn ensure(
+    docker: &Docker,
+    images: &ImageBuilder,
+    owner: &str,
+) -> Result<(), ReaperError> {
     let mut held = HELD.lock().await;
     if held.as_ref().is_some_and(alive) {
         return Ok(());
     }
+    let image = images.ensure(&ImageRef::Base).await?.tag;
     let socket = local_socket()?;
     let name = format!(
         "hadrill-watchdog-{}",
@@ -56,7 +66,7 @@ pub async fn ensure(docker: &Docker, image: &str, owner: &str) -> Result<(), Rea
         )
         .await;
     let body = ContainerCreateBody {
-        image: Some(image.to_string()),
+        image: Some(image),
         cmd: Some(vec!["python3".into(), "-c".into(), SCRIPT.into()]),
         env: Some(vec![
             format!("HADRILL_OWNER={owner}"),
@@ -65,23 +75,14 @@ pub async fn ensure(docker: &Docker, image: &str, owner: &str) -> Result<(), Rea
         ]),
         // Not `owner`: the watchdog must not remove itself while it reaps.
         labels: Some([(labels::WATCHDOG.to_string(), owner.to_string())].into()),
-        exposed_ports: Some(vec![PORT.to_string()]),
+        exposed_ports: Some(vec![format!("{PORT}/tcp")]),
         host_config: Some(HostConfig {
             binds: Some(vec![
                 format!("{socket}:/var/run/docker.sock"),
                 // Where the runs' private directories (staged secrets) are, to remove them too.
                 format!("{}:/private", std::env::temp_dir().display()),
             ]),
-            port_bindings: Some(
-                [(
-                    PORT.to_string(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    }]),
-                )]
-                .into(),
-            ),
+            port_bindings: Some(docker::publish_on_loopback([PORT])),
             auto_remove: Some(true),
             ..Default::default()
         }),
@@ -101,16 +102,15 @@ pub async fn ensure(docker: &Docker, image: &str, owner: &str) -> Result<(), Rea
         .start_container(&name, None)
         .await
         .map_err(DockerError::api("start the watchdog container"))?;
-    let port = docker
+    let addr = docker
         .inspect_container(&name, None)
         .await
         .map_err(DockerError::api("inspect the watchdog container"))?
         .network_settings
-        .and_then(|n| n.ports)
-        .and_then(|p| p.get(PORT).cloned().flatten())
-        .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse::<u16>().ok()))
-        .ok_or_else(|| ReaperError::NoAnswer(Duration::ZERO, "no published port".into()))?;
-    let stream = tokio::task::spawn_blocking(move || connect(port))
+        .map(|n| docker::published_ports(n.ports))
+        .and_then(|p| p.get(&PORT).copied())
+        .ok_or(ReaperError::NotPublished)?;
+    let stream = tokio::task::spawn_blocking(move || connect(addr))
         .await
         .map_err(|e| ReaperError::NoAnswer(Duration::ZERO, e.to_string()))??;
     tracing::debug!("watchdog {name} guards runs of {owner}");
@@ -120,12 +120,12 @@ pub async fn ensure(docker: &Docker, image: &str, owner: &str) -> Result<(), Rea
 
 /// Connects until the watchdog itself says `ready` (the engine's port proxy accepts before
 /// the script listens).
-fn connect(port: u16) -> Result<TcpStream, ReaperError> {
+fn connect(addr: SocketAddr) -> Result<TcpStream, ReaperError> {
     let limit = Duration::from_secs(20);
     let t0 = Instant::now();
     let mut last = String::new();
     while t0.elapsed() < limit {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|s| {
+        let attempt = TcpStream::connect(addr).and_then(|s| {
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             let mut line = String::new();
             BufReader::new(&s).read_line(&mut line)?;

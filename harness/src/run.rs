@@ -16,7 +16,7 @@ use std::time::Instant;
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding,
+    NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
@@ -28,7 +28,7 @@ use futures_util::{FutureExt, StreamExt};
 use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
-use crate::images::{ImageBuilder, ImageError, ImageRef};
+use crate::images::{ImageBuilder, ImageError};
 use crate::node::{Node, NodeError};
 use crate::progress::Progress;
 use crate::reaper;
@@ -162,13 +162,12 @@ impl Run {
         } else {
             owner_label()
         };
-        if !options.detached {
-            let base = builder.ensure(&ImageRef::Base).await?;
-            if let Err(e) = reaper::ensure(&docker, &base.tag, &owner).await {
-                tracing::warn!(
-                    "no watchdog guards this run ({e}); if this process is killed, the next start or `hadrill clean` removes what it leaves"
-                );
-            }
+        if !options.detached
+            && let Err(e) = reaper::ensure(&docker, &builder, &owner).await
+        {
+            tracing::warn!(
+                "no watchdog guards this run ({e}); if this process is killed, the next start or `hadrill clean` removes what it leaves"
+            );
         }
 
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
@@ -317,20 +316,7 @@ impl Run {
         let t0 = Instant::now();
         tracing::info!("starting {} ({})", spec.name, spec.role);
         let binds = self.stage_config(spec)?;
-        let port_bindings = spec
-            .ports
-            .iter()
-            .map(|p| {
-                (
-                    format!("{p}/tcp"),
-                    Some(vec![PortBinding {
-                        // Published on loopback only; Docker picks the host port.
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    }]),
-                )
-            })
-            .collect();
+        let port_bindings = docker::publish_on_loopback(spec.ports.iter().copied());
         // Other nodes reach this one by its topology name on every network.
         let endpoint = || EndpointSettings {
             aliases: Some(vec![spec.name.clone()]),

@@ -18,6 +18,30 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
+/// `hadrill run <scenario files>` as a user runs it, into a fresh runs directory under
+/// `target/test-runs/<group>`; returns that directory and what the command printed.
+fn hadrill_run(group: &str, scenarios: &[&str]) -> (PathBuf, std::process::Output) {
+    let runs = common::root()
+        .join("target/test-runs")
+        .join(group)
+        .join(format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+    std::fs::create_dir_all(&runs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hadrill"))
+        .arg("run")
+        .args(scenarios.iter().map(|s| fixture(s)))
+        .env("HADRILL_RUNS_DIR", &runs)
+        .env("HADRILL_ROOT", common::root())
+        .output()
+        .unwrap();
+    (runs, out)
+}
+
 /// A page's text with the escaped `/` of its links decoded, as a browser reads them.
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path)
@@ -27,22 +51,7 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn run_writes_the_pages_and_carries_on_past_scenarios_that_cannot_run() {
-    let runs = common::root().join("target/test-runs/cli").join(format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    ));
-    std::fs::create_dir_all(&runs).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hadrill"))
-        .args(["run", &fixture("cannot-start.toml")])
-        .arg(fixture("bad-file.toml"))
-        .arg(fixture("quick.toml"))
-        .env("HADRILL_RUNS_DIR", &runs)
-        .env("HADRILL_ROOT", common::root())
-        .output()
-        .unwrap();
+    let (runs, out) = hadrill_run("cli", &["cannot-start.toml", "bad-file.toml", "quick.toml"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n--- stderr ---\n{stderr}");
@@ -164,22 +173,7 @@ fn secret_like(text: &str) -> Option<&str> {
 
 #[test]
 fn a_secret_the_product_prints_reaches_no_kept_artifact() {
-    let runs = common::root()
-        .join("target/test-runs/cli-secrets")
-        .join(format!(
-            "{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-        ));
-    std::fs::create_dir_all(&runs).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hadrill"))
-        .args(["run", &fixture("leaks-a-secret.toml")])
-        .env("HADRILL_RUNS_DIR", &runs)
-        .env("HADRILL_ROOT", common::root())
-        .output()
-        .unwrap();
+    let (runs, out) = hadrill_run("cli-secrets", &["leaks-a-secret.toml"]);
     let terminal = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -70,10 +70,11 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         .filter(|o| o.outcome == Outcome::Unknown)
         .filter_map(|o| o.value.as_deref())
         .collect();
-    let failed = uploads
+    let refused: BTreeSet<&str> = uploads
         .iter()
         .filter(|o| o.outcome == Outcome::Fail)
-        .count();
+        .filter_map(|o| o.value.as_deref())
+        .collect();
     let Some(state) = state else {
         return result(
             "continuity",
@@ -128,6 +129,11 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             orphans.push(json!({ "id": id, "why": "row points at a missing object" }));
         } else if unknown.contains(sha.as_str()) {
             unknown_took_effect += 1;
+        } else if refused.contains(sha.as_str()) {
+            // The product answered with a refusal and stored it anyway: a user who retries
+            // gets a duplicate. Its answer should have said the outcome was unknown.
+            orphans
+                .push(json!({ "id": id, "why": "an upload answered with a refusal took effect" }));
         } else {
             orphans.push(json!({ "id": id, "why": "no upload explains this row" }));
         }
@@ -140,7 +146,7 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         "lost_detail": lost,
         "unreadable": unreadable.len(),
         "unreadable_detail": unreadable,
-        "failed_uploads": failed,
+        "failed_uploads": refused.len(),
         "unknown_uploads": unknown.len(),
         "unknown_that_took_effect": unknown_took_effect,
         "unanalysed": unanalysed.len(),
@@ -165,7 +171,11 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         ));
     }
     if !orphans.is_empty() {
-        problems.push(format!("{} orphan rows", orphans.len()));
+        problems.push(format!(
+            "{} rows no acknowledged or unknown upload explains ({})",
+            orphans.len(),
+            orphans[0]["why"].as_str().unwrap_or_default()
+        ));
     }
     let mut summary = format!(
         "{} acknowledged, {} verified, {} lost, {} unknown ({} took effect), {} redelivered jobs",
@@ -940,6 +950,20 @@ mod tests {
         s.content.insert(3, Content::Identical);
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Fail, "a row no upload explains");
+        // Refused, yet stored: the product's answer was wrong, and the report says which way.
+        e.push(upload(3, 3, "c", Outcome::Fail));
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(
+            r.verdict,
+            Verdict::Fail,
+            "a refused upload that took effect"
+        );
+        assert!(
+            r.summary.contains("answered with a refusal took effect"),
+            "{}",
+            r.summary
+        );
+        e.pop();
         e.push(upload(3, 3, "c", Outcome::Unknown));
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);

@@ -198,8 +198,10 @@ pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange 
                 .map(str::to_string);
             let outcome = match status {
                 200..=299 => Outcome::Ok,
-                // The load balancer lost the upstream mid-request or timed out: it may have run.
-                502 | 504 => Outcome::Unknown,
+                // The load balancer lost the upstream mid-request or timed out, or the server
+                // failed part-way (a 500 leaves its state unspecified): it may have run. A 503
+                // (service unavailable) or a 4xx is a refusal.
+                500 | 502 | 504 => Outcome::Unknown,
                 _ => Outcome::Fail,
             };
             Exchange {
@@ -400,6 +402,7 @@ pub(crate) async fn read_trace(
         Ok(resp) => {
             let body = resp.text().await.unwrap_or_default();
             if body.contains("missing from the store") {
+                ex.outcome = Outcome::Fail;
                 Content::Missing
             } else {
                 Content::Unreadable(ex.error.clone().unwrap_or_default())
@@ -528,5 +531,32 @@ async fn probe(ctx: Arc<Ctx>) {
     }
     while let Some(done) = inflight.join_next().await {
         crate::tasks::propagate(done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: u16) -> Outcome {
+        let response = ::http::Response::builder()
+            .status(status)
+            .body(Vec::<u8>::new())
+            .unwrap();
+        classify(&Ok(reqwest::Response::from(response))).outcome
+    }
+
+    /// A refusal is `fail`; an answer that leaves the server's state unspecified (a 500 from a
+    /// server that failed part-way, the LB's 502/504) is `unknown`, never `fail`: a write the
+    /// product committed and then reported as an error must not be judged as refused.
+    #[test]
+    fn statuses_that_may_hide_a_processed_request_are_unknown() {
+        assert_eq!(answered(201), Outcome::Ok);
+        for status in [500, 502, 504] {
+            assert_eq!(answered(status), Outcome::Unknown, "HTTP {status}");
+        }
+        for status in [400, 401, 404, 413, 503] {
+            assert_eq!(answered(status), Outcome::Fail, "HTTP {status}");
+        }
     }
 }

@@ -63,6 +63,20 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// Whether the server refused a statement, so that it certainly did not run: bad data, a
+/// constraint, a read-only or aborted transaction, bad credentials or database, bad SQL. Any
+/// other error (a lost connection, a backend terminated by a shutdown) may come after the
+/// commit: a primary killed or stopped while a commit waits for its standby has committed
+/// locally, and the standby it promotes may hold the row.
+pub fn refused(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        matches!(
+            &d.code().code()[..2],
+            "22" | "23" | "25" | "28" | "3D" | "42"
+        )
+    })
+}
+
 pub fn connect(cfg: &DatabaseConfig) -> Result<Pool, DbError> {
     let mut pg: tokio_postgres::Config = cfg
         .url

@@ -113,8 +113,18 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
+/// 503: refused before anything was stored; the client may retry.
 fn unavailable(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e)
+}
+
+/// 500: the write may or may not have taken effect (the database connection was lost while the
+/// statement was on its way, so it may have committed); neither we nor the client can know.
+fn outcome_unknown(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the upload may or may not be stored: {e}"),
+    )
 }
 
 /// The signed-in user, if the session cookie carries a valid signature.
@@ -170,11 +180,11 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
     };
     let spool = match tempfile::NamedTempFile::new() {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}")),
+        Err(e) => return unavailable(format!("spool: {e}")),
     };
     let mut file = match spool.reopen() {
         Ok(f) => tokio::fs::File::from_std(f),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}")),
+        Err(e) => return unavailable(format!("spool: {e}")),
     };
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
@@ -193,11 +203,11 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
         }
         hasher.update(&chunk);
         if let Err(e) = file.write_all(&chunk).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+            return unavailable(format!("spool: {e}"));
         }
     }
     if let Err(e) = file.flush().await {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+        return unavailable(format!("spool: {e}"));
     }
     let sha256 = hex::encode(hasher.finalize());
     let key = format!("traces/{sha256}");
@@ -210,7 +220,7 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
     }
     let id = match insert_trace(&app, &sha256, size, &owner, &key).await {
         Ok(id) => id,
-        Err(e) => return unavailable(e),
+        Err(response) => return response,
     };
     if let Err(e) = app.queue.enqueue(id, &key).await {
         // No job means no analysis: take the row back so nothing acknowledged is left undone.
@@ -218,6 +228,9 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
             tracing::error!(
                 "trace {id}: enqueue failed ({e}) and removing its row failed too ({undo})"
             );
+            return outcome_unknown(format!(
+                "queue unavailable ({e}) and its row could not be taken back ({undo})"
+            ));
         }
         return unavailable(format!("queue unavailable: {e}"));
     }
@@ -250,21 +263,30 @@ async fn drain(body: Body, limit: u64) {
     }
 }
 
+/// The new row's id, or the answer to give: 503 when the database refused the insert or no
+/// connection could be had, 500 when the connection was lost with the insert on its way.
 async fn insert_trace(
     app: &App,
     sha256: &str,
     size: i64,
     owner: &str,
     key: &str,
-) -> anyhow::Result<i64> {
-    let client = app.pool.get().await?;
-    let row = client
+) -> Result<i64, Response> {
+    let client = app.pool.get().await.map_err(unavailable)?;
+    client
         .query_one(
             "INSERT INTO traces (sha256, size, owner, object_key) VALUES ($1, $2, $3, $4) RETURNING id",
             &[&sha256, &size, &owner, &key],
         )
-        .await?;
-    Ok(row.get(0))
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| {
+            if crate::db::refused(&e) {
+                unavailable(e)
+            } else {
+                outcome_unknown(e)
+            }
+        })
 }
 
 async fn delete_trace(app: &App, id: i64) -> anyhow::Result<()> {

@@ -31,10 +31,12 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
-    /// Run scenarios (default: every file in scenarios/), print their verdicts and write each
-    /// run's report, the suite sign-off page and the trend page.
+    /// Run scenarios (default: every file in scenarios/ and every variant each declares),
+    /// print their verdicts and write each run's report, the suite sign-off page and the
+    /// trend page.
     Run {
-        /// Scenario names (scenarios/<name>.toml) or paths.
+        /// Scenario names (scenarios/<name>.toml) or paths; `<name>@<topology>` runs a
+        /// scenario on another topology (one of its variants).
         scenarios: Vec<String>,
         /// Run the scenarios on this topology instead of the one each names, e.g. a variant
         /// with other settings (`--topology db-ha-patroni-defaults`).

@@ -89,7 +89,27 @@ pub struct ScenarioSpec {
     /// only if each of them fails.
     #[serde(default)]
     pub expect_fail: Vec<String>,
+    /// The same drill on other topologies (another load balancer, other settings): each is its
+    /// own test and its own row, `<scenario>@<topology>`.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
 }
+
+/// A scenario's drill on another topology.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub topology: Spanned<String>,
+    /// Checks the drill exists to see fail on this topology, in place of the scenario's own
+    /// `expect_fail`: a configuration kept as a negative control.
+    #[serde(default)]
+    pub expect_fail: Vec<String>,
+    /// What the evidence showed on this topology and why, for the sign-off page's findings.
+    pub finding: Option<String>,
+}
+
+/// The separator of a scenario and the topology of one of its variants in a test's name.
+pub const VARIANT_SEPARATOR: char = '@';
 
 fn default_warmup() -> Duration {
     Duration::from_secs(3)
@@ -206,6 +226,9 @@ pub struct Results {
     pub workload: serde_json::Value,
     /// The topology's `[settings]` (e.g. Patroni's timing) the run was made with.
     pub settings: BTreeMap<String, String>,
+    /// What the evidence showed on this topology and why, as the scenario's variant states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
 }
 
 impl Default for Results {
@@ -232,16 +255,63 @@ impl Default for Results {
             host: String::new(),
             workload: serde_json::Value::Null,
             settings: BTreeMap::new(),
+            finding: None,
         }
     }
 }
 
-/// Names of the scenarios under `<root>/scenarios`.
+/// Every scenario of the project and every variant it declares (`<scenario>@<topology>`), in
+/// name order: the default suite, one test each.
 pub fn available(root: &Path) -> Vec<String> {
-    crate::topology::toml_names(&root.join("scenarios"))
+    #[derive(Deserialize)]
+    struct Variants {
+        #[serde(default)]
+        variants: Vec<Variant>,
+    }
+    let dir = root.join("scenarios");
+    let mut names = Vec::new();
+    for name in crate::topology::toml_names(&dir) {
+        // A file that does not parse is still listed: running it reports where it is wrong.
+        let variants = std::fs::read_to_string(dir.join(format!("{name}.toml")))
+            .ok()
+            .and_then(|text| toml::from_str::<Variants>(&text).ok())
+            .map_or_else(Vec::new, |v| v.variants);
+        for v in variants {
+            let t = Path::new(v.topology.get_ref());
+            let t = t.file_stem().unwrap_or(t.as_os_str()).to_string_lossy();
+            names.push(format!("{name}{VARIANT_SEPARATOR}{t}"));
+        }
+        names.push(name);
+    }
+    names.sort();
+    names
 }
 
 impl ScenarioSpec {
+    /// This scenario as run on `topology`: its variant's expectations when it declares one for
+    /// that topology (the span stays the variant's, so errors point at it), else the scenario's
+    /// own on another topology (`--topology`).
+    pub fn apply_variant(&mut self, topology: &str) {
+        match self.variant(topology).cloned() {
+            Some(v) => {
+                self.topology = v.topology;
+                self.expect_fail = v.expect_fail;
+            }
+            None => {
+                let span = self.topology.span();
+                self.topology = Spanned::new(span, topology.to_string());
+            }
+        }
+    }
+
+    /// The variant this scenario declares for `topology` (as written, or its name).
+    pub fn variant(&self, topology: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| {
+            let t = v.topology.get_ref();
+            t == topology || Path::new(t).file_stem().is_some_and(|s| s == topology)
+        })
+    }
+
     /// The web workload: the declared one, or the default when the scenario declares none.
     pub fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
         match (&self.workload, &self.sql, &self.agents) {
@@ -253,8 +323,14 @@ impl ScenarioSpec {
 }
 
 impl Scenario {
-    /// Loads `<root>/scenarios/<name>.toml` (or a path) and the topology it names.
+    /// Loads `<root>/scenarios/<name>.toml` (or a path) and the topology it names; with
+    /// `<name>@<topology>`, on that topology instead, with what the scenario's variant for it
+    /// declares.
     pub fn load(root: &Path, name: &str) -> Result<Scenario, ScenarioError> {
+        let (name, on) = match name.rsplit_once(VARIANT_SEPARATOR) {
+            Some((name, topology)) => (name, Some(topology)),
+            None => (name, None),
+        };
         let path =
             crate::topology::locate(root, "scenarios", name).map_err(|(path, available)| {
                 ScenarioError::NotFound {
@@ -270,27 +346,53 @@ impl Scenario {
         let invalid = |span, message: String| {
             ScenarioError::Invalid(Invalid::at(&path, &text, span, message, None))
         };
-        let spec: ScenarioSpec = toml::from_str(&text)
+        let mut spec: ScenarioSpec = toml::from_str(&text)
             .map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
-        // A topology given as a file is found relative to the scenario file.
-        let topology_ref = crate::topology::beside(&path, spec.topology.get_ref());
+        let declared = on.is_some_and(|t| spec.variant(t).is_some());
+        if let Some(on) = on {
+            spec.apply_variant(on);
+        }
+        let topology_ref = match on {
+            // Given on the command line: found as the user wrote it.
+            Some(t) if !declared => t.to_string(),
+            // Given in the file: a path is relative to the scenario file.
+            _ => crate::topology::beside(&path, spec.topology.get_ref()),
+        };
         let topology = Topology::load(root, &topology_ref).map_err(|e| {
             invalid(
                 spec.topology.span(),
                 format!("topology: cannot load `{}`: {e}", spec.topology.get_ref()),
             )
         })?;
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
         let scenario = Scenario {
-            name: path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
+            name: match on {
+                Some(_) => format!("{stem}{VARIANT_SEPARATOR}{}", topology.name),
+                None => stem.into_owned(),
+            },
             path,
             spec,
             topology,
         };
         validate::check(&scenario, &text)?;
+        // Each variant is a test of the suite: a topology it cannot find is refused here, at
+        // the variant, rather than when the suite reaches it.
+        for v in &scenario.spec.variants {
+            let name = crate::topology::beside(&scenario.path, v.topology.get_ref());
+            if let Err((looked, available)) = crate::topology::locate(root, "topologies", &name) {
+                return Err(ScenarioError::Invalid(Invalid::at(
+                    &scenario.path,
+                    &text,
+                    v.topology.span(),
+                    format!(
+                        "variants: no topology `{}` (looked for {})",
+                        v.topology.get_ref(),
+                        looked.display()
+                    ),
+                    Some(format!("topologies: {}", available.join(", "))),
+                )));
+            }
+        }
         Ok(scenario)
     }
 
@@ -707,6 +809,10 @@ impl Scenario {
                 .unwrap_or_default(),
             workload: serde_json::json!({ "web": self.web(), "sql": self.spec.sql, "agents": self.spec.agents }),
             settings: self.topology.settings.clone(),
+            finding: self
+                .spec
+                .variant(&self.topology.name)
+                .and_then(|v| v.finding.clone()),
             images: run
                 .shared()
                 .images
@@ -1194,15 +1300,14 @@ pub async fn run_in_suite(
 ) -> Results {
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let wall = Instant::now();
-    let loaded = Scenario::load(root, name).and_then(|mut s| {
-        if let Some(t) = topology {
-            s.topology = Topology::load(root, t)?;
-        }
-        Ok(s)
-    });
-    let stem = Path::new(name)
+    let name = match topology {
+        Some(t) => format!("{name}{VARIANT_SEPARATOR}{t}"),
+        None => name.to_string(),
+    };
+    let loaded = Scenario::load(root, &name);
+    let stem = Path::new(&name)
         .file_stem()
-        .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into_owned());
+        .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
     let (scenario, results) = match loaded {
         Ok(s) => {
             eprintln!(
@@ -1298,7 +1403,7 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
             })
     };
     let (path, text) = read(SCENARIO_FILE)?;
-    let spec: ScenarioSpec = toml::from_str(&text).map_err(|e| {
+    let mut spec: ScenarioSpec = toml::from_str(&text).map_err(|e| {
         ScenarioError::Invalid(Invalid::at(
             &path,
             &text,
@@ -1307,6 +1412,9 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
             None,
         ))
     })?;
+    if let Some((_, topology)) = saved.scenario.rsplit_once(VARIANT_SEPARATOR) {
+        spec.apply_variant(topology);
+    }
     let (path, text) = read(FINAL_FILE)?;
     let finals: Finals = serde_json::from_str(&text).map_err(|e| ScenarioError::Evidence {
         path,

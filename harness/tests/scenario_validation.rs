@@ -195,6 +195,23 @@ const CASES: &[(&str, &str, &[&str])] = &[
             "extends: cycle cycle-self.toml → cycle-self.toml",
         ],
     ),
+    (
+        "variant-expect-fail-unknown.toml",
+        "9:32",
+        &[
+            "variants[0].expect_fail[1]",
+            "no check `replicas` runs in this scenario",
+            "availability, continuity",
+        ],
+    ),
+    (
+        "variant-unknown-topology.toml",
+        "8:12",
+        &[
+            "variants: no topology `web-ha-nginks`",
+            "web-ha, web-ha-liveness, web-ha-nginx",
+        ],
+    ),
 ];
 
 #[test]
@@ -242,6 +259,28 @@ fn every_shipped_scenario_loads() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `<scenario>@<topology>` is the scenario's drill on its variant's topology, with the
+/// variant's expectations, and the suite lists it as a test of its own.
+#[test]
+fn a_variant_is_its_own_test_on_its_topology_with_its_own_expectations() {
+    let names = available(&root());
+    assert!(
+        names.iter().any(|n| n == "s3-outage@web-ha-nginx"),
+        "{names:?}"
+    );
+    let s = Scenario::load(&root(), "s3-outage@web-ha-nginx").unwrap();
+    assert_eq!(s.name, "s3-outage@web-ha-nginx");
+    assert_eq!(s.topology.name, "web-ha-nginx");
+    let declared = s.spec.variant("web-ha-nginx").expect("declared");
+    assert_eq!(s.spec.expect_fail, ["user-requests"]);
+    assert_eq!(s.spec.expect_fail, declared.expect_fail);
+    assert!(declared.finding.is_some());
+    // The scenario itself keeps its own topology and expectations.
+    let own = Scenario::load(&root(), "s3-outage").unwrap();
+    assert_eq!(own.topology.name, "web-ha");
+    assert!(own.spec.expect_fail.is_empty());
 }
 
 /// The fixture scenarios the Docker tests run pass validation too.

@@ -195,7 +195,11 @@ fn summary_row(run: &RunData, out: &Path) -> Json {
     let link = relative(out, &run.dir.join("index.html"));
     serde_json::json!({
         "scenario": r["scenario"],
+        "topology": r["topology"],
         "description": r["description"],
+        "finding": r["finding"],
+        // The checks a negative control exists to see fail, with what they measured.
+        "expected_failures": r["checks"].as_array().map(|cs| cs.iter().filter(|c| c["expected_to_fail"] == true).map(|c| serde_json::json!({"check": c["check"], "verdict": c["verdict"], "summary": c["summary"]})).collect::<Vec<_>>()),
         "verdict": r["verdict"],
         "started_at": r["started_at"],
         "wall_seconds": r["wall_seconds"],

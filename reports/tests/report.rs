@@ -122,6 +122,49 @@ fn suite_and_trend_pages_link_every_run() {
     assert!(trend.contains("kill-active-app") && trend.contains("<svg class=\"spark\""));
 }
 
+/// A drill kept as a negative control on a variant topology shows, under "Findings", the
+/// checks it must fail with what they measured and the variant's explanation; a run without a
+/// finding adds no such section.
+#[test]
+fn a_variants_finding_is_listed_with_its_expected_failures() {
+    let (tmp, dir) = staged();
+    let out = tmp.path().join("suite");
+    let html = |dir: &Path| {
+        std::fs::read_to_string(render_suite(&[dir.to_path_buf()], &out).unwrap()).unwrap()
+    };
+    assert!(!html(&dir).contains("Findings"));
+    let path = dir.join("results.json");
+    let mut results: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    results["scenario"] = json!("kill-active-app@web-ha-nginx");
+    results["topology"] = json!("web-ha-nginx");
+    results["finding"] = json!("nginx answered 502 itself: no live upstreams");
+    let availability = results["checks"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["check"] == "availability")
+        .unwrap();
+    availability["verdict"] = json!("fail");
+    availability["expected_to_fail"] = json!(true);
+    availability["summary"] = json!("unavailable for 10277 ms, budget 2000 ms");
+    std::fs::write(&path, results.to_string()).unwrap();
+    let page = html(&dir);
+    let findings = &page[page
+        .find("<h2 id=\"findings\">Findings</h2>")
+        .expect("a findings section")..];
+    for needle in [
+        "kill-active-app@web-ha-nginx",
+        "unavailable for 10277 ms, budget 2000 ms",
+        "nginx answered 502 itself: no live upstreams",
+    ] {
+        assert!(
+            findings.contains(needle),
+            "{needle} missing from {findings}"
+        );
+    }
+}
+
 #[test]
 fn a_real_browser_loads_the_report_without_console_errors() {
     let (_tmp, dir) = staged();

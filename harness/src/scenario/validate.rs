@@ -565,19 +565,31 @@ impl Validator<'_> {
         }
     }
 
-    /// Each name is a check this scenario runs, or the run could never pass.
+    /// Each name, the scenario's own and its variants', is a check this scenario runs, or the
+    /// run could never pass. (A variant's run holds its variant's names in place of the
+    /// scenario's own.)
     fn expect_fail(&self) -> Checked {
-        let run = super::check_names(&self.scenario.spec);
-        for (i, name) in self.scenario.spec.expect_fail.iter().enumerate() {
-            if !run.contains(&name.as_str()) {
-                let mut names = run.clone();
-                names.sort_unstable();
-                names.dedup();
-                return Err(self.error(
-                    &format!("expect_fail[{i}]"),
-                    format!("no check `{name}` runs in this scenario"),
-                    Some(format!("checks this scenario runs: {}", names.join(", "))),
-                ));
+        let spec = &self.scenario.spec;
+        let own = (!self.scenario.name.contains(super::VARIANT_SEPARATOR))
+            .then(|| ("expect_fail".to_string(), &spec.expect_fail));
+        let variants = spec
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(j, v)| (format!("variants[{j}].expect_fail"), &v.expect_fail));
+        let run = super::check_names(spec);
+        for (field, list) in own.into_iter().chain(variants) {
+            for (i, name) in list.iter().enumerate() {
+                if !run.contains(&name.as_str()) {
+                    let mut names = run.clone();
+                    names.sort_unstable();
+                    names.dedup();
+                    return Err(self.error(
+                        &format!("{field}[{i}]"),
+                        format!("no check `{name}` runs in this scenario"),
+                        Some(format!("checks this scenario runs: {}", names.join(", "))),
+                    ));
+                }
             }
         }
         Ok(())

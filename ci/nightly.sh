@@ -20,5 +20,6 @@ for k in $(seq 1 "$shards"); do
     cargo nextest run --workspace --profile ci --partition "hash:$k/$shards" || status=1
 done
 bash ci/leak-trials.sh 20 || status=1
+bash ci/fuzz.sh 600 || status=1
 bash ci/merge.sh "$night" "$PWD/runs/nightly" || status=1
 exit $status

@@ -198,6 +198,9 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     judged("continuity", &problems, clean, summary, figures)
 }
 
+/// How many missing slots the historian's figures name.
+const MISSING_LISTED: usize = 100;
+
 /// The services node's historian: one roll-up per slot, no slot missing between the first
 /// and the last, and caught up to the present (slots missed during an outage done after it).
 pub fn historian(state: Option<&FinalState>) -> CheckResult {
@@ -210,19 +213,28 @@ pub fn historian(state: Option<&FinalState>) -> CheckResult {
         );
     };
     let slots = &state.rollup_slots;
-    let (first, last) = (slots[0], slots[slots.len() - 1]);
     let distinct: BTreeSet<i64> = slots.iter().copied().collect();
-    let missing: Vec<i64> = (first..=last).filter(|s| !distinct.contains(s)).collect();
+    let (first, last) = (
+        *distinct.first().expect("not empty"),
+        *distinct.last().expect("not empty"),
+    );
+    // Counted, not listed: a damaged read may span billions of slots. The first few are named.
+    let span = (last as i128 - first as i128 + 1) as u128;
+    let missing_count = span - distinct.len() as u128;
+    let missing: Vec<i64> = (first..=last)
+        .filter(|s| !distinct.contains(s))
+        .take(MISSING_LISTED)
+        .collect();
     let duplicates = slots.len() - distinct.len();
     // The last completed slot may still be in the works: allow two slots of lag.
-    let behind = (state.current_slot - 1 - last).max(0);
+    let behind = u64::try_from(state.current_slot as i128 - 1 - last as i128).unwrap_or_default();
     let figures = json!({
         "slots": slots.len(), "first": first, "last": last,
         "missing": missing, "duplicates": duplicates, "slots_behind": behind,
     });
     let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!("{} slots never rolled up", missing.len()));
+    if missing_count > 0 {
+        problems.push(format!("{missing_count} slots never rolled up"));
     }
     if duplicates > 0 {
         problems.push(format!("{duplicates} slots rolled up twice"));
@@ -1001,6 +1013,21 @@ mod tests {
             "not caught up"
         );
         assert_eq!(historian(None).verdict, Verdict::Unknown);
+        // A damaged read (found by fuzzing `hadrill check`): slots billions apart are counted,
+        // not listed, and extreme values do not overflow.
+        let r = historian(Some(&state(vec![9_000_000_000, 10, 11], i64::MIN)));
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            r.summary.contains("8999999988 slots never rolled up"),
+            "{}",
+            r.summary
+        );
+        assert_eq!(
+            r.figures["missing"].as_array().unwrap().len(),
+            MISSING_LISTED
+        );
+        let r = historian(Some(&state(vec![i64::MIN, i64::MAX], i64::MAX)));
+        assert_eq!(r.verdict, Verdict::Fail);
     }
 
     #[test]

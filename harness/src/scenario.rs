@@ -229,6 +229,20 @@ pub struct Results {
     /// What the evidence showed on this topology and why, as the scenario's variant states it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding: Option<String>,
+    /// Each node's privileges as run: image, user, capabilities, published ports.
+    pub nodes: BTreeMap<String, NodePrivileges>,
+}
+
+/// What a node could do and where it could be reached, for the report's least-privilege table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodePrivileges {
+    pub image: String,
+    /// The user it runs as, when the topology names one (else the image's).
+    pub user: Option<String>,
+    /// Capabilities added to the engine's default set (no container is privileged).
+    pub capabilities: Vec<String>,
+    /// Container port → the loopback address it is published on, at the end of the run.
+    pub ports: BTreeMap<u16, String>,
 }
 
 impl Default for Results {
@@ -256,6 +270,7 @@ impl Default for Results {
             workload: serde_json::Value::Null,
             settings: BTreeMap::new(),
             finding: None,
+            nodes: BTreeMap::new(),
         }
     }
 }
@@ -813,6 +828,24 @@ impl Scenario {
                 .spec
                 .variant(&self.topology.name)
                 .and_then(|v| v.finding.clone()),
+            nodes: run
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let spec = n.spec();
+                    let privileges = NodePrivileges {
+                        image: spec.image.to_string(),
+                        user: spec.user.clone(),
+                        capabilities: spec.cap_add.clone(),
+                        ports: spec
+                            .ports
+                            .iter()
+                            .filter_map(|p| Some((*p, n.host_addr(*p)?.to_string())))
+                            .collect(),
+                    };
+                    (n.name().to_string(), privileges)
+                })
+                .collect(),
             images: run
                 .shared()
                 .images

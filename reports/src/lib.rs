@@ -457,10 +457,11 @@ pub fn timeline_svg(run: &RunData) -> String {
 }
 
 fn axis(svg: &mut String, end: f64, y: f64) {
-    let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+    // At most 12 ticks, whatever the run's length (a damaged history may claim years).
+    let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0]
         .into_iter()
         .find(|s| end / s <= 12.0)
-        .unwrap_or(600.0);
+        .unwrap_or_else(|| (end / 12.0 / 600.0).ceil() * 600.0);
     let mut t = 0.0;
     while t <= end {
         let _ = write!(
@@ -638,7 +639,7 @@ fn log_excerpts(run: &RunData) -> Vec<Json> {
     let origin_ms = run.results["clock_origin_unix_ms"].as_u64().unwrap_or(0);
     let mut out = Vec::new();
     for f in run.faults() {
-        let at_ms = origin_ms + (f["start"].as_f64().unwrap_or(0.0) / 1e6) as u64;
+        let at_ms = origin_ms.saturating_add((f["start"].as_f64().unwrap_or(0.0) / 1e6) as u64);
         for node in f["nodes"]
             .as_array()
             .into_iter()
@@ -659,7 +660,7 @@ fn log_excerpts(run: &RunData) -> Vec<Json> {
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .is_some_and(|d| {
                             let ms = d.as_millis() as u64;
-                            ms + 2000 >= at_ms && ms <= at_ms + 5000
+                            ms.saturating_add(2000) >= at_ms && ms <= at_ms.saturating_add(5000)
                         })
                 })
                 .take(30)

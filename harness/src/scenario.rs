@@ -108,6 +108,14 @@ pub struct Variant {
     pub finding: Option<String>,
 }
 
+impl Variant {
+    /// Its topology's name: the file's stem when the scenario gives a path.
+    pub fn name(&self) -> Cow<'_, str> {
+        let t = Path::new(self.topology.get_ref());
+        t.file_stem().unwrap_or(t.as_os_str()).to_string_lossy()
+    }
+}
+
 /// The separator of a scenario and the topology of one of its variants in a test's name.
 pub const VARIANT_SEPARATOR: char = '@';
 
@@ -292,9 +300,7 @@ pub fn available(root: &Path) -> Vec<String> {
             .and_then(|text| toml::from_str::<Variants>(&text).ok())
             .map_or_else(Vec::new, |v| v.variants);
         for v in variants {
-            let t = Path::new(v.topology.get_ref());
-            let t = t.file_stem().unwrap_or(t.as_os_str()).to_string_lossy();
-            names.push(format!("{name}{VARIANT_SEPARATOR}{t}"));
+            names.push(format!("{name}{VARIANT_SEPARATOR}{}", v.name()));
         }
         names.push(name);
     }
@@ -321,10 +327,9 @@ impl ScenarioSpec {
 
     /// The variant this scenario declares for `topology` (as written, or its name).
     pub fn variant(&self, topology: &str) -> Option<&Variant> {
-        self.variants.iter().find(|v| {
-            let t = v.topology.get_ref();
-            t == topology || Path::new(t).file_stem().is_some_and(|s| s == topology)
-        })
+        self.variants
+            .iter()
+            .find(|v| v.topology.get_ref() == topology || v.name() == topology)
     }
 
     /// The web workload: the declared one, or the default when the scenario declares none.

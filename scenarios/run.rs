@@ -28,7 +28,13 @@ fn main() {
 fn run(root: &Path, name: &str) -> Result<(), Failed> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let results = scenario::run_in_suite(root, name, None, &RunOptions::new(root)).await;
+        let results = scenario::run_in_suite(
+            root,
+            name,
+            None,
+            &RunOptions::new(root).with_signal_handler(),
+        )
+        .await;
         println!("{}", results.summary());
         // The verdict must follow from the saved evidence alone: judge it again, offline.
         let recheck = scenario::recheck(&results.run_dir)

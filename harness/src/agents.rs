@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Stamp;
-use crate::model::{AgentsFinal, Exchange, OpKind, Outcome, status_matches};
+use crate::model::{AgentsFinal, Exchange, OpKind, Outcome, Role, status_matches};
 use crate::node::Node;
 use crate::patroni::get_json;
 use crate::run::Run;
@@ -270,7 +270,15 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     }
     // Everything this agent does is recorded under its name.
     let note = |kind, key: String, value, invoke, ex| {
-        record(&ctx.shared, &name, kind, Some(key), value, invoke, ex)
+        record(
+            &ctx.shared,
+            Role::Agent.named(&name),
+            kind,
+            Some(key),
+            value,
+            invoke,
+            ex,
+        )
     };
     // Enrolment, retried until it works.
     let mut failures = 0;
@@ -289,7 +297,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
             Ok((id, _)) => (Some(id.clone()), ex(Outcome::Ok, None, None)),
             Err(e) => (None, ex(Outcome::Fail, Some(e.clone()), None)),
         };
-        note(OpKind::Enroll, name.clone(), value, invoke, answer);
+        note(OpKind::ENROLL, name.clone(), value, invoke, answer);
         match result {
             Ok(enrolled) => break enrolled,
             Err(_) => {
@@ -331,7 +339,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                     target += 1;
                 }
                 note(
-                    OpKind::Connect,
+                    OpKind::CONNECT,
                     name.clone(),
                     None,
                     invoke,
@@ -342,7 +350,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
             }
         };
         note(
-            OpKind::Connect,
+            OpKind::CONNECT,
             name.clone(),
             None,
             invoke,
@@ -382,7 +390,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 m = line.recv() => match m {
                     Ok(Msg::Ack { seq: s }) => {
                         if let Some(invoke) = unacked.remove(&s) {
-                            note(OpKind::Event, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
+                            note(OpKind::EVENT, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
                         }
                     }
                     Ok(_) => {}
@@ -394,7 +402,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         if let Some(e) = why {
             let invoke = ctx.shared.clock.now();
             note(
-                OpKind::Disconnect,
+                OpKind::DISCONNECT,
                 name.clone(),
                 None,
                 invoke,
@@ -406,7 +414,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     }
     for (s, invoke) in unacked {
         note(
-            OpKind::Event,
+            OpKind::EVENT,
             format!("{id}/{s}"),
             None,
             invoke,
@@ -454,8 +462,8 @@ async fn observe_files(ctx: Arc<Ctx>) {
                 last.insert(n.clone(), digest.clone());
                 record(
                     &ctx.shared,
-                    "observer",
-                    OpKind::Files,
+                    Role::Observer.named("observer"),
+                    OpKind::FILES,
                     Some(n.clone()),
                     Some(digest),
                     invoke,

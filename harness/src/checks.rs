@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::clock::Stamp;
 use crate::model::{
-    Budgets, CheckResult, Content, Event, FaultRecord, FinalState, OpKind, OpRecord, Outcome,
+    Budgets, CheckResult, Content, Event, FaultRecord, FinalState, OpKind, OpRecord, Outcome, Role,
     Verdict, faults, ops,
 };
 
@@ -58,7 +58,7 @@ fn result(
 pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budgets) -> CheckResult {
     let uploads: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::Upload)
+        .filter(|o| o.kind == OpKind::UPLOAD)
         .collect();
     let acked: BTreeMap<i64, String> = uploads
         .iter()
@@ -277,11 +277,9 @@ fn phase(probes: &[&OpRecord], from: Stamp, to: Stamp) -> serde_json::Value {
 
 /// A request made by one of the web workload's users (not the probe, not the verifier).
 fn is_user_request(o: &OpRecord) -> bool {
-    o.client.starts_with("user-")
-        && matches!(
-            o.kind,
-            OpKind::Login | OpKind::Upload | OpKind::Read | OpKind::Session
-        )
+    o.role == Role::User
+        && o.kind
+            .is_any(&[OpKind::LOGIN, OpKind::UPLOAD, OpKind::READ, OpKind::SESSION])
 }
 
 /// A request the app refused for want of a valid session.
@@ -333,7 +331,7 @@ fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64
             continue;
         }
         // The probe names the server that issued the cookie it used (its key).
-        if o.kind == OpKind::Probe {
+        if o.kind == OpKind::PROBE {
             if let (Some(issuer), Some(refused_by)) = (o.key.as_deref(), o.node.as_deref())
                 && differ(
                     generation(issuer, o.invoke),
@@ -350,7 +348,7 @@ fn expected_rejections(all: &[OpRecord], faults: &[FaultRecord]) -> BTreeSet<u64
         let issued = all
             .iter()
             .filter(|l| {
-                l.kind == OpKind::Login
+                l.kind == OpKind::LOGIN
                     && l.client == o.client
                     && l.outcome == Outcome::Ok
                     && l.invoke < o.invoke
@@ -430,12 +428,12 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     // A probe whose session a rotation refused saw no outage: it is left out, and counted.
     let mut probes: Vec<&OpRecord> = all_ops
         .iter()
-        .filter(|o| o.kind == OpKind::Probe && !expected.contains(&o.id))
+        .filter(|o| o.kind == OpKind::PROBE && !expected.contains(&o.id))
         .collect();
     probes.sort_by_key(|p| p.invoke);
     let probes_rejected_by_rotation = all_ops
         .iter()
-        .filter(|o| o.kind == OpKind::Probe && expected.contains(&o.id))
+        .filter(|o| o.kind == OpKind::PROBE && expected.contains(&o.id))
         .count();
     let users: Vec<&OpRecord> = all_ops
         .iter()
@@ -449,7 +447,7 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     samples.sort();
     let mut liveness: Vec<(Stamp, bool)> = all_ops
         .iter()
-        .filter(|o| o.kind == OpKind::Liveness)
+        .filter(|o| o.kind == OpKind::LIVENESS)
         .map(|o| (o.invoke, o.outcome == Outcome::Ok))
         .collect();
     liveness.sort();
@@ -458,8 +456,8 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
     let sql_failures = all_ops
         .iter()
         .filter(|o| {
-            matches!(o.kind, OpKind::Insert | OpKind::ReadBack)
-                && o.client.starts_with("sql-")
+            o.kind.is_any(&[OpKind::INSERT, OpKind::READ_BACK])
+                && o.role == Role::User
                 && o.outcome != Outcome::Ok
         })
         .count();
@@ -697,7 +695,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
         .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
         .map(|f| f.start)
         .min();
-    let checks: Vec<&OpRecord> = all.iter().filter(|o| o.kind == OpKind::Session).collect();
+    let checks: Vec<&OpRecord> = all.iter().filter(|o| o.kind == OpKind::SESSION).collect();
     let rejected = |o: &&&OpRecord| o.error.as_deref() == Some("session rejected");
     let rejected_before_rotation: Vec<&&OpRecord> = checks
         .iter()
@@ -706,7 +704,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
         .collect();
     let old: Vec<&OpRecord> = all
         .iter()
-        .filter(|o| o.kind == OpKind::OldSession)
+        .filter(|o| o.kind == OpKind::OLD_SESSION)
         .collect();
     let old_accepted: Vec<String> = old
         .iter()
@@ -722,7 +720,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
     let logins_after = rotation.map(|r| {
         let after: Vec<&OpRecord> = all
             .iter()
-            .filter(|o| o.kind == OpKind::Login && o.invoke > r)
+            .filter(|o| o.kind == OpKind::LOGIN && o.invoke > r)
             .collect();
         (
             after.iter().filter(|o| o.outcome == Outcome::Ok).count(),
@@ -793,10 +791,15 @@ mod tests {
     fn op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome) -> OpRecord {
         OpRecord {
             id,
-            client: if kind == OpKind::Probe {
+            client: if kind == OpKind::PROBE {
                 "probe".into()
             } else {
                 "user-0".into()
+            },
+            role: if kind == OpKind::PROBE {
+                Role::Probe
+            } else {
+                Role::User
             },
             kind,
             key: None,
@@ -810,7 +813,7 @@ mod tests {
     }
 
     fn upload(id: u64, trace: i64, sha: &str, outcome: Outcome) -> Event {
-        let mut o = op(id, OpKind::Upload, id * 10, outcome);
+        let mut o = op(id, OpKind::UPLOAD, id * 10, outcome);
         o.key = (outcome == Outcome::Ok).then(|| trace.to_string());
         o.value = Some(sha.into());
         Event::Op(o)
@@ -1046,7 +1049,7 @@ mod tests {
             let bad = (3000..recover_ms).contains(&t);
             e.push(Event::Op(op(
                 i as u64,
-                OpKind::Probe,
+                OpKind::PROBE,
                 t,
                 if bad { Outcome::Fail } else { Outcome::Ok },
             )));
@@ -1111,14 +1114,14 @@ mod tests {
         for (i, t) in (3000..8000).step_by(200).enumerate() {
             e.push(user_op(
                 1000 + i as u64,
-                OpKind::Read,
+                OpKind::READ,
                 t,
                 Outcome::Fail,
                 "app1",
             ));
             e.push(user_op(
                 2000 + i as u64,
-                OpKind::Read,
+                OpKind::READ,
                 t + 100,
                 Outcome::Ok,
                 "app2",
@@ -1161,8 +1164,9 @@ mod tests {
     fn a_green_liveness_probe_never_decides_availability() {
         let mut e = vec![fault(1, kill(), 3000)];
         for (i, t) in (0..10_000).step_by(50).enumerate() {
-            let mut o = op(i as u64, OpKind::Liveness, t, Outcome::Ok);
+            let mut o = op(i as u64, OpKind::LIVENESS, t, Outcome::Ok);
             o.client = "liveness".into();
+            o.role = Role::Probe;
             e.push(Event::Op(o));
         }
         let r = availability(&e, Duration::from_millis(50), &Budgets::default());
@@ -1195,8 +1199,8 @@ mod tests {
         let b: Budgets = toml::from_str("max_lost_writes = 0").unwrap();
         assert_eq!((b.max_failed_requests, b.max_unknown_requests), (0, 0));
         let e = vec![
-            user_op(1, OpKind::Upload, 100, Outcome::Ok, "app1"),
-            user_op(2, OpKind::Upload, 200, Outcome::Fail, "app2"),
+            user_op(1, OpKind::UPLOAD, 100, Outcome::Ok, "app1"),
+            user_op(2, OpKind::UPLOAD, 200, Outcome::Fail, "app2"),
         ];
         let r = user_requests(&e, &b);
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
@@ -1211,11 +1215,11 @@ mod tests {
 
     #[test]
     fn failed_and_unknown_user_requests_are_counted_apart() {
-        let mut e = vec![user_op(1, OpKind::Read, 100, Outcome::Ok, "app1")];
-        e.extend((2..5).map(|i| user_op(i, OpKind::Read, i * 100, Outcome::Fail, "app1")));
-        e.extend((5..7).map(|i| user_op(i, OpKind::Upload, i * 100, Outcome::Unknown, "app2")));
+        let mut e = vec![user_op(1, OpKind::READ, 100, Outcome::Ok, "app1")];
+        e.extend((2..5).map(|i| user_op(i, OpKind::READ, i * 100, Outcome::Fail, "app1")));
+        e.extend((5..7).map(|i| user_op(i, OpKind::UPLOAD, i * 100, Outcome::Unknown, "app2")));
         // The probe and the verifier are not users.
-        e.push(Event::Op(op(9, OpKind::Probe, 900, Outcome::Fail)));
+        e.push(Event::Op(op(9, OpKind::PROBE, 900, Outcome::Fail)));
         let r = user_requests(&e, &Budgets::default());
         assert_eq!(r.figures["requests"], 6);
         assert_eq!(r.figures["failed"], 3);
@@ -1272,7 +1276,7 @@ mod tests {
             })
         };
         let rejected = |id, at_ms, node: &str| {
-            let mut o = op(id, OpKind::Upload, at_ms, Outcome::Fail);
+            let mut o = op(id, OpKind::UPLOAD, at_ms, Outcome::Fail);
             o.error = Some("HTTP 401".into());
             o.node = Some(node.into());
             Event::Op(o)
@@ -1288,13 +1292,13 @@ mod tests {
             notes: vec![],
         };
         let e = vec![
-            user_op(1, OpKind::Login, 1000, Outcome::Ok, "app1"),
+            user_op(1, OpKind::LOGIN, 1000, Outcome::Ok, "app1"),
             Event::Fault(rot.clone()),
             restart(2, "app1", 3000),
             // The cookie from before the rotation, refused by app1 with its new secret.
             rejected(3, 4000, "app1"),
             // A new cookie from app1 (new secret), refused by app2 (old secret).
-            user_op(4, OpKind::Login, 4100, Outcome::Ok, "app1"),
+            user_op(4, OpKind::LOGIN, 4100, Outcome::Ok, "app1"),
             rejected(5, 4200, "app2"),
             restart(3, "app2", 5000),
             // Both on the new secret: a refusal now is a defect.
@@ -1307,7 +1311,7 @@ mod tests {
         // The probe names the issuer of its cookie: a refusal the rotation explains is no
         // outage, one it does not explain is.
         let probe_refused = |id, at_ms, issuer: &str, node: &str| {
-            let mut o = op(id, OpKind::Probe, at_ms, Outcome::Fail);
+            let mut o = op(id, OpKind::PROBE, at_ms, Outcome::Fail);
             o.error = Some("HTTP 401".into());
             o.key = Some(issuer.into());
             o.node = Some(node.into());
@@ -1315,7 +1319,7 @@ mod tests {
         };
         let mut with_probes = e.clone();
         with_probes.push(probe_refused(20, 4300, "app1", "app2"));
-        with_probes.push(Event::Op(op(21, OpKind::Probe, 4400, Outcome::Ok)));
+        with_probes.push(Event::Op(op(21, OpKind::PROBE, 4400, Outcome::Ok)));
         let a = availability(&with_probes, Duration::from_millis(50), &Budgets::default());
         assert_eq!(a.figures["probes_rejected_by_rotation"], 1, "{}", a.summary);
         assert_eq!(a.figures["probes"], 1);
@@ -1343,7 +1347,7 @@ mod tests {
     fn session_op(id: u64, at_ms: u64, rejected: bool) -> Event {
         let mut o = op(
             id,
-            OpKind::Session,
+            OpKind::SESSION,
             at_ms,
             if rejected { Outcome::Fail } else { Outcome::Ok },
         );
@@ -1354,7 +1358,7 @@ mod tests {
     fn old_cookie(id: u64, app: &str, status: u16) -> Event {
         let mut o = op(
             id,
-            OpKind::OldSession,
+            OpKind::OLD_SESSION,
             9000,
             if status == 200 {
                 Outcome::Ok
@@ -1390,8 +1394,9 @@ mod tests {
             secret: "SECRET_KEY".into(),
             targets: vec!["app".into()],
         };
-        let mut login_after = op(50, OpKind::Login, 8000, Outcome::Ok);
+        let mut login_after = op(50, OpKind::LOGIN, 8000, Outcome::Ok);
         login_after.client = "verifier".into();
+        login_after.role = Role::Verifier;
         let base = vec![
             session_op(1, 1000, false),
             fault(1, rotate, 2000),

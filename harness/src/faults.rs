@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 use futures_util::future::join_all;
 
 use crate::docker::DockerError;
-use crate::model::{Direction, Event, Fault, FaultRecord, Outcome, Selector};
+use crate::model::{Direction, Event, Fault, FaultRecord, Outcome, Role, Selector};
 use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{POLL, Shared};
@@ -188,7 +188,7 @@ impl Shared {
                 (!nodes.is_empty()).then_some(nodes)
             }
             Some(Selector::LastServed) => events.iter().rev().find_map(|e| match e {
-                Event::Op(o) if o.outcome == Outcome::Ok && o.client.starts_with("user-") => {
+                Event::Op(o) if o.outcome == Outcome::Ok && o.role == Role::User => {
                     o.node.clone().map(|n| vec![n])
                 }
                 _ => None,

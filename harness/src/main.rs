@@ -143,7 +143,7 @@ async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<(
     } else {
         names
     };
-    let options = RunOptions::new(&root);
+    let options = RunOptions::new(&root).with_signal_handler();
     let suite = options.runs_dir.join(format!("suite-{}", stamp()));
     println!(
         "sign-off page (updated after each scenario): {}",
@@ -430,7 +430,7 @@ async fn images_list() -> Result<()> {
 async fn up(name: &str, detach: bool) -> Result<()> {
     let root = project_root();
     let topology = Topology::load(&root, name)?;
-    let mut options = RunOptions::new(&root);
+    let mut options = RunOptions::new(&root).with_signal_handler();
     options.detached = detach;
     let t0 = Instant::now();
     let run = Run::start(topology, &options).await?;

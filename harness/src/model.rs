@@ -14,6 +14,6 @@ pub use finals::{
     AgentsFinal, Analysed, ClusterFinal, Content, FinalState, MemberFinal, MemberStatus,
     status_matches,
 };
-pub use op::{Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, faults, ops};
+pub use op::{Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, faults, ops};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use verdict::{Budgets, CheckResult, Verdict};

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{
-    ClusterFinal, Event, Exchange, MemberFinal, MemberStatus, OpKind, Outcome, UNREACHABLE,
+    ClusterFinal, Event, Exchange, MemberFinal, MemberStatus, OpKind, Outcome, Role, UNREACHABLE,
     is_primary,
 };
 use crate::node::Node;
@@ -197,14 +197,14 @@ pub(crate) async fn observe(shared: Arc<Shared>, spec: ClusterSpec, stop: Cancel
             let role = s.map_or(UNREACHABLE.to_string(), |s| s.role);
             if roles.get(m.name()) != Some(&role) {
                 roles.insert(m.name().to_string(), role.clone());
-                seen(&shared, OpKind::Role, Some(m.name()), role, invoke);
+                seen(&shared, OpKind::ROLE, Some(m.name()), role, invoke);
             }
         }
         if let Some(current) = current
             && holder.as_ref() != Some(&current)
         {
             holder = Some(current.clone());
-            seen(&shared, OpKind::Leader, None, current, invoke);
+            seen(&shared, OpKind::LEADER, None, current, invoke);
         }
     }
 }
@@ -223,7 +223,15 @@ fn seen(
         node: key.map(str::to_string),
     };
     let key = key.map(str::to_string);
-    record(shared, "observer", kind, key, Some(value), invoke, ok);
+    record(
+        shared,
+        Role::Observer.named("observer"),
+        kind,
+        key,
+        Some(value),
+        invoke,
+        ok,
+    );
 }
 
 pub(crate) fn converged(members: &[(Node, bool, Option<MemberStatus>)]) -> bool {

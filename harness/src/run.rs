@@ -89,6 +89,11 @@ pub struct RunOptions {
     pub detached: bool,
     /// This run's directory (default: a fresh one under `runs_dir`, named after the topology).
     pub run_dir: Option<PathBuf>,
+    /// Install a process-wide handler for SIGINT, SIGTERM and SIGHUP that removes every live
+    /// run and exits with 128 + the signal. Off by default: a library must not take over its
+    /// host's signals. The CLI and hadrill's own test binaries turn it on; without it, the
+    /// run's watchdog still removes everything once the process is gone.
+    pub handle_signals: bool,
 }
 
 impl RunOptions {
@@ -102,7 +107,14 @@ impl RunOptions {
             runs_dir,
             detached: false,
             run_dir: None,
+            handle_signals: false,
         }
+    }
+
+    /// The same options with the process-wide signal handler on (see `handle_signals`).
+    pub fn with_signal_handler(mut self) -> Self {
+        self.handle_signals = true;
+        self
     }
 }
 
@@ -208,6 +220,9 @@ impl Run {
                 "cannot keep the run's secrets in",
                 &private_dir(&id),
             ))?;
+        }
+        if options.handle_signals {
+            SIGNALS.call_once(install_signal_handler);
         }
         register_live(&id, &dir);
         let mut run = Run {
@@ -818,7 +833,6 @@ static LIVE_RUNS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new())
 static SIGNALS: Once = Once::new();
 
 fn register_live(id: &str, dir: &Path) {
-    SIGNALS.call_once(install_signal_handler);
     LIVE_RUNS
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -16,7 +16,7 @@ use crate::checks;
 use crate::history::History;
 use crate::model::{
     AgentsFinal, Analysed, Budgets, CheckResult, Content, Event, Fault, FinalState, OpKind,
-    Outcome, Verdict, faults, ops,
+    Outcome, Role, Verdict, faults, ops,
 };
 use crate::run::{Run, RunError, RunOptions};
 use crate::shared::record;
@@ -62,7 +62,7 @@ pub enum ScenarioError {
 }
 
 /// A scenario file as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSpec {
     pub description: String,
@@ -96,7 +96,7 @@ pub struct ScenarioSpec {
 }
 
 /// A scenario's drill on another topology.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub topology: Spanned<String>,
@@ -119,29 +119,76 @@ impl Variant {
 /// The separator of a scenario and the topology of one of its variants in a test's name.
 pub const VARIANT_SEPARATOR: char = '@';
 
-fn default_warmup() -> Duration {
+pub(crate) fn default_warmup() -> Duration {
     Duration::from_secs(3)
 }
 
-fn default_settle() -> Duration {
+pub(crate) fn default_settle() -> Duration {
     Duration::from_secs(5)
 }
 
 /// One step: when (`at` from the workload's start, or `after` the previous step), a fault,
 /// and optionally a condition to wait for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub at: Option<Duration>,
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub after: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<Wait>,
 }
 
+impl Step {
+    /// A step `at` this long after the workload started.
+    pub fn at(at: Duration) -> Step {
+        Step {
+            at: Some(at),
+            after: None,
+            fault: None,
+            wait: None,
+        }
+    }
+
+    /// A step this long after the previous one ended.
+    pub fn after(after: Duration) -> Step {
+        Step {
+            at: None,
+            after: Some(after),
+            fault: None,
+            wait: None,
+        }
+    }
+
+    pub fn fault(mut self, fault: Fault) -> Step {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// Then wait until `until` holds on `nodes` (empty: the fault's nodes), up to `timeout`.
+    pub fn wait(mut self, until: Condition, nodes: &[&str], timeout: Duration) -> Step {
+        self.wait = Some(Wait {
+            until,
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            timeout,
+        });
+        self
+    }
+}
+
 /// `wait = { until = "healthy", nodes = ["app1"], timeout = "30s" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
     pub until: Condition,
@@ -165,7 +212,7 @@ pub enum Condition {
 }
 
 /// How the final state is read: the product's database and its app servers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FinalRead {
     pub database_node: String,
@@ -200,6 +247,9 @@ pub struct Scenario {
     pub path: PathBuf,
     pub spec: ScenarioSpec,
     pub topology: Topology,
+    /// The scenario as written: kept with the run's evidence, so the verdict can be re-checked
+    /// from the run directory alone.
+    pub text: String,
 }
 
 /// The outcome of one run of a scenario, as written to `results.json`.
@@ -363,6 +413,17 @@ impl Scenario {
             path: path.clone(),
             source,
         })?;
+        Scenario::parse(root, path, text, on)
+    }
+
+    /// A scenario from its text, as if read from `path` (a drill built in code has no file;
+    /// its text is what it serialises to), optionally on the topology `on`.
+    pub(crate) fn parse(
+        root: &Path,
+        path: PathBuf,
+        text: String,
+        on: Option<&str>,
+    ) -> Result<Scenario, ScenarioError> {
         let invalid = |span, message: String| {
             ScenarioError::Invalid(Invalid::at(&path, &text, span, message, None))
         };
@@ -393,8 +454,9 @@ impl Scenario {
             path,
             spec,
             topology,
+            text,
         };
-        validate::check(&scenario, &text)?;
+        validate::check(&scenario, &scenario.text)?;
         // Each variant is a test of the suite: a topology it cannot find is refused here, at
         // the variant, rather than when the suite reaches it.
         for v in &scenario.spec.variants {
@@ -402,7 +464,7 @@ impl Scenario {
             if let Err((looked, available)) = crate::topology::locate(root, "topologies", &name) {
                 return Err(ScenarioError::Invalid(Invalid::at(
                     &scenario.path,
-                    &text,
+                    &scenario.text,
                     v.topology.span(),
                     format!(
                         "variants: no topology `{}` (looked for {})",
@@ -447,8 +509,7 @@ impl Scenario {
         let driven = self.drive(&run).await;
         let finals = self.read_finals(&run, &driven).await;
         let events = run.history().events();
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        write_evidence(run.dir(), &finals, &text)?;
+        write_evidence(run.dir(), &finals, &self.text)?;
         let mut results = self
             .results(&run, &events, &finals, driven.step_errors, started_at)
             .await;
@@ -665,8 +726,8 @@ impl Scenario {
                     .await;
                 record(
                     run.shared(),
-                    "verifier",
-                    OpKind::OldSession,
+                    Role::Verifier.named("verifier"),
+                    OpKind::OLD_SESSION,
                     Some(node.name().to_string()),
                     Some(s.user.clone()),
                     invoke,
@@ -681,8 +742,8 @@ impl Scenario {
                 .await;
             record(
                 run.shared(),
-                "verifier",
-                OpKind::Login,
+                Role::Verifier.named("verifier"),
+                OpKind::LOGIN,
                 Some(node.name().to_string()),
                 None,
                 invoke,
@@ -759,8 +820,8 @@ impl Scenario {
             }
             record(
                 run.shared(),
-                "verifier",
-                OpKind::Verify,
+                Role::Verifier.named("verifier"),
+                OpKind::VERIFY,
                 Some(id.to_string()),
                 Some(sha.clone()),
                 invoke,
@@ -1149,7 +1210,7 @@ async fn progress(shared: Arc<crate::shared::Shared>, steps: usize, done: Arc<At
 fn acknowledged(events: &[Event]) -> Vec<i64> {
     ops(events)
         .iter()
-        .filter(|o| o.kind == OpKind::Upload && o.outcome == Outcome::Ok)
+        .filter(|o| o.kind == OpKind::UPLOAD && o.outcome == Outcome::Ok)
         .filter_map(|o| o.key.as_ref()?.parse().ok())
         .collect()
 }

@@ -13,7 +13,7 @@ use bollard::Docker;
 use crate::clock::{Clock, Stamp};
 use crate::history::History;
 use crate::images::{ImageRef, ReadyImage};
-use crate::model::{Event, Exchange, OpKind, OpRecord};
+use crate::model::{Actor, Event, Exchange, OpKind, OpRecord};
 use crate::topology::Topology;
 
 /// How often the runtime polls the engine while it waits for a state.
@@ -84,7 +84,7 @@ pub fn log_path(run_dir: &Path, node: &str) -> PathBuf {
 /// Records an operation invoked at `invoke` that ended now, as `ex` says.
 pub(crate) fn record(
     shared: &Shared,
-    client: &str,
+    client: Actor<'_>,
     kind: OpKind,
     key: Option<String>,
     value: Option<String>,
@@ -94,7 +94,8 @@ pub(crate) fn record(
     let h = &shared.history;
     h.record(Event::Op(OpRecord {
         id: h.next_op_id(),
-        client: client.to_string(),
+        client: client.name.to_string(),
+        role: client.role,
         kind,
         key,
         value,

@@ -121,7 +121,7 @@ pub struct NodeSpec {
     pub autostart: bool,
 }
 
-/// A file from `topologies/config/` mounted into the container. Each run gets its own copy,
+/// A file from the `config/` directory beside the topology, mounted into the container. Each run gets its own copy,
 /// so faults such as a secret rotation can rewrite it without touching the repository.
 #[derive(Debug, Clone)]
 pub struct ConfigMount {
@@ -165,7 +165,8 @@ impl Topology {
     }
 
     /// Parses topology text; `path` names the file in errors and gives the topology its name.
-    /// `root` is the project root (for `topologies/config/` and `extends`).
+    /// `root` is the project root (where `extends` looks up names); config files are read
+    /// from the `config/` directory beside `path`.
     pub fn parse(path: &Path, text: &str, root: &Path) -> Result<Self, TopologyError> {
         Self::parse_extended(path, text, root, &[])
     }
@@ -257,7 +258,16 @@ impl Topology {
                 ));
             }
         }
-        ctx.build(name, raw, &root.join("topologies").join("config"), base)
+        // Config files live beside the topology file, wherever it is (a user's own topologies
+        // need not sit inside hadrill's tree); then under the project's, so a topology kept
+        // elsewhere can still mount the shipped files.
+        let beside = path.parent().unwrap_or(Path::new(".")).join("config");
+        let shipped = root.join("topologies").join("config");
+        let mut config_roots = vec![beside];
+        if canonical(&config_roots[0]) != canonical(&shipped) {
+            config_roots.push(shipped);
+        }
+        ctx.build(name, raw, &config_roots, base)
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
@@ -499,7 +509,7 @@ impl Ctx<'_> {
         &self,
         name: String,
         raw: RawTopology,
-        config_root: &Path,
+        config_roots: &[PathBuf],
         base: Option<Topology>,
     ) -> Result<Topology, TopologyError> {
         let mut networks = Vec::new();
@@ -669,19 +679,28 @@ impl Ctx<'_> {
                         None,
                     ));
                 }
-                let file = config_root.join(source.get_ref());
-                if !file.is_file() {
+                let candidates: Vec<PathBuf> = config_roots
+                    .iter()
+                    .map(|r| r.join(source.get_ref()))
+                    .collect();
+                let Some(file) = candidates.iter().find(|f| f.is_file()).cloned() else {
+                    let looked: Vec<String> =
+                        candidates.iter().map(|f| f.display().to_string()).collect();
                     return Err(self.error(
                         source.span(),
                         format!(
                             "{}: config file `{}` does not exist (looked at {})",
                             field("config"),
                             source.get_ref(),
-                            file.display()
+                            looked.join(" and ")
                         ),
-                        Some("config paths are relative to topologies/config/".into()),
+                        Some(
+                            "config paths are relative to the `config/` directory beside the \
+                             topology file, then to the project's topologies/config/"
+                                .into(),
+                        ),
                     ));
-                }
+                };
                 config.push(ConfigMount {
                     source: file,
                     target: target.clone(),

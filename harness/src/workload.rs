@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Stamp;
-use crate::model::{Content, Exchange, OpKind, Outcome};
+use crate::model::{Content, Exchange, OpKind, Outcome, Role};
 use crate::run::Run;
 use crate::shared::{Shared, record};
 
@@ -273,8 +273,8 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     }
     record(
         &ctx.shared,
-        name,
-        OpKind::Login,
+        Role::User.named(name),
+        OpKind::LOGIN,
         Some(name.to_string()),
         None,
         invoke,
@@ -351,8 +351,8 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
     }
     record(
         &ctx.shared,
-        name,
-        OpKind::Upload,
+        Role::User.named(name),
+        OpKind::UPLOAD,
         id.map(|i| i.to_string()),
         Some(sha.clone()),
         invoke,
@@ -366,8 +366,8 @@ async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str)
     let (ex, _) = read_trace(http, &ctx.base, id, sha).await;
     record(
         &ctx.shared,
-        name,
-        OpKind::Read,
+        Role::User.named(name),
+        OpKind::READ,
         Some(id.to_string()),
         Some(sha.to_string()),
         invoke,
@@ -424,8 +424,8 @@ async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     }
     record(
         &ctx.shared,
-        name,
-        OpKind::Session,
+        Role::User.named(name),
+        OpKind::SESSION,
         Some(name.to_string()),
         None,
         invoke,
@@ -501,8 +501,8 @@ async fn probe(ctx: Arc<Ctx>) {
             }
             record(
                 &c.shared,
-                "probe",
-                OpKind::Probe,
+                Role::Probe.named("probe"),
+                OpKind::PROBE,
                 issuer,
                 None,
                 invoke,
@@ -516,8 +516,8 @@ async fn probe(ctx: Arc<Ctx>) {
                 let r = h.get(&l).send().await;
                 record(
                     &c.shared,
-                    "liveness",
-                    OpKind::Liveness,
+                    Role::Probe.named("liveness"),
+                    OpKind::LIVENESS,
                     None,
                     None,
                     invoke,

@@ -295,3 +295,56 @@ fn the_docker_tests_scenarios_load() {
         }
     }
 }
+
+/// A drill built in code is the scenario file it serialises to: loaded and validated the same.
+#[test]
+fn a_drill_built_in_code_is_a_scenario() {
+    use std::time::Duration;
+
+    use hadrill::{Budgets, Condition, Drill, Fault, SqlSpec, Step};
+    let drill = Drill::new("code-drill", "db-ha")
+        .sql(SqlSpec::default())
+        .step(Step::at(Duration::from_secs(2)).fault(Fault::kill(["@primary"])))
+        .step(Step::after(Duration::from_secs(1)).wait(
+            Condition::Healthy,
+            &["pg1"],
+            Duration::from_secs(30),
+        ))
+        .budgets(Budgets {
+            max_failover: Some(Duration::from_secs(15)),
+            ..Budgets::default()
+        });
+    let s = drill.scenario(&root()).unwrap();
+    assert_eq!(s.name, "code-drill");
+    assert_eq!(s.topology.name, "db-ha");
+    assert_eq!(s.spec.steps.len(), 2);
+    assert_eq!(s.spec.steps[0].at, Some(Duration::from_secs(2)));
+    assert_eq!(
+        s.spec.steps[0].fault,
+        Some(Fault::Kill {
+            targets: vec!["@primary".into()]
+        })
+    );
+    assert_eq!(s.spec.budgets.max_failover, Some(Duration::from_secs(15)));
+    // The text kept as the run's scenario.toml loads back as the same drill.
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("code-drill.toml");
+    std::fs::write(&path, &s.text).unwrap();
+    let again = Scenario::load(&root(), path.to_str().unwrap()).unwrap();
+    assert_eq!(again.text, s.text);
+
+    // A mistake is refused as a file's is, pointing into the drill's text.
+    let bad = Drill::new("bad-drill", "db-ha")
+        .sql(SqlSpec::default())
+        .expect_fail("no-such-check");
+    let Err(e) = bad.scenario(&root()) else {
+        panic!("an unknown expected check was accepted")
+    };
+    let err = format!("{:?}", miette::Report::new(e));
+    assert!(
+        err.contains("bad-drill.toml") && err.contains("no-such-check"),
+        "{err}"
+    );
+    let nowhere = Drill::new("lost", "no-such-topology").scenario(&root());
+    assert!(matches!(nowhere, Err(ScenarioError::Invalid(_))));
+}

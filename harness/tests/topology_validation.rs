@@ -199,3 +199,45 @@ fn a_node_can_wait_for_a_start_step() {
         ["cluster-worker1", "cluster-worker2", "cluster-worker3"]
     );
 }
+
+#[test]
+fn a_topology_outside_the_project_reads_config_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config/mine")).unwrap();
+    std::fs::write(dir.path().join("config/mine/app.conf"), "x = 1\n").unwrap();
+    let file = dir.path().join("mine.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"extends = "{}"
+[nodes.extra]
+role = "app"
+image = "base"
+command = ["sleep", "infinity"]
+config = {{ "/etc/app.conf" = "mine/app.conf" }}
+"#,
+            root().join("topologies/smoke.toml").display()
+        ),
+    )
+    .unwrap();
+    let t = Topology::load(&root(), file.to_str().unwrap()).unwrap();
+    let extra = &t.node("extra").unwrap().config[0];
+    assert_eq!(extra.source, dir.path().join("config/mine/app.conf"));
+    // The inherited nodes keep their files, relative to the parent's directory.
+    let web1 = &t.node("web1").unwrap().config[0];
+    assert_eq!(
+        web1.source,
+        root().join("topologies/config/smoke/nginx.conf")
+    );
+
+    // A missing file names the directory it was looked for in.
+    std::fs::remove_file(dir.path().join("config/mine/app.conf")).unwrap();
+    let err = format!(
+        "{:?}",
+        miette::Report::new(Topology::load(&root(), file.to_str().unwrap()).unwrap_err())
+    );
+    assert!(
+        err.contains(&dir.path().join("config").display().to_string()),
+        "{err}"
+    );
+}

@@ -35,7 +35,7 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
     let mut per_agent: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
     for o in all
         .iter()
-        .filter(|o| matches!(o.kind, OpKind::Connect | OpKind::Disconnect))
+        .filter(|o| o.kind.is_any(&[OpKind::CONNECT, OpKind::DISCONNECT]))
     {
         per_agent
             .entry(o.key.as_deref().unwrap_or(""))
@@ -56,13 +56,13 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
             // Dropped during this fault's window...
             let Some(drop) = history
                 .iter()
-                .find(|o| o.kind == OpKind::Disconnect && o.invoke >= f.start && o.invoke < until)
+                .find(|o| o.kind == OpKind::DISCONNECT && o.invoke >= f.start && o.invoke < until)
             else {
                 continue;
             };
             // ...and connected again after it.
             match history.iter().find(|o| {
-                o.kind == OpKind::Connect && o.outcome == Outcome::Ok && o.invoke >= drop.invoke
+                o.kind == OpKind::CONNECT && o.outcome == Outcome::Ok && o.invoke >= drop.invoke
             }) {
                 Some(c) => delays.push((c.complete.since(f.start).as_millis() as u64, agent)),
                 None => never.push(*agent),
@@ -108,7 +108,7 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
     // Enrolments refused while the master was away: each must say why.
     let enrol_failures: Vec<&OpRecord> = all
         .iter()
-        .filter(|o| o.kind == OpKind::Enroll && o.outcome != Outcome::Ok)
+        .filter(|o| o.kind == OpKind::ENROLL && o.outcome != Outcome::Ok)
         .collect();
     let figures = json!({
         "agents": per_agent.len(),
@@ -146,7 +146,7 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
 pub fn continuity(events: &[Event], state: &AgentsFinal, budgets: &Budgets) -> CheckResult {
     let sent: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::Event)
+        .filter(|o| o.kind == OpKind::EVENT)
         .collect();
     let acked: BTreeSet<&str> = sent
         .iter()
@@ -249,8 +249,8 @@ pub fn status_truth(events: &[Event], state: &AgentsFinal, expect_on: &[String])
         .iter()
         .filter(|n| !per_node.contains_key(n.as_str()))
         .collect();
-    let enrolled: BTreeSet<&str> = ops_of(events, OpKind::Enroll, Outcome::Ok);
-    let never_enrolled: Vec<&str> = ops_of(events, OpKind::Enroll, Outcome::Fail)
+    let enrolled: BTreeSet<&str> = ops_of(events, OpKind::ENROLL, Outcome::Ok);
+    let never_enrolled: Vec<&str> = ops_of(events, OpKind::ENROLL, Outcome::Fail)
         .into_iter()
         .filter(|a| !enrolled.contains(a))
         .collect();
@@ -309,7 +309,7 @@ pub fn integrity(
 ) -> CheckResult {
     let files: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::Files)
+        .filter(|o| o.kind == OpKind::FILES)
         .collect();
     let nodes: BTreeSet<&str> = files.iter().filter_map(|o| o.key.as_deref()).collect();
     let state_at = |t: Stamp| -> BTreeMap<&str, &str> {
@@ -434,12 +434,13 @@ pub fn integrity(
 mod tests {
     use super::*;
     use crate::model::Fault;
-    use crate::model::FaultRecord;
+    use crate::model::{FaultRecord, Role};
 
     fn op(kind: OpKind, agent: &str, ms: u64, outcome: Outcome, value: Option<&str>) -> Event {
         Event::Op(OpRecord {
             id: ms,
             client: agent.into(),
+            role: Role::Agent,
             kind,
             key: Some(agent.into()),
             value: value.map(str::to_string),
@@ -473,11 +474,11 @@ mod tests {
     #[test]
     fn reconnection_measures_dropped_agents_and_fails_on_one_that_never_returns() {
         let mut events = vec![
-            op(OpKind::Connect, "a1", 0, Outcome::Ok, None),
-            op(OpKind::Connect, "a2", 0, Outcome::Ok, None),
+            op(OpKind::CONNECT, "a1", 0, Outcome::Ok, None),
+            op(OpKind::CONNECT, "a2", 0, Outcome::Ok, None),
             fault(kill(), 1_000),
-            op(OpKind::Disconnect, "a1", 1_500, Outcome::Ok, None),
-            op(OpKind::Connect, "a1", 3_000, Outcome::Ok, None),
+            op(OpKind::DISCONNECT, "a1", 1_500, Outcome::Ok, None),
+            op(OpKind::CONNECT, "a1", 3_000, Outcome::Ok, None),
         ];
         let budgets = Budgets {
             max_reconnect: Some(Duration::from_secs(5)),
@@ -486,7 +487,7 @@ mod tests {
         let r = reconnection(&events, &budgets);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         assert_eq!(r.figures["windows"][0]["max_ms"], 2_001);
-        events.push(op(OpKind::Disconnect, "a2", 1_600, Outcome::Ok, None));
+        events.push(op(OpKind::DISCONNECT, "a2", 1_600, Outcome::Ok, None));
         assert_eq!(reconnection(&events, &budgets).verdict, Verdict::Fail);
         let tight = Budgets {
             max_reconnect: Some(Duration::from_secs(1)),
@@ -498,8 +499,8 @@ mod tests {
     #[test]
     fn continuity_fails_on_a_lost_event_and_counts_duplicates() {
         let events = vec![
-            op(OpKind::Event, "00001/1", 10, Outcome::Ok, None),
-            op(OpKind::Event, "00001/2", 20, Outcome::Ok, None),
+            op(OpKind::EVENT, "00001/1", 10, Outcome::Ok, None),
+            op(OpKind::EVENT, "00001/2", 20, Outcome::Ok, None),
         ];
         let mut state = AgentsFinal {
             events: Some([("00001/1".to_string(), 2), ("00001/2".to_string(), 1)].into()),
@@ -556,7 +557,7 @@ mod tests {
             Verdict::Fail
         );
         // An agent that never managed to enrol.
-        let refused = [op(OpKind::Enroll, "a3", 10, Outcome::Fail, None)];
+        let refused = [op(OpKind::ENROLL, "a3", 10, Outcome::Fail, None)];
         assert_eq!(status_truth(&refused, &state, &[]).verdict, Verdict::Fail);
         state
             .master_agents
@@ -569,7 +570,7 @@ mod tests {
     #[test]
     fn integrity_measures_convergence_after_heal() {
         let files = |node: &str, digest: &str, ms: u64| {
-            op(OpKind::Files, node, ms, Outcome::Ok, Some(digest))
+            op(OpKind::FILES, node, ms, Outcome::Ok, Some(digest))
         };
         let heal = fault(Fault::Heal, 5_000);
         let events = vec![
@@ -606,13 +607,14 @@ mod tests {
 mod integrity_tests {
     use super::*;
     use crate::model::Fault;
-    use crate::model::FaultRecord;
+    use crate::model::{FaultRecord, Role};
 
     fn files(node: &str, digest: &str, ms: u64) -> Event {
         Event::Op(OpRecord {
             id: ms,
             client: "observer".into(),
-            kind: OpKind::Files,
+            role: Role::Observer,
+            kind: OpKind::FILES,
             key: Some(node.into()),
             value: Some(digest.into()),
             invoke: Stamp(ms * 1_000_000),

@@ -26,7 +26,7 @@ pub fn continuity(
 ) -> CheckResult {
     let inserts: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::Insert)
+        .filter(|o| o.kind == OpKind::INSERT)
         .collect();
     let with = |outcome| -> BTreeMap<&str, &OpRecord> {
         inserts
@@ -42,7 +42,7 @@ pub fn continuity(
     );
     let read_back_misses = ops(events)
         .iter()
-        .filter(|o| o.kind == OpKind::ReadBack && o.outcome == Outcome::Fail)
+        .filter(|o| o.kind == OpKind::READ_BACK && o.outcome == Outcome::Fail)
         .count();
     let Some(keys) = keys else {
         return result(
@@ -133,7 +133,7 @@ pub fn continuity(
 pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
     let probes: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::WriteProbe)
+        .filter(|o| o.kind == OpKind::WRITE_PROBE)
         .collect();
     let mut per_node: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     let mut accepted: BTreeMap<i64, Vec<&OpRecord>> = BTreeMap::new();
@@ -268,7 +268,7 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
 fn leaders(events: &[Event]) -> Vec<OpRecord> {
     ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::Leader)
+        .filter(|o| o.kind == OpKind::LEADER)
         .collect()
 }
 
@@ -289,15 +289,14 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
     let observed = |kind: OpKind| -> Vec<&OpRecord> {
         all.iter().filter(|o| o.kind == kind).collect::<Vec<_>>()
     };
-    let (roles, leaders) = (observed(OpKind::Role), observed(OpKind::Leader));
+    let (roles, leaders) = (observed(OpKind::ROLE), observed(OpKind::LEADER));
     // Writes through the application: SQL inserts and the routed write probe, or the
     // product's uploads when it runs on the database.
     let writes: Vec<&OpRecord> = all
         .iter()
-        .filter(|o| match o.kind {
-            OpKind::Insert | OpKind::Upload => true,
-            OpKind::Probe => o.client == "sql-probe",
-            _ => false,
+        .filter(|o| {
+            o.kind.is_any(&[OpKind::INSERT, OpKind::UPLOAD])
+                || (o.kind == OpKind::PROBE && o.client == "sql-probe")
         })
         .collect();
     let triggers: Vec<FaultRecord> = faults(events)
@@ -554,7 +553,7 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FaultRecord, OpRecord};
+    use crate::model::{FaultRecord, OpRecord, Role};
     use crate::model::{MemberFinal, MemberStatus};
 
     fn at(ms: u64) -> Stamp {
@@ -565,6 +564,12 @@ mod tests {
         Event::Op(OpRecord {
             id: ms,
             client: client.into(),
+            role: match client {
+                "observer" => Role::Observer,
+                "verifier" => Role::Verifier,
+                c if c.starts_with("sql-") && c != "sql-probe" => Role::User,
+                _ => Role::Probe,
+            },
             kind,
             key: (!key.is_empty()).then(|| key.into()),
             value: (!value.is_empty()).then(|| value.into()),
@@ -577,20 +582,20 @@ mod tests {
     }
 
     fn insert(key: &str, ms: u64, outcome: Outcome) -> Event {
-        op(OpKind::Insert, "sql-0", key, "", ms, outcome)
+        op(OpKind::INSERT, "sql-0", key, "", ms, outcome)
     }
 
     fn role(node: &str, role: &str, ms: u64) -> Event {
-        op(OpKind::Role, "observer", node, role, ms, Outcome::Ok)
+        op(OpKind::ROLE, "observer", node, role, ms, Outcome::Ok)
     }
 
     fn leader(holder: &str, ms: u64) -> Event {
-        op(OpKind::Leader, "observer", "", holder, ms, Outcome::Ok)
+        op(OpKind::LEADER, "observer", "", holder, ms, Outcome::Ok)
     }
 
     fn probe(node: &str, round: u64, outcome: Outcome) -> Event {
         op(
-            OpKind::WriteProbe,
+            OpKind::WRITE_PROBE,
             "member-probe",
             node,
             &round.to_string(),
@@ -792,7 +797,7 @@ mod tests {
             .into_iter()
             .map(|e| match e {
                 Event::Op(o)
-                    if o.kind == OpKind::Role && o.value.as_deref() == Some("unreachable") =>
+                    if o.kind == OpKind::ROLE && o.value.as_deref() == Some("unreachable") =>
                 {
                     role("pg1", "unreachable", 999)
                 }

@@ -70,6 +70,64 @@ pub enum Direction {
     OneWay,
 }
 
+/// Faults as a drill written in code names them; each target is a node, a group or a `@`
+/// selector, as in a scenario file.
+impl Fault {
+    pub fn kill<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Kill {
+            targets: names(targets),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after the default 10 s.
+    pub fn stop<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Stop {
+            targets: names(targets),
+            timeout: default_stop_timeout(),
+        }
+    }
+
+    pub fn start<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Start {
+            targets: names(targets),
+        }
+    }
+
+    pub fn pause<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Pause {
+            targets: names(targets),
+        }
+    }
+
+    pub fn resume<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Resume {
+            targets: names(targets),
+        }
+    }
+
+    /// Nothing passes between `a` and `b`.
+    pub fn partition<S: Into<String>, T: Into<String>>(
+        a: impl IntoIterator<Item = S>,
+        b: impl IntoIterator<Item = T>,
+    ) -> Fault {
+        Fault::Partition {
+            a: names(a),
+            b: names(b),
+            direction: Direction::Both,
+        }
+    }
+
+    pub fn isolate<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Isolate {
+            targets: names(targets),
+        }
+    }
+}
+
+fn names<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Vec<String> {
+    targets.into_iter().map(Into::into).collect()
+}
+
 fn default_stop_timeout() -> Duration {
     Duration::from_secs(10)
 }

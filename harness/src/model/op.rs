@@ -1,5 +1,7 @@
 //! Operations and faults as a run records them, on the run's clock.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Stamp;
@@ -18,6 +20,7 @@ pub struct OpRecord {
     pub id: u64,
     /// `user-3`, `probe`, `verifier`…
     pub client: String,
+    pub role: Role,
     pub kind: OpKind,
     /// What the operation is about, e.g. a trace id or a user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,43 +40,102 @@ pub struct OpRecord {
     pub node: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum OpKind {
-    Login,
-    Upload,
-    Read,
-    Session,
+/// What an operation is, named by the workload that made it. Open: a workload adds its own
+/// kinds (`OpKind::new("checkout")`) without touching the model; the constants below are the
+/// kinds hadrill's own workloads and observers record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct OpKind(Cow<'static, str>);
+
+impl OpKind {
+    pub const fn new(name: &'static str) -> OpKind {
+        OpKind(Cow::Borrowed(name))
+    }
+
+    /// A kind named at run time, e.g. from a scenario file.
+    pub fn named(name: impl Into<String>) -> OpKind {
+        OpKind(Cow::Owned(name.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub const LOGIN: OpKind = OpKind::new("login");
+    pub const UPLOAD: OpKind = OpKind::new("upload");
+    pub const READ: OpKind = OpKind::new("read");
+    pub const SESSION: OpKind = OpKind::new("session");
     /// The availability probe: a read a user makes, through the entry point.
-    Probe,
+    pub const PROBE: OpKind = OpKind::new("probe");
     /// A liveness URL (does a process answer?), probed beside the availability probe and
     /// reported apart: it never decides availability.
-    Liveness,
-    /// After the run: is an acknowledged upload still there, identical?
-    Verify,
+    pub const LIVENESS: OpKind = OpKind::new("liveness");
+    /// After the run: is an acknowledged write still there, identical?
+    pub const VERIFY: OpKind = OpKind::new("verify");
     /// After a secret rotation: is a cookie from before it rejected by an app server?
-    OldSession,
+    pub const OLD_SESSION: OpKind = OpKind::new("old-session");
     /// A SQL client inserts a unique key through the routed endpoint (the set workload).
-    Insert,
+    pub const INSERT: OpKind = OpKind::new("insert");
     /// A SQL client reads keys it was acknowledged back through the routed endpoint.
-    ReadBack,
+    pub const READ_BACK: OpKind = OpKind::new("read-back");
     /// A write sent to one database node directly (key: the node; value: the probe round),
     /// to catch two nodes accepting writes at once.
-    WriteProbe,
-    /// The cluster observer saw a database member's role change (key: node; value: role).
-    Role,
-    /// The cluster observer saw the leader key change (value: holder, or `none`).
-    Leader,
+    pub const WRITE_PROBE: OpKind = OpKind::new("write-probe");
+    /// An observer saw a database member's role change (key: node; value: role).
+    pub const ROLE: OpKind = OpKind::new("role");
+    /// An observer saw the leader key change (value: holder, or `none`).
+    pub const LEADER: OpKind = OpKind::new("leader");
     /// An agent enrolled (key: agent name; value: its id).
-    Enroll,
+    pub const ENROLL: OpKind = OpKind::new("enroll");
     /// An agent connected to a node (key: agent name; node: the node that welcomed it).
-    Connect,
+    pub const CONNECT: OpKind = OpKind::new("connect");
     /// An agent's connection dropped (key: agent name; node: where it was; error: why).
-    Disconnect,
+    pub const DISCONNECT: OpKind = OpKind::new("disconnect");
     /// An agent event acknowledged by a node (key: `<agent id>/<seq>`).
-    Event,
+    pub const EVENT: OpKind = OpKind::new("event");
     /// The digest of a cluster node's synced files changed (key: node; value: digest).
-    Files,
+    pub const FILES: OpKind = OpKind::new("files");
+
+    /// One of `kinds`.
+    pub fn is_any(&self, kinds: &[OpKind]) -> bool {
+        kinds.contains(self)
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a client is for, so checks choose operations by purpose, not by name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Acts as a user of the product would: its requests are what users see.
+    User,
+    /// Measures availability or liveness at a fixed rate.
+    Probe,
+    /// Records facts about the system (roles, leader, synced files) without acting on it.
+    Observer,
+    /// Reads the final state after the run.
+    Verifier,
+    /// A simulated agent of a master/worker cluster.
+    Agent,
+}
+
+/// Who made an operation: its name in the history and its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub role: Role,
+    pub name: &'a str,
+}
+
+impl Role {
+    /// This role, for the client called `name`.
+    pub fn named(self, name: &str) -> Actor<'_> {
+        Actor { role: self, name }
+    }
 }
 
 /// One fault as it was applied: what, to whom, when it started and when it took effect.

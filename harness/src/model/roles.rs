@@ -16,7 +16,7 @@ pub fn is_primary(role: &str) -> bool {
 pub fn last_roles(events: &[Event]) -> BTreeMap<String, String> {
     let mut roles = BTreeMap::new();
     for o in ops(events) {
-        if o.kind == OpKind::Role
+        if o.kind == OpKind::ROLE
             && let (Some(k), Some(v)) = (o.key, o.value)
         {
             roles.insert(k, v);

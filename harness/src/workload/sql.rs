@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::ClusterFinal;
 use crate::model::Exchange;
-use crate::model::{OpKind, Outcome};
+use crate::model::{OpKind, Outcome, Role};
 use crate::node::Node;
 use crate::patroni::{self, ClusterSpec};
 use crate::run::Run;
@@ -322,8 +322,8 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
         .await;
         record(
             &ctx.shared,
-            &name,
-            OpKind::Insert,
+            Role::User.named(&name),
+            OpKind::INSERT,
             Some(key.clone()),
             None,
             invoke,
@@ -355,8 +355,8 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
             let keys = unread.join(",");
             record(
                 &ctx.shared,
-                &name,
-                OpKind::ReadBack,
+                Role::User.named(&name),
+                OpKind::READ_BACK,
                 Some(keys),
                 found.map(|f| f.to_string()),
                 invoke,
@@ -394,8 +394,8 @@ async fn routed_probe(ctx: Arc<Ctx>) {
         .await;
         record(
             &ctx.shared,
-            "sql-probe",
-            OpKind::Probe,
+            Role::Probe.named("sql-probe"),
+            OpKind::PROBE,
             None,
             Some(round.to_string()),
             invoke,
@@ -448,8 +448,8 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
         ex.node = Some(member.clone());
         record(
             &ctx.shared,
-            "member-probe",
-            OpKind::WriteProbe,
+            Role::Probe.named("member-probe"),
+            OpKind::WRITE_PROBE,
             Some(member.clone()),
             Some(this.to_string()),
             invoke,
@@ -529,8 +529,8 @@ pub async fn final_state(run: &Run, spec: &SqlSpec) -> SqlFinal {
     let value = keys.as_ref().map(|k| format!("{} keys", k.len()));
     record(
         run.shared(),
-        "verifier",
-        OpKind::Verify,
+        Role::Verifier.named("verifier"),
+        OpKind::VERIFY,
         Some(SET_TABLE.into()),
         value,
         invoke,

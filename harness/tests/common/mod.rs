@@ -13,7 +13,7 @@ pub fn root() -> PathBuf {
 }
 
 pub fn options() -> RunOptions {
-    let mut o = RunOptions::new(root());
+    let mut o = RunOptions::new(root()).with_signal_handler();
     o.runs_dir = root().join("target/test-runs");
     o
 }

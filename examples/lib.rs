@@ -1,0 +1,1 @@
+//! Drills as a user writes them in their own crate: see `tests/`.

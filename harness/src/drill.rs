@@ -1,0 +1,150 @@
+//! Drills written in Rust, in a user's own crate: the same scenario a TOML file declares,
+//! built in code and run the same way, with the same run directory and evidence.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use hadrill::{Budgets, Drill, Fault, RunOptions, SqlSpec, Step, Verdict, project_root};
+//! let results = Drill::new("my-kill-primary", "db-ha")
+//!     .describe("the primary is killed under SQL load")
+//!     .sql(SqlSpec::default())
+//!     .step(Step::at(Duration::from_secs(5)).fault(Fault::kill(["@primary"])))
+//!     .budgets(Budgets { max_failover: Some(Duration::from_secs(30)), ..Budgets::default() })
+//!     .run(&RunOptions::new(project_root()))
+//!     .await?;
+//! assert_eq!(results.verdict, Verdict::Pass, "{}", results.summary());
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::agents::AgentsSpec;
+use crate::model::Budgets;
+use crate::run::RunOptions;
+use crate::scenario::{FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step};
+use crate::workload::WorkloadSpec;
+use crate::workload::sql::SqlSpec;
+
+/// A scenario built in code. Its checks follow from its workloads and budgets exactly as a
+/// scenario file's do; `run` writes the same `results.json`, `history.jsonl` and pages.
+#[derive(Debug, Clone)]
+pub struct Drill {
+    name: String,
+    spec: ScenarioSpec,
+}
+
+impl Drill {
+    /// A drill called `name` (its run directory and report row) on `topology`: a name under
+    /// the project's `topologies/`, or a path to a topology file anywhere.
+    pub fn new(name: impl Into<String>, topology: impl Into<String>) -> Drill {
+        let spec = ScenarioSpec {
+            description: String::new(),
+            topology: Spanned::new(0..0, topology.into()),
+            workload: None,
+            sql: None,
+            agents: None,
+            warmup: crate::scenario::default_warmup(),
+            settle: crate::scenario::default_settle(),
+            steps: Vec::new(),
+            budgets: Budgets::default(),
+            final_read: FinalRead::default(),
+            expect_fail: Vec::new(),
+            variants: Vec::new(),
+        };
+        Drill {
+            name: name.into(),
+            spec,
+        }
+    }
+
+    /// What the drill shows, for the report.
+    pub fn describe(mut self, description: impl Into<String>) -> Drill {
+        self.spec.description = description.into();
+        self
+    }
+
+    /// The web product's users and probe (`[workload]`).
+    pub fn web(mut self, workload: WorkloadSpec) -> Drill {
+        self.spec.workload = Some(workload);
+        self
+    }
+
+    /// SQL clients, write probes and the cluster observer (`[sql]`).
+    pub fn sql(mut self, sql: SqlSpec) -> Drill {
+        self.spec.sql = Some(sql);
+        self
+    }
+
+    /// Simulated agents of a master/worker cluster (`[agents]`).
+    pub fn agents(mut self, agents: AgentsSpec) -> Drill {
+        self.spec.agents = Some(agents);
+        self
+    }
+
+    /// Load before the first step and after the last.
+    pub fn warmup(mut self, warmup: Duration) -> Drill {
+        self.spec.warmup = warmup;
+        self
+    }
+
+    pub fn settle(mut self, settle: Duration) -> Drill {
+        self.spec.settle = settle;
+        self
+    }
+
+    pub fn step(mut self, step: Step) -> Drill {
+        self.spec.steps.push(step);
+        self
+    }
+
+    pub fn budgets(mut self, budgets: Budgets) -> Drill {
+        self.spec.budgets = budgets;
+        self
+    }
+
+    pub fn final_read(mut self, final_read: FinalRead) -> Drill {
+        self.spec.final_read = final_read;
+        self
+    }
+
+    /// A check this drill exists to see fail (a negative control).
+    pub fn expect_fail(mut self, check: impl Into<String>) -> Drill {
+        self.spec.expect_fail.push(check.into());
+        self
+    }
+
+    /// The drill as scenario-file text: what its run keeps as `scenario.toml`.
+    pub fn to_toml(&self) -> Result<String, ScenarioError> {
+        toml::to_string(&self.spec).map_err(|e| ScenarioError::Evidence {
+            path: self.file(),
+            message: format!("cannot write the drill as a scenario: {e}"),
+        })
+    }
+
+    /// Validates the drill as a scenario file is validated (the same errors, pointing into
+    /// its text) and loads its topology, looked up under `root`.
+    pub fn scenario(&self, root: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(root, self.file(), self.to_toml()?, None)
+    }
+
+    /// Starts the topology, drives the drill, judges it, writes the run directory with its
+    /// HTML page (`index.html`) and removes everything: `hadrill run` for a drill.
+    pub async fn run(self, options: &RunOptions) -> Result<Results, ScenarioError> {
+        let results = self.scenario(&options.root)?.run(options).await?;
+        // The verdict is saved already: a page that cannot be written is worth a warning, not
+        // the loss of the results.
+        match hadrill_reports::render_run(&results.run_dir) {
+            Ok(page) => tracing::info!("report: {}", page.display()),
+            Err(e) => tracing::warn!("cannot write the run's page: {e}"),
+        }
+        Ok(results)
+    }
+
+    /// Names the drill in errors and gives it its name, as a file name does a scenario's.
+    fn file(&self) -> PathBuf {
+        PathBuf::from(format!("{}.toml", self.name))
+    }
+}

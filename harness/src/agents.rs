@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::classify::{self, TcpFailure};
 use crate::clock::Stamp;
 use crate::model::{AgentsFinal, Exchange, OpKind, Outcome, Role, status_matches};
 use crate::node::Node;
@@ -130,16 +131,18 @@ impl Line {
         })
     }
 
-    /// Opens a connection, sends `m` and waits for the answer; a `reject` is an error
-    /// starting with "rejected".
-    async fn ask(addr: std::net::SocketAddr, m: &Msg) -> Result<(Line, Msg), String> {
-        let mut l = Line::open(addr).await?;
-        l.send(m).await?;
+    /// Opens a connection, sends `m` and waits for the answer. How it failed says whether the
+    /// node may have acted on `m`.
+    async fn ask(addr: std::net::SocketAddr, m: &Msg) -> Result<(Line, Msg), TcpFailure> {
+        let mut l = Line::open(addr).await.map_err(TcpFailure::NotSent)?;
+        l.send(m).await.map_err(TcpFailure::NotSent)?;
         match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
-            Ok(Ok(Msg::Reject { reason })) => Err(format!("rejected: {reason}")),
+            Ok(Ok(Msg::Reject { reason })) => {
+                Err(TcpFailure::Refused(format!("rejected: {reason}")))
+            }
             Ok(Ok(answer)) => Ok((l, answer)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("no answer within 5 s".into()),
+            Ok(Err(e)) => Err(TcpFailure::Lost(e)),
+            Err(_) => Err(TcpFailure::Lost("no answer within 5 s".into())),
         }
     }
 
@@ -285,17 +288,18 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     let (id, key) = loop {
         let invoke = ctx.shared.clock.now();
         let attempt = async {
-            let addr = ctx.addr(&ctx.spec.enrol, ctx.spec.enrol_port)?;
-            match Line::ask(addr, &Msg::Enroll { name: name.clone() }).await {
-                Ok((_, Msg::Enrolled { id, key })) => Ok((id, key)),
-                Ok((_, other)) => Err(format!("unexpected answer {other:?}")),
-                Err(e) => Err(format!("enrolment: {e}")),
+            let addr = ctx
+                .addr(&ctx.spec.enrol, ctx.spec.enrol_port)
+                .map_err(TcpFailure::NotSent)?;
+            match Line::ask(addr, &Msg::Enroll { name: name.clone() }).await? {
+                (_, Msg::Enrolled { id, key }) => Ok((id, key)),
+                (_, other) => Err(TcpFailure::Lost(format!("unexpected answer {other:?}"))),
             }
         };
         let result = attempt.await;
         let (value, answer) = match &result {
             Ok((id, _)) => (Some(id.clone()), ex(Outcome::Ok, None, None)),
-            Err(e) => (None, ex(Outcome::Fail, Some(e.clone()), None)),
+            Err(e) => (None, classify::tcp(e)),
         };
         note(OpKind::ENROLL, name.clone(), value, invoke, answer);
         match result {
@@ -320,14 +324,16 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         };
         let invoke = ctx.shared.clock.now();
         let hello = async {
-            let addr = ctx.addr(&node_name, ctx.spec.report_port)?;
+            let addr = ctx
+                .addr(&node_name, ctx.spec.report_port)
+                .map_err(TcpFailure::NotSent)?;
             let hello = Msg::Hello {
                 id: id.clone(),
                 key: key.clone(),
             };
             match Line::ask(addr, &hello).await? {
                 (l, Msg::Welcome { node }) => Ok((l, node)),
-                (_, other) => Err(format!("unexpected answer {other:?}")),
+                (_, other) => Err(TcpFailure::Lost(format!("unexpected answer {other:?}"))),
             }
         };
         let (mut line, node) = match hello.await {
@@ -335,7 +341,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
             Err(e) => {
                 // A node that refused the key may not have synced the registry yet: try it
                 // again; a node that could not be reached: the next one in the list.
-                if !e.starts_with("rejected") {
+                if !matches!(e, TcpFailure::Refused(_)) {
                     target += 1;
                 }
                 note(
@@ -343,7 +349,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                     name.clone(),
                     None,
                     invoke,
-                    ex(Outcome::Fail, Some(e), None),
+                    classify::tcp(&e),
                 );
                 ctx.pause().await;
                 continue;

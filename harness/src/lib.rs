@@ -13,6 +13,7 @@
 
 pub mod agents;
 pub mod checks;
+pub mod classify;
 pub mod clock;
 pub mod docker;
 mod drill;

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use crate::agents::{self, AgentsSpec, Fleet};
 use crate::checks;
+use crate::classify::http as classify;
 use crate::history::History;
 use crate::model::{
     AgentsFinal, Analysed, Budgets, CheckResult, Content, Event, Fault, FinalState, OpKind,
@@ -22,7 +23,7 @@ use crate::run::{Run, RunError, RunOptions};
 use crate::shared::record;
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
-use crate::workload::{IssuedSession, Workload, WorkloadSpec, classify};
+use crate::workload::{IssuedSession, Workload, WorkloadSpec};
 
 mod validate;
 

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::classify::http as classify;
 use crate::clock::Stamp;
 use crate::model::{Content, Exchange, OpKind, Outcome, Role};
 use crate::run::Run;
@@ -184,50 +185,6 @@ impl Workload {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         (sessions, panics)
-    }
-}
-
-pub fn classify(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
-    match result {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let node = r
-                .headers()
-                .get("x-served-by")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let outcome = match status {
-                200..=299 => Outcome::Ok,
-                // The load balancer lost the upstream mid-request or timed out, or the server
-                // failed part-way (a 500 leaves its state unspecified): it may have run. A 503
-                // (service unavailable) or a 4xx is a refusal.
-                500 | 502 | 504 => Outcome::Unknown,
-                _ => Outcome::Fail,
-            };
-            Exchange {
-                outcome,
-                status: Some(status),
-                error: (outcome != Outcome::Ok).then(|| format!("HTTP {status}")),
-                node,
-            }
-        }
-        // Refused or unreachable: the request never left.
-        Err(e) if e.is_connect() => Exchange {
-            outcome: Outcome::Fail,
-            status: None,
-            error: Some(format!("connect: {e}")),
-            node: None,
-        },
-        Err(e) => Exchange {
-            outcome: Outcome::Unknown,
-            status: None,
-            error: Some(if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                format!("{e}")
-            }),
-            node: None,
-        },
     }
 }
 
@@ -531,32 +488,5 @@ async fn probe(ctx: Arc<Ctx>) {
     }
     while let Some(done) = inflight.join_next().await {
         crate::tasks::propagate(done);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answered(status: u16) -> Outcome {
-        let response = ::http::Response::builder()
-            .status(status)
-            .body(Vec::<u8>::new())
-            .unwrap();
-        classify(&Ok(reqwest::Response::from(response))).outcome
-    }
-
-    /// A refusal is `fail`; an answer that leaves the server's state unspecified (a 500 from a
-    /// server that failed part-way, the LB's 502/504) is `unknown`, never `fail`: a write the
-    /// product committed and then reported as an error must not be judged as refused.
-    #[test]
-    fn statuses_that_may_hide_a_processed_request_are_unknown() {
-        assert_eq!(answered(201), Outcome::Ok);
-        for status in [500, 502, 504] {
-            assert_eq!(answered(status), Outcome::Unknown, "HTTP {status}");
-        }
-        for status in [400, 401, 404, 413, 503] {
-            assert_eq!(answered(status), Outcome::Fail, "HTTP {status}");
-        }
     }
 }

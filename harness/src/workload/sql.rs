@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::classify::sql as classify;
 use crate::model::ClusterFinal;
 use crate::model::Exchange;
 use crate::model::{OpKind, Outcome, Role};
@@ -136,42 +137,6 @@ pub(crate) async fn connect(
         .map_err(|e| format!("connect: {e}"))?;
     tokio::spawn(conn);
     Ok(client)
-}
-
-/// How a statement ended. The server refusing it (read-only, bad SQL, bad credentials) means
-/// it did not run: `fail`. A lost connection or a timeout may come after the commit, and a
-/// shutdown can terminate a backend that already committed locally: `unknown`.
-fn classify<T>(
-    r: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
-) -> (Option<T>, Exchange) {
-    let ex = |outcome, error: Option<String>| Exchange {
-        outcome,
-        status: None,
-        error,
-        node: None,
-    };
-    match r {
-        Ok(Ok(v)) => (Some(v), ex(Outcome::Ok, None)),
-        Ok(Err(e)) => {
-            let certain = e.as_db_error().is_some_and(|d| {
-                matches!(
-                    &d.code().code()[..2],
-                    "22" | "23" | "25" | "28" | "3D" | "42"
-                )
-            });
-            let outcome = if certain {
-                Outcome::Fail
-            } else {
-                Outcome::Unknown
-            };
-            let msg = match e.as_db_error() {
-                Some(d) => format!("{}: {}", d.code().code(), d.message()),
-                None => e.to_string(),
-            };
-            (None, ex(outcome, Some(msg)))
-        }
-        Err(_) => (None, ex(Outcome::Unknown, Some("timed out".into()))),
-    }
 }
 
 /// One statement on the open connection, or on a new one from `connect`, within `timeout`:

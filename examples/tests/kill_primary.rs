@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use hadrill::scenario::recheck;
-use hadrill::{Budgets, Drill, Fault, RunOptions, SqlSpec, Step, Verdict};
+use hadrill::{Budgets, Drill, Fault, OpKind, RunOptions, SqlSpec, Step, Verdict};
+use hadrill_examples::EveryClientRecovers;
 
 #[tokio::test]
 async fn the_standby_takes_over_within_budget_and_no_commit_is_lost() {
@@ -27,17 +28,28 @@ async fn the_standby_takes_over_within_budget_and_no_commit_is_lost() {
             max_unavailability: Some(Duration::from_secs(15)),
             ..Budgets::default()
         })
+        // A check of this crate's own, judged with the built-in ones.
+        .check(EveryClientRecovers {
+            write: OpKind::INSERT,
+        })
         .run(&RunOptions::new(&hadrill).with_signal_handler())
         .await
         .expect("the drill runs");
     println!("{}", results.summary());
     assert_eq!(results.verdict, Verdict::Pass, "{}", results.summary());
     let checks: Vec<&str> = results.checks.iter().map(|c| c.check.as_str()).collect();
-    for check in ["continuity", "failover", "single-primary"] {
+    for check in [
+        "continuity",
+        "failover",
+        "single-primary",
+        "every-client-recovers",
+    ] {
         assert!(checks.contains(&check), "{check} not judged: {checks:?}");
     }
     assert!(results.run_dir.join("index.html").is_file(), "no run page");
-    // The verdict follows from the saved evidence alone, as a scenario file's does.
+    // The verdict follows from the saved evidence alone, as a scenario file's does; the
+    // crate's own check is kept as saved (its code is not in the run's files).
     let again = recheck(&results.run_dir).expect("evidence readable");
     assert!(again.differences.is_empty(), "{:?}", again.differences);
+    assert_eq!(again.kept, ["every-client-recovers"]);
 }

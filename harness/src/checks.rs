@@ -30,25 +30,10 @@ fn judged(
     figures: serde_json::Value,
 ) -> CheckResult {
     if problems.is_empty() {
-        result(check, clean, summary, figures)
+        CheckResult::new(check, clean, summary, figures)
     } else {
         let summary = format!("{}; {summary}", problems.join("; "));
-        result(check, Verdict::Fail, summary, figures)
-    }
-}
-
-fn result(
-    check: &str,
-    verdict: Verdict,
-    summary: String,
-    figures: serde_json::Value,
-) -> CheckResult {
-    CheckResult {
-        check: check.into(),
-        verdict,
-        summary,
-        figures,
-        expected_to_fail: false,
+        CheckResult::new(check, Verdict::Fail, summary, figures)
     }
 }
 
@@ -76,7 +61,7 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         .filter_map(|o| o.value.as_deref())
         .collect();
     let Some(state) = state else {
-        return result(
+        return CheckResult::new(
             "continuity",
             Verdict::Unknown,
             format!(
@@ -205,7 +190,7 @@ const MISSING_LISTED: usize = 100;
 /// and the last, and caught up to the present (slots missed during an outage done after it).
 pub fn historian(state: Option<&FinalState>) -> CheckResult {
     let Some(state) = state.filter(|s| !s.rollup_slots.is_empty()) else {
-        return result(
+        return CheckResult::new(
             "historian",
             Verdict::Unknown,
             "no roll-up was read".into(),
@@ -244,9 +229,9 @@ pub fn historian(state: Option<&FinalState>) -> CheckResult {
     }
     if problems.is_empty() {
         let summary = format!("{} slots, each once, none missing, caught up", slots.len());
-        result("historian", Verdict::Pass, summary, figures)
+        CheckResult::new("historian", Verdict::Pass, summary, figures)
     } else {
-        result("historian", Verdict::Fail, problems.join("; "), figures)
+        CheckResult::new("historian", Verdict::Fail, problems.join("; "), figures)
     }
 }
 
@@ -522,7 +507,7 @@ pub fn availability(events: &[Event], probe_period: Duration, budgets: &Budgets)
         } else {
             "only the liveness probe ran, and liveness does not decide availability"
         };
-        return result("availability", Verdict::Unknown, why.into(), figures);
+        return CheckResult::new("availability", Verdict::Unknown, why.into(), figures);
     }
     let mut problems = Vec::new();
     match (worst, budgets.max_unavailability) {
@@ -745,7 +730,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
     }
     if rotation.is_some() {
         if old.is_empty() {
-            return result(
+            return CheckResult::new(
                 "sessions",
                 Verdict::Unknown,
                 "secret rotated, but no old cookie was tried".into(),
@@ -762,7 +747,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
             problems.push("no login succeeded after the rotation".into());
         }
     } else if checks.is_empty() {
-        return result(
+        return CheckResult::new(
             "sessions",
             Verdict::Unknown,
             "no session was checked".into(),
@@ -777,9 +762,9 @@ pub fn sessions(events: &[Event]) -> CheckResult {
         None => format!("{} session checks, none rejected", checks.len()),
     };
     if problems.is_empty() {
-        result("sessions", Verdict::Pass, summary, figures)
+        CheckResult::new("sessions", Verdict::Pass, summary, figures)
     } else {
-        result("sessions", Verdict::Fail, problems.join("; "), figures)
+        CheckResult::new("sessions", Verdict::Fail, problems.join("; "), figures)
     }
 }
 
@@ -861,7 +846,7 @@ mod tests {
 
     #[test]
     fn an_expected_failure_counts_only_when_the_check_fails() {
-        let mut c = result("single-primary", Verdict::Fail, String::new(), json!({}));
+        let mut c = CheckResult::new("single-primary", Verdict::Fail, String::new(), json!({}));
         assert_eq!(c.effective(), Verdict::Fail);
         c.expected_to_fail = true;
         assert_eq!(c.effective(), Verdict::Pass);

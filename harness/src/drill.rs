@@ -16,24 +16,29 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use crate::agents::AgentsSpec;
-use crate::model::Budgets;
+use crate::model::{Budgets, Check};
 use crate::run::RunOptions;
-use crate::scenario::{FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step};
+use crate::scenario::{
+    FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
+};
 use crate::workload::WorkloadSpec;
 use crate::workload::sql::SqlSpec;
 
 /// A scenario built in code. Its checks follow from its workloads and budgets exactly as a
 /// scenario file's do; `run` writes the same `results.json`, `history.jsonl` and pages.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Drill {
     name: String,
     spec: ScenarioSpec,
+    checks: Vec<Arc<dyn Check>>,
 }
 
 impl Drill {
@@ -57,6 +62,7 @@ impl Drill {
         Drill {
             name: name.into(),
             spec,
+            checks: Vec::new(),
         }
     }
 
@@ -110,6 +116,14 @@ impl Drill {
         self
     }
 
+    /// A check of your own, judged from the history and the budgets after the built-in ones.
+    /// Its result is marked `custom` in `results.json`: `hadrill check` cannot run your code
+    /// again, so it keeps that verdict as saved and says so.
+    pub fn check(mut self, check: impl Check + 'static) -> Drill {
+        self.checks.push(Arc::new(check));
+        self
+    }
+
     /// A check this drill exists to see fail (a negative control).
     pub fn expect_fail(mut self, check: impl Into<String>) -> Drill {
         self.spec.expect_fail.push(check.into());
@@ -118,16 +132,36 @@ impl Drill {
 
     /// The drill as scenario-file text: what its run keeps as `scenario.toml`.
     pub fn to_toml(&self) -> Result<String, ScenarioError> {
-        toml::to_string(&self.spec).map_err(|e| ScenarioError::Evidence {
-            path: self.file(),
-            message: format!("cannot write the drill as a scenario: {e}"),
+        toml::to_string(&self.spec).map_err(|e| ScenarioError::Serialise {
+            drill: self.name.clone(),
+            message: e.to_string(),
         })
     }
 
     /// Validates the drill as a scenario file is validated (the same errors, pointing into
     /// its text) and loads its topology, looked up under `root`.
     pub fn scenario(&self, root: &Path) -> Result<Scenario, ScenarioError> {
-        Scenario::parse(root, self.file(), self.to_toml()?, None)
+        let mut scenario = Scenario::parse(root, self.file(), self.to_toml()?, None)?;
+        let builtin = check_names(&scenario.spec);
+        let mut seen = BTreeSet::new();
+        for c in &self.checks {
+            let clash = if builtin.contains(&c.name()) {
+                Some("is a built-in check's name")
+            } else if !seen.insert(c.name()) {
+                Some("is given to two checks")
+            } else {
+                None
+            };
+            if let Some(why) = clash {
+                return Err(ScenarioError::CheckName {
+                    drill: self.name.clone(),
+                    message: format!("check name `{}` {why}", c.name()),
+                    builtin: builtin.join(", "),
+                });
+            }
+        }
+        scenario.custom = self.checks.clone();
+        Ok(scenario)
     }
 
     /// Starts the topology, drives the drill, judges it, writes the run directory with its

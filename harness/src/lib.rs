@@ -34,7 +34,9 @@ pub mod workload;
 
 pub use drill::Drill;
 pub use faults::FaultError;
-pub use model::{Budgets, Direction, Fault, Verdict};
+pub use model::{
+    Budgets, Check, CheckResult, Direction, Event, Fault, OpKind, OpRecord, Outcome, Role, Verdict,
+};
 pub use node::Node;
 pub use run::{Run, RunError, RunOptions, project_root};
 pub use scenario::{Condition, Results, Scenario, ScenarioError, Step};

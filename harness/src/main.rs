@@ -198,6 +198,12 @@ fn check(dirs: &[std::path::PathBuf]) -> Result<()> {
             dir.display(),
             t0.elapsed().as_secs_f64()
         );
+        if !recheck.kept.is_empty() {
+            println!(
+                "kept as saved (checks from the drill's own code, not in the run's files): {}",
+                recheck.kept.join(", ")
+            );
+        }
         if recheck.differences.is_empty() {
             println!("same verdicts as results.json\n");
         } else {

@@ -16,4 +16,4 @@ pub use finals::{
 };
 pub use op::{Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, faults, ops};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
-pub use verdict::{Budgets, CheckResult, Verdict};
+pub use verdict::{Budgets, Check, CheckResult, Verdict};

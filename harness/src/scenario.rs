@@ -16,7 +16,7 @@ use crate::checks;
 use crate::classify::http as classify;
 use crate::history::History;
 use crate::model::{
-    AgentsFinal, Analysed, Budgets, CheckResult, Content, Event, Fault, FinalState, OpKind,
+    AgentsFinal, Analysed, Budgets, Check, CheckResult, Content, Event, Fault, FinalState, OpKind,
     Outcome, Role, Verdict, faults, ops,
 };
 use crate::run::{Run, RunError, RunOptions};
@@ -60,6 +60,17 @@ pub enum ScenarioError {
         "a run directory holds results.json, history.jsonl, final.json and scenario.toml as `hadrill run` wrote them; a run made by a hadrill that did not save final.json cannot be re-checked"
     ))]
     Evidence { path: PathBuf, message: String },
+    #[error("drill `{drill}`: {message}")]
+    #[diagnostic(help(
+        "each check of a drill needs its own name, other than the built-in checks' ({builtin})"
+    ))]
+    CheckName {
+        drill: String,
+        message: String,
+        builtin: String,
+    },
+    #[error("drill `{drill}` cannot be written as a scenario: {message}")]
+    Serialise { drill: String, message: String },
 }
 
 /// A scenario file as written.
@@ -251,6 +262,8 @@ pub struct Scenario {
     /// The scenario as written: kept with the run's evidence, so the verdict can be re-checked
     /// from the run directory alone.
     pub text: String,
+    /// Checks from a user's code (`Drill::check`), judged after the built-in ones.
+    pub custom: Vec<Arc<dyn Check>>,
 }
 
 /// The outcome of one run of a scenario, as written to `results.json`.
@@ -456,6 +469,7 @@ impl Scenario {
             spec,
             topology,
             text,
+            custom: Vec::new(),
         };
         validate::check(&scenario, &scenario.text)?;
         // Each variant is a test of the suite: a topology it cannot find is refused here, at
@@ -863,7 +877,15 @@ impl Scenario {
         step_errors: Vec<String>,
         started_at: String,
     ) -> Results {
-        let judged = judge(&self.spec, events, finals, step_errors);
+        let custom = self
+            .custom
+            .iter()
+            .map(|c| CheckResult {
+                custom: true,
+                ..c.judge(events, &self.spec.budgets)
+            })
+            .collect();
+        let judged = judge(&self.spec, events, finals, step_errors, custom);
         Results {
             scenario: self.name.clone(),
             description: self.spec.description.clone(),
@@ -958,11 +980,13 @@ pub struct Judged {
 
 /// Judges a run from its history and final reads alone: the same function serves a live run
 /// and `hadrill check` on a saved one, so both give the same verdicts.
+/// `custom`: the results of a drill's own checks, appended to the built-in ones.
 pub fn judge(
     spec: &ScenarioSpec,
     events: &[Event],
     finals: &Finals,
     mut step_errors: Vec<String>,
+    custom: Vec<CheckResult>,
 ) -> Judged {
     let budgets = &spec.budgets;
     let mut checks = Vec::new();
@@ -1022,6 +1046,7 @@ pub fn judge(
         };
         checks.push(result);
     }
+    checks.extend(custom);
     for name in &spec.expect_fail {
         match checks.iter_mut().find(|c| &c.check == name) {
             Some(c) => c.expected_to_fail = true,
@@ -1479,6 +1504,8 @@ pub struct Recheck {
     pub recomputed: Results,
     /// Where the two disagree (empty: the verdicts are reproduced).
     pub differences: Vec<String>,
+    /// Checks from a drill's code, which the files cannot run again: kept as saved.
+    pub kept: Vec<String>,
 }
 
 /// Recomputes every check of the run in `dir` from `history.jsonl`, `final.json` and
@@ -1491,6 +1518,7 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
             recomputed: saved.clone(),
             saved,
             differences: Vec::new(),
+            kept: Vec::new(),
         });
     }
     let read = |name: &str| {
@@ -1532,7 +1560,11 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
         .filter(|e| !e.starts_with(EXPECT_FAIL_PROBLEM))
         .cloned()
         .collect();
-    let judged = judge(&spec, &events, &finals, step_errors);
+    // A drill's own checks are code that is not in the run directory: they keep their saved
+    // verdicts, and the recheck says which.
+    let custom: Vec<CheckResult> = saved.checks.iter().filter(|c| c.custom).cloned().collect();
+    let kept = custom.iter().map(|c| c.check.clone()).collect();
+    let judged = judge(&spec, &events, &finals, step_errors, custom);
     let mut differences = Vec::new();
     if judged.verdict != saved.verdict {
         differences.push(format!(
@@ -1572,5 +1604,6 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
         saved,
         recomputed,
         differences,
+        kept,
     })
 }

@@ -348,3 +348,33 @@ fn a_drill_built_in_code_is_a_scenario() {
     let nowhere = Drill::new("lost", "no-such-topology").scenario(&root());
     assert!(matches!(nowhere, Err(ScenarioError::Invalid(_))));
 }
+
+/// A drill's own check may not take a built-in check's name, or another's.
+#[test]
+fn a_drill_check_needs_its_own_name() {
+    use hadrill::{Budgets, Check, CheckResult, Drill, Event, SqlSpec};
+    struct Named(&'static str);
+    impl Check for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn judge(&self, _: &[Event], _: &Budgets) -> CheckResult {
+            CheckResult::unknown(self.0, "a test check".into())
+        }
+    }
+    let drill = || Drill::new("named", "db-ha").sql(SqlSpec::default());
+    assert!(drill().check(Named("mine")).scenario(&root()).is_ok());
+    for (d, clash) in [
+        (drill().check(Named("continuity")), "built-in"),
+        (
+            drill().check(Named("mine")).check(Named("mine")),
+            "two checks",
+        ),
+    ] {
+        let Err(e) = d.scenario(&root()) else {
+            panic!("a clashing check name was accepted")
+        };
+        let err = format!("{:?}", miette::Report::new(e));
+        assert!(err.contains(clash) && err.contains("failover"), "{err}");
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{judged, result, secs};
+use super::{judged, secs};
 use crate::clock::Stamp;
 use crate::model::{
     AgentsFinal, Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops,
@@ -118,7 +118,7 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
         "budget_ms": budgets.max_reconnect.map(|b| b.as_millis() as u64),
     });
     if per_agent.is_empty() {
-        return result(
+        return CheckResult::new(
             "reconnection",
             Verdict::Unknown,
             "no agent connected".into(),
@@ -159,7 +159,7 @@ pub fn continuity(events: &[Event], state: &AgentsFinal, budgets: &Budgets) -> C
         .filter_map(|o| o.key.as_deref())
         .collect();
     let Some(store) = &state.events else {
-        return result(
+        return CheckResult::new(
             "continuity",
             Verdict::Unknown,
             format!(
@@ -258,7 +258,7 @@ pub fn status_truth(events: &[Event], state: &AgentsFinal, expect_on: &[String])
     figures["agents_per_node"] = json!(per_node);
     figures["never_enrolled"] = json!(never_enrolled);
     if state.master_agents.is_none() {
-        return result(
+        return CheckResult::new(
             "status-truth",
             Verdict::Unknown,
             "the master's agent list could not be read".into(),
@@ -273,10 +273,10 @@ pub fn status_truth(events: &[Event], state: &AgentsFinal, expect_on: &[String])
         if !never_enrolled.is_empty() {
             problems.push(format!("{} agents never enrolled", never_enrolled.len()));
         }
-        return result("status-truth", Verdict::Fail, problems.join("; "), figures);
+        return CheckResult::new("status-truth", Verdict::Fail, problems.join("; "), figures);
     }
     if status_matches(state) {
-        result(
+        CheckResult::new(
             "status-truth",
             Verdict::Pass,
             format!(
@@ -286,7 +286,7 @@ pub fn status_truth(events: &[Event], state: &AgentsFinal, expect_on: &[String])
             figures,
         )
     } else {
-        result(
+        CheckResult::new(
             "status-truth",
             Verdict::Fail,
             format!(
@@ -400,7 +400,7 @@ pub fn integrity(
         "budget_ms": budgets.max_sync.map(|b| b.as_millis() as u64),
     });
     if nodes.len() < 2 {
-        return result(
+        return CheckResult::new(
             "integrity",
             Verdict::Unknown,
             format!(

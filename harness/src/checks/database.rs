@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::{judged, result, secs};
+use super::{judged, secs};
 use crate::clock::Stamp;
 use crate::model::{
     Budgets, CheckResult, ClusterFinal, Event, Fault, FaultRecord, OpKind, OpRecord, Outcome,
@@ -45,7 +45,7 @@ pub fn continuity(
         .filter(|o| o.kind == OpKind::READ_BACK && o.outcome == Outcome::Fail)
         .count();
     let Some(keys) = keys else {
-        return result(
+        return CheckResult::new(
             "continuity",
             Verdict::Unknown,
             format!(
@@ -186,7 +186,7 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
         "conflicts": conflicts.iter().take(20).collect::<Vec<_>>(),
     });
     if per_node.len() < 2 {
-        return result(
+        return CheckResult::new(
             "single-primary",
             Verdict::Unknown,
             format!("{} members probed; need at least 2", per_node.len()),
@@ -206,7 +206,7 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
                 .map(|o| json!({"at_s": secs(o.invoke), "holders": o.value}))
                 .collect::<Vec<_>>()
         );
-        return result(
+        return CheckResult::new(
             "single-primary",
             Verdict::Fail,
             format!(
@@ -228,7 +228,7 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
         );
     }
     if let Some(first) = conflicts.first() {
-        return result(
+        return CheckResult::new(
             "single-primary",
             Verdict::Fail,
             format!(
@@ -255,14 +255,14 @@ pub fn single_primary(events: &[Event], probe_hz: f64) -> CheckResult {
         per_node.len()
     );
     if rate < probe_hz * 0.9 {
-        return result(
+        return CheckResult::new(
             "single-primary",
             Verdict::Unknown,
             format!("probe ran at {rate:.1} Hz, below the {probe_hz} Hz asked; {summary}"),
             figures,
         );
     }
-    result("single-primary", Verdict::Pass, summary, figures)
+    CheckResult::new("single-primary", Verdict::Pass, summary, figures)
 }
 
 fn leaders(events: &[Event]) -> Vec<OpRecord> {
@@ -411,7 +411,7 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
         "leader_observations": leaders.len(),
     });
     if roles.is_empty() {
-        return result(
+        return CheckResult::new(
             "failover",
             Verdict::Unknown,
             "the cluster observer recorded no roles".into(),
@@ -438,7 +438,7 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
             .join("; "),
     };
     if problems.is_empty() {
-        result("failover", Verdict::Pass, summary, figures)
+        CheckResult::new("failover", Verdict::Pass, summary, figures)
     } else {
         let problems = problems.join("; ");
         let summary = if summary.is_empty() {
@@ -446,7 +446,7 @@ pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
         } else {
             format!("{problems}; {summary}")
         };
-        result("failover", Verdict::Fail, summary, figures)
+        CheckResult::new("failover", Verdict::Fail, summary, figures)
     }
 }
 
@@ -482,7 +482,7 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
         })).collect::<Vec<_>>(),
     });
     let Some(primary) = primary else {
-        return Some(result(
+        return Some(CheckResult::new(
             "replicas",
             Verdict::Fail,
             "no primary after the run".into(),

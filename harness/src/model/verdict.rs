@@ -29,18 +29,43 @@ pub struct CheckResult {
     /// passes only if it is `fail`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expected_to_fail: bool,
+    /// A check written in a user's code (`Drill::check`): `hadrill check` cannot run it again
+    /// from the run's files, so it keeps its saved verdict and says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub custom: bool,
+}
+
+/// A check a user adds to a drill in their own crate. Like every built-in check it judges
+/// from the recorded history and the scenario's budgets alone, never from a live system, so
+/// its verdict follows from evidence; what cannot be decided is `Verdict::Unknown`.
+pub trait Check: Send + Sync {
+    /// Its name in the report; unique within the run.
+    fn name(&self) -> &str;
+    fn judge(&self, events: &[crate::model::Event], budgets: &Budgets) -> CheckResult;
 }
 
 impl CheckResult {
-    /// A check that had nothing to judge from, and says why.
-    pub fn unknown(check: &str, why: String) -> CheckResult {
+    /// A verdict, the one line that says what was measured against what was allowed, and the
+    /// figures behind it.
+    pub fn new(
+        check: &str,
+        verdict: Verdict,
+        summary: String,
+        figures: serde_json::Value,
+    ) -> CheckResult {
         CheckResult {
             check: check.into(),
-            verdict: Verdict::Unknown,
-            summary: why,
-            figures: serde_json::json!({}),
+            verdict,
+            summary,
+            figures,
             expected_to_fail: false,
+            custom: false,
         }
+    }
+
+    /// A check that had nothing to judge from, and says why.
+    pub fn unknown(check: &str, why: String) -> CheckResult {
+        CheckResult::new(check, Verdict::Unknown, why, serde_json::json!({}))
     }
 
     /// The verdict this check contributes to its run.

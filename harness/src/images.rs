@@ -136,6 +136,14 @@ pub struct ReadyImage {
     pub built: bool,
 }
 
+impl ReadyImage {
+    /// `("hadrill-base", "7e11…")`: what another tool (testcontainers' `GenericImage::new`)
+    /// names the image by. It is in the engine already, so nothing is pulled.
+    pub fn name_and_tag(&self) -> (&str, &str) {
+        self.tag.rsplit_once(':').unwrap_or((&self.tag, "latest"))
+    }
+}
+
 pub struct ImageBuilder {
     docker: Docker,
     cache_dir: PathBuf,

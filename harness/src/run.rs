@@ -28,7 +28,8 @@ use futures_util::{FutureExt, StreamExt};
 use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
-use crate::images::{ImageBuilder, ImageError};
+use crate::images::{ImageBuilder, ImageError, ImageRef, ReadyImage};
+use crate::model::Fault;
 use crate::node::{Node, NodeError};
 use crate::progress::Progress;
 use crate::reaper;
@@ -182,35 +183,8 @@ impl Run {
             );
         }
 
-        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-        let dir = options.run_dir.clone().unwrap_or_else(|| {
-            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                .to_string()
-                .replace(['-', ':'], "");
-            options
-                .runs_dir
-                .join(format!("{stamp}-{}-{id}", topology.name))
-        });
-        std::fs::create_dir_all(dir.join("logs"))
-            .map_err(io_err("cannot create run directory", &dir))?;
-        let dir = dir.canonicalize().map_err(io_err("cannot resolve", &dir))?;
-        let history = History::create(&dir.join("history.jsonl"))
-            .map_err(io_err("cannot create history in", &dir))?;
-
-        let shared = Arc::new(Shared {
-            id: id.clone(),
-            dir: dir.clone(),
-            clock: Clock::start(),
-            docker,
-            history,
-            topology,
-            images,
-            secrets: Mutex::new(BTreeMap::new()),
-            nodes: Mutex::new(BTreeMap::new()),
-            partitioned: Mutex::new(BTreeSet::new()),
-            fault_seq: AtomicU64::new(0),
-            subnets: Mutex::new(BTreeMap::new()),
-        });
+        let shared = new_shared(docker, topology, images, options, BTreeMap::new())?;
+        let (id, dir) = (shared.id.clone(), shared.dir.clone());
         create_private_dir(&id, &owner).map_err(io_err(
             "cannot create the run's private directory",
             &private_dir(&id),
@@ -234,6 +208,54 @@ impl Run {
                 tracing::error!("teardown after a failed start also failed: {t}");
             }
             return Err(e);
+        }
+        Ok(run)
+    }
+
+    /// A run over containers hadrill did not start (testcontainers', a compose project's), so
+    /// its faults apply to them: each `(node name, container id or name)` becomes a node, and
+    /// every fault is recorded in the run's history as usual. Partitions need `NET_ADMIN` and
+    /// iptables on one side, as in a topology. `teardown` heals any partition and leaves the
+    /// containers to their owner.
+    pub async fn attach(
+        name: &str,
+        containers: &[(&str, &str)],
+        options: &RunOptions,
+    ) -> Result<Run, RunError> {
+        let docker = docker::connect().await?;
+        let mut topology = Topology::empty(name);
+        let mut adopted = BTreeMap::new();
+        for (node, container) in containers {
+            let info = docker
+                .inspect_container(container, None)
+                .await
+                .map_err(DockerError::api(format!("inspect {container}")))?;
+            let host = info.host_config.unwrap_or_default();
+            let networks: Vec<String> = info
+                .network_settings
+                .and_then(|n| n.networks)
+                .unwrap_or_default()
+                .into_keys()
+                .collect();
+            for n in &networks {
+                if !topology.networks.contains(n) {
+                    topology.networks.push(n.clone());
+                }
+            }
+            let image = info.config.and_then(|c| c.image).unwrap_or_default();
+            topology.nodes.insert(
+                node.to_string(),
+                NodeSpec::attached(node, ImageRef::External(image), networks, host.cap_add),
+            );
+            adopted.insert(node.to_string(), info.id.unwrap_or(container.to_string()));
+        }
+        let shared = new_shared(docker, topology, BTreeMap::new(), options, adopted)?;
+        let run = Run {
+            shared,
+            torn_down: false,
+        };
+        for node in containers.iter().map(|(n, _)| n) {
+            run.node(node)?.refresh().await?;
         }
         Ok(run)
     }
@@ -537,6 +559,12 @@ impl Run {
             return Ok(Removed::default());
         }
         self.torn_down = true;
+        // Containers another tool owns outlive the run: leave them as they were found.
+        if !self.shared.adopted.is_empty()
+            && let Err(e) = self.inject(Fault::Heal).await
+        {
+            tracing::warn!("cannot heal the attached containers: {e}");
+        }
         let removed =
             remove_run(&self.shared.docker, &self.shared.id, Some(&self.shared.dir)).await;
         unregister_live(&self.shared.id);
@@ -557,6 +585,47 @@ impl Drop for Run {
         remove_run_blocking(&self.shared.id, Some(&self.shared.dir));
         unregister_live(&self.shared.id);
     }
+}
+
+/// A run's directory, history and shared state; `adopted` names containers hadrill did not
+/// start.
+fn new_shared(
+    docker: Docker,
+    topology: Topology,
+    images: BTreeMap<ImageRef, ReadyImage>,
+    options: &RunOptions,
+    adopted: BTreeMap<String, String>,
+) -> Result<Arc<Shared>, RunError> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let dir = options.run_dir.clone().unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "");
+        options
+            .runs_dir
+            .join(format!("{stamp}-{}-{id}", topology.name))
+    });
+    std::fs::create_dir_all(dir.join("logs"))
+        .map_err(io_err("cannot create run directory", &dir))?;
+    let dir = dir.canonicalize().map_err(io_err("cannot resolve", &dir))?;
+    let history = History::create(&dir.join("history.jsonl"))
+        .map_err(io_err("cannot create history in", &dir))?;
+
+    Ok(Arc::new(Shared {
+        id,
+        dir,
+        clock: Clock::start(),
+        docker,
+        history,
+        topology,
+        images,
+        secrets: Mutex::new(BTreeMap::new()),
+        nodes: Mutex::new(BTreeMap::new()),
+        partitioned: Mutex::new(BTreeSet::new()),
+        fault_seq: AtomicU64::new(0),
+        subnets: Mutex::new(BTreeMap::new()),
+        adopted,
+    }))
 }
 
 /// `172.18.0.0/16` → (172.18.0.0, 16); IPv6 subnets are not used.

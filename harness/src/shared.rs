@@ -44,11 +44,17 @@ pub(crate) struct Shared {
     pub fault_seq: AtomicU64,
     /// Each network's IPv4 subnet as Docker chose it: (network address, prefix length).
     pub subnets: Mutex<BTreeMap<String, (std::net::Ipv4Addr, u8)>>,
+    /// Nodes that are containers hadrill did not start (`Run::attach`): node → container id.
+    /// Their owner removes them; hadrill only acts on them and heals what it did.
+    pub adopted: BTreeMap<String, String>,
 }
 
 impl Shared {
     pub fn container_name(&self, node: &str) -> String {
-        format!("hadrill-{}-{node}", self.id)
+        match self.adopted.get(node) {
+            Some(id) => id.clone(),
+            None => format!("hadrill-{}-{node}", self.id),
+        }
     }
 
     /// The run's own copy of a node's mounted config file, secrets filled in: in the run's

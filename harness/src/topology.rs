@@ -137,12 +137,52 @@ pub struct HealthCheck {
 }
 
 impl NodeSpec {
+    /// A container hadrill did not start, as far as its faults need to know it.
+    pub fn attached(
+        name: &str,
+        image: ImageRef,
+        networks: Vec<String>,
+        cap_add: Option<Vec<String>>,
+    ) -> NodeSpec {
+        NodeSpec {
+            name: name.to_string(),
+            role: "attached".into(),
+            image,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            config: Vec::new(),
+            networks,
+            ports: Vec::new(),
+            cap_add: cap_add.unwrap_or_default(),
+            user: None,
+            depends_on: Vec::new(),
+            health: None,
+            startup_timeout: Duration::ZERO,
+            once: false,
+            autostart: true,
+        }
+    }
+
     pub fn has_capability(&self, cap: &str) -> bool {
         self.cap_add.iter().any(|c| c.eq_ignore_ascii_case(cap))
     }
 }
 
 impl Topology {
+    /// A topology with no nodes yet, for containers hadrill attaches to rather than starts.
+    pub fn empty(name: &str) -> Topology {
+        Topology {
+            name: name.to_string(),
+            path: PathBuf::from(format!("<attached {name}>")),
+            description: String::new(),
+            networks: Vec::new(),
+            groups: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            secrets: Vec::new(),
+            settings: BTreeMap::new(),
+        }
+    }
+
     /// Loads `name` from `<root>/topologies/<name>.toml`, or from a path if `name` is one.
     pub fn load(root: &Path, name: &str) -> Result<Self, TopologyError> {
         Self::load_extended(root, name, &[])

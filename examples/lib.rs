@@ -1,4 +1,7 @@
-//! A user's own crate: a check of their own, and (in `tests/`) drills that use it.
+//! A user's own crate: a check and a workload of their own, and (in `tests/`) drills that use
+//! them.
+
+pub mod kv;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -14,6 +14,7 @@ use crate::model::{
 
 pub mod cluster;
 pub mod database;
+pub mod writes;
 
 /// A stamp as seconds on the run clock, for figures.
 fn secs(s: Stamp) -> f64 {

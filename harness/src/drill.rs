@@ -27,10 +27,10 @@ use crate::agents::AgentsSpec;
 use crate::model::{Budgets, Check};
 use crate::run::RunOptions;
 use crate::scenario::{
-    FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
+    CodeWorkload, FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
 };
-use crate::workload::WorkloadSpec;
 use crate::workload::sql::SqlSpec;
+use crate::workload::{Workload, WorkloadSpec};
 
 /// A scenario built in code. Its checks follow from its workloads and budgets exactly as a
 /// scenario file's do; `run` writes the same `results.json`, `history.jsonl` and pages.
@@ -39,6 +39,7 @@ pub struct Drill {
     name: String,
     spec: ScenarioSpec,
     checks: Vec<Arc<dyn Check>>,
+    workloads: Vec<Arc<dyn Workload>>,
 }
 
 impl Drill {
@@ -51,6 +52,7 @@ impl Drill {
             workload: None,
             sql: None,
             agents: None,
+            code_workloads: Vec::new(),
             warmup: crate::scenario::default_warmup(),
             settle: crate::scenario::default_settle(),
             steps: Vec::new(),
@@ -63,6 +65,7 @@ impl Drill {
             name: name.into(),
             spec,
             checks: Vec::new(),
+            workloads: Vec::new(),
         }
     }
 
@@ -87,6 +90,19 @@ impl Drill {
     /// Simulated agents of a master/worker cluster (`[agents]`).
     pub fn agents(mut self, agents: AgentsSpec) -> Drill {
         self.spec.agents = Some(agents);
+        self
+    }
+
+    /// A workload of your own: it runs beside any built-in one from the warmup to the end of
+    /// the settle; with a `write_kind` its acknowledged writes are held against its final read
+    /// by the continuity check, and with a `probe_hz` its probes decide availability.
+    pub fn workload(mut self, workload: impl Workload) -> Drill {
+        self.spec.code_workloads.push(CodeWorkload {
+            name: workload.name().to_string(),
+            probe_hz: workload.probe_hz(),
+            write_kind: workload.write_kind().map(|k| k.to_string()),
+        });
+        self.workloads.push(Arc::new(workload));
         self
     }
 
@@ -161,6 +177,7 @@ impl Drill {
             }
         }
         scenario.custom = self.checks.clone();
+        scenario.workloads = self.workloads.clone();
         Ok(scenario)
     }
 

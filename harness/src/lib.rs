@@ -35,11 +35,12 @@ pub mod workload;
 pub use drill::Drill;
 pub use faults::FaultError;
 pub use model::{
-    Budgets, Check, CheckResult, Direction, Event, Fault, OpKind, OpRecord, Outcome, Role, Verdict,
+    Actor, Budgets, Check, CheckResult, Direction, Event, Exchange, Fault, OpKind, OpRecord,
+    Outcome, Role, Verdict,
 };
 pub use node::Node;
 pub use run::{Run, RunError, RunOptions, project_root};
 pub use scenario::{Condition, Results, Scenario, ScenarioError, Step};
 pub use topology::Topology;
-pub use workload::WorkloadSpec;
 pub use workload::sql::SqlSpec;
+pub use workload::{Workload, WorkloadSpec};

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 
 use crate::agents::{self, AgentsSpec, Fleet};
@@ -23,7 +25,7 @@ use crate::run::{Run, RunError, RunOptions};
 use crate::shared::record;
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
-use crate::workload::{IssuedSession, Workload, WorkloadSpec};
+use crate::workload::{IssuedSession, WebWorkload, WorkloadSpec};
 
 mod validate;
 
@@ -85,6 +87,11 @@ pub struct ScenarioSpec {
     pub sql: Option<SqlSpec>,
     /// Simulated agents of a master/worker cluster.
     pub agents: Option<AgentsSpec>,
+    /// Workloads implemented in a user's crate (`Drill::workload`), as the drill's text
+    /// records them: what drove the run and which checks its evidence supports. Only the
+    /// drill's crate can run them; `hadrill check` judges their runs again from the files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code_workloads: Vec<CodeWorkload>,
     /// Load before the first step, so "before" figures exist.
     #[serde(default = "default_warmup", with = "humantime_serde")]
     pub warmup: Duration,
@@ -105,6 +112,20 @@ pub struct ScenarioSpec {
     /// own test and its own row, `<scenario>@<topology>`.
     #[serde(default)]
     pub variants: Vec<Variant>,
+}
+
+/// A workload from a user's code, as a drill's text names it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeWorkload {
+    pub name: String,
+    /// Its availability probe's frequency: the availability check judges its probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_hz: Option<f64>,
+    /// The kind of its writes, when it reads the store back after the run: the continuity
+    /// check judges them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_kind: Option<String>,
 }
 
 /// A scenario's drill on another topology.
@@ -264,6 +285,8 @@ pub struct Scenario {
     pub text: String,
     /// Checks from a user's code (`Drill::check`), judged after the built-in ones.
     pub custom: Vec<Arc<dyn Check>>,
+    /// Workloads from a user's code (`Drill::workload`), in the order of `code_workloads`.
+    pub workloads: Vec<Arc<dyn crate::workload::Workload>>,
 }
 
 /// The outcome of one run of a scenario, as written to `results.json`.
@@ -400,7 +423,9 @@ impl ScenarioSpec {
     pub fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
         match (&self.workload, &self.sql, &self.agents) {
             (Some(w), _, _) => Some(Cow::Borrowed(w)),
-            (None, None, None) => Some(Cow::Owned(WorkloadSpec::default())),
+            (None, None, None) if self.code_workloads.is_empty() => {
+                Some(Cow::Owned(WorkloadSpec::default()))
+            }
             _ => None,
         }
     }
@@ -427,7 +452,21 @@ impl Scenario {
             path: path.clone(),
             source,
         })?;
-        Scenario::parse(root, path, text, on)
+        let scenario = Scenario::parse(root, path, text, on)?;
+        // A drill's text names workloads whose code is in its crate, not in the file.
+        if let Some(w) = scenario.spec.code_workloads.first() {
+            let at = scenario.text.find("code_workloads").unwrap_or(0);
+            return Err(ScenarioError::Invalid(Invalid::at(
+                &scenario.path,
+                &scenario.text,
+                at..at + "code_workloads".len(),
+                format!("code_workloads: workload `{}` is implemented in a drill's crate", w.name),
+                Some(
+                    "run the drill from its crate (`Drill::run`); `hadrill check <run>` judges a saved run of it again".into(),
+                ),
+            )));
+        }
+        Ok(scenario)
     }
 
     /// A scenario from its text, as if read from `path` (a drill built in code has no file;
@@ -470,6 +509,7 @@ impl Scenario {
             topology,
             text,
             custom: Vec::new(),
+            workloads: Vec::new(),
         };
         validate::check(&scenario, &scenario.text)?;
         // Each variant is a test of the suite: a topology it cannot find is refused here, at
@@ -544,7 +584,7 @@ impl Scenario {
         let errors = &mut driven.step_errors;
         let web = match self
             .web()
-            .map(|w| Workload::start(run, w.into_owned()))
+            .map(|w| WebWorkload::start(run, w.into_owned()))
             .transpose()
         {
             Ok(w) => w,
@@ -571,6 +611,12 @@ impl Scenario {
             .agents
             .as_ref()
             .map(|a| Fleet::start(run, a.clone()));
+        let code_stop = CancellationToken::new();
+        let code_ctx = crate::workload::Context::new(run.shared().clone(), code_stop.clone());
+        let mut code_tasks = JoinSet::new();
+        for w in &self.workloads {
+            code_tasks.spawn(w.clone().run(code_ctx.clone()));
+        }
         let t0 = Instant::now();
         let steps_done = Arc::new(AtomicUsize::new(0));
         let progress = tokio::spawn(progress(
@@ -619,6 +665,14 @@ impl Scenario {
         }
         if let Some(d) = database {
             panics.extend(d.stop().await);
+        }
+        code_stop.cancel();
+        panics.extend(crate::tasks::join_all(&mut code_tasks).await);
+        for (w, declared) in self.workloads.iter().zip(&self.spec.code_workloads) {
+            if declared.write_kind.is_some() {
+                let read = w.clone().final_read(code_ctx.clone()).await;
+                driven.code.insert(declared.name.clone(), read);
+            }
         }
         // The master's view is compared with the agents' while they are still connected.
         if let (Some(f), Some(spec)) = (fleet, &self.spec.agents) {
@@ -828,7 +882,7 @@ impl Scenario {
         let base = format!("http://{entry}");
         for (id, sha) in state.rows.clone() {
             let invoke = run.clock().now();
-            let (mut ex, content) = crate::workload::read_trace(&http, &base, id, &sha).await;
+            let (mut ex, content) = crate::workload::web::read_trace(&http, &base, id, &sha).await;
             if content != Content::Identical {
                 ex.outcome = Outcome::Fail;
                 ex.error = Some(format!("{content:?}"));
@@ -851,6 +905,7 @@ impl Scenario {
     async fn read_finals(&self, run: &Run, driven: &Driven) -> Finals {
         let mut finals = Finals {
             agents: driven.agents.clone(),
+            code: driven.code.clone(),
             ..Finals::default()
         };
         if self.web().is_some() {
@@ -951,6 +1006,7 @@ struct Driven {
     step_errors: Vec<String>,
     sessions: Vec<IssuedSession>,
     agents: Option<AgentsFinal>,
+    code: BTreeMap<String, crate::workload::FinalRead>,
 }
 
 /// The final reads of the system, the evidence besides the history; saved as `final.json` so
@@ -967,6 +1023,9 @@ pub struct Finals {
     pub sql: Option<SqlFinal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<AgentsFinal>,
+    /// Each code workload's final read, by workload name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub code: BTreeMap<String, crate::workload::FinalRead>,
 }
 
 /// The checks of a run and the verdict they and the step errors give.
@@ -994,7 +1053,11 @@ pub fn judge(
     let probe_hz = match (spec.web(), &spec.sql) {
         (Some(web), _) => web.probe_hz,
         (None, Some(sql)) => sql.probe_hz,
-        (None, None) => 1.0,
+        (None, None) => spec
+            .code_workloads
+            .iter()
+            .filter_map(|w| w.probe_hz)
+            .fold(1.0, f64::max),
     };
     for planned in plan(spec) {
         let unread = |what: &str| {
@@ -1043,6 +1106,14 @@ pub fn judge(
                 let master = spec.agents.as_ref().map_or("", |a| a.master.as_str());
                 checks::cluster::integrity(events, master, f, budgets)
             }),
+            Planned::CodeContinuity(i) => {
+                let w = &spec.code_workloads[i];
+                let kind = OpKind::named(w.write_kind.clone().unwrap_or_default());
+                match finals.code.get(&w.name) {
+                    Some(held) => checks::writes::continuity(events, &kind, held, budgets),
+                    None => unread(&format!("workload `{}`", w.name)),
+                }
+            }
         };
         checks.push(result);
     }
@@ -1086,14 +1157,17 @@ enum Planned {
     AgentsContinuity,
     StatusTruth,
     Integrity,
+    /// The continuity of a code workload's writes (by its index in `code_workloads`).
+    CodeContinuity(usize),
 }
 
 impl Planned {
     fn name(self) -> &'static str {
         match self {
-            Planned::WebContinuity | Planned::SqlContinuity | Planned::AgentsContinuity => {
-                "continuity"
-            }
+            Planned::WebContinuity
+            | Planned::SqlContinuity
+            | Planned::AgentsContinuity
+            | Planned::CodeContinuity(_) => "continuity",
             Planned::Availability => "availability",
             Planned::UserRequests => "user-requests",
             Planned::Sessions => "sessions",
@@ -1130,6 +1204,18 @@ fn plan(spec: &ScenarioSpec) -> Vec<Planned> {
             plan.push(Planned::Availability);
         }
         plan.extend([Planned::SinglePrimary, Planned::Failover, Planned::Replicas]);
+    }
+    for (i, w) in spec.code_workloads.iter().enumerate() {
+        if w.write_kind.is_some() {
+            plan.push(Planned::CodeContinuity(i));
+        }
+    }
+    // A code workload's probe measures availability when no built-in workload does.
+    if spec.web().is_none()
+        && spec.sql.is_none()
+        && spec.code_workloads.iter().any(|w| w.probe_hz.is_some())
+    {
+        plan.push(Planned::Availability);
     }
     if spec.agents.is_some() {
         plan.extend([

@@ -378,3 +378,36 @@ fn a_drill_check_needs_its_own_name() {
         assert!(err.contains(clash) && err.contains("failover"), "{err}");
     }
 }
+
+/// A drill with a workload from code keeps its name in its text; that text alone cannot run
+/// (the code is in the drill's crate) and is refused as a scenario file, saying what to do.
+#[test]
+fn a_drill_text_naming_code_workloads_is_not_a_runnable_file() {
+    use std::sync::Arc;
+
+    use hadrill::workload::Context;
+    use hadrill::{Drill, Workload};
+    struct Idle;
+    impl Workload for Idle {
+        fn name(&self) -> &str {
+            "idle"
+        }
+        fn run(self: Arc<Self>, ctx: Context) -> futures_util::future::BoxFuture<'static, ()> {
+            Box::pin(async move { ctx.stopped().await })
+        }
+    }
+    let drill = Drill::new("coded", "smoke").workload(Idle);
+    let s = drill.scenario(&root()).unwrap();
+    assert!(
+        s.spec.web().is_none(),
+        "a code workload replaces the default web one"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coded.toml");
+    std::fs::write(&path, &s.text).unwrap();
+    let Err(e) = Scenario::load(&root(), path.to_str().unwrap()) else {
+        panic!("a drill's text naming code workloads ran as a file")
+    };
+    let err = format!("{:?}", miette::Report::new(e));
+    assert!(err.contains("idle") && err.contains("Drill::run"), "{err}");
+}

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use super::writes::Audit;
 use super::{judged, secs};
 use crate::clock::Stamp;
 use crate::model::{
@@ -24,108 +25,50 @@ pub fn continuity(
     keys: Option<&BTreeSet<String>>,
     budgets: &Budgets,
 ) -> CheckResult {
-    let inserts: Vec<OpRecord> = ops(events)
-        .into_iter()
-        .filter(|o| o.kind == OpKind::INSERT)
-        .collect();
-    let with = |outcome| -> BTreeMap<&str, &OpRecord> {
-        inserts
-            .iter()
-            .filter(|o| o.outcome == outcome)
-            .filter_map(|o| Some((o.key.as_deref()?, o)))
-            .collect()
-    };
-    let (acked, unknown, failed) = (
-        with(Outcome::Ok),
-        with(Outcome::Unknown),
-        with(Outcome::Fail),
-    );
-    let read_back_misses = ops(events)
-        .iter()
-        .filter(|o| o.kind == OpKind::READ_BACK && o.outcome == Outcome::Fail)
-        .count();
+    let all = ops(events);
     let Some(keys) = keys else {
+        let acked = all
+            .iter()
+            .filter(|o| o.kind == OpKind::INSERT && o.outcome == Outcome::Ok && o.key.is_some())
+            .count();
         return CheckResult::new(
             "continuity",
             Verdict::Unknown,
-            format!(
-                "{} acknowledged commits, but the table could not be read afterwards",
-                acked.len()
-            ),
-            json!({ "acknowledged": acked.len() }),
+            format!("{acked} acknowledged commits, but the table could not be read afterwards"),
+            json!({ "acknowledged": acked }),
         );
     };
-    let lost: Vec<&OpRecord> = acked
+    let held: BTreeMap<String, Option<String>> = keys.iter().map(|k| (k.clone(), None)).collect();
+    let audit = Audit::new(&all, &OpKind::INSERT, &held);
+    let read_back_misses = all
         .iter()
-        .filter(|(k, _)| !keys.contains(**k))
-        .map(|(_, o)| *o)
-        .collect();
-    let unknown_took_effect = unknown.keys().filter(|k| keys.contains(**k)).count();
-    let failed_present: Vec<&str> = failed
-        .keys()
-        .filter(|k| keys.contains(**k))
-        .copied()
-        .collect();
-    let unexplained: Vec<&String> = keys
-        .iter()
-        .filter(|k| {
-            !acked.contains_key(k.as_str())
-                && !unknown.contains_key(k.as_str())
-                && !failed.contains_key(k.as_str())
-        })
-        .collect();
-    let lost_span = (
-        lost.iter().map(|o| o.complete).min().map(secs),
-        lost.iter().map(|o| o.complete).max().map(secs),
-    );
-    let figures = json!({
-        "acknowledged": acked.len(),
-        "verified": acked.len() - lost.len(),
-        "lost": lost.len(),
-        "rpo_commits": lost.len(),
-        "lost_acknowledged_between_s": [lost_span.0, lost_span.1],
-        "lost_keys": lost.iter().take(50).filter_map(|o| o.key.clone()).collect::<Vec<_>>(),
-        "failed_inserts": failed.len(),
-        "failed_but_present": failed_present.iter().take(50).collect::<Vec<_>>(),
-        "unknown_inserts": unknown.len(),
-        "unknown_that_took_effect": unknown_took_effect,
-        "unexplained_keys": unexplained.iter().take(50).collect::<Vec<_>>(),
-        "read_back_misses": read_back_misses,
-        "rows": keys.len(),
-        "budget_lost": budgets.max_lost_writes,
-    });
-    let mut problems = Vec::new();
-    if lost.len() as u64 > budgets.max_lost_writes {
-        problems.push(format!(
-            "lost {} acknowledged commits (budget {})",
-            lost.len(),
-            budgets.max_lost_writes
-        ));
-    }
-    if !failed_present.is_empty() {
-        problems.push(format!(
-            "{} inserts refused by the server are present anyway",
-            failed_present.len()
-        ));
-    }
-    if !unexplained.is_empty() {
-        problems.push(format!("{} keys no insert explains", unexplained.len()));
+        .filter(|o| o.kind == OpKind::READ_BACK && o.outcome == Outcome::Fail)
+        .count();
+    let mut figures = audit.figures(keys.len(), budgets);
+    if let Some(f) = figures.as_object_mut() {
+        f.remove("held");
+        f.insert("rows".into(), json!(keys.len()));
+        f.insert("rpo_commits".into(), json!(audit.lost.len()));
+        f.insert("failed_inserts".into(), json!(audit.failed.len()));
+        f.insert("unknown_inserts".into(), json!(audit.unknown.len()));
+        f.insert("read_back_misses".into(), json!(read_back_misses));
     }
     let summary = format!(
         "{} acknowledged, {} verified, {} lost (RPO), {} unknown ({} took effect), {} read-back misses",
-        acked.len(),
-        acked.len() - lost.len(),
-        lost.len(),
-        unknown.len(),
-        unknown_took_effect,
+        audit.acked.len(),
+        audit.acked.len() - audit.lost.len(),
+        audit.lost.len(),
+        audit.unknown.len(),
+        audit.unknown_took_effect,
         read_back_misses
     );
-    let clean = if acked.is_empty() {
-        Verdict::Unknown
-    } else {
-        Verdict::Pass
-    };
-    judged("continuity", &problems, clean, summary, figures)
+    judged(
+        "continuity",
+        &audit.problems("commits", budgets),
+        audit.clean(),
+        summary,
+        figures,
+    )
 }
 
 /// No probe round in which two members accepted a write. Each round writes to every member

@@ -87,6 +87,14 @@ impl Fault {
         }
     }
 
+    /// SIGTERM, then SIGKILL after the default 10 s, then start again.
+    pub fn restart<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
+        Fault::Restart {
+            targets: names(targets),
+            timeout: default_stop_timeout(),
+        }
+    }
+
     pub fn start<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
         Fault::Start {
             targets: names(targets),

@@ -1,0 +1,242 @@
+//! Continuity of acknowledged writes, for any store: every write the system acknowledged is
+//! held afterwards (with the value written, where one was recorded); a write refused for
+//! certain is not; unknown writes are reported apart with how many took effect; anything held
+//! that no write explains is a defect. The SQL set workload and any workload of a user's own
+//! are judged by this one audit.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{judged, secs};
+use crate::model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, ops};
+
+/// Writes of one kind set against what the store holds afterwards.
+pub(crate) struct Audit<'a> {
+    pub acked: BTreeMap<&'a str, &'a OpRecord>,
+    pub unknown: BTreeMap<&'a str, &'a OpRecord>,
+    pub failed: BTreeMap<&'a str, &'a OpRecord>,
+    /// Acknowledged and not held, or held with another value than the one written.
+    pub lost: Vec<&'a OpRecord>,
+    pub unknown_took_effect: usize,
+    /// Refused for certain, and held anyway.
+    pub failed_present: Vec<&'a str>,
+    /// Held, and no write of this kind explains it.
+    pub unexplained: Vec<&'a str>,
+}
+
+impl<'a> Audit<'a> {
+    /// `held`: key → value held (`None`: the store says only that the key is there).
+    pub fn new(
+        writes: &'a [OpRecord],
+        kind: &OpKind,
+        held: &'a BTreeMap<String, Option<String>>,
+    ) -> Audit<'a> {
+        let with = |outcome| -> BTreeMap<&'a str, &'a OpRecord> {
+            writes
+                .iter()
+                .filter(|o| &o.kind == kind && o.outcome == outcome)
+                .filter_map(|o| Some((o.key.as_deref()?, o)))
+                .collect()
+        };
+        let (acked, unknown, failed) = (
+            with(Outcome::Ok),
+            with(Outcome::Unknown),
+            with(Outcome::Fail),
+        );
+        let lost = acked
+            .iter()
+            .filter(|(k, o)| match (held.get(**k), &o.value) {
+                (None, _) => true,
+                (Some(Some(v)), Some(written)) => v != written,
+                (Some(_), _) => false,
+            })
+            .map(|(_, o)| *o)
+            .collect();
+        let unknown_took_effect = unknown.keys().filter(|k| held.contains_key(**k)).count();
+        let failed_present = failed
+            .keys()
+            .filter(|k| held.contains_key(**k))
+            .copied()
+            .collect();
+        let unexplained = held
+            .keys()
+            .map(String::as_str)
+            .filter(|k| {
+                !acked.contains_key(k) && !unknown.contains_key(k) && !failed.contains_key(k)
+            })
+            .collect();
+        Audit {
+            acked,
+            unknown,
+            failed,
+            lost,
+            unknown_took_effect,
+            failed_present,
+            unexplained,
+        }
+    }
+
+    /// The figures every continuity check reports, under the same names.
+    pub fn figures(&self, held: usize, budgets: &Budgets) -> serde_json::Value {
+        let lost_span = (
+            self.lost.iter().map(|o| o.complete).min().map(secs),
+            self.lost.iter().map(|o| o.complete).max().map(secs),
+        );
+        json!({
+            "acknowledged": self.acked.len(),
+            "verified": self.acked.len() - self.lost.len(),
+            "lost": self.lost.len(),
+            "lost_acknowledged_between_s": [lost_span.0, lost_span.1],
+            "lost_keys": self.lost.iter().take(50).filter_map(|o| o.key.clone()).collect::<Vec<_>>(),
+            "failed_but_present": self.failed_present.iter().take(50).collect::<Vec<_>>(),
+            "unknown_that_took_effect": self.unknown_took_effect,
+            "unexplained_keys": self.unexplained.iter().take(50).collect::<Vec<_>>(),
+            "held": held,
+            "budget_lost": budgets.max_lost_writes,
+        })
+    }
+
+    /// What makes the check fail; `writes` names them (`commits`, `writes`).
+    pub fn problems(&self, writes: &str, budgets: &Budgets) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.lost.len() as u64 > budgets.max_lost_writes {
+            problems.push(format!(
+                "lost {} acknowledged {writes} (budget {})",
+                self.lost.len(),
+                budgets.max_lost_writes
+            ));
+        }
+        if !self.failed_present.is_empty() {
+            problems.push(format!(
+                "{} {writes} refused by the server are present anyway",
+                self.failed_present.len()
+            ));
+        }
+        if !self.unexplained.is_empty() {
+            problems.push(format!("{} keys no write explains", self.unexplained.len()));
+        }
+        problems
+    }
+
+    /// Nothing acknowledged: nothing proven.
+    pub fn clean(&self) -> Verdict {
+        if self.acked.is_empty() {
+            Verdict::Unknown
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// The continuity of a workload of a user's own: its writes of `kind` against its final read.
+pub fn continuity(
+    events: &[Event],
+    kind: &OpKind,
+    held: &Result<BTreeMap<String, String>, String>,
+    budgets: &Budgets,
+) -> CheckResult {
+    let writes = ops(events);
+    let held = match held {
+        Ok(h) => h
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect::<BTreeMap<_, _>>(),
+        Err(why) => {
+            return CheckResult::unknown(
+                "continuity",
+                format!("the store could not be read after the run: {why}"),
+            );
+        }
+    };
+    let audit = Audit::new(&writes, kind, &held);
+    let summary = format!(
+        "{} acknowledged `{kind}`, {} verified, {} lost, {} unknown ({} took effect)",
+        audit.acked.len(),
+        audit.acked.len() - audit.lost.len(),
+        audit.lost.len(),
+        audit.unknown.len(),
+        audit.unknown_took_effect,
+    );
+    let figures = audit.figures(held.len(), budgets);
+    judged(
+        "continuity",
+        &audit.problems("writes", budgets),
+        audit.clean(),
+        summary,
+        figures,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Stamp;
+    use crate::model::Role;
+
+    fn write(key: &str, value: &str, outcome: Outcome) -> Event {
+        Event::Op(OpRecord {
+            id: 0,
+            client: "orders-0".into(),
+            role: Role::User,
+            kind: OpKind::new("put"),
+            key: Some(key.into()),
+            value: Some(value.into()),
+            invoke: Stamp(1),
+            complete: Stamp(2),
+            outcome,
+            error: None,
+            node: None,
+        })
+    }
+
+    fn judge(events: &[Event], held: &[(&str, &str)]) -> CheckResult {
+        let held = Ok(held
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect());
+        continuity(events, &OpKind::new("put"), &held, &Budgets::default())
+    }
+
+    #[test]
+    fn every_acknowledged_write_held_passes() {
+        let h = [
+            write("a", "1", Outcome::Ok),
+            write("b", "2", Outcome::Unknown),
+        ];
+        let r = judge(&h, &[("a", "1")]);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+    }
+
+    /// Negative controls: a write lost, overwritten, refused-but-stored, or unexplained.
+    #[test]
+    fn lost_changed_refused_or_unexplained_writes_fail() {
+        let ok = write("a", "1", Outcome::Ok);
+        for (events, held) in [
+            (vec![ok.clone()], vec![]),
+            (vec![ok.clone()], vec![("a", "2")]),
+            (
+                vec![ok.clone(), write("b", "2", Outcome::Fail)],
+                vec![("a", "1"), ("b", "2")],
+            ),
+            (vec![ok.clone()], vec![("a", "1"), ("z", "9")]),
+        ] {
+            let r = judge(&events, &held);
+            assert_eq!(r.verdict, Verdict::Fail, "{held:?}: {}", r.summary);
+        }
+    }
+
+    #[test]
+    fn an_unread_store_or_no_acknowledged_write_is_unknown() {
+        let h = [write("a", "1", Outcome::Ok)];
+        let unread = continuity(
+            &h,
+            &OpKind::new("put"),
+            &Err("connection refused".into()),
+            &Budgets::default(),
+        );
+        assert_eq!(unread.verdict, Verdict::Unknown);
+        let none = judge(&[write("a", "1", Outcome::Unknown)], &[("a", "1")]);
+        assert_eq!(none.verdict, Verdict::Unknown);
+    }
+}

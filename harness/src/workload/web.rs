@@ -1,0 +1,491 @@
+//! The reference product's web workload: users that log in, upload, read back and check
+//! their session through the load balancer, plus an availability probe and a liveness probe.
+//! Every operation is recorded in the history with its outcome; nothing is judged here.
+//!
+//! It is bounded in operations and time and stops by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::http as classify;
+use crate::clock::Stamp;
+use crate::model::{Content, Exchange, OpKind, Outcome, Role};
+use crate::run::Run;
+use crate::shared::{Shared, record};
+
+/// What the clients do, as a scenario declares it under `[workload]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    /// Concurrent user sessions.
+    pub users: usize,
+    /// User operations per second, all users together.
+    pub rate: f64,
+    /// Upload sizes are drawn uniformly from this range (`"1KiB"`, `"256KiB"`).
+    pub upload_size: [Size; 2],
+    /// Relative weights of the user operations.
+    pub mix: Mix,
+    /// Availability probe frequency (≥ 20 Hz gives a 50 ms resolution).
+    pub probe_hz: f64,
+    /// Path the availability probe reads through the entry point, signed in as a user would
+    /// be: `/traces`, the list of recent traces, read from the database. It fails whenever a
+    /// user's read would, so availability is measured on a user's path.
+    pub probe_path: String,
+    /// A liveness URL probed as well, at the same frequency, and reported apart (`""`: none).
+    /// It says whether a process answers, not whether a user is served, so it never decides
+    /// availability: it shows how far the two differ.
+    pub liveness_path: String,
+    /// Node and container port the clients use (the load balancer).
+    pub entry: String,
+    pub entry_port: u16,
+    /// Upper bound on user operations, whatever the scenario's length.
+    pub max_ops: u64,
+    /// How long a user operation may take before its outcome is `unknown`.
+    #[serde(with = "humantime_serde")]
+    pub op_timeout: Duration,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            users: 4,
+            rate: 20.0,
+            upload_size: [Size(1 << 10), Size(256 << 10)],
+            mix: Mix::default(),
+            probe_hz: 20.0,
+            probe_path: "/traces".into(),
+            liveness_path: "/healthz".into(),
+            entry: "lb".into(),
+            entry_port: 80,
+            max_ops: 50_000,
+            op_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mix {
+    pub upload: u32,
+    pub read: u32,
+    pub session: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            upload: 3,
+            read: 2,
+            session: 1,
+        }
+    }
+}
+
+/// A byte size written like `4KiB`, `1MiB` or `512`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u64")]
+pub struct Size(pub u64);
+
+impl From<Size> for u64 {
+    fn from(s: Size) -> u64 {
+        s.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        let (num, mult) = [
+            ("GiB", 1u64 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+            ("B", 1),
+        ]
+        .iter()
+        .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
+        .unwrap_or((t, 1));
+        let bytes = num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult));
+        bytes.map(Size).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"
+            ))
+        })
+    }
+}
+
+/// A cookie a user was given, kept in memory only (sessions are secrets).
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    pub user: String,
+    pub cookie: String,
+    pub issued: Stamp,
+}
+
+pub struct WebWorkload {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    spec: WorkloadSpec,
+    base: String,
+    ops: AtomicU64,
+    stop: CancellationToken,
+    sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
+}
+
+impl WebWorkload {
+    /// Starts the users and the probe against the run's entry point.
+    pub fn start(run: &Run, spec: WorkloadSpec) -> Result<WebWorkload, String> {
+        let entry = run.node(&spec.entry).map_err(|e| e.to_string())?;
+        let addr = entry
+            .host_addr(spec.entry_port)
+            .ok_or_else(|| format!("{} publishes no port {}", spec.entry, spec.entry_port))?;
+        let stop = CancellationToken::new();
+        let sessions = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ctx = Arc::new(Ctx {
+            shared: run.shared().clone(),
+            base: format!("http://{addr}"),
+            ops: AtomicU64::new(0),
+            stop: stop.clone(),
+            sessions: sessions.clone(),
+            spec,
+        });
+        let mut tasks = JoinSet::new();
+        for i in 0..ctx.spec.users {
+            tasks.spawn(user(ctx.clone(), i));
+        }
+        tasks.spawn(probe(ctx.clone()));
+        Ok(WebWorkload {
+            stop,
+            tasks,
+            sessions,
+        })
+    }
+
+    /// Stops every client and waits for their last operations to be recorded. Returns the
+    /// sessions users were given and the messages of any task that panicked.
+    pub async fn stop(mut self) -> (Vec<IssuedSession>, Vec<String>) {
+        self.stop.cancel();
+        let panics = crate::tasks::join_all(&mut self.tasks).await;
+        let sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (sessions, panics)
+    }
+}
+
+impl Ctx {
+    fn done(&self) -> bool {
+        self.stop.is_cancelled() || self.ops.load(Ordering::Relaxed) >= self.spec.max_ops
+    }
+}
+
+fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("HTTP client")
+}
+
+async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
+    let invoke = ctx.shared.clock.now();
+    let r = http
+        .post(format!("{}/login", ctx.base))
+        .json(&serde_json::json!({ "user": name }))
+        .send()
+        .await;
+    let ex = classify(&r);
+    let ok = ex.outcome == Outcome::Ok;
+    if let Ok(resp) = &r
+        && ok
+        && let Some(cookie) = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+    {
+        ctx.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(IssuedSession {
+                user: name.to_string(),
+                cookie: cookie.split(';').next().unwrap_or_default().to_string(),
+                issued: invoke,
+            });
+    }
+    record(
+        &ctx.shared,
+        Role::User.named(name),
+        OpKind::LOGIN,
+        Some(name.to_string()),
+        None,
+        invoke,
+        ex,
+    );
+    ok
+}
+
+/// One user: log in, then upload, read back and check the session, at the configured rate.
+async fn user(ctx: Arc<Ctx>, index: usize) {
+    let name = format!("user-{index}");
+    let http = http(ctx.spec.op_timeout);
+    let pause = Duration::from_secs_f64(ctx.spec.users as f64 / ctx.spec.rate.max(0.001));
+    let mut logged_in = false;
+    let mut mine: Vec<(i64, String)> = Vec::new();
+    let mix = ctx.spec.mix;
+    let total = (mix.upload + mix.read + mix.session).max(1);
+    // Stagger the users so their operations spread over the interval.
+    tokio::time::sleep(pause.mul_f64(index as f64 / ctx.spec.users as f64)).await;
+    while !ctx.done() {
+        let started = tokio::time::Instant::now();
+        ctx.ops.fetch_add(1, Ordering::Relaxed);
+        if !logged_in {
+            logged_in = login(&ctx, &http, &name).await;
+        } else {
+            let pick = rand::rng().random_range(0..total);
+            if pick < mix.upload || (pick < mix.upload + mix.read && mine.is_empty()) {
+                if let Some(done) = upload(&ctx, &http, &name).await {
+                    mine.push(done);
+                }
+            } else if pick < mix.upload + mix.read {
+                let (id, sha) = mine[rand::rng().random_range(0..mine.len())].clone();
+                read(&ctx, &http, &name, id, &sha).await;
+            } else {
+                logged_in = session(&ctx, &http, &name).await;
+            }
+        }
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tokio::time::sleep_until(started + pause) => {}
+        }
+    }
+}
+
+async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, String)> {
+    let [lo, hi] = ctx.spec.upload_size;
+    let size = rand::rng().random_range(lo.0..=hi.0.max(lo.0)) as usize;
+    let mut body = vec![0u8; size];
+    rand::rng().fill(&mut body[..]);
+    let sha = hex::encode(Sha256::digest(&body));
+    let invoke = ctx.shared.clock.now();
+    let r = http
+        .post(format!("{}/traces", ctx.base))
+        .body(body)
+        .send()
+        .await;
+    let mut ex = classify(&r);
+    let mut id = None;
+    if let Ok(resp) = r
+        && ex.outcome == Outcome::Ok
+    {
+        match resp.json::<serde_json::Value>().await {
+            Ok(v) if v["sha256"] == sha.as_str() => id = v["id"].as_i64(),
+            Ok(v) => {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some(format!("acknowledged with a different digest: {v}"));
+            }
+            // The 201 arrived but its body did not: it happened, and we cannot know its id.
+            Err(e) => {
+                ex.outcome = Outcome::Unknown;
+                ex.error = Some(format!("reading the answer: {e}"));
+            }
+        }
+    }
+    record(
+        &ctx.shared,
+        Role::User.named(name),
+        OpKind::UPLOAD,
+        id.map(|i| i.to_string()),
+        Some(sha.clone()),
+        invoke,
+        ex,
+    );
+    id.map(|i| (i, sha))
+}
+
+async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
+    let invoke = ctx.shared.clock.now();
+    let (ex, _) = read_trace(http, &ctx.base, id, sha).await;
+    record(
+        &ctx.shared,
+        Role::User.named(name),
+        OpKind::READ,
+        Some(id.to_string()),
+        Some(sha.to_string()),
+        invoke,
+        ex,
+    );
+}
+
+/// Reads a trace's bytes and compares their digest with `sha`: the exchange, failed when the
+/// bytes differ, and what was found. The workload's reads and the final verification share it.
+pub(crate) async fn read_trace(
+    http: &reqwest::Client,
+    base: &str,
+    id: i64,
+    sha: &str,
+) -> (Exchange, Content) {
+    let r = http.get(format!("{base}/traces/{id}/content")).send().await;
+    let mut ex = classify(&r);
+    let content = match r {
+        Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+            Ok(b) if hex::encode(Sha256::digest(&b)) == sha => Content::Identical,
+            Ok(_) => {
+                ex.outcome = Outcome::Fail;
+                ex.error = Some("content differs from what was uploaded".into());
+                Content::Differs
+            }
+            Err(e) => {
+                ex.outcome = Outcome::Unknown;
+                ex.error = Some(format!("reading the body: {e}"));
+                Content::Unreadable(e.to_string())
+            }
+        },
+        Ok(resp) => {
+            let body = resp.text().await.unwrap_or_default();
+            if body.contains("missing from the store") {
+                ex.outcome = Outcome::Fail;
+                Content::Missing
+            } else {
+                Content::Unreadable(ex.error.clone().unwrap_or_default())
+            }
+        }
+        Err(e) => Content::Unreadable(e.to_string()),
+    };
+    (ex, content)
+}
+
+/// Returns whether the session is still valid (if not, the user logs in again).
+async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
+    let invoke = ctx.shared.clock.now();
+    let r = http.get(format!("{}/me", ctx.base)).send().await;
+    let mut ex = classify(&r);
+    let rejected = ex.status == Some(401);
+    if rejected {
+        ex.error = Some("session rejected".into());
+    }
+    record(
+        &ctx.shared,
+        Role::User.named(name),
+        OpKind::SESSION,
+        Some(name.to_string()),
+        None,
+        invoke,
+        ex,
+    );
+    !rejected
+}
+
+/// The probe's session cookie and the app server that issued it.
+type ProbeSession = (String, Option<String>);
+
+/// Reads the probe path at `probe_hz` as a signed-in user, each probe on its own so a hanging
+/// one never delays the next: the time resolution stays 1 / probe_hz. A rejected session (a
+/// rotated secret) is not an outage: the probe signs in again and reads once more, as a user
+/// would. Each probe records, as its key, the app server that issued the cookie it used, so a
+/// refusal can be told from one a rotation explains. The liveness path, if any, is probed
+/// beside it and recorded as `liveness`.
+async fn probe(ctx: Arc<Ctx>) {
+    // No cookie store: the probe keeps its one session itself, with who issued it.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("HTTP client");
+    let session: Arc<std::sync::Mutex<Option<ProbeSession>>> = Arc::default();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut inflight = JoinSet::new();
+    let url = format!("{}{}", ctx.base, ctx.spec.probe_path);
+    let liveness = (!ctx.spec.liveness_path.is_empty())
+        .then(|| format!("{}{}", ctx.base, ctx.spec.liveness_path));
+    while !ctx.stop.is_cancelled() {
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let (c, h, u, session) = (ctx.clone(), http.clone(), url.clone(), session.clone());
+        inflight.spawn(async move {
+            let invoke = c.shared.clock.now();
+            let current = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let read = |cookie: Option<String>| {
+                let mut req = h.get(&u);
+                if let Some(cookie) = cookie {
+                    req = req.header("cookie", cookie);
+                }
+                req.send()
+            };
+            let mut issuer = current.as_ref().and_then(|s| s.1.clone());
+            let mut r = read(current.map(|s| s.0)).await;
+            if r.as_ref().is_ok_and(|r| r.status() == 401) {
+                let login = h
+                    .post(format!("{}/login", c.base))
+                    .json(&serde_json::json!({ "user": "probe" }))
+                    .send()
+                    .await;
+                let fresh = login
+                    .ok()
+                    .filter(|l| l.status().is_success())
+                    .and_then(|l| {
+                        let node = l
+                            .headers()
+                            .get("x-served-by")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let cookie = l.headers().get("set-cookie")?.to_str().ok()?;
+                        Some((cookie.split(';').next()?.to_string(), node))
+                    });
+                if let Some(fresh) = fresh {
+                    *session.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+                    issuer = fresh.1;
+                    r = read(Some(fresh.0)).await;
+                }
+            }
+            record(
+                &c.shared,
+                Role::Probe.named("probe"),
+                OpKind::PROBE,
+                issuer,
+                None,
+                invoke,
+                classify(&r),
+            );
+        });
+        if let Some(l) = &liveness {
+            let (c, h, l) = (ctx.clone(), http.clone(), l.clone());
+            inflight.spawn(async move {
+                let invoke = c.shared.clock.now();
+                let r = h.get(&l).send().await;
+                record(
+                    &c.shared,
+                    Role::Probe.named("liveness"),
+                    OpKind::LIVENESS,
+                    None,
+                    None,
+                    invoke,
+                    classify(&r),
+                );
+            });
+        }
+        while let Some(done) = inflight.try_join_next() {
+            crate::tasks::propagate(done);
+        }
+    }
+    while let Some(done) = inflight.join_next().await {
+        crate::tasks::propagate(done);
+    }
+}

@@ -20,7 +20,8 @@ mod drill;
 pub mod faults;
 pub mod history;
 pub mod images;
-pub mod model;
+/// The pure model (`hadrill-model`): what every layer shares.
+pub use hadrill_model as model;
 pub mod node;
 pub mod patroni;
 pub mod progress;

@@ -300,11 +300,13 @@ fn find_runs(dir: &std::path::Path, depth: usize, out: &mut Vec<std::path::PathB
 fn signoff_verdict(runs: &[std::path::PathBuf]) -> Result<()> {
     let mut not_passed = Vec::new();
     for run in runs {
-        let path = run.join("results.json");
-        let text = std::fs::read_to_string(&path).into_diagnostic()?;
-        let results: serde_json::Value = serde_json::from_str(&text).into_diagnostic()?;
-        if results["verdict"] != "pass" {
-            not_passed.push(format!("{} ({})", results["scenario"], results["verdict"]));
+        let results = scenario::load_results(run)?;
+        if results.verdict != hadrill::Verdict::Pass {
+            not_passed.push(format!(
+                "{} ({})",
+                results.scenario,
+                scenario::verdict_word(results.verdict)
+            ));
         }
     }
     if not_passed.is_empty() {

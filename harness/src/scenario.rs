@@ -21,6 +21,7 @@ use crate::model::{
     AgentsFinal, Analysed, Budgets, Check, CheckResult, Content, Event, Fault, FinalState, OpKind,
     Outcome, Role, Verdict, faults, ops,
 };
+pub use crate::model::{NodePrivileges, Results, verdict_word};
 use crate::run::{Run, RunError, RunOptions};
 use crate::shared::record;
 use crate::topology::{Invalid, Topology, TopologyError};
@@ -289,87 +290,6 @@ pub struct Scenario {
     pub workloads: Vec<Arc<dyn crate::workload::Workload>>,
 }
 
-/// The outcome of one run of a scenario, as written to `results.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Results {
-    pub scenario: String,
-    pub description: String,
-    pub topology: String,
-    pub run_id: String,
-    pub run_dir: PathBuf,
-    pub started_at: String,
-    pub wall_seconds: f64,
-    pub verdict: Verdict,
-    /// Why the scenario could not run (verdict `error`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Steps that could not be carried out (a fault refused, a wait timed out).
-    pub step_errors: Vec<String>,
-    pub checks: Vec<CheckResult>,
-    pub budgets: Budgets,
-    pub faults: Vec<crate::model::FaultRecord>,
-    pub operations: BTreeMap<String, BTreeMap<String, usize>>,
-    pub components: BTreeMap<String, String>,
-    pub images: BTreeMap<String, String>,
-    /// Wall-clock time (Unix ms) at which the run's clock read zero: maps history stamps to
-    /// container log timestamps.
-    pub clock_origin_unix_ms: u64,
-    pub git_commit: Option<String>,
-    pub host: String,
-    /// The workload and probe settings the figures were measured with.
-    pub workload: serde_json::Value,
-    /// The topology's `[settings]` (e.g. Patroni's timing) the run was made with.
-    pub settings: BTreeMap<String, String>,
-    /// What the evidence showed on this topology and why, as the scenario's variant states it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finding: Option<String>,
-    /// Each node's privileges as run: image, user, capabilities, published ports.
-    pub nodes: BTreeMap<String, NodePrivileges>,
-}
-
-/// What a node could do and where it could be reached, for the report's least-privilege table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NodePrivileges {
-    pub image: String,
-    /// The user it runs as, when the topology names one (else the image's).
-    pub user: Option<String>,
-    /// Capabilities added to the engine's default set (no container is privileged).
-    pub capabilities: Vec<String>,
-    /// Container port → the loopback address it is published on, at the end of the run.
-    pub ports: BTreeMap<u16, String>,
-}
-
-impl Default for Results {
-    fn default() -> Self {
-        Results {
-            scenario: String::new(),
-            description: String::new(),
-            topology: String::new(),
-            run_id: String::new(),
-            run_dir: PathBuf::new(),
-            started_at: String::new(),
-            wall_seconds: 0.0,
-            verdict: Verdict::Unknown,
-            error: None,
-            step_errors: Vec::new(),
-            checks: Vec::new(),
-            budgets: Budgets::default(),
-            faults: Vec::new(),
-            operations: BTreeMap::new(),
-            components: BTreeMap::new(),
-            images: BTreeMap::new(),
-            clock_origin_unix_ms: 0,
-            git_commit: None,
-            host: String::new(),
-            workload: serde_json::Value::Null,
-            settings: BTreeMap::new(),
-            finding: None,
-            nodes: BTreeMap::new(),
-        }
-    }
-}
-
 /// Every scenario of the project and every variant it declares (`<scenario>@<topology>`), in
 /// name order: the default suite, one test each.
 pub fn available(root: &Path) -> Vec<String> {
@@ -553,11 +473,11 @@ impl Scenario {
         let mut run = match started {
             Ok(run) => run,
             Err(e) => {
-                let mut results = Results::errored(self.name.clone(), &dir, started_at, &e);
+                let mut results = errored_results(self.name.clone(), &dir, started_at, &e);
                 results.description = self.spec.description.clone();
                 results.topology = self.topology.name.clone();
                 results.wall_seconds = wall.elapsed().as_secs_f64();
-                results.save()?;
+                save_results(&results)?;
                 return Ok(results);
             }
         };
@@ -572,7 +492,7 @@ impl Scenario {
             tracing::error!("teardown: {e}");
         }
         results.wall_seconds = wall.elapsed().as_secs_f64();
-        results.save()?;
+        save_results(&results)?;
         Ok(results)
     }
 
@@ -1395,87 +1315,53 @@ async fn components(run: &Run) -> BTreeMap<String, String> {
     out
 }
 
-impl Results {
-    /// The result of a scenario that could not run, kept in `dir` like any other.
-    pub fn errored(
-        scenario: String,
-        dir: &Path,
-        started_at: String,
-        error: &dyn miette::Diagnostic,
-    ) -> Results {
-        Results {
-            scenario,
-            run_dir: dir.to_path_buf(),
-            started_at,
-            verdict: Verdict::Error,
-            error: Some(describe(error)),
-            ..Results::default()
-        }
+/// The result of a scenario that could not run, kept in `dir` like any other.
+pub fn errored_results(
+    scenario: String,
+    dir: &Path,
+    started_at: String,
+    error: &dyn miette::Diagnostic,
+) -> Results {
+    Results {
+        scenario,
+        run_dir: dir.to_path_buf(),
+        started_at,
+        verdict: Verdict::Error,
+        error: Some(describe(error)),
+        ..Results::default()
     }
+}
 
-    /// Writes `results.json` into the run directory (created if the run never made it).
-    pub fn save(&self) -> Result<(), ScenarioError> {
-        let dir = &self.run_dir;
-        let path = dir.join(RESULTS_FILE);
-        std::fs::create_dir_all(dir)
-            .and_then(|()| {
-                // A run that never started has no history; the report still wants the file.
-                let history = dir.join(HISTORY_FILE);
-                if !history.exists() {
-                    std::fs::write(&history, "")?;
-                }
-                std::fs::write(
-                    &path,
-                    serde_json::to_vec_pretty(self).expect("results serialise"),
-                )
-            })
-            .map_err(|source| ScenarioError::Write { path, source })
-    }
-
-    /// Reads a run directory's `results.json`.
-    pub fn load(dir: &Path) -> Result<Results, ScenarioError> {
-        let path = dir.join(RESULTS_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| ScenarioError::Evidence {
-            path,
-            message: e.to_string(),
-        })
-    }
-
-    /// The terminal summary: one line per check, measured against budget.
-    pub fn summary(&self) -> String {
-        let mut s = format!(
-            "{:<22} {:<8} {}\n",
-            self.scenario,
-            verdict_word(self.verdict),
-            format_args!("{:.1}s, run {}", self.wall_seconds, self.run_dir.display())
-        );
-        if let Some(e) = &self.error {
-            for line in e.lines() {
-                s.push_str(&format!("  {line}\n"));
+/// Writes `results.json` into the run directory (created if the run never made it).
+pub fn save_results(results: &Results) -> Result<(), ScenarioError> {
+    let dir = &results.run_dir;
+    let path = dir.join(RESULTS_FILE);
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            // A run that never started has no history; the report still wants the file.
+            let history = dir.join(HISTORY_FILE);
+            if !history.exists() {
+                std::fs::write(&history, "")?;
             }
-        }
-        for e in &self.step_errors {
-            s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
-        }
-        for c in &self.checks {
-            let expected = if c.expected_to_fail {
-                format!(" (expected to fail: {})", verdict_word(c.effective()))
-            } else {
-                String::new()
-            };
-            s.push_str(&format!(
-                "  {:<20} {:<8} {}{expected}\n",
-                c.check,
-                verdict_word(c.verdict),
-                c.summary
-            ));
-        }
-        s
-    }
+            std::fs::write(
+                &path,
+                serde_json::to_vec_pretty(results).expect("results serialise"),
+            )
+        })
+        .map_err(|source| ScenarioError::Write { path, source })
+}
+
+/// Reads a run directory's `results.json`.
+pub fn load_results(dir: &Path) -> Result<Results, ScenarioError> {
+    let path = dir.join(RESULTS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ScenarioError::Evidence {
+        path,
+        message: e.to_string(),
+    })
 }
 
 /// A diagnostic as plain text (no colours: it goes into files and CI logs), with its source
@@ -1488,15 +1374,6 @@ pub fn describe(error: &dyn miette::Diagnostic) -> String {
         out = error.to_string();
     }
     out.trim_end().to_string()
-}
-
-pub fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
-        Verdict::Unknown => "UNKNOWN",
-        Verdict::Error => "ERROR",
-    }
 }
 
 /// Loads and runs one scenario of a suite, optionally on another topology. Whatever goes
@@ -1536,13 +1413,13 @@ pub async fn run_in_suite(
     match results {
         Ok(r) => r,
         Err((dir, e)) => {
-            let mut r = Results::errored(stem, &dir, started_at, &e);
+            let mut r = errored_results(stem, &dir, started_at, &e);
             if let Some(s) = scenario {
                 r.description = s.spec.description;
                 r.topology = s.topology.name;
             }
             r.wall_seconds = wall.elapsed().as_secs_f64();
-            if let Err(w) = r.save() {
+            if let Err(w) = save_results(&r) {
                 tracing::error!("{w}");
             }
             r
@@ -1597,7 +1474,7 @@ pub struct Recheck {
 /// Recomputes every check of the run in `dir` from `history.jsonl`, `final.json` and
 /// `scenario.toml`, with no Docker, and compares with its `results.json`.
 pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
-    let saved = Results::load(dir)?;
+    let saved = load_results(dir)?;
     if saved.verdict == Verdict::Error {
         // Nothing ran, so there is nothing to recompute.
         return Ok(Recheck {

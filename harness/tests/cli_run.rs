@@ -83,7 +83,7 @@ fn run_writes_the_pages_and_carries_on_past_scenarios_that_cannot_run() {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.join("results.json").is_file())
-        .map(|p| Results::load(&p).unwrap())
+        .map(|p| scenario::load_results(&p).unwrap())
         .collect();
     let by_name = |name: &str| {
         results

@@ -103,12 +103,12 @@ fn a_verdict_that_does_not_follow_from_the_evidence_is_reported() {
         .find(|r| r.ends_with("database"))
         .unwrap();
     let dir = scratch(&run, "edited-verdict");
-    let mut results = scenario::Results::load(&dir).unwrap();
+    let mut results = scenario::load_results(&dir).unwrap();
     assert_eq!(results.verdict, Verdict::Pass);
     results.checks[0].verdict = Verdict::Fail;
     results.verdict = Verdict::Fail;
     results.run_dir = dir.clone();
-    results.save().unwrap();
+    scenario::save_results(&results).unwrap();
     let recheck = scenario::recheck(&dir).unwrap();
     assert!(
         recheck

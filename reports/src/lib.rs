@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use hadrill_model::{Event, FaultRecord, OpKind, OpRecord, Outcome, Results, Role};
 use minijinja::{Environment, Value, context};
 use serde_json::Value as Json;
 
@@ -30,11 +31,12 @@ pub enum ReportError {
     Template(&'static str, minijinja::Error),
 }
 
-/// One run as found on disk.
+/// One run as found on disk, in the model's types.
 pub struct RunData {
     pub dir: PathBuf,
-    pub results: Json,
-    pub events: Vec<Json>,
+    pub results: Results,
+    /// The history's events; a line that is not one (a damaged file) is left out.
+    pub events: Vec<Event>,
 }
 
 impl RunData {
@@ -57,20 +59,42 @@ impl RunData {
         })
     }
 
-    fn ops(&self) -> impl Iterator<Item = &Json> {
-        self.events.iter().filter(|e| e["type"] == "op")
+    fn ops(&self) -> impl Iterator<Item = &OpRecord> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Op(o) => Some(o),
+            Event::Fault(_) => None,
+        })
     }
 
-    fn faults(&self) -> impl Iterator<Item = &Json> {
-        self.events.iter().filter(|e| e["type"] == "fault")
+    fn faults(&self) -> impl Iterator<Item = &FaultRecord> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Fault(f) => Some(f),
+            Event::Op(_) => None,
+        })
     }
 
     /// Seconds on the run's clock of the last thing recorded.
     fn end_s(&self) -> f64 {
         self.events
             .iter()
-            .map(|e| e["complete"].as_f64().or(e["end"].as_f64()).unwrap_or(0.0) / 1e9)
+            .map(|e| match e {
+                Event::Op(o) => secs(o.complete),
+                Event::Fault(f) => secs(f.end),
+            })
             .fold(1.0, f64::max)
+    }
+}
+
+fn secs(t: hadrill_model::Stamp) -> f64 {
+    t.0 as f64 / 1e9
+}
+
+/// The CSS class and word of an outcome.
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Fail => "fail",
+        Outcome::Unknown => "unknown",
     }
 }
 
@@ -181,29 +205,28 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
 }
 
 /// The figures of the check called `name` in a run's results (null if it did not run).
-fn figures(results: &Json, name: &str) -> Json {
-    results["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["check"] == name)
-        .map_or(Json::Null, |c| c["figures"].clone())
+fn figures(results: &Results, name: &str) -> Json {
+    results
+        .checks
+        .iter()
+        .find(|c| c.check == name)
+        .map_or(Json::Null, |c| c.figures.clone())
 }
 
 fn summary_row(run: &RunData, out: &Path) -> Json {
     let r = &run.results;
     let link = relative(out, &run.dir.join("index.html"));
     serde_json::json!({
-        "scenario": r["scenario"],
-        "topology": r["topology"],
-        "description": r["description"],
-        "finding": r["finding"],
+        "scenario": r.scenario,
+        "topology": r.topology,
+        "description": r.description,
+        "finding": r.finding,
         // The checks a negative control exists to see fail, with what they measured.
-        "expected_failures": r["checks"].as_array().map(|cs| cs.iter().filter(|c| c["expected_to_fail"] == true).map(|c| serde_json::json!({"check": c["check"], "verdict": c["verdict"], "summary": c["summary"]})).collect::<Vec<_>>()),
-        "verdict": r["verdict"],
-        "started_at": r["started_at"],
-        "wall_seconds": r["wall_seconds"],
-        "checks": r["checks"].as_array().map(|cs| cs.iter().map(|c| serde_json::json!({"check": c["check"], "verdict": c["verdict"]})).collect::<Vec<_>>()),
+        "expected_failures": r.checks.iter().filter(|c| c.expected_to_fail).map(|c| serde_json::json!({"check": c.check, "verdict": c.verdict, "summary": c.summary})).collect::<Vec<_>>(),
+        "verdict": r.verdict,
+        "started_at": r.started_at,
+        "wall_seconds": r.wall_seconds,
+        "checks": r.checks.iter().map(|c| serde_json::json!({"check": c.check, "verdict": c.verdict})).collect::<Vec<_>>(),
         "unavailable_ms": figures(r, "availability")["worst_unavailable_ms"],
         "lost": figures(r, "continuity")["lost"],
         "acknowledged": figures(r, "continuity")["acknowledged"],
@@ -330,13 +353,12 @@ fn x(t: f64, end: f64) -> f64 {
 /// The timeline row of an operation: its client; the per-member write probe gets a row per
 /// member, so the rows where writes were accepted show which member acted as primary when;
 /// simulated agents share a row per kind of operation.
-fn lane(o: &Json) -> Option<String> {
-    let client = o["client"].as_str()?;
-    match (o["kind"].as_str(), o["key"].as_str()) {
-        (Some("write-probe"), Some(node)) => Some(format!("writes to {node}")),
+fn lane(o: &OpRecord) -> String {
+    match &o.key {
+        Some(node) if o.kind == OpKind::WRITE_PROBE => format!("writes to {node}"),
         // Thousands of simulated agents: one row per kind of agent operation.
-        (Some(kind), _) if client.starts_with("agent-") => Some(format!("agents: {kind}")),
-        _ => Some(client.to_string()),
+        _ if o.role == Role::Agent => format!("agents: {}", o.kind),
+        _ => o.client.clone(),
     }
 }
 
@@ -345,7 +367,7 @@ fn lane(o: &Json) -> Option<String> {
 /// outcome merge into one span, so a long run stays small.
 pub fn timeline_svg(run: &RunData) -> String {
     let end = run.end_s();
-    let mut clients: Vec<String> = run.ops().filter_map(lane).collect();
+    let mut clients: Vec<String> = run.ops().map(lane).collect();
     clients.sort();
     clients.dedup();
     let top = 24.0;
@@ -375,18 +397,9 @@ pub fn timeline_svg(run: &RunData) -> String {
         );
     }
     for f in run.faults() {
-        let s = f["start"].as_f64().unwrap_or(0.0) / 1e9;
-        let e = f["end"].as_f64().unwrap_or(0.0) / 1e9;
-        let kind = f["fault"]["kind"].as_str().unwrap_or("fault");
-        let nodes = f["nodes"]
-            .as_array()
-            .map(|n| {
-                n.iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let (s, e) = (secs(f.start), secs(f.end));
+        let kind = f.fault.name();
+        let nodes = f.nodes.join(",");
         let label = escape(&format!("{kind} {nodes}"));
         let _ = write!(
             svg,
@@ -406,36 +419,28 @@ pub fn timeline_svg(run: &RunData) -> String {
             y + 11.0,
             escape(client)
         );
-        let mut ops: Vec<&Json> = run
-            .ops()
-            .filter(|o| lane(o).as_deref() == Some(client.as_str()))
-            .collect();
-        ops.sort_by(|a, b| {
-            a["invoke"]
-                .as_f64()
-                .partial_cmp(&b["invoke"].as_f64())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        let mut ops: Vec<&OpRecord> = run.ops().filter(|o| lane(o) == *client).collect();
+        ops.sort_by_key(|o| o.invoke);
         let gap = (end / 100.0).max(1.0);
         let mut i = 0;
         while i < ops.len() {
-            let outcome = ops[i]["outcome"].as_str().unwrap_or("unknown");
-            let start = ops[i]["invoke"].as_f64().unwrap_or(0.0) / 1e9;
-            let mut stop = ops[i]["complete"].as_f64().unwrap_or(0.0) / 1e9;
+            let outcome = outcome_word(ops[i].outcome);
+            let start = secs(ops[i].invoke);
+            let mut stop = secs(ops[i].complete);
             let mut n = 1;
             let mut errors = BTreeMap::<String, usize>::new();
             while i + n < ops.len()
-                && ops[i + n]["outcome"] == outcome
-                && ops[i + n]["invoke"].as_f64().unwrap_or(0.0) / 1e9 - stop < gap
+                && ops[i + n].outcome == ops[i].outcome
+                && secs(ops[i + n].invoke) - stop < gap
             {
-                stop = stop.max(ops[i + n]["complete"].as_f64().unwrap_or(0.0) / 1e9);
-                if let Some(e) = ops[i + n]["error"].as_str() {
-                    *errors.entry(e.to_string()).or_default() += 1;
+                stop = stop.max(secs(ops[i + n].complete));
+                if let Some(e) = &ops[i + n].error {
+                    *errors.entry(e.clone()).or_default() += 1;
                 }
                 n += 1;
             }
-            if let Some(e) = ops[i]["error"].as_str() {
-                *errors.entry(e.to_string()).or_default() += 1;
+            if let Some(e) = &ops[i].error {
+                *errors.entry(e.clone()).or_default() += 1;
             }
             let why: Vec<String> = errors.iter().map(|(e, c)| format!("{c}× {e}")).collect();
             let _ = write!(
@@ -498,9 +503,8 @@ pub fn traffic_svg(run: &RunData) -> String {
         r#"<svg class="traffic" width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img" aria-label="user requests per server over time">"#
     );
     for f in run.faults() {
-        let s = f["start"].as_f64().unwrap_or(0.0) / 1e9;
-        let e = f["end"].as_f64().unwrap_or(0.0) / 1e9;
-        let kind = escape(f["fault"]["kind"].as_str().unwrap_or("fault"));
+        let (s, e) = (secs(f.start), secs(f.end));
+        let kind = escape(f.fault.name());
         let _ = write!(
             svg,
             r#"<rect class="fault" x="{:.1}" y="0" width="{:.1}" height="{:.1}"/><text class="fault-label" x="{:.1}" y="12">{kind}</text>"#,
@@ -583,15 +587,13 @@ pub fn probe_svg(run: &RunData) -> String {
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); buckets];
     let mut total = vec![0usize; buckets];
     let mut ok = vec![0usize; buckets];
-    for o in run.ops().filter(|o| o["kind"] == "probe") {
-        let t = o["invoke"].as_f64().unwrap_or(0.0) / 1e9;
+    for o in run.ops().filter(|o| o.kind == OpKind::PROBE) {
+        let t = secs(o.invoke);
         let b = ((t / end) * buckets as f64).min(buckets as f64 - 1.0) as usize;
         total[b] += 1;
-        if o["outcome"] == "ok" {
+        if o.outcome == Outcome::Ok {
             ok[b] += 1;
-            lat[b].push(
-                (o["complete"].as_f64().unwrap_or(0.0) - o["invoke"].as_f64().unwrap_or(0.0)) / 1e6,
-            );
+            lat[b].push(o.complete.since(o.invoke).as_secs_f64() * 1e3);
         }
     }
     let h = 140.0;
@@ -636,16 +638,11 @@ pub fn probe_svg(run: &RunData) -> String {
 
 /// Log lines of each fault's nodes from 2 s before to 5 s after it, at most 30 per node.
 fn log_excerpts(run: &RunData) -> Vec<Json> {
-    let origin_ms = run.results["clock_origin_unix_ms"].as_u64().unwrap_or(0);
+    let origin_ms = run.results.clock_origin_unix_ms;
     let mut out = Vec::new();
     for f in run.faults() {
-        let at_ms = origin_ms.saturating_add((f["start"].as_f64().unwrap_or(0.0) / 1e6) as u64);
-        for node in f["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str())
-        {
+        let at_ms = origin_ms.saturating_add(f.start.as_duration().as_millis() as u64);
+        for node in &f.nodes {
             let Ok(text) =
                 std::fs::read_to_string(run.dir.join("logs").join(format!("{node}.log")))
             else {
@@ -666,7 +663,7 @@ fn log_excerpts(run: &RunData) -> Vec<Json> {
                 .take(30)
                 .collect();
             out.push(serde_json::json!({
-                "fault": f["id"], "kind": f["fault"]["kind"], "node": node,
+                "fault": f.id, "kind": f.fault.name(), "node": node,
                 "lines": lines.join("\n"), "log": format!("logs/{node}.log"),
             }));
         }

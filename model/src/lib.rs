@@ -6,7 +6,9 @@
 pub mod fault;
 pub mod finals;
 pub mod op;
+pub mod results;
 pub mod roles;
+pub mod stamp;
 pub mod verdict;
 
 pub use fault::{Direction, Fault, Selector};
@@ -15,5 +17,7 @@ pub use finals::{
     status_matches,
 };
 pub use op::{Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, faults, ops};
+pub use results::{NodePrivileges, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
+pub use stamp::Stamp;
 pub use verdict::{Budgets, Check, CheckResult, Verdict};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::op::{Event, OpKind, ops};
+use crate::op::{Event, OpKind, ops};
 
 /// The role recorded for a member whose REST API does not answer.
 pub const UNREACHABLE: &str = "unreachable";

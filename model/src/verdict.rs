@@ -41,7 +41,7 @@ pub struct CheckResult {
 pub trait Check: Send + Sync {
     /// Its name in the report; unique within the run.
     fn name(&self) -> &str;
-    fn judge(&self, events: &[crate::model::Event], budgets: &Budgets) -> CheckResult;
+    fn judge(&self, events: &[crate::Event], budgets: &Budgets) -> CheckResult;
 }
 
 impl CheckResult {

@@ -1,0 +1,132 @@
+//! What a run of a scenario concludes, as `results.json` holds it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Budgets, CheckResult, FaultRecord, Verdict};
+
+/// The outcome of one run of a scenario, as written to `results.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Results {
+    pub scenario: String,
+    pub description: String,
+    pub topology: String,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub started_at: String,
+    pub wall_seconds: f64,
+    pub verdict: Verdict,
+    /// Why the scenario could not run (verdict `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Steps that could not be carried out (a fault refused, a wait timed out).
+    pub step_errors: Vec<String>,
+    pub checks: Vec<CheckResult>,
+    pub budgets: Budgets,
+    pub faults: Vec<FaultRecord>,
+    pub operations: BTreeMap<String, BTreeMap<String, usize>>,
+    pub components: BTreeMap<String, String>,
+    pub images: BTreeMap<String, String>,
+    /// Wall-clock time (Unix ms) at which the run's clock read zero: maps history stamps to
+    /// container log timestamps.
+    pub clock_origin_unix_ms: u64,
+    pub git_commit: Option<String>,
+    pub host: String,
+    /// The workload and probe settings the figures were measured with.
+    pub workload: serde_json::Value,
+    /// The topology's `[settings]` (e.g. Patroni's timing) the run was made with.
+    pub settings: BTreeMap<String, String>,
+    /// What the evidence showed on this topology and why, as the scenario's variant states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
+    /// Each node's privileges as run: image, user, capabilities, published ports.
+    pub nodes: BTreeMap<String, NodePrivileges>,
+}
+
+/// What a node could do and where it could be reached, for the report's least-privilege table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodePrivileges {
+    pub image: String,
+    /// The user it runs as, when the topology names one (else the image's).
+    pub user: Option<String>,
+    /// Capabilities added to the engine's default set (no container is privileged).
+    pub capabilities: Vec<String>,
+    /// Container port → the loopback address it is published on, at the end of the run.
+    pub ports: BTreeMap<u16, String>,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results {
+            scenario: String::new(),
+            description: String::new(),
+            topology: String::new(),
+            run_id: String::new(),
+            run_dir: PathBuf::new(),
+            started_at: String::new(),
+            wall_seconds: 0.0,
+            verdict: Verdict::Unknown,
+            error: None,
+            step_errors: Vec::new(),
+            checks: Vec::new(),
+            budgets: Budgets::default(),
+            faults: Vec::new(),
+            operations: BTreeMap::new(),
+            components: BTreeMap::new(),
+            images: BTreeMap::new(),
+            clock_origin_unix_ms: 0,
+            git_commit: None,
+            host: String::new(),
+            workload: serde_json::Value::Null,
+            settings: BTreeMap::new(),
+            finding: None,
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Results {
+    /// The terminal summary: one line per check, measured against budget.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{:<22} {:<8} {}\n",
+            self.scenario,
+            verdict_word(self.verdict),
+            format_args!("{:.1}s, run {}", self.wall_seconds, self.run_dir.display())
+        );
+        if let Some(e) = &self.error {
+            for line in e.lines() {
+                s.push_str(&format!("  {line}\n"));
+            }
+        }
+        for e in &self.step_errors {
+            s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
+        }
+        for c in &self.checks {
+            let expected = if c.expected_to_fail {
+                format!(" (expected to fail: {})", verdict_word(c.effective()))
+            } else {
+                String::new()
+            };
+            s.push_str(&format!(
+                "  {:<20} {:<8} {}{expected}\n",
+                c.check,
+                verdict_word(c.verdict),
+                c.summary
+            ));
+        }
+        s
+    }
+}
+
+pub fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Unknown => "UNKNOWN",
+        Verdict::Error => "ERROR",
+    }
+}

@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::{self, TcpFailure};
 use crate::clock::Stamp;
-use crate::model::{AgentsFinal, Exchange, OpKind, Outcome, Role, status_matches};
 use crate::node::Node;
 use crate::patroni::get_json;
 use crate::run::Run;
 use crate::shared::Shared;
 use crate::shared::record;
+use hadrill_model::{AgentsFinal, Exchange, OpKind, Outcome, Role, status_matches};
 
 /// `[agents]` in a scenario.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::clock::Stamp;
-use crate::model::{
+use hadrill_model::{
     Budgets, CheckResult, Content, Event, FaultRecord, FinalState, OpKind, OpRecord, Outcome, Role,
     Verdict, faults, ops,
 };
@@ -772,7 +772,7 @@ pub fn sessions(events: &[Event]) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Analysed, Fault};
+    use hadrill_model::{Analysed, Fault};
 
     fn op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome) -> OpRecord {
         OpRecord {

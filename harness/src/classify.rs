@@ -4,7 +4,7 @@
 //! leaves the server's state unspecified). A write judged `fail` that took effect would be
 //! reported as lost or as refused-but-stored; one judged `unknown` never is.
 
-use crate::model::{Exchange, Outcome};
+use hadrill_model::{Exchange, Outcome};
 
 /// An HTTP exchange. A 5xx that may follow processing (500, and the load balancer's 502/504)
 /// is `unknown`; a 503 or a 4xx is a refusal; a connection that was never made is `fail`.

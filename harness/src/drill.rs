@@ -24,13 +24,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::agents::AgentsSpec;
-use crate::model::{Budgets, Check};
 use crate::run::RunOptions;
 use crate::scenario::{
     CodeWorkload, FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
 };
 use crate::workload::sql::SqlSpec;
 use crate::workload::{Workload, WorkloadSpec};
+use hadrill_model::{Budgets, Check};
 
 /// A scenario built in code. Its checks follow from its workloads and budgets exactly as a
 /// scenario file's do; `run` writes the same `results.json`, `history.jsonl` and pages.

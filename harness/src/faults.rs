@@ -16,10 +16,10 @@ use bollard::query_parameters::{
 use futures_util::future::join_all;
 
 use crate::docker::DockerError;
-use crate::model::{Direction, Event, Fault, FaultRecord, Outcome, Role, Selector};
 use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{POLL, Shared};
+use hadrill_model::{Direction, Event, Fault, FaultRecord, Outcome, Role, Selector};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FaultError {
@@ -176,12 +176,13 @@ impl Shared {
         let events = self.history.events();
         let found = match Selector::parse(name) {
             Some(s @ (Selector::Primary | Selector::Standby)) => {
-                let roles = crate::model::last_roles(&events);
+                let roles = hadrill_model::last_roles(&events);
                 let want = s == Selector::Primary;
                 let nodes: Vec<String> = roles
                     .into_iter()
                     .filter(|(_, role)| {
-                        crate::model::is_primary(role) == want && role != crate::model::UNREACHABLE
+                        hadrill_model::is_primary(role) == want
+                            && role != hadrill_model::UNREACHABLE
                     })
                     .map(|(n, _)| n)
                     .collect();

@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::model::{Event, FaultRecord, OpRecord, faults, ops};
+use hadrill_model::{Event, FaultRecord, OpRecord, faults, ops};
 
 pub struct History {
     events: Mutex<Vec<Event>>,

@@ -12,12 +12,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{
+use crate::node::Node;
+use crate::shared::{Shared, record};
+use hadrill_model::{
     ClusterFinal, Event, Exchange, MemberFinal, MemberStatus, OpKind, Outcome, Role, UNREACHABLE,
     is_primary,
 };
-use crate::node::Node;
-use crate::shared::{Shared, record};
 
 /// Where the cluster is, as a scenario's `[sql]` section names it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -328,7 +328,7 @@ where
 
 /// Did the script leave `node` stopped: its last fault killed or stopped it?
 fn left_down(events: &[Event], node: &str) -> bool {
-    crate::model::faults(events)
+    hadrill_model::faults(events)
         .iter()
         .rev()
         .find(|f| {

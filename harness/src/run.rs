@@ -29,7 +29,6 @@ use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
 use crate::images::{ImageBuilder, ImageError, ImageRef, ReadyImage};
-use crate::model::Fault;
 use crate::node::{Node, NodeError};
 use crate::progress::Progress;
 use crate::reaper;
@@ -37,6 +36,7 @@ use crate::shared::{
     OWNER_FILE, PRIVATE_PREFIX, Shared, create_private_dir, log_path, private_dir, redact,
 };
 use crate::topology::{NodeSpec, Topology};
+use hadrill_model::Fault;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RunError {

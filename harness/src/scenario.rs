@@ -17,16 +17,16 @@ use crate::agents::{self, AgentsSpec, Fleet};
 use crate::checks;
 use crate::classify::http as classify;
 use crate::history::History;
-use crate::model::{
-    AgentsFinal, Analysed, Budgets, Check, CheckResult, Content, Event, Fault, FinalState, OpKind,
-    Outcome, Role, Verdict, faults, ops,
-};
-pub use crate::model::{NodePrivileges, Results, verdict_word};
 use crate::run::{Run, RunError, RunOptions};
 use crate::shared::record;
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
 use crate::workload::{IssuedSession, WebWorkload, WorkloadSpec};
+use hadrill_model::{
+    AgentsFinal, Analysed, Budgets, Check, CheckResult, Content, Event, Fault, FinalState, OpKind,
+    Outcome, Role, Verdict, faults, ops,
+};
+pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
 mod validate;
 

@@ -13,8 +13,8 @@ use bollard::Docker;
 use crate::clock::{Clock, Stamp};
 use crate::history::History;
 use crate::images::{ImageRef, ReadyImage};
-use crate::model::{Actor, Event, Exchange, OpKind, OpRecord};
 use crate::topology::Topology;
+use hadrill_model::{Actor, Event, Exchange, OpKind, OpRecord};
 
 /// How often the runtime polls the engine while it waits for a state.
 pub(crate) const POLL: Duration = Duration::from_millis(20);

@@ -10,10 +10,10 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Stamp;
-use crate::model::{Actor, Exchange, OpKind};
 use crate::node::Node;
 use crate::run::RunError;
 use crate::shared::{Shared, record};
+use hadrill_model::{Actor, Exchange, OpKind};
 
 pub mod sql;
 pub mod web;

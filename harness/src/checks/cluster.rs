@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{judged, secs};
 use crate::clock::Stamp;
-use crate::model::{
+use hadrill_model::{
     AgentsFinal, Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops,
     status_matches,
 };
@@ -433,8 +433,8 @@ pub fn integrity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Fault;
-    use crate::model::{FaultRecord, Role};
+    use hadrill_model::Fault;
+    use hadrill_model::{FaultRecord, Role};
 
     fn op(kind: OpKind, agent: &str, ms: u64, outcome: Outcome, value: Option<&str>) -> Event {
         Event::Op(OpRecord {
@@ -606,8 +606,8 @@ mod tests {
 #[cfg(test)]
 mod integrity_tests {
     use super::*;
-    use crate::model::Fault;
-    use crate::model::{FaultRecord, Role};
+    use hadrill_model::Fault;
+    use hadrill_model::{FaultRecord, Role};
 
     fn files(node: &str, digest: &str, ms: u64) -> Event {
         Event::Op(OpRecord {

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::writes::Audit;
 use super::{judged, secs};
 use crate::clock::Stamp;
-use crate::model::{
+use hadrill_model::{
     Budgets, CheckResult, ClusterFinal, Event, Fault, FaultRecord, OpKind, OpRecord, Outcome,
     Verdict, faults, is_primary, last_roles, ops,
 };
@@ -496,8 +496,8 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FaultRecord, OpRecord, Role};
-    use crate::model::{MemberFinal, MemberStatus};
+    use hadrill_model::{FaultRecord, OpRecord, Role};
+    use hadrill_model::{MemberFinal, MemberStatus};
 
     fn at(ms: u64) -> Stamp {
         Stamp(ms * 1_000_000)
@@ -674,7 +674,7 @@ mod tests {
                 fault: Fault::Partition {
                     a: vec![a.into()],
                     b: vec![b.into()],
-                    direction: crate::model::Direction::Both,
+                    direction: hadrill_model::Direction::Both,
                 },
                 nodes: vec![a.into(), b.into()],
                 start: at(1_000),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::{judged, secs};
-use crate::model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, ops};
+use hadrill_model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, ops};
 
 /// Writes of one kind set against what the store holds afterwards.
 pub(crate) struct Audit<'a> {
@@ -172,7 +172,7 @@ pub fn continuity(
 mod tests {
     use super::*;
     use crate::clock::Stamp;
-    use crate::model::Role;
+    use hadrill_model::Role;
 
     fn write(key: &str, value: &str, outcome: Outcome) -> Event {
         Event::Op(OpRecord {

@@ -14,11 +14,11 @@ use toml::de::{DeTable, DeValue};
 
 use super::{Condition, Scenario, ScenarioError, Step, Wait};
 use crate::agents::AgentsSpec;
-use crate::model::{Fault, Selector};
 use crate::patroni::LeaderSource;
 use crate::topology::{Invalid, Topology, placeholders};
 use crate::workload::WorkloadSpec;
 use crate::workload::sql::SqlSpec;
+use hadrill_model::{Fault, Selector};
 
 /// Longer than any drill, so a typo such as `300h` is caught (and the run's deadlines, an
 /// `Instant` plus a duration, cannot overflow).

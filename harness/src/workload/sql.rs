@@ -12,14 +12,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::sql as classify;
-use crate::model::ClusterFinal;
-use crate::model::Exchange;
-use crate::model::{OpKind, Outcome, Role};
 use crate::node::Node;
 use crate::patroni::{self, ClusterSpec};
 use crate::run::Run;
 use crate::shared::Shared;
 use crate::shared::record;
+use hadrill_model::ClusterFinal;
+use hadrill_model::Exchange;
+use hadrill_model::{OpKind, Outcome, Role};
 
 /// The table the set workload writes, and the one the probes write.
 const SET_TABLE: &str = "hadrill_set";

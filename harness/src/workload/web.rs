@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::http as classify;
 use crate::clock::Stamp;
-use crate::model::{Content, Exchange, OpKind, Outcome, Role};
 use crate::run::Run;
 use crate::shared::{Shared, record};
+use hadrill_model::{Content, Exchange, OpKind, Outcome, Role};
 
 /// What the clients do, as a scenario declares it under `[workload]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -121,8 +121,9 @@ impl KvWorkload {
                 _ = tick.tick() => {}
             }
             let key = format!("kv:{index}:{n}");
-            let value = uuid_like(index, n);
             let invoke = ctx.now();
+            // Unique to this write, so a store that kept another write's value is caught.
+            let value = format!("{key}@{}", invoke.0);
             let result = match conn.as_mut() {
                 Some(c) => c
                     .set::<_, _, ()>(&key, &value)
@@ -191,14 +192,4 @@ impl KvWorkload {
             );
         }
     }
-}
-
-/// A value no other write uses.
-fn uuid_like(client: usize, n: u64) -> String {
-    format!("{client:04x}-{n:012x}-{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }

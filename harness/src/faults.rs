@@ -409,11 +409,7 @@ impl Shared {
     /// config file of `nodes` that holds it.
     fn rotate(&self, secret: &str, nodes: &[String]) -> Result<Vec<String>, FaultError> {
         let old = self
-            .secrets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(secret)
-            .cloned()
+            .secret(secret)
             .ok_or_else(|| FaultError::UnknownSecret(secret.to_string()))?;
         let new = self.issue_secret(secret).map_err(|e| FaultError::Command {
             node: nodes.join(", "),

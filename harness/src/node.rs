@@ -54,6 +54,15 @@ impl Node {
         }
     }
 
+    /// The node called `name`, if the run's topology has one.
+    pub(crate) fn find(shared: &Arc<Shared>, name: &str) -> Option<Node> {
+        shared
+            .topology
+            .nodes
+            .contains_key(name)
+            .then(|| Node::new(name, shared.clone()))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

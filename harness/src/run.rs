@@ -481,12 +481,7 @@ impl Run {
 
     /// A secret generated for this run (`secrets = [...]` in the topology).
     pub fn secret(&self, name: &str) -> Option<String> {
-        self.shared
-            .secrets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.shared.secret(name)
     }
 
     /// Copies the node's config files into the run directory and returns the bind mounts.
@@ -532,11 +527,7 @@ impl Run {
 
     /// A handle on one node: `run.node("app1")?.kill().await`.
     pub fn node(&self, name: &str) -> Result<Node, RunError> {
-        if self.shared.topology.nodes.contains_key(name) {
-            Ok(Node::new(name, self.shared.clone()))
-        } else {
-            Err(RunError::NoSuchNode(name.to_string()))
-        }
+        Node::find(&self.shared, name).ok_or_else(|| RunError::NoSuchNode(name.to_string()))
     }
 
     /// Every node, in name order.

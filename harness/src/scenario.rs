@@ -588,12 +588,6 @@ impl Scenario {
         }
         code_stop.cancel();
         panics.extend(crate::tasks::join_all(&mut code_tasks).await);
-        for (w, declared) in self.workloads.iter().zip(&self.spec.code_workloads) {
-            if declared.write_kind.is_some() {
-                let read = w.clone().final_read(code_ctx.clone()).await;
-                driven.code.insert(declared.name.clone(), read);
-            }
-        }
         // The master's view is compared with the agents' while they are still connected.
         if let (Some(f), Some(spec)) = (fleet, &self.spec.agents) {
             let (state, p) = agents::final_state(run, spec, f, Duration::from_secs(15)).await;
@@ -825,9 +819,16 @@ impl Scenario {
     async fn read_finals(&self, run: &Run, driven: &Driven) -> Finals {
         let mut finals = Finals {
             agents: driven.agents.clone(),
-            code: driven.code.clone(),
             ..Finals::default()
         };
+        // A code workload's own final read, once its clients have stopped.
+        let ctx = crate::workload::Context::new(run.shared().clone(), CancellationToken::new());
+        for (w, declared) in self.workloads.iter().zip(&self.spec.code_workloads) {
+            if declared.write_kind.is_some() {
+                let read = w.clone().final_read(ctx.clone()).await;
+                finals.code.insert(declared.name.clone(), read);
+            }
+        }
         if self.web().is_some() {
             self.try_old_sessions(run, &driven.sessions).await;
             match self.final_state(run).await {
@@ -926,7 +927,6 @@ struct Driven {
     step_errors: Vec<String>,
     sessions: Vec<IssuedSession>,
     agents: Option<AgentsFinal>,
-    code: BTreeMap<String, crate::workload::FinalRead>,
 }
 
 /// The final reads of the system, the evidence besides the history; saved as `final.json` so

@@ -66,6 +66,15 @@ impl Shared {
             .join(target.trim_start_matches('/'))
     }
 
+    /// The current value of secret `name`.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// A new value of secret `name`, remembered so every artifact is redacted of it.
     pub fn issue_secret(&self, name: &str) -> std::io::Result<String> {
         let value = new_secret();

@@ -69,22 +69,13 @@ impl Context {
 
     /// A node of the run, e.g. to find the host address of one of its published ports.
     pub fn node(&self, name: &str) -> Result<Node, RunError> {
-        if self.shared.topology.nodes.contains_key(name) {
-            Ok(Node::new(name, self.shared.clone()))
-        } else {
-            Err(RunError::NoSuchNode(name.to_string()))
-        }
+        Node::find(&self.shared, name).ok_or_else(|| RunError::NoSuchNode(name.to_string()))
     }
 
     /// A secret the topology generated for this run (e.g. a database password). Never
     /// record it: every artifact is redacted of it, but the history is evidence.
     pub fn secret(&self, name: &str) -> Option<String> {
-        self.shared
-            .secrets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.shared.secret(name)
     }
 
     /// Now, on the run's clock: an operation's invocation time.

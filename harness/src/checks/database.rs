@@ -44,15 +44,12 @@ pub fn continuity(
         .iter()
         .filter(|o| o.kind == OpKind::READ_BACK && o.outcome == Outcome::Fail)
         .count();
-    let mut figures = audit.figures(keys.len(), budgets);
-    if let Some(f) = figures.as_object_mut() {
-        f.remove("held");
-        f.insert("rows".into(), json!(keys.len()));
-        f.insert("rpo_commits".into(), json!(audit.lost.len()));
-        f.insert("failed_inserts".into(), json!(audit.failed.len()));
-        f.insert("unknown_inserts".into(), json!(audit.unknown.len()));
-        f.insert("read_back_misses".into(), json!(read_back_misses));
-    }
+    let mut figures = audit.figures(budgets);
+    figures["rows"] = json!(keys.len());
+    figures["rpo_commits"] = json!(audit.lost.len());
+    figures["failed_inserts"] = json!(audit.failed.len());
+    figures["unknown_inserts"] = json!(audit.unknown.len());
+    figures["read_back_misses"] = json!(read_back_misses);
     let summary = format!(
         "{} acknowledged, {} verified, {} lost (RPO), {} unknown ({} took effect), {} read-back misses",
         audit.acked.len(),

@@ -8,13 +8,16 @@ use hadrill_model::{Exchange, Outcome};
 
 /// An HTTP exchange. A 5xx that may follow processing (500, and the load balancer's 502/504)
 /// is `unknown`; a 503 or a 4xx is a refusal; a connection that was never made is `fail`.
-pub fn http(result: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
+/// `served_by`: the response header naming the node that answered, if the product sets one.
+pub fn http(
+    result: &Result<reqwest::Response, reqwest::Error>,
+    served_by: Option<&str>,
+) -> Exchange {
     match result {
         Ok(r) => {
             let status = r.status().as_u16();
-            let node = r
-                .headers()
-                .get("x-served-by")
+            let node = served_by
+                .and_then(|h| r.headers().get(h))
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let outcome = http_status(status);
@@ -149,7 +152,7 @@ mod tests {
             .status(status)
             .body(Vec::<u8>::new())
             .unwrap();
-        http(&Ok(reqwest::Response::from(response))).outcome
+        http(&Ok(reqwest::Response::from(response)), None).outcome
     }
 
     /// A refusal is `fail`; an answer that leaves the server's state unspecified (a 500 from a
@@ -166,6 +169,20 @@ mod tests {
         }
     }
 
+    /// A 401 is recorded as the model's `UNAUTHORIZED`, which the checks read as a refused
+    /// credential; the node that answered comes from the header the caller names.
+    #[test]
+    fn a_401_is_unauthorized_and_the_answering_node_is_read_from_the_named_header() {
+        let response = ::http::Response::builder()
+            .status(401)
+            .header("x-backend", "app2")
+            .body(Vec::<u8>::new())
+            .unwrap();
+        let ex = http(&Ok(reqwest::Response::from(response)), Some("x-backend"));
+        assert_eq!(ex.error.as_deref(), Some(hadrill_model::UNAUTHORIZED));
+        assert_eq!(ex.node.as_deref(), Some("app2"));
+    }
+
     /// A closed port: the request never left (`fail`). A server that takes the request and
     /// never answers: it may have processed it (`unknown`).
     #[tokio::test]
@@ -177,7 +194,10 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let refused = http(&client.get(format!("http://127.0.0.1:{port}/")).send().await);
+        let refused = http(
+            &client.get(format!("http://127.0.0.1:{port}/")).send().await,
+            None,
+        );
         assert_eq!(refused.outcome, Outcome::Fail, "{:?}", refused.error);
 
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -193,6 +213,7 @@ mod tests {
                 .body("x")
                 .send()
                 .await,
+            None,
         );
         assert_eq!(lost.outcome, Outcome::Unknown, "{:?}", lost.error);
         keep.abort();

@@ -23,13 +23,15 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::agents::AgentsSpec;
+use crate::reference::agents::AgentsSpec;
+use crate::reference::finals::ProductRead;
+use crate::reference::web::WorkloadSpec;
 use crate::run::RunOptions;
 use crate::scenario::{
-    CodeWorkload, FinalRead, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
+    CodeWorkload, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
 };
+use crate::workload::Workload;
 use crate::workload::sql::SqlSpec;
-use crate::workload::{Workload, WorkloadSpec};
 use hadrill_model::{Budgets, Check};
 
 /// A scenario built in code. Its checks follow from its workloads and budgets exactly as a
@@ -57,7 +59,7 @@ impl Drill {
             settle: crate::scenario::default_settle(),
             steps: Vec::new(),
             budgets: Budgets::default(),
-            final_read: FinalRead::default(),
+            final_read: ProductRead::default(),
             expect_fail: Vec::new(),
             variants: Vec::new(),
         };
@@ -127,7 +129,7 @@ impl Drill {
         self
     }
 
-    pub fn final_read(mut self, final_read: FinalRead) -> Drill {
+    pub fn final_read(mut self, final_read: ProductRead) -> Drill {
         self.spec.final_read = final_read;
         self
     }

@@ -45,7 +45,7 @@ pub enum FaultError {
     },
     #[error("selector `@{0}` matches nothing yet")]
     #[diagnostic(help(
-        "`@last-served` needs a successful user request with X-Served-By; `@previous` needs an earlier fault; `@primary` and `@standby` need the `[sql]` workload's cluster observer to have seen the roles"
+        "`@last-served` needs a successful user request that named the node that answered; `@previous` needs an earlier fault; `@primary` and `@standby` need the `[sql]` workload's cluster observer to have seen the roles"
     ))]
     Selector(String),
     #[error("no config file of `{node}` holds the secret {secret}")]

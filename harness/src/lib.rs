@@ -11,7 +11,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod agents;
 pub mod checks;
 pub mod classify;
 pub mod clock;
@@ -26,6 +25,7 @@ pub mod node;
 pub mod patroni;
 pub mod progress;
 mod reaper;
+pub mod reference;
 pub mod run;
 pub mod scenario;
 mod shared;
@@ -40,8 +40,9 @@ pub use model::{
     Outcome, Role, Verdict,
 };
 pub use node::Node;
+pub use reference::web::WorkloadSpec;
 pub use run::{Run, RunError, RunOptions, project_root};
 pub use scenario::{Condition, Results, Scenario, ScenarioError, Step};
 pub use topology::Topology;
+pub use workload::Workload;
 pub use workload::sql::SqlSpec;
-pub use workload::{Workload, WorkloadSpec};

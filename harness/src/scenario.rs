@@ -13,19 +13,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 
-use crate::agents::{self, AgentsSpec, Fleet};
-use crate::checks;
-use crate::classify::http as classify;
+use crate::checks::{self, Traffic};
 use crate::history::History;
+use crate::reference::agents::{self, AgentsSpec, Fleet};
+use crate::reference::finals::{self, AgentsFinal, FinalState, ProductRead};
+use crate::reference::web::{IssuedSession, WebWorkload, WorkloadSpec};
+use crate::reference::{self, cluster};
 use crate::run::{Run, RunError, RunOptions};
-use crate::shared::record;
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
-use crate::workload::{IssuedSession, WebWorkload, WorkloadSpec};
-use hadrill_model::{
-    AgentsFinal, Analysed, Budgets, Check, CheckResult, Content, Event, Fault, FinalState, OpKind,
-    Outcome, Role, Verdict, faults, ops,
-};
+use hadrill_model::{Budgets, Check, CheckResult, Event, Fault, OpKind, Verdict, faults, ops};
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
 mod validate;
@@ -103,7 +100,7 @@ pub struct ScenarioSpec {
     #[serde(default)]
     pub budgets: Budgets,
     #[serde(default)]
-    pub final_read: FinalRead,
+    pub final_read: ProductRead,
     /// Checks this scenario exists to see fail: a negative control, such as a peer partition
     /// without the ping node, where the suite must detect the split brain. The run passes
     /// only if each of them fails.
@@ -243,37 +240,6 @@ pub enum Condition {
     /// Every agent of `[agents]` (not counting late ones) is connected: the fault then hits a
     /// cluster in its steady state, not one still absorbing the enrolment of its fleet.
     AgentsConnected,
-}
-
-/// How the final state is read: the product's database and its app servers.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FinalRead {
-    pub database_node: String,
-    pub database_port: u16,
-    pub database_user: String,
-    pub database_name: String,
-    pub password_secret: String,
-    /// App servers are the nodes with this role; old cookies are tried on each directly.
-    pub app_role: String,
-    pub app_port: u16,
-    #[serde(with = "humantime_serde")]
-    pub analysis_timeout: Duration,
-}
-
-impl Default for FinalRead {
-    fn default() -> Self {
-        FinalRead {
-            database_node: "db".into(),
-            database_port: 5432,
-            database_user: "app".into(),
-            database_name: "traces".into(),
-            password_secret: "DB_PASSWORD".into(),
-            app_role: "app".into(),
-            app_port: 8080,
-            analysis_timeout: Duration::from_secs(60),
-        }
-    }
 }
 
 pub struct Scenario {
@@ -640,179 +606,9 @@ impl Scenario {
                 Ok(())
             }
             Condition::Analysed => {
-                let acked = acknowledged(&run.history().events());
-                let db = self.connect_db(run).await?;
-                let done = wait_analysed(&db, &acked, wait.timeout).await?;
-                if done == acked.len() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{done} of {} acknowledged uploads analysed",
-                        acked.len()
-                    ))
-                }
+                finals::wait_all_analysed(run, &self.spec.final_read, wait.timeout).await
             }
         }
-    }
-
-    async fn connect_db(&self, run: &Run) -> Result<tokio_postgres::Client, String> {
-        let f = &self.spec.final_read;
-        let addr = run
-            .node(&f.database_node)
-            .map_err(|e| e.to_string())?
-            .host_addr(f.database_port)
-            .ok_or_else(|| format!("{} publishes no port {}", f.database_node, f.database_port))?;
-        let password = run.secret(&f.password_secret).unwrap_or_default();
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host(addr.ip().to_string())
-            .port(addr.port())
-            .user(&f.database_user)
-            .password(password)
-            .dbname(&f.database_name)
-            .connect_timeout(Duration::from_secs(5));
-        let (client, conn) = cfg
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok(client)
-    }
-
-    /// After a rotation: every cookie issued before it, tried on every app server directly;
-    /// and a new login on each. Recorded as operations like any other.
-    async fn try_old_sessions(&self, run: &Run, sessions: &[IssuedSession]) {
-        let Some(rotated) = run
-            .history()
-            .faults()
-            .iter()
-            .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
-            .map(|f| f.start)
-            .min()
-        else {
-            return;
-        };
-        let f = &self.spec.final_read;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client");
-        for node in run.nodes().iter().filter(|n| n.spec().role == f.app_role) {
-            let Some(addr) = node.host_addr(f.app_port) else {
-                continue;
-            };
-            for s in sessions.iter().filter(|s| s.issued < rotated) {
-                let invoke = run.clock().now();
-                let r = http
-                    .get(format!("http://{addr}/me"))
-                    .header("cookie", &s.cookie)
-                    .send()
-                    .await;
-                record(
-                    run.shared(),
-                    Role::Verifier.named("verifier"),
-                    OpKind::OLD_SESSION,
-                    Some(node.name().to_string()),
-                    Some(s.user.clone()),
-                    invoke,
-                    classify(&r),
-                );
-            }
-            let invoke = run.clock().now();
-            let r = http
-                .post(format!("http://{addr}/login"))
-                .json(&serde_json::json!({ "user": "verifier" }))
-                .send()
-                .await;
-            record(
-                run.shared(),
-                Role::Verifier.named("verifier"),
-                OpKind::LOGIN,
-                Some(node.name().to_string()),
-                None,
-                invoke,
-                classify(&r),
-            );
-        }
-    }
-
-    /// Every row, its content read back through the load balancer, and its analyses.
-    async fn final_state(&self, run: &Run) -> Result<FinalState, String> {
-        let acked = acknowledged(&run.history().events());
-        let db = self.connect_db(run).await?;
-        // Unanalysed uploads are the continuity check's to judge, not an error here.
-        wait_analysed(&db, &acked, self.spec.final_read.analysis_timeout).await?;
-        let mut state = FinalState::default();
-        for r in db
-            .query("SELECT id, sha256 FROM traces", &[])
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            state.rows.insert(r.get(0), r.get(1));
-        }
-        for r in db
-            .query(
-                "SELECT t.id, (SELECT count(*) FROM analyses a WHERE a.trace_id = t.id),
-                        (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t",
-                &[],
-            )
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            state.analyses.insert(
-                r.get(0),
-                Analysed {
-                    results: r.get::<_, i64>(1) as u32,
-                    attempts: r.get::<_, i64>(2) as u32,
-                },
-            );
-        }
-        let row = db
-            .query_one(
-                "SELECT coalesce(array_agg(slot ORDER BY slot), '{}'),
-                        floor(extract(epoch FROM clock_timestamp()) / 2)::bigint FROM rollups",
-                &[],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        state.rollup_slots = row.get(0);
-        state.current_slot = row.get(1);
-        let spec = self.web().ok_or("the scenario has no web workload")?;
-        let entry = run
-            .node(&spec.entry)
-            .map_err(|e| e.to_string())?
-            .host_addr(spec.entry_port)
-            .ok_or("the entry point publishes no port")?;
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
-        http.post(format!("http://{entry}/login"))
-            .json(&serde_json::json!({ "user": "verifier" }))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("verifier login: {e}"))?;
-        let base = format!("http://{entry}");
-        for (id, sha) in state.rows.clone() {
-            let invoke = run.clock().now();
-            let (mut ex, content) = crate::workload::web::read_trace(&http, &base, id, &sha).await;
-            if content != Content::Identical {
-                ex.outcome = Outcome::Fail;
-                ex.error = Some(format!("{content:?}"));
-            }
-            record(
-                run.shared(),
-                Role::Verifier.named("verifier"),
-                OpKind::VERIFY,
-                Some(id.to_string()),
-                Some(sha.clone()),
-                invoke,
-                ex,
-            );
-            state.content.insert(id, content);
-        }
-        Ok(state)
     }
 
     /// Every final read (they record operations too), in the form `final.json` keeps.
@@ -829,9 +625,10 @@ impl Scenario {
                 finals.code.insert(declared.name.clone(), read);
             }
         }
-        if self.web().is_some() {
-            self.try_old_sessions(run, &driven.sessions).await;
-            match self.final_state(run).await {
+        if let Some(web) = self.web() {
+            let read = &self.spec.final_read;
+            finals::try_old_sessions(run, read, &driven.sessions).await;
+            match finals::final_state(run, read, &web).await {
                 Ok(state) => finals.web = Some(state),
                 Err(e) => {
                     tracing::error!("final read failed: {e}");
@@ -979,6 +776,23 @@ pub fn judge(
             .filter_map(|w| w.probe_hz)
             .fold(1.0, f64::max),
     };
+    // What the generic checks need to know of the workloads' verbs.
+    let traffic = match spec.web() {
+        Some(_) => &reference::TRAFFIC,
+        None => &Traffic::NONE,
+    };
+    let writes: Vec<OpKind> = std::iter::once(OpKind::INSERT)
+        .chain(
+            spec.web()
+                .into_iter()
+                .flat_map(|_| reference::WRITES.iter().cloned()),
+        )
+        .chain(
+            spec.code_workloads
+                .iter()
+                .filter_map(|w| w.write_kind.clone().map(OpKind::named)),
+        )
+        .collect();
     for planned in plan(spec) {
         let unread = |what: &str| {
             CheckResult::unknown(
@@ -989,15 +803,18 @@ pub fn judge(
         let sql = finals.sql.as_ref().ok_or_else(|| unread("the database"));
         let agents = finals.agents.as_ref().ok_or_else(|| unread("the cluster"));
         let result = match planned {
-            Planned::WebContinuity => checks::continuity(events, finals.web.as_ref(), budgets),
+            Planned::WebContinuity => {
+                reference::checks::continuity(events, finals.web.as_ref(), budgets)
+            }
             Planned::Availability => checks::availability(
                 events,
                 Duration::from_secs_f64(1.0 / probe_hz.max(1.0)),
+                traffic,
                 budgets,
             ),
-            Planned::UserRequests => checks::user_requests(events, budgets),
-            Planned::Sessions => checks::sessions(events),
-            Planned::Historian => checks::historian(finals.web.as_ref()),
+            Planned::UserRequests => checks::user_requests(events, traffic, budgets),
+            Planned::Sessions => reference::checks::sessions(events),
+            Planned::Historian => reference::checks::historian(finals.web.as_ref()),
             Planned::SqlContinuity => sql.map_or_else(std::convert::identity, |f| {
                 checks::database::continuity(events, f.keys.as_ref(), budgets)
             }),
@@ -1005,7 +822,7 @@ pub fn judge(
                 events,
                 spec.sql.as_ref().map_or(0.0, |s| s.member_probe_hz),
             ),
-            Planned::Failover => checks::database::failover(events, budgets),
+            Planned::Failover => checks::database::failover(events, &writes, budgets),
             // Skipped when the script left no replica to judge.
             Planned::Replicas => match sql {
                 Ok(f) => match checks::database::replicas(&f.cluster) {
@@ -1014,17 +831,17 @@ pub fn judge(
                 },
                 Err(e) => e,
             },
-            Planned::Reconnection => checks::cluster::reconnection(events, budgets),
+            Planned::Reconnection => checks::reconnection::reconnection(events, budgets),
             Planned::AgentsContinuity => agents.map_or_else(std::convert::identity, |f| {
-                checks::cluster::continuity(events, f, budgets)
+                cluster::continuity(events, f, budgets)
             }),
             Planned::StatusTruth => agents.map_or_else(std::convert::identity, |f| {
                 let expect_on = spec.agents.as_ref().map_or(&[][..], |a| &a.expect_on[..]);
-                checks::cluster::status_truth(events, f, expect_on)
+                cluster::status_truth(events, f, expect_on)
             }),
             Planned::Integrity => agents.map_or_else(std::convert::identity, |f| {
                 let master = spec.agents.as_ref().map_or("", |a| a.master.as_str());
-                checks::cluster::integrity(events, master, f, budgets)
+                cluster::integrity(events, master, f, budgets)
             }),
             Planned::CodeContinuity(i) => {
                 let w = &spec.code_workloads[i];
@@ -1235,38 +1052,6 @@ async fn progress(shared: Arc<crate::shared::Shared>, steps: usize, done: Arc<At
             counts[1],
             counts[2]
         ));
-    }
-}
-
-/// Trace ids of the acknowledged uploads.
-fn acknowledged(events: &[Event]) -> Vec<i64> {
-    ops(events)
-        .iter()
-        .filter(|o| o.kind == OpKind::UPLOAD && o.outcome == Outcome::Ok)
-        .filter_map(|o| o.key.as_ref()?.parse().ok())
-        .collect()
-}
-
-/// Polls until every one of `ids` has its analysis or `timeout` passes; returns how many have.
-async fn wait_analysed(
-    db: &tokio_postgres::Client,
-    ids: &[i64],
-    timeout: Duration,
-) -> Result<usize, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let done = db
-            .query_one(
-                "SELECT count(*) FROM analyses WHERE trace_id = ANY($1)",
-                &[&ids],
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .get::<_, i64>(0) as usize;
-        if done == ids.len() || Instant::now() > deadline {
-            return Ok(done);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Workloads drive a system and record every operation with its outcome; nothing is judged
-//! here. hadrill's own are the reference product's web users (`web`) and the SQL clients
-//! (`sql`); a user's crate adds its own by implementing `Workload`.
+//! here. hadrill's own generic one is the SQL clients (`sql`); the reference product's web
+//! users live with its plug-in (`crate::reference`); a user's crate adds its own by
+//! implementing `Workload`.
 //!
 //! A workload is bounded in operations and time and stops when told to.
 
@@ -16,9 +17,6 @@ use crate::shared::{Shared, record};
 use hadrill_model::{Actor, Exchange, OpKind};
 
 pub mod sql;
-pub mod web;
-
-pub use web::{IssuedSession, Mix, Size, WebWorkload, WorkloadSpec};
 
 /// A workload of a user's own: its clients act on the system through the nodes' published
 /// ports and record each operation through the context, honestly classified (see

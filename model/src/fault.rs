@@ -143,7 +143,7 @@ fn default_stop_timeout() -> Duration {
 /// A fault target chosen when its step runs, written `@name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selector {
-    /// The app server that answered the last successful user request (its X-Served-By).
+    /// The node that answered the last successful user request (as its workload recorded it).
     LastServed,
     /// The nodes of the previous fault.
     Previous,

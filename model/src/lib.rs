@@ -12,11 +12,10 @@ pub mod stamp;
 pub mod verdict;
 
 pub use fault::{Direction, Fault, Selector};
-pub use finals::{
-    AgentsFinal, Analysed, ClusterFinal, Content, FinalState, MemberFinal, MemberStatus,
-    status_matches,
+pub use finals::{ClusterFinal, MemberFinal, MemberStatus};
+pub use op::{
+    Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, UNAUTHORIZED, faults, ops,
 };
-pub use op::{Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, faults, ops};
 pub use results::{NodePrivileges, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;

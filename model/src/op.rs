@@ -35,14 +35,25 @@ pub struct OpRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The node that answered (`X-Served-By`), when known.
+    /// The node that answered (e.g. named by a response header), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
 }
 
+/// The error `classify::http` records for an HTTP 401: the system refused the operation for
+/// want of valid credentials (a session or token it does not accept).
+pub const UNAUTHORIZED: &str = "HTTP 401";
+
+impl OpRecord {
+    /// Refused for want of valid credentials.
+    pub fn is_unauthorized(&self) -> bool {
+        self.outcome == Outcome::Fail && self.error.as_deref() == Some(UNAUTHORIZED)
+    }
+}
+
 /// What an operation is, named by the workload that made it. Open: a workload adds its own
 /// kinds (`OpKind::new("checkout")`) without touching the model; the constants below are the
-/// kinds hadrill's own workloads and observers record.
+/// kinds hadrill's generic workloads, probes and observers record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(transparent)]
 pub struct OpKind(Cow<'static, str>);
@@ -61,10 +72,6 @@ impl OpKind {
         &self.0
     }
 
-    pub const LOGIN: OpKind = OpKind::new("login");
-    pub const UPLOAD: OpKind = OpKind::new("upload");
-    pub const READ: OpKind = OpKind::new("read");
-    pub const SESSION: OpKind = OpKind::new("session");
     /// The availability probe: a read a user makes, through the entry point.
     pub const PROBE: OpKind = OpKind::new("probe");
     /// A liveness URL (does a process answer?), probed beside the availability probe and
@@ -72,8 +79,6 @@ impl OpKind {
     pub const LIVENESS: OpKind = OpKind::new("liveness");
     /// After the run: is an acknowledged write still there, identical?
     pub const VERIFY: OpKind = OpKind::new("verify");
-    /// After a secret rotation: is a cookie from before it rejected by an app server?
-    pub const OLD_SESSION: OpKind = OpKind::new("old-session");
     /// A SQL client inserts a unique key through the routed endpoint (the set workload).
     pub const INSERT: OpKind = OpKind::new("insert");
     /// A SQL client reads keys it was acknowledged back through the routed endpoint.
@@ -85,16 +90,10 @@ impl OpKind {
     pub const ROLE: OpKind = OpKind::new("role");
     /// An observer saw the leader key change (value: holder, or `none`).
     pub const LEADER: OpKind = OpKind::new("leader");
-    /// An agent enrolled (key: agent name; value: its id).
-    pub const ENROLL: OpKind = OpKind::new("enroll");
     /// An agent connected to a node (key: agent name; node: the node that welcomed it).
     pub const CONNECT: OpKind = OpKind::new("connect");
     /// An agent's connection dropped (key: agent name; node: where it was; error: why).
     pub const DISCONNECT: OpKind = OpKind::new("disconnect");
-    /// An agent event acknowledged by a node (key: `<agent id>/<seq>`).
-    pub const EVENT: OpKind = OpKind::new("event");
-    /// The digest of a cluster node's synced files changed (key: node; value: digest).
-    pub const FILES: OpKind = OpKind::new("files");
 
     /// One of `kinds`.
     pub fn is_any(&self, kinds: &[OpKind]) -> bool {

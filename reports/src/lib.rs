@@ -479,7 +479,7 @@ fn axis(svg: &mut String, end: f64, y: f64) {
     }
 }
 
-/// Where the users' requests went: one row per server that answered (`X-Served-By`), one
+/// Where the users' requests went: one row per server that answered (as the workload recorded it), one
 /// column per time bucket of the `user-requests` check. A column's height is the server's share
 /// of that bucket's requests, stacked by outcome, so a server kept in rotation while failing
 /// shows as a run of red columns. Fault bands across, as on the timeline.

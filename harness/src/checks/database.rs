@@ -224,20 +224,17 @@ fn can_remove_primary(f: &FaultRecord) -> bool {
 /// old primary demoted → another member promoted → first write acknowledged through the
 /// routed endpoint after the promotion, each on the run's clock. A fault that did not hit the
 /// primary must not cause a promotion.
-pub fn failover(events: &[Event], budgets: &Budgets) -> CheckResult {
+pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> CheckResult {
     let all = ops(events);
     let observed = |kind: OpKind| -> Vec<&OpRecord> {
         all.iter().filter(|o| o.kind == kind).collect::<Vec<_>>()
     };
     let (roles, leaders) = (observed(OpKind::ROLE), observed(OpKind::LEADER));
-    // Writes through the application: SQL inserts and the routed write probe, or the
-    // product's uploads when it runs on the database.
+    // Writes through the application (the kinds the workloads declare: SQL inserts, a
+    // product's uploads) and the routed write probe.
     let writes: Vec<&OpRecord> = all
         .iter()
-        .filter(|o| {
-            o.kind.is_any(&[OpKind::INSERT, OpKind::UPLOAD])
-                || (o.kind == OpKind::PROBE && o.client == "sql-probe")
-        })
+        .filter(|o| o.kind.is_any(writes) || (o.kind == OpKind::PROBE && o.client == "sql-probe"))
         .collect();
     let triggers: Vec<FaultRecord> = faults(events)
         .into_iter()
@@ -685,14 +682,23 @@ mod tests {
         // The standby cut off: no failover is called for, and none must happen.
         let mut quiet = base.clone();
         quiet.push(partition("pg2", "pg1"));
-        assert_eq!(failover(&quiet, &Budgets::default()).verdict, Verdict::Pass);
+        assert_eq!(
+            failover(&quiet, &[OpKind::INSERT], &Budgets::default()).verdict,
+            Verdict::Pass
+        );
         let mut rogue = quiet.clone();
         rogue.push(role("pg2", "primary", 4_000));
-        assert_eq!(failover(&rogue, &Budgets::default()).verdict, Verdict::Fail);
+        assert_eq!(
+            failover(&rogue, &[OpKind::INSERT], &Budgets::default()).verdict,
+            Verdict::Fail
+        );
         // The primary cut off: a promotion is required.
         let mut cut = base;
         cut.push(partition("@primary", "pg2"));
-        assert_eq!(failover(&cut, &Budgets::default()).verdict, Verdict::Fail);
+        assert_eq!(
+            failover(&cut, &[OpKind::INSERT], &Budgets::default()).verdict,
+            Verdict::Fail
+        );
     }
 
     fn failover_history(promote_ms: Option<u64>) -> Vec<Event> {
@@ -719,7 +725,7 @@ mod tests {
             max_failover: Some(std::time::Duration::from_secs(15)),
             ..Budgets::default()
         };
-        let r = failover(&failover_history(Some(11_500)), &budgets);
+        let r = failover(&failover_history(Some(11_500)), &[OpKind::INSERT], &budgets);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         let t = &r.figures["failovers"][0];
         assert_eq!(t["leader_key_changed_ms"], 10_000);
@@ -744,7 +750,7 @@ mod tests {
                 e => e,
             })
             .collect();
-        let r = failover(&events, &Budgets::default());
+        let r = failover(&events, &[OpKind::INSERT], &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         assert_eq!(r.figures["failovers"][0]["new_primary"], "pg2");
     }
@@ -756,10 +762,10 @@ mod tests {
             ..Budgets::default()
         };
         assert_eq!(
-            failover(&failover_history(None), &budgets).verdict,
+            failover(&failover_history(None), &[OpKind::INSERT], &budgets).verdict,
             Verdict::Fail
         );
-        let r = failover(&failover_history(Some(11_500)), &budgets);
+        let r = failover(&failover_history(Some(11_500)), &[OpKind::INSERT], &budgets);
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(r.summary.contains("budget 5000 ms"), "{}", r.summary);
     }
@@ -772,7 +778,7 @@ mod tests {
             kill("pg2", 1_000),
             role("pg3", "primary", 2_000),
         ];
-        let r = failover(&events, &Budgets::default());
+        let r = failover(&events, &[OpKind::INSERT], &Budgets::default());
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
     }
 

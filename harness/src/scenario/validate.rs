@@ -13,10 +13,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{Condition, Scenario, ScenarioError, Step, Wait};
-use crate::agents::AgentsSpec;
 use crate::patroni::LeaderSource;
+use crate::reference::agents::AgentsSpec;
+use crate::reference::web::WorkloadSpec;
 use crate::topology::{Invalid, Topology, placeholders};
-use crate::workload::WorkloadSpec;
 use crate::workload::sql::SqlSpec;
 use hadrill_model::{Fault, Selector};
 

@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::finals::{AgentsFinal, status_matches};
+use super::verbs;
 use crate::classify::{self, TcpFailure};
 use crate::clock::Stamp;
 use crate::node::Node;
@@ -23,7 +25,7 @@ use crate::patroni::get_json;
 use crate::run::Run;
 use crate::shared::Shared;
 use crate::shared::record;
-use hadrill_model::{AgentsFinal, Exchange, OpKind, Outcome, Role, status_matches};
+use hadrill_model::{Exchange, OpKind, Outcome, Role};
 
 /// `[agents]` in a scenario.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -301,7 +303,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
             Ok((id, _)) => (Some(id.clone()), ex(Outcome::Ok, None, None)),
             Err(e) => (None, classify::tcp(e)),
         };
-        note(OpKind::ENROLL, name.clone(), value, invoke, answer);
+        note(verbs::ENROLL, name.clone(), value, invoke, answer);
         match result {
             Ok(enrolled) => break enrolled,
             Err(_) => {
@@ -396,7 +398,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 m = line.recv() => match m {
                     Ok(Msg::Ack { seq: s }) => {
                         if let Some(invoke) = unacked.remove(&s) {
-                            note(OpKind::EVENT, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
+                            note(verbs::EVENT, format!("{id}/{s}"), None, invoke, ex(Outcome::Ok, None, Some(node.clone())));
                         }
                     }
                     Ok(_) => {}
@@ -420,7 +422,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     }
     for (s, invoke) in unacked {
         note(
-            OpKind::EVENT,
+            verbs::EVENT,
             format!("{id}/{s}"),
             None,
             invoke,
@@ -469,7 +471,7 @@ async fn observe_files(ctx: Arc<Ctx>) {
                 record(
                     &ctx.shared,
                     Role::Observer.named("observer"),
-                    OpKind::FILES,
+                    verbs::FILES,
                     Some(n.clone()),
                     Some(digest),
                     invoke,

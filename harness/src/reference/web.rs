@@ -14,11 +14,20 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::http as classify;
+use super::finals::Content;
+use super::verbs;
+
+/// The header in which the reference product names the app server that answered.
+const SERVED_BY: &str = "x-served-by";
+
+/// An exchange with the product, classified by the common rules.
+pub(crate) fn answer(r: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
+    crate::classify::http(r, Some(SERVED_BY))
+}
 use crate::clock::Stamp;
 use crate::run::Run;
 use crate::shared::{Shared, record};
-use hadrill_model::{Content, Exchange, OpKind, Outcome, Role};
+use hadrill_model::{Exchange, OpKind, Outcome, Role};
 
 /// What the clients do, as a scenario declares it under `[workload]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -209,7 +218,7 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
         .json(&serde_json::json!({ "user": name }))
         .send()
         .await;
-    let ex = classify(&r);
+    let ex = answer(&r);
     let ok = ex.outcome == Outcome::Ok;
     if let Ok(resp) = &r
         && ok
@@ -230,7 +239,7 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     record(
         &ctx.shared,
         Role::User.named(name),
-        OpKind::LOGIN,
+        verbs::LOGIN,
         Some(name.to_string()),
         None,
         invoke,
@@ -287,7 +296,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
         .body(body)
         .send()
         .await;
-    let mut ex = classify(&r);
+    let mut ex = answer(&r);
     let mut id = None;
     if let Ok(resp) = r
         && ex.outcome == Outcome::Ok
@@ -308,7 +317,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
     record(
         &ctx.shared,
         Role::User.named(name),
-        OpKind::UPLOAD,
+        verbs::UPLOAD,
         id.map(|i| i.to_string()),
         Some(sha.clone()),
         invoke,
@@ -323,7 +332,7 @@ async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str)
     record(
         &ctx.shared,
         Role::User.named(name),
-        OpKind::READ,
+        verbs::READ,
         Some(id.to_string()),
         Some(sha.to_string()),
         invoke,
@@ -340,7 +349,7 @@ pub(crate) async fn read_trace(
     sha: &str,
 ) -> (Exchange, Content) {
     let r = http.get(format!("{base}/traces/{id}/content")).send().await;
-    let mut ex = classify(&r);
+    let mut ex = answer(&r);
     let content = match r {
         Ok(resp) if resp.status().is_success() => match resp.bytes().await {
             Ok(b) if hex::encode(Sha256::digest(&b)) == sha => Content::Identical,
@@ -373,15 +382,12 @@ pub(crate) async fn read_trace(
 async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     let invoke = ctx.shared.clock.now();
     let r = http.get(format!("{}/me", ctx.base)).send().await;
-    let mut ex = classify(&r);
+    let ex = answer(&r);
     let rejected = ex.status == Some(401);
-    if rejected {
-        ex.error = Some("session rejected".into());
-    }
     record(
         &ctx.shared,
         Role::User.named(name),
-        OpKind::SESSION,
+        verbs::SESSION,
         Some(name.to_string()),
         None,
         invoke,
@@ -462,7 +468,7 @@ async fn probe(ctx: Arc<Ctx>) {
                 issuer,
                 None,
                 invoke,
-                classify(&r),
+                answer(&r),
             );
         });
         if let Some(l) = &liveness {
@@ -477,7 +483,7 @@ async fn probe(ctx: Arc<Ctx>) {
                     None,
                     None,
                     invoke,
-                    classify(&r),
+                    answer(&r),
                 );
             });
         }

@@ -1,21 +1,16 @@
-//! Checks of a master/worker cluster with agents: reconnection after a node goes away, event
-//! continuity, the master's view of the agents, and integrity convergence of synced files.
+//! The reference cluster's own checks: its event store keeps every acknowledged event, its
+//! master's view of the agents matches theirs, and its synced files converge.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{judged, secs};
+use super::finals::{AgentsFinal, status_matches};
+use super::verbs;
+use crate::checks::{judged, secs};
 use crate::clock::Stamp;
-use hadrill_model::{
-    AgentsFinal, Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops,
-    status_matches,
-};
-
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
-}
+use hadrill_model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops};
 
 /// The keys (agent names) of the operations of `kind` that ended as `outcome`.
 fn ops_of(events: &[Event], kind: OpKind, outcome: Outcome) -> BTreeSet<&str> {
@@ -28,125 +23,12 @@ fn ops_of(events: &[Event], kind: OpKind, outcome: Outcome) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Every agent whose connection dropped after a fault reconnects, within `max_reconnect`;
-/// p50/p99/max and the slowest agents per fault.
-pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
-    let all = ops(events);
-    let mut per_agent: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
-    for o in all
-        .iter()
-        .filter(|o| o.kind.is_any(&[OpKind::CONNECT, OpKind::DISCONNECT]))
-    {
-        per_agent
-            .entry(o.key.as_deref().unwrap_or(""))
-            .or_default()
-            .push(o);
-    }
-    let fs: Vec<_> = faults(events)
-        .into_iter()
-        .filter(|f| f.outcome == Outcome::Ok)
-        .collect();
-    let mut windows = Vec::new();
-    let mut problems = Vec::new();
-    for (i, f) in fs.iter().enumerate() {
-        let until = fs.get(i + 1).map_or(Stamp(u64::MAX), |n| n.start);
-        let mut delays: Vec<(u64, &str)> = Vec::new();
-        let mut never = Vec::new();
-        for (agent, history) in &per_agent {
-            // Dropped during this fault's window...
-            let Some(drop) = history
-                .iter()
-                .find(|o| o.kind == OpKind::DISCONNECT && o.invoke >= f.start && o.invoke < until)
-            else {
-                continue;
-            };
-            // ...and connected again after it.
-            match history.iter().find(|o| {
-                o.kind == OpKind::CONNECT && o.outcome == Outcome::Ok && o.invoke >= drop.invoke
-            }) {
-                Some(c) => delays.push((c.complete.since(f.start).as_millis() as u64, agent)),
-                None => never.push(*agent),
-            }
-        }
-        if delays.is_empty() && never.is_empty() {
-            continue;
-        }
-        delays.sort();
-        let ms: Vec<u64> = delays.iter().map(|d| d.0).collect();
-        let max = ms.last().copied();
-        windows.push(json!({
-            "fault": f.id,
-            "kind": f.fault.name(),
-            "nodes": f.nodes,
-            "at_s": secs(f.start),
-            "dropped": delays.len() + never.len(),
-            "reconnected": delays.len(),
-            "never_reconnected": never.len(),
-            "p50_ms": percentile(&ms, 0.5),
-            "p99_ms": percentile(&ms, 0.99),
-            "max_ms": max,
-            "slowest": delays.iter().rev().take(10).map(|(ms, a)| json!({"agent": a, "ms": ms})).collect::<Vec<_>>(),
-        }));
-        if !never.is_empty() {
-            problems.push(format!(
-                "fault #{}: {} agents never reconnected (e.g. {})",
-                f.id,
-                never.len(),
-                never.iter().take(3).copied().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if let (Some(b), Some(m)) = (budgets.max_reconnect, max)
-            && Duration::from_millis(m) > b
-        {
-            problems.push(format!(
-                "fault #{}: the slowest agent reconnected after {m} ms, budget {} ms",
-                f.id,
-                b.as_millis()
-            ));
-        }
-    }
-    // Enrolments refused while the master was away: each must say why.
-    let enrol_failures: Vec<&OpRecord> = all
-        .iter()
-        .filter(|o| o.kind == OpKind::ENROLL && o.outcome != Outcome::Ok)
-        .collect();
-    let figures = json!({
-        "agents": per_agent.len(),
-        "enrolment_failures": enrol_failures.len(),
-        "enrolment_errors": enrol_failures.iter().filter_map(|o| o.error.clone()).collect::<BTreeSet<_>>().into_iter().take(5).collect::<Vec<_>>(),
-        "windows": windows,
-        "budget_ms": budgets.max_reconnect.map(|b| b.as_millis() as u64),
-    });
-    if per_agent.is_empty() {
-        return CheckResult::new(
-            "reconnection",
-            Verdict::Unknown,
-            "no agent connected".into(),
-            figures,
-        );
-    }
-    let summary = match windows.as_slice() {
-        [] => format!("{} agents; no fault dropped a connection", per_agent.len()),
-        ws => ws
-            .iter()
-            .map(|w| {
-                format!(
-                    "#{}: {} dropped, p50 {} ms, p99 {} ms, max {} ms",
-                    w["fault"], w["dropped"], w["p50_ms"], w["p99_ms"], w["max_ms"]
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    };
-    judged("reconnection", &problems, Verdict::Pass, summary, figures)
-}
-
 /// Every acknowledged event is in the store; duplicates (redeliveries) are counted, and the
 /// primary key makes them exactly-once in effect; a stored event no agent sent is a defect.
 pub fn continuity(events: &[Event], state: &AgentsFinal, budgets: &Budgets) -> CheckResult {
     let sent: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::EVENT)
+        .filter(|o| o.kind == verbs::EVENT)
         .collect();
     let acked: BTreeSet<&str> = sent
         .iter()
@@ -249,14 +131,30 @@ pub fn status_truth(events: &[Event], state: &AgentsFinal, expect_on: &[String])
         .iter()
         .filter(|n| !per_node.contains_key(n.as_str()))
         .collect();
-    let enrolled: BTreeSet<&str> = ops_of(events, OpKind::ENROLL, Outcome::Ok);
-    let never_enrolled: Vec<&str> = ops_of(events, OpKind::ENROLL, Outcome::Fail)
+    let enrolled: BTreeSet<&str> = ops_of(events, verbs::ENROLL, Outcome::Ok);
+    let never_enrolled: Vec<&str> = ops_of(events, verbs::ENROLL, Outcome::Fail)
         .into_iter()
         .filter(|a| !enrolled.contains(a))
         .collect();
     let mut figures = figures;
     figures["agents_per_node"] = json!(per_node);
     figures["never_enrolled"] = json!(never_enrolled);
+    // Enrolments refused while the master was away: each must say why.
+    let all = ops(events);
+    let enrol_failures: Vec<&OpRecord> = all
+        .iter()
+        .filter(|o| o.kind == verbs::ENROLL && o.outcome != Outcome::Ok)
+        .collect();
+    figures["enrolment_failures"] = json!(enrol_failures.len());
+    figures["enrolment_errors"] = json!(
+        enrol_failures
+            .iter()
+            .filter_map(|o| o.error.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(5)
+            .collect::<Vec<_>>()
+    );
     if state.master_agents.is_none() {
         return CheckResult::new(
             "status-truth",
@@ -309,7 +207,7 @@ pub fn integrity(
 ) -> CheckResult {
     let files: Vec<OpRecord> = ops(events)
         .into_iter()
-        .filter(|o| o.kind == OpKind::FILES)
+        .filter(|o| o.kind == verbs::FILES)
         .collect();
     let nodes: BTreeSet<&str> = files.iter().filter_map(|o| o.key.as_deref()).collect();
     let state_at = |t: Stamp| -> BTreeMap<&str, &str> {
@@ -433,74 +331,18 @@ pub fn integrity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::fixtures::{agent_op as op, fault_on};
     use hadrill_model::Fault;
-    use hadrill_model::{FaultRecord, Role};
-
-    fn op(kind: OpKind, agent: &str, ms: u64, outcome: Outcome, value: Option<&str>) -> Event {
-        Event::Op(OpRecord {
-            id: ms,
-            client: agent.into(),
-            role: Role::Agent,
-            kind,
-            key: Some(agent.into()),
-            value: value.map(str::to_string),
-            invoke: Stamp(ms * 1_000_000),
-            complete: Stamp(ms * 1_000_000 + 1_000_000),
-            outcome,
-            error: None,
-            node: None,
-        })
-    }
 
     fn fault(kind: Fault, ms: u64) -> Event {
-        Event::Fault(FaultRecord {
-            id: 1,
-            fault: kind,
-            nodes: vec!["worker1".into()],
-            start: Stamp(ms * 1_000_000),
-            end: Stamp(ms * 1_000_000 + 1_000_000),
-            outcome: Outcome::Ok,
-            error: None,
-            notes: vec![],
-        })
-    }
-
-    fn kill() -> Fault {
-        Fault::Kill {
-            targets: vec!["worker1".into()],
-        }
-    }
-
-    #[test]
-    fn reconnection_measures_dropped_agents_and_fails_on_one_that_never_returns() {
-        let mut events = vec![
-            op(OpKind::CONNECT, "a1", 0, Outcome::Ok, None),
-            op(OpKind::CONNECT, "a2", 0, Outcome::Ok, None),
-            fault(kill(), 1_000),
-            op(OpKind::DISCONNECT, "a1", 1_500, Outcome::Ok, None),
-            op(OpKind::CONNECT, "a1", 3_000, Outcome::Ok, None),
-        ];
-        let budgets = Budgets {
-            max_reconnect: Some(Duration::from_secs(5)),
-            ..Budgets::default()
-        };
-        let r = reconnection(&events, &budgets);
-        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
-        assert_eq!(r.figures["windows"][0]["max_ms"], 2_001);
-        events.push(op(OpKind::DISCONNECT, "a2", 1_600, Outcome::Ok, None));
-        assert_eq!(reconnection(&events, &budgets).verdict, Verdict::Fail);
-        let tight = Budgets {
-            max_reconnect: Some(Duration::from_secs(1)),
-            ..Budgets::default()
-        };
-        assert_eq!(reconnection(&events[..5], &tight).verdict, Verdict::Fail);
+        fault_on("worker1", 1, kind, ms)
     }
 
     #[test]
     fn continuity_fails_on_a_lost_event_and_counts_duplicates() {
         let events = vec![
-            op(OpKind::EVENT, "00001/1", 10, Outcome::Ok, None),
-            op(OpKind::EVENT, "00001/2", 20, Outcome::Ok, None),
+            op(verbs::EVENT, "00001/1", 10, Outcome::Ok, None),
+            op(verbs::EVENT, "00001/2", 20, Outcome::Ok, None),
         ];
         let mut state = AgentsFinal {
             events: Some([("00001/1".to_string(), 2), ("00001/2".to_string(), 1)].into()),
@@ -557,7 +399,7 @@ mod tests {
             Verdict::Fail
         );
         // An agent that never managed to enrol.
-        let refused = [op(OpKind::ENROLL, "a3", 10, Outcome::Fail, None)];
+        let refused = [op(verbs::ENROLL, "a3", 10, Outcome::Fail, None)];
         assert_eq!(status_truth(&refused, &state, &[]).verdict, Verdict::Fail);
         state
             .master_agents
@@ -570,7 +412,7 @@ mod tests {
     #[test]
     fn integrity_measures_convergence_after_heal() {
         let files = |node: &str, digest: &str, ms: u64| {
-            op(OpKind::FILES, node, ms, Outcome::Ok, Some(digest))
+            op(verbs::FILES, node, ms, Outcome::Ok, Some(digest))
         };
         let heal = fault(Fault::Heal, 5_000);
         let events = vec![
@@ -614,7 +456,7 @@ mod integrity_tests {
             id: ms,
             client: "observer".into(),
             role: Role::Observer,
-            kind: OpKind::FILES,
+            kind: verbs::FILES,
             key: Some(node.into()),
             value: Some(digest.into()),
             invoke: Stamp(ms * 1_000_000),

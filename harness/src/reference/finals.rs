@@ -1,0 +1,324 @@
+//! What the reference product holds after a run, and how it is read: its rows, objects,
+//! analyses and roll-ups through its database and its HTTP API; and, after a secret rotation,
+//! the sessions issued before it, tried on every app server.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::verbs;
+use super::web::{IssuedSession, WorkloadSpec, answer, read_trace};
+use crate::run::Run;
+use crate::shared::record;
+use hadrill_model::{Event, OpKind, Outcome, Role, ops};
+
+/// How the final state is read: the product's database and its app servers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProductRead {
+    pub database_node: String,
+    pub database_port: u16,
+    pub database_user: String,
+    pub database_name: String,
+    pub password_secret: String,
+    /// App servers are the nodes with this role; old cookies are tried on each directly.
+    pub app_role: String,
+    pub app_port: u16,
+    #[serde(with = "humantime_serde")]
+    pub analysis_timeout: Duration,
+}
+
+impl Default for ProductRead {
+    fn default() -> Self {
+        ProductRead {
+            database_node: "db".into(),
+            database_port: 5432,
+            database_user: "app".into(),
+            database_name: "traces".into(),
+            password_secret: "DB_PASSWORD".into(),
+            app_role: "app".into(),
+            app_port: 8080,
+            analysis_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the system holds after the run, read through the product and its database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FinalState {
+    /// Every trace row: id → recorded SHA-256.
+    pub rows: BTreeMap<i64, String>,
+    /// Per row: what reading its content gave.
+    pub content: BTreeMap<i64, Content>,
+    /// Per row: results written (0 or 1) and attempts made by workers.
+    pub analyses: BTreeMap<i64, Analysed>,
+    /// The historian's roll-up slots, in order, and the slot current at the final read.
+    pub rollup_slots: Vec<i64>,
+    pub current_slot: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Content {
+    Identical,
+    Differs,
+    Missing,
+    Unreadable(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Analysed {
+    pub results: u32,
+    pub attempts: u32,
+}
+
+/// What the cluster and the store hold at the end, for the checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentsFinal {
+    /// (agent id, seq) → deliveries, from the event store; None if it could not be read.
+    pub events: Option<BTreeMap<String, i32>>,
+    /// The agents' own view: agent name → node, just before the read.
+    pub connections: BTreeMap<String, Option<String>>,
+    /// The master's view: agent name → (status, node), and n_active_agents per node.
+    pub master_agents: Option<BTreeMap<String, (String, Option<String>)>>,
+    pub n_active: BTreeMap<String, u64>,
+    /// How long until the master's view matched the agents' (None: it never did).
+    pub status_converged_ms: Option<u64>,
+    /// After the agents stopped (no more enrolments changing the registry): how long until
+    /// every running node held the master's files (None: not within the timeout).
+    pub files_in_sync_ms: Option<u64>,
+}
+
+/// The master's view agrees with the agents: every connected agent active on its node, every
+/// other one not active, and the per-node counts summing to the connected agents.
+pub fn status_matches(f: &AgentsFinal) -> bool {
+    let Some(master) = &f.master_agents else {
+        return false;
+    };
+    let connected = f.connections.values().filter(|n| n.is_some()).count() as u64;
+    f.connections
+        .iter()
+        .all(|(name, node)| match (node, master.get(name)) {
+            (Some(n), Some((status, seen))) => {
+                status == "active" && seen.as_deref() == Some(n.as_str())
+            }
+            (None, Some((status, _))) => status != "active",
+            (None, None) => true,
+            (Some(_), None) => false,
+        })
+        && f.n_active.values().sum::<u64>() == connected
+}
+
+async fn connect_db(run: &Run, f: &ProductRead) -> Result<tokio_postgres::Client, String> {
+    let addr = run
+        .node(&f.database_node)
+        .map_err(|e| e.to_string())?
+        .host_addr(f.database_port)
+        .ok_or_else(|| format!("{} publishes no port {}", f.database_node, f.database_port))?;
+    let password = run.secret(&f.password_secret).unwrap_or_default();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(addr.ip().to_string())
+        .port(addr.port())
+        .user(&f.database_user)
+        .password(password)
+        .dbname(&f.database_name)
+        .connect_timeout(Duration::from_secs(5));
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// After a rotation: every cookie issued before it, tried on every app server directly;
+/// and a new login on each. Recorded as operations like any other.
+pub(crate) async fn try_old_sessions(run: &Run, f: &ProductRead, sessions: &[IssuedSession]) {
+    let Some(rotated) = run
+        .history()
+        .faults()
+        .iter()
+        .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
+        .map(|f| f.start)
+        .min()
+    else {
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    for node in run.nodes().iter().filter(|n| n.spec().role == f.app_role) {
+        let Some(addr) = node.host_addr(f.app_port) else {
+            continue;
+        };
+        for s in sessions.iter().filter(|s| s.issued < rotated) {
+            let invoke = run.clock().now();
+            let r = http
+                .get(format!("http://{addr}/me"))
+                .header("cookie", &s.cookie)
+                .send()
+                .await;
+            record(
+                run.shared(),
+                Role::Verifier.named("verifier"),
+                verbs::OLD_SESSION,
+                Some(node.name().to_string()),
+                Some(s.user.clone()),
+                invoke,
+                answer(&r),
+            );
+        }
+        let invoke = run.clock().now();
+        let r = http
+            .post(format!("http://{addr}/login"))
+            .json(&serde_json::json!({ "user": "verifier" }))
+            .send()
+            .await;
+        record(
+            run.shared(),
+            Role::Verifier.named("verifier"),
+            verbs::LOGIN,
+            Some(node.name().to_string()),
+            None,
+            invoke,
+            answer(&r),
+        );
+    }
+}
+
+/// Every row, its content read back through the load balancer, and its analyses.
+pub(crate) async fn final_state(
+    run: &Run,
+    f: &ProductRead,
+    spec: &WorkloadSpec,
+) -> Result<FinalState, String> {
+    let acked = acknowledged(&run.history().events());
+    let db = connect_db(run, f).await?;
+    // Unanalysed uploads are the continuity check's to judge, not an error here.
+    wait_analysed(&db, &acked, f.analysis_timeout).await?;
+    let mut state = FinalState::default();
+    for r in db
+        .query("SELECT id, sha256 FROM traces", &[])
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        state.rows.insert(r.get(0), r.get(1));
+    }
+    for r in db
+        .query(
+            "SELECT t.id, (SELECT count(*) FROM analyses a WHERE a.trace_id = t.id),
+                    (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        state.analyses.insert(
+            r.get(0),
+            Analysed {
+                results: r.get::<_, i64>(1) as u32,
+                attempts: r.get::<_, i64>(2) as u32,
+            },
+        );
+    }
+    let row = db
+        .query_one(
+            "SELECT coalesce(array_agg(slot ORDER BY slot), '{}'),
+                    floor(extract(epoch FROM clock_timestamp()) / 2)::bigint FROM rollups",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    state.rollup_slots = row.get(0);
+    state.current_slot = row.get(1);
+    let entry = run
+        .node(&spec.entry)
+        .map_err(|e| e.to_string())?
+        .host_addr(spec.entry_port)
+        .ok_or("the entry point publishes no port")?;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    http.post(format!("http://{entry}/login"))
+        .json(&serde_json::json!({ "user": "verifier" }))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("verifier login: {e}"))?;
+    let base = format!("http://{entry}");
+    for (id, sha) in state.rows.clone() {
+        let invoke = run.clock().now();
+        let (mut ex, content) = read_trace(&http, &base, id, &sha).await;
+        if content != Content::Identical {
+            ex.outcome = Outcome::Fail;
+            ex.error = Some(format!("{content:?}"));
+        }
+        record(
+            run.shared(),
+            Role::Verifier.named("verifier"),
+            OpKind::VERIFY,
+            Some(id.to_string()),
+            Some(sha.clone()),
+            invoke,
+            ex,
+        );
+        state.content.insert(id, content);
+    }
+    Ok(state)
+}
+
+/// Trace ids of the acknowledged uploads.
+fn acknowledged(events: &[Event]) -> Vec<i64> {
+    ops(events)
+        .iter()
+        .filter(|o| o.kind == verbs::UPLOAD && o.outcome == Outcome::Ok)
+        .filter_map(|o| o.key.as_ref()?.parse().ok())
+        .collect()
+}
+
+/// Polls until every one of `ids` has its analysis or `timeout` passes; returns how many have.
+async fn wait_analysed(
+    db: &tokio_postgres::Client,
+    ids: &[i64],
+    timeout: Duration,
+) -> Result<usize, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = db
+            .query_one(
+                "SELECT count(*) FROM analyses WHERE trace_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get::<_, i64>(0) as usize;
+        if done == ids.len() || Instant::now() > deadline {
+            return Ok(done);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until every upload acknowledged so far has its analysis (a step's `until =
+/// "analysed"`), or says how many had after `timeout`.
+pub(crate) async fn wait_all_analysed(
+    run: &Run,
+    f: &ProductRead,
+    timeout: Duration,
+) -> Result<(), String> {
+    let acked = acknowledged(&run.history().events());
+    let db = connect_db(run, f).await?;
+    let done = wait_analysed(&db, &acked, timeout).await?;
+    if done == acked.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{done} of {} acknowledged uploads analysed",
+            acked.len()
+        ))
+    }
+}

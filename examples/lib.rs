@@ -6,7 +6,7 @@ pub mod kv;
 use std::collections::{BTreeMap, BTreeSet};
 
 use hadrill::model::faults;
-use hadrill::{Budgets, Check, CheckResult, Event, OpKind, Outcome, Role, Verdict};
+use hadrill::{Check, CheckResult, Event, Evidence, OpKind, Outcome, Role, Verdict};
 
 /// Every client that acted as a user before the last fault wrote again after it: no client is
 /// left stuck on a dead connection once the install has recovered. Judged from the history.
@@ -20,7 +20,8 @@ impl Check for EveryClientRecovers {
         "every-client-recovers"
     }
 
-    fn judge(&self, events: &[Event], _budgets: &Budgets) -> CheckResult {
+    fn judge(&self, evidence: &Evidence<'_>) -> CheckResult {
+        let events = evidence.events;
         let Some(last) = faults(events).into_iter().map(|f| f.end).max() else {
             return CheckResult::unknown(self.name(), "no fault was applied".into());
         };
@@ -103,7 +104,12 @@ mod tests {
         let check = EveryClientRecovers {
             write: OpKind::INSERT,
         };
-        check.judge(events, &Budgets::default()).verdict
+        let evidence = Evidence {
+            events,
+            budgets: &hadrill::Budgets::default(),
+            finals: &Default::default(),
+        };
+        check.judge(&evidence).verdict
     }
 
     #[test]

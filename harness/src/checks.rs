@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::clock::Stamp;
 use hadrill_model::{
-    Budgets, CheckResult, Event, FaultRecord, OpKind, OpRecord, Outcome, Role, Verdict, faults, ops,
+    Budgets, Check, CheckResult, Event, Evidence, FaultRecord, OpKind, OpRecord, Outcome, Role,
+    Verdict, faults, ops,
 };
 
 pub mod database;
@@ -495,6 +496,35 @@ pub fn user_requests(events: &[Event], traffic: &Traffic, budgets: &Budgets) -> 
     }
     summary.push_str(&format!("; served by {shares}"));
     judged("user-requests", &problems, Verdict::Pass, summary, figures)
+}
+
+/// `availability` as a scenario's check: probes at `probe_period`, and the users' `traffic`.
+pub struct Availability {
+    pub probe_period: Duration,
+    pub traffic: Traffic<'static>,
+}
+
+impl Check for Availability {
+    fn name(&self) -> &str {
+        "availability"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        availability(e.events, self.probe_period, &self.traffic, e.budgets)
+    }
+}
+
+/// `user_requests` as a scenario's check.
+pub struct UserRequests(pub Traffic<'static>);
+
+impl Check for UserRequests {
+    fn name(&self) -> &str {
+        "user-requests"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        user_requests(e.events, &self.0, e.budgets)
+    }
 }
 
 #[cfg(test)]

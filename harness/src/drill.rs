@@ -163,7 +163,7 @@ impl Drill {
         let builtin = check_names(&scenario.spec);
         let mut seen = BTreeSet::new();
         for c in &self.checks {
-            let clash = if builtin.contains(&c.name()) {
+            let clash = if builtin.iter().any(|b| b == c.name()) {
                 Some("is a built-in check's name")
             } else if !seen.insert(c.name()) {
                 Some("is given to two checks")

@@ -36,8 +36,8 @@ pub mod workload;
 pub use drill::Drill;
 pub use faults::FaultError;
 pub use model::{
-    Actor, Budgets, Check, CheckResult, Direction, Event, Exchange, Fault, OpKind, OpRecord,
-    Outcome, Role, Verdict,
+    Actor, Budgets, Check, CheckResult, Direction, Event, Evidence, Exchange, Fault, OpKind,
+    OpRecord, Outcome, Role, Verdict,
 };
 pub use node::Node;
 pub use reference::web::WorkloadSpec;

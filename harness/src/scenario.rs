@@ -13,16 +13,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 
-use crate::checks::{self, Traffic};
+use crate::checks::{self, Traffic, database};
 use crate::history::History;
 use crate::reference::agents::{self, AgentsSpec, Fleet};
-use crate::reference::finals::{self, AgentsFinal, FinalState, ProductRead};
+use crate::reference::finals::{self, AGENTS_READ, AgentsFinal, FinalState, ProductRead, WEB_READ};
 use crate::reference::web::{IssuedSession, WebWorkload, WorkloadSpec};
 use crate::reference::{self, cluster};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
-use crate::workload::sql::{self, SqlFinal, SqlSpec, SqlWorkload};
-use hadrill_model::{Budgets, Check, CheckResult, Event, Fault, OpKind, Verdict, faults, ops};
+use crate::workload::sql::{self, SqlSpec, SqlWorkload};
+use hadrill_model::{
+    Budgets, Check, CheckResult, Event, Evidence, Fault, OpKind, Read, SQL_READ, SqlFinal, Verdict,
+    faults, ops,
+};
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
 mod validate;
@@ -650,15 +653,22 @@ impl Scenario {
         step_errors: Vec<String>,
         started_at: String,
     ) -> Results {
+        let reads = finals.reads();
+        let evidence = Evidence {
+            events,
+            budgets: &self.spec.budgets,
+            finals: &reads,
+        };
         let custom = self
             .custom
             .iter()
+            .filter(|c| c.applies(&evidence))
             .map(|c| CheckResult {
                 custom: true,
-                ..c.judge(events, &self.spec.budgets)
+                ..c.judge(&evidence)
             })
             .collect();
-        let judged = judge(&self.spec, events, finals, step_errors, custom);
+        let judged = judge(&self.spec, &evidence, step_errors, custom);
         Results {
             scenario: self.name.clone(),
             description: self.spec.description.clone(),
@@ -745,6 +755,38 @@ pub struct Finals {
     pub code: BTreeMap<String, crate::workload::FinalRead>,
 }
 
+impl Finals {
+    /// Every final read by workload, as the checks take them (`Evidence::finals`).
+    pub fn reads(&self) -> BTreeMap<String, Read> {
+        fn value<T: Serialize>(t: &T) -> Read {
+            serde_json::to_value(t).map_err(|e| e.to_string())
+        }
+        let mut reads = BTreeMap::new();
+        match (&self.web, &self.web_error) {
+            (Some(state), _) => {
+                reads.insert(WEB_READ.to_string(), value(state));
+            }
+            (None, Some(why)) => {
+                reads.insert(WEB_READ.to_string(), Err(why.clone()));
+            }
+            (None, None) => {}
+        }
+        if let Some(sql) = &self.sql {
+            reads.insert(SQL_READ.to_string(), value(sql));
+        }
+        if let Some(agents) = &self.agents {
+            reads.insert(AGENTS_READ.to_string(), value(agents));
+        }
+        for (name, read) in &self.code {
+            reads.insert(
+                name.clone(),
+                read.as_ref().map_err(Clone::clone).and_then(value),
+            );
+        }
+        reads
+    }
+}
+
 /// The checks of a run and the verdict they and the step errors give.
 #[derive(Debug, Clone)]
 pub struct Judged {
@@ -754,106 +796,20 @@ pub struct Judged {
     pub verdict: Verdict,
 }
 
-/// Judges a run from its history and final reads alone: the same function serves a live run
-/// and `hadrill check` on a saved one, so both give the same verdicts.
-/// `custom`: the results of a drill's own checks, appended to the built-in ones.
+/// Judges a run from its evidence alone: the same function serves a live run and `hadrill
+/// check` on a saved one, so both give the same verdicts. `custom`: the results of a drill's
+/// own checks, appended to the built-in ones.
 pub fn judge(
     spec: &ScenarioSpec,
-    events: &[Event],
-    finals: &Finals,
+    evidence: &Evidence<'_>,
     mut step_errors: Vec<String>,
     custom: Vec<CheckResult>,
 ) -> Judged {
-    let budgets = &spec.budgets;
-    let mut checks = Vec::new();
-    // The web probe measures availability when there is one, else the routed SQL probe.
-    let probe_hz = match (spec.web(), &spec.sql) {
-        (Some(web), _) => web.probe_hz,
-        (None, Some(sql)) => sql.probe_hz,
-        (None, None) => spec
-            .code_workloads
-            .iter()
-            .filter_map(|w| w.probe_hz)
-            .fold(1.0, f64::max),
-    };
-    // What the generic checks need to know of the workloads' verbs.
-    let traffic = match spec.web() {
-        Some(_) => &reference::TRAFFIC,
-        None => &Traffic::NONE,
-    };
-    let writes: Vec<OpKind> = std::iter::once(OpKind::INSERT)
-        .chain(
-            spec.web()
-                .into_iter()
-                .flat_map(|_| reference::WRITES.iter().cloned()),
-        )
-        .chain(
-            spec.code_workloads
-                .iter()
-                .filter_map(|w| w.write_kind.clone().map(OpKind::named)),
-        )
+    let mut checks: Vec<CheckResult> = plan(spec)
+        .iter()
+        .filter(|c| c.applies(evidence))
+        .map(|c| c.judge(evidence))
         .collect();
-    for planned in plan(spec) {
-        let unread = |what: &str| {
-            CheckResult::unknown(
-                planned.name(),
-                format!("the final read of {what} is missing, so nothing can be judged"),
-            )
-        };
-        let sql = finals.sql.as_ref().ok_or_else(|| unread("the database"));
-        let agents = finals.agents.as_ref().ok_or_else(|| unread("the cluster"));
-        let result = match planned {
-            Planned::WebContinuity => {
-                reference::checks::continuity(events, finals.web.as_ref(), budgets)
-            }
-            Planned::Availability => checks::availability(
-                events,
-                Duration::from_secs_f64(1.0 / probe_hz.max(1.0)),
-                traffic,
-                budgets,
-            ),
-            Planned::UserRequests => checks::user_requests(events, traffic, budgets),
-            Planned::Sessions => reference::checks::sessions(events),
-            Planned::Historian => reference::checks::historian(finals.web.as_ref()),
-            Planned::SqlContinuity => sql.map_or_else(std::convert::identity, |f| {
-                checks::database::continuity(events, f.keys.as_ref(), budgets)
-            }),
-            Planned::SinglePrimary => checks::database::single_primary(
-                events,
-                spec.sql.as_ref().map_or(0.0, |s| s.member_probe_hz),
-            ),
-            Planned::Failover => checks::database::failover(events, &writes, budgets),
-            // Skipped when the script left no replica to judge.
-            Planned::Replicas => match sql {
-                Ok(f) => match checks::database::replicas(&f.cluster) {
-                    Some(r) => r,
-                    None => continue,
-                },
-                Err(e) => e,
-            },
-            Planned::Reconnection => checks::reconnection::reconnection(events, budgets),
-            Planned::AgentsContinuity => agents.map_or_else(std::convert::identity, |f| {
-                cluster::continuity(events, f, budgets)
-            }),
-            Planned::StatusTruth => agents.map_or_else(std::convert::identity, |f| {
-                let expect_on = spec.agents.as_ref().map_or(&[][..], |a| &a.expect_on[..]);
-                cluster::status_truth(events, f, expect_on)
-            }),
-            Planned::Integrity => agents.map_or_else(std::convert::identity, |f| {
-                let master = spec.agents.as_ref().map_or("", |a| a.master.as_str());
-                cluster::integrity(events, master, f, budgets)
-            }),
-            Planned::CodeContinuity(i) => {
-                let w = &spec.code_workloads[i];
-                let kind = OpKind::named(w.write_kind.clone().unwrap_or_default());
-                match finals.code.get(&w.name) {
-                    Some(held) => checks::writes::continuity(events, &kind, held, budgets),
-                    None => unread(&format!("workload `{}`", w.name)),
-                }
-            }
-        };
-        checks.push(result);
-    }
     checks.extend(custom);
     for name in &spec.expect_fail {
         match checks.iter_mut().find(|c| &c.check == name) {
@@ -878,97 +834,88 @@ pub fn judge(
     }
 }
 
-/// A check a scenario runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Planned {
-    WebContinuity,
-    Availability,
-    UserRequests,
-    Sessions,
-    Historian,
-    SqlContinuity,
-    SinglePrimary,
-    Failover,
-    Replicas,
-    Reconnection,
-    AgentsContinuity,
-    StatusTruth,
-    Integrity,
-    /// The continuity of a code workload's writes (by its index in `code_workloads`).
-    CodeContinuity(usize),
-}
-
-impl Planned {
-    fn name(self) -> &'static str {
-        match self {
-            Planned::WebContinuity
-            | Planned::SqlContinuity
-            | Planned::AgentsContinuity
-            | Planned::CodeContinuity(_) => "continuity",
-            Planned::Availability => "availability",
-            Planned::UserRequests => "user-requests",
-            Planned::Sessions => "sessions",
-            Planned::Historian => "historian",
-            Planned::SinglePrimary => "single-primary",
-            Planned::Failover => "failover",
-            Planned::Replicas => "replicas",
-            Planned::Reconnection => "reconnection",
-            Planned::StatusTruth => "status-truth",
-            Planned::Integrity => "integrity",
-        }
-    }
-}
-
 /// The checks a scenario runs, in order, decided by its workloads alone: the judge runs them
-/// and load-time validation knows them (e.g. for `expect_fail`).
-fn plan(spec: &ScenarioSpec) -> Vec<Planned> {
-    let mut plan = Vec::new();
-    if spec.web().is_some() {
-        plan.extend([
-            Planned::WebContinuity,
-            Planned::Availability,
-            Planned::UserRequests,
-            Planned::Sessions,
-            Planned::Historian,
-        ]);
+/// and load-time validation knows them (e.g. for `expect_fail`). Each workload brings its
+/// own (the reference product's from its plug-in); the generic ones are told the workloads'
+/// verbs.
+fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
+    let web = spec.web();
+    // The web probe measures availability when there is one, else the routed SQL probe, else
+    // a code workload's probe.
+    let probe_hz = match (&web, &spec.sql) {
+        (Some(web), _) => Some(web.probe_hz),
+        (None, Some(sql)) => Some(sql.probe_hz),
+        (None, None) => spec
+            .code_workloads
+            .iter()
+            .filter_map(|w| w.probe_hz)
+            .reduce(f64::max),
+    };
+    let mut availability = probe_hz.map(|hz| checks::Availability {
+        probe_period: Duration::from_secs_f64(1.0 / hz.max(1.0)),
+        traffic: if web.is_some() {
+            reference::TRAFFIC
+        } else {
+            Traffic::NONE
+        },
+    });
+    let mut plan: Vec<Box<dyn Check>> = Vec::new();
+    if web.is_some() {
+        plan.push(Box::new(reference::checks::WebContinuity));
+        plan.extend(availability.take().map(|a| Box::new(a) as Box<dyn Check>));
+        plan.push(Box::new(checks::UserRequests(reference::TRAFFIC)));
+        plan.push(Box::new(reference::checks::Sessions));
+        plan.push(Box::new(reference::checks::Historian));
     }
     if let Some(sql) = &spec.sql {
         if sql.clients > 0 {
-            plan.push(Planned::SqlContinuity);
+            plan.push(Box::new(database::SqlContinuity));
         }
-        // With a web workload too, its probe already measures availability.
-        if spec.web().is_none() {
-            plan.push(Planned::Availability);
-        }
-        plan.extend([Planned::SinglePrimary, Planned::Failover, Planned::Replicas]);
-    }
-    for (i, w) in spec.code_workloads.iter().enumerate() {
-        if w.write_kind.is_some() {
-            plan.push(Planned::CodeContinuity(i));
-        }
-    }
-    // A code workload's probe measures availability when no built-in workload does.
-    if spec.web().is_none()
-        && spec.sql.is_none()
-        && spec.code_workloads.iter().any(|w| w.probe_hz.is_some())
-    {
-        plan.push(Planned::Availability);
-    }
-    if spec.agents.is_some() {
+        plan.extend(availability.take().map(|a| Box::new(a) as Box<dyn Check>));
+        let writes = std::iter::once(OpKind::INSERT)
+            .chain(web.iter().flat_map(|_| reference::WRITES.iter().cloned()))
+            .chain(
+                spec.code_workloads
+                    .iter()
+                    .filter_map(|w| w.write_kind.clone().map(OpKind::named)),
+            )
+            .collect();
         plan.extend([
-            Planned::Reconnection,
-            Planned::AgentsContinuity,
-            Planned::StatusTruth,
-            Planned::Integrity,
+            Box::new(database::SinglePrimary {
+                member_probe_hz: sql.member_probe_hz,
+            }) as Box<dyn Check>,
+            Box::new(database::Failover { writes }),
+            Box::new(database::Replicas),
+        ]);
+    }
+    for w in &spec.code_workloads {
+        if let Some(kind) = &w.write_kind {
+            plan.push(Box::new(checks::writes::WriteContinuity {
+                workload: w.name.clone(),
+                kind: OpKind::named(kind.clone()),
+            }));
+        }
+    }
+    plan.extend(availability.map(|a| Box::new(a) as Box<dyn Check>));
+    if let Some(agents) = &spec.agents {
+        plan.extend([
+            Box::new(checks::reconnection::Reconnection) as Box<dyn Check>,
+            Box::new(cluster::AgentsContinuity),
+            Box::new(cluster::StatusTruth {
+                expect_on: agents.expect_on.clone(),
+            }),
+            Box::new(cluster::Integrity {
+                master: agents.master.clone(),
+            }),
         ]);
     }
     plan
 }
 
 /// The names of the checks a scenario runs (a name may come twice: several workloads have a
-/// `continuity`; `replicas` is skipped at run time when no replica is left to judge).
-pub fn check_names(spec: &ScenarioSpec) -> Vec<&'static str> {
-    plan(spec).into_iter().map(Planned::name).collect()
+/// `continuity`; `replicas` is left out at run time when no replica is left to judge).
+pub fn check_names(spec: &ScenarioSpec) -> Vec<String> {
+    plan(spec).iter().map(|c| c.name().to_string()).collect()
 }
 
 /// Operations counted by kind and outcome, for the report.
@@ -1312,7 +1259,13 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
     // verdicts, and the recheck says which.
     let custom: Vec<CheckResult> = saved.checks.iter().filter(|c| c.custom).cloned().collect();
     let kept = custom.iter().map(|c| c.check.clone()).collect();
-    let judged = judge(&spec, &events, &finals, step_errors, custom);
+    let reads = finals.reads();
+    let evidence = Evidence {
+        events: &events,
+        budgets: &spec.budgets,
+        finals: &reads,
+    };
+    let judged = judge(&spec, &evidence, step_errors, custom);
     let mut differences = Vec::new();
     if judged.verdict != saved.verdict {
         differences.push(format!(

@@ -352,13 +352,13 @@ fn a_drill_built_in_code_is_a_scenario() {
 /// A drill's own check may not take a built-in check's name, or another's.
 #[test]
 fn a_drill_check_needs_its_own_name() {
-    use hadrill::{Budgets, Check, CheckResult, Drill, Event, SqlSpec};
+    use hadrill::{Check, CheckResult, Drill, Evidence, SqlSpec};
     struct Named(&'static str);
     impl Check for Named {
         fn name(&self) -> &str {
             self.0
         }
-        fn judge(&self, _: &[Event], _: &Budgets) -> CheckResult {
+        fn judge(&self, _: &Evidence<'_>) -> CheckResult {
             CheckResult::unknown(self.0, "a test check".into())
         }
     }
@@ -410,4 +410,37 @@ fn a_drill_text_naming_code_workloads_is_not_a_runnable_file() {
     };
     let err = format!("{:?}", miette::Report::new(e));
     assert!(err.contains("idle") && err.contains("Drill::run"), "{err}");
+
+    // Its final read is kept under its name: a second `idle`, or one named like a built-in
+    // workload, is refused.
+    struct Named(&'static str);
+    impl Workload for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn run(self: Arc<Self>, ctx: Context) -> futures_util::future::BoxFuture<'static, ()> {
+            Box::pin(async move { ctx.stopped().await })
+        }
+    }
+    for (drill, problem) in [
+        (
+            Drill::new("coded", "smoke")
+                .workload(Idle)
+                .workload(Named("idle")),
+            "two workloads are named `idle`",
+        ),
+        (
+            Drill::new("coded", "smoke").workload(Named("sql")),
+            "`sql` is the name of a built-in",
+        ),
+    ] {
+        let Err(e) = drill.scenario(&root()) else {
+            panic!("{problem}: accepted")
+        };
+        let err = format!("{:?}", miette::Report::new(e));
+        assert!(
+            err.contains(problem) && err.contains("code_workloads"),
+            "{err}"
+        );
+    }
 }

@@ -40,3 +40,14 @@ pub struct ClusterFinal {
     /// How long after the workload stopped the cluster converged; `None`: it did not.
     pub converged_after_ms: Option<u64>,
 }
+
+/// The name under which the SQL workload's final read is kept.
+pub const SQL_READ: &str = "sql";
+
+/// What the database holds after the run: the SQL workload's keys and its cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SqlFinal {
+    /// Keys of the set table, read through the routed endpoint; `None` if it could not be read.
+    pub keys: Option<std::collections::BTreeSet<String>>,
+    pub cluster: ClusterFinal,
+}

@@ -1,8 +1,12 @@
 //! Verdicts, check results and the budgets they are judged against.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,13 +39,51 @@ pub struct CheckResult {
     pub custom: bool,
 }
 
-/// A check a user adds to a drill in their own crate. Like every built-in check it judges
-/// from the recorded history and the scenario's budgets alone, never from a live system, so
-/// its verdict follows from evidence; what cannot be decided is `Verdict::Unknown`.
+/// A check: hadrill's own (availability, continuity, single primary, failover, …) and those a
+/// user adds to a drill in their own crate. It judges from the evidence alone, never from a
+/// live system, so its verdict follows from what was recorded and a saved run can be judged
+/// again; what cannot be decided is `Verdict::Unknown`.
 pub trait Check: Send + Sync {
-    /// Its name in the report; unique within the run.
+    /// Its name in the report; unique within the run (the continuity checks of several
+    /// workloads share the name `continuity`).
     fn name(&self) -> &str;
-    fn judge(&self, events: &[crate::Event], budgets: &Budgets) -> CheckResult;
+
+    /// Whether there is anything for it to judge in this run (e.g. the replica check when the
+    /// script left no replica running); a check that does not apply is left out, not passed.
+    fn applies(&self, evidence: &Evidence<'_>) -> bool {
+        let _ = evidence;
+        true
+    }
+
+    fn judge(&self, evidence: &Evidence<'_>) -> CheckResult;
+}
+
+/// What a final read found, as saved with the run: the value, or why it could not be read.
+pub type Read = Result<serde_json::Value, String>;
+
+/// What every check judges from: the run's history, the scenario's budgets, and what each
+/// workload's final read found after the run (by workload: `web`, `sql`, `agents`, or a code
+/// workload's name).
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    pub events: &'a [Event],
+    pub budgets: &'a Budgets,
+    pub finals: &'a BTreeMap<String, Read>,
+}
+
+impl Evidence<'_> {
+    /// The final read of `workload` as the type it was saved from; `Err`: why there is none
+    /// (not read, failed, or not of that shape), to be reported as `unknown`.
+    pub fn final_read<T: DeserializeOwned>(&self, workload: &str) -> Result<T, String> {
+        match self.finals.get(workload) {
+            None => Err(format!(
+                "the final read of {workload} is missing, so nothing can be judged"
+            )),
+            Some(Err(why)) => Err(format!("the final read of {workload} failed: {why}")),
+            Some(Ok(value)) => T::deserialize(value)
+                .map_err(|e| format!("the final read of {workload} is damaged: {e}")),
+        }
+    }
 }
 
 impl CheckResult {

@@ -9,8 +9,8 @@ use super::writes::Audit;
 use super::{judged, secs};
 use crate::clock::Stamp;
 use hadrill_model::{
-    Budgets, CheckResult, ClusterFinal, Event, Fault, FaultRecord, OpKind, OpRecord, Outcome,
-    Verdict, faults, is_primary, last_roles, ops,
+    Budgets, Check, CheckResult, ClusterFinal, Event, Evidence, Fault, FaultRecord, OpKind,
+    OpRecord, Outcome, SQL_READ, SqlFinal, Verdict, faults, is_primary, last_roles, ops,
 };
 
 fn ms_between(from: Stamp, to: Stamp) -> u64 {
@@ -485,6 +485,75 @@ pub fn replicas(cluster: &ClusterFinal) -> Option<CheckResult> {
         summary,
         figures,
     ))
+}
+
+/// The SQL workload's acknowledged inserts against its final read (`continuity`).
+pub struct SqlContinuity;
+
+impl Check for SqlContinuity {
+    fn name(&self) -> &str {
+        "continuity"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        match e.final_read::<SqlFinal>(SQL_READ) {
+            Ok(f) => continuity(e.events, f.keys.as_ref(), e.budgets),
+            Err(why) => CheckResult::unknown(self.name(), why),
+        }
+    }
+}
+
+/// `single_primary` as a scenario's check, at the member probe's frequency.
+pub struct SinglePrimary {
+    pub member_probe_hz: f64,
+}
+
+impl Check for SinglePrimary {
+    fn name(&self) -> &str {
+        "single-primary"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        single_primary(e.events, self.member_probe_hz)
+    }
+}
+
+/// `failover` as a scenario's check: `writes` are the kinds the workloads write with.
+pub struct Failover {
+    pub writes: Vec<OpKind>,
+}
+
+impl Check for Failover {
+    fn name(&self) -> &str {
+        "failover"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        failover(e.events, &self.writes, e.budgets)
+    }
+}
+
+/// `replicas` as a scenario's check: left out when the script left no replica to judge.
+pub struct Replicas;
+
+impl Check for Replicas {
+    fn name(&self) -> &str {
+        "replicas"
+    }
+
+    fn applies(&self, e: &Evidence<'_>) -> bool {
+        e.final_read::<SqlFinal>(SQL_READ)
+            .map_or(true, |f| replicas(&f.cluster).is_some())
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        match e.final_read::<SqlFinal>(SQL_READ) {
+            Ok(f) => replicas(&f.cluster).unwrap_or_else(|| {
+                CheckResult::unknown(self.name(), "no replica was left to judge".into())
+            }),
+            Err(why) => CheckResult::unknown(self.name(), why),
+        }
+    }
 }
 
 #[cfg(test)]

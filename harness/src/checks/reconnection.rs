@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::{judged, secs};
 use crate::clock::Stamp;
-use hadrill_model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops};
+use hadrill_model::{
+    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, Verdict, faults, ops,
+};
 
 /// The `p`-quantile of sorted figures.
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
@@ -120,6 +122,19 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
             .join("; "),
     };
     judged("reconnection", &problems, Verdict::Pass, summary, figures)
+}
+
+/// `reconnection` as a scenario's check.
+pub struct Reconnection;
+
+impl Check for Reconnection {
+    fn name(&self) -> &str {
+        "reconnection"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        reconnection(e.events, e.budgets)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::{judged, secs};
-use hadrill_model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, ops};
+use hadrill_model::{
+    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, Verdict, ops,
+};
 
 /// Writes of one kind set against what the store holds afterwards.
 pub(crate) struct Audit<'a> {
@@ -129,6 +131,27 @@ impl<'a> Audit<'a> {
     }
 }
 
+/// The continuity of a code workload's writes of `kind`, against its final read.
+pub struct WriteContinuity {
+    pub workload: String,
+    pub kind: OpKind,
+}
+
+impl Check for WriteContinuity {
+    fn name(&self) -> &str {
+        "continuity"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        continuity(
+            e.events,
+            &self.kind,
+            &e.final_read(&self.workload),
+            e.budgets,
+        )
+    }
+}
+
 /// The continuity of a workload of a user's own: its writes of `kind` against its final read.
 pub fn continuity(
     events: &[Event],
@@ -142,12 +165,7 @@ pub fn continuity(
             .iter()
             .map(|(k, v)| (k.clone(), Some(v.clone())))
             .collect::<BTreeMap<_, _>>(),
-        Err(why) => {
-            return CheckResult::unknown(
-                "continuity",
-                format!("the store could not be read after the run: {why}"),
-            );
-        }
+        Err(why) => return CheckResult::unknown("continuity", why.clone()),
     };
     let audit = Audit::new(&writes, kind, &held);
     let summary = format!(

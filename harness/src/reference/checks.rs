@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::finals::{Content, FinalState};
+use super::finals::{Content, FinalState, WEB_READ};
 use super::verbs;
 use crate::checks::judged;
-use hadrill_model::{Budgets, CheckResult, Event, OpRecord, Outcome, Verdict, faults, ops};
+use hadrill_model::{
+    Budgets, Check, CheckResult, Event, Evidence, OpRecord, Outcome, Verdict, faults, ops,
+};
 
 /// Every acknowledged upload is afterwards readable with identical bytes and its row present;
 /// every acknowledged job is analysed exactly once in effect; no row exists that no upload
@@ -302,6 +304,45 @@ pub fn sessions(events: &[Event]) -> CheckResult {
         CheckResult::new("sessions", Verdict::Pass, summary, figures)
     } else {
         CheckResult::new("sessions", Verdict::Fail, problems.join("; "), figures)
+    }
+}
+
+/// The product's uploads and analyses against its final read (`continuity`).
+pub struct WebContinuity;
+
+impl Check for WebContinuity {
+    fn name(&self) -> &str {
+        "continuity"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        continuity(e.events, e.final_read(WEB_READ).ok().as_ref(), e.budgets)
+    }
+}
+
+/// The historian's roll-ups in the product's final read.
+pub struct Historian;
+
+impl Check for Historian {
+    fn name(&self) -> &str {
+        "historian"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        historian(e.final_read(WEB_READ).ok().as_ref())
+    }
+}
+
+/// Sessions across failovers and secret rotations.
+pub struct Sessions;
+
+impl Check for Sessions {
+    fn name(&self) -> &str {
+        "sessions"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        sessions(e.events)
     }
 }
 

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::finals::{AgentsFinal, status_matches};
+use super::finals::{AGENTS_READ, AgentsFinal, status_matches};
 use super::verbs;
 use crate::checks::{judged, secs};
 use crate::clock::Stamp;
-use hadrill_model::{Budgets, CheckResult, Event, OpKind, OpRecord, Outcome, Verdict, faults, ops};
+use hadrill_model::{
+    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, Verdict, faults, ops,
+};
 
 /// The keys (agent names) of the operations of `kind` that ended as `outcome`.
 fn ops_of(events: &[Event], kind: OpKind, outcome: Outcome) -> BTreeSet<&str> {
@@ -326,6 +328,58 @@ pub fn integrity(
             .join("; ")
     };
     judged("integrity", &problems, Verdict::Pass, summary, figures)
+}
+
+/// The cluster's event store against the agents' acknowledged events (`continuity`).
+pub struct AgentsContinuity;
+
+impl Check for AgentsContinuity {
+    fn name(&self) -> &str {
+        "continuity"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        match e.final_read::<AgentsFinal>(AGENTS_READ) {
+            Ok(f) => continuity(e.events, &f, e.budgets),
+            Err(why) => CheckResult::unknown(self.name(), why),
+        }
+    }
+}
+
+/// The master's view of the agents against theirs; `expect_on`: nodes that must hold agents.
+pub struct StatusTruth {
+    pub expect_on: Vec<String>,
+}
+
+impl Check for StatusTruth {
+    fn name(&self) -> &str {
+        "status-truth"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        match e.final_read::<AgentsFinal>(AGENTS_READ) {
+            Ok(f) => status_truth(e.events, &f, &self.expect_on),
+            Err(why) => CheckResult::unknown(self.name(), why),
+        }
+    }
+}
+
+/// Convergence of the synced files on every node to the `master`'s.
+pub struct Integrity {
+    pub master: String,
+}
+
+impl Check for Integrity {
+    fn name(&self) -> &str {
+        "integrity"
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        match e.final_read::<AgentsFinal>(AGENTS_READ) {
+            Ok(f) => integrity(e.events, &self.master, &f, e.budgets),
+            Err(why) => CheckResult::unknown(self.name(), why),
+        }
+    }
 }
 
 #[cfg(test)]

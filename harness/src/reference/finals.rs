@@ -13,6 +13,10 @@ use crate::run::Run;
 use crate::shared::record;
 use hadrill_model::{Event, OpKind, Outcome, Role, ops};
 
+/// The names under which the product's final read and its cluster's are kept.
+pub const WEB_READ: &str = "web";
+pub const AGENTS_READ: &str = "agents";
+
 /// How the final state is read: the product's database and its app servers.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -15,10 +15,11 @@ use toml::de::{DeTable, DeValue};
 use super::{Condition, Scenario, ScenarioError, Step, Wait};
 use crate::patroni::LeaderSource;
 use crate::reference::agents::AgentsSpec;
+use crate::reference::finals::{AGENTS_READ, WEB_READ};
 use crate::reference::web::WorkloadSpec;
 use crate::topology::{Invalid, Topology, placeholders};
 use crate::workload::sql::SqlSpec;
-use hadrill_model::{Fault, Selector};
+use hadrill_model::{Fault, SQL_READ, Selector};
 
 /// Longer than any drill, so a typo such as `300h` is caught (and the run's deadlines, an
 /// `Instant` plus a duration, cannot overflow).
@@ -60,6 +61,7 @@ pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError
     if let Some(agents) = &spec.agents {
         v.agents(agents)?;
     }
+    v.code_workloads()?;
     for (i, step) in spec.steps.iter().enumerate() {
         v.step(i, step)?;
     }
@@ -342,6 +344,31 @@ impl Validator<'_> {
     }
 
     /// How the web workload's final state is read: only a web workload reads it.
+    /// Each code workload's name is its own and names none of the built-in final reads: its
+    /// final read is kept under it.
+    fn code_workloads(&self) -> Checked {
+        let reserved = [WEB_READ, SQL_READ, AGENTS_READ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, w) in self.scenario.spec.code_workloads.iter().enumerate() {
+            let problem = if reserved.contains(&w.name.as_str()) {
+                format!("`{}` is the name of a built-in workload", w.name)
+            } else if !seen.insert(w.name.as_str()) {
+                format!("two workloads are named `{}`", w.name)
+            } else {
+                continue;
+            };
+            return Err(self.error(
+                &format!("code_workloads[{i}].name"),
+                problem,
+                Some(format!(
+                    "give each workload its own name, other than {}",
+                    reserved.join(", ")
+                )),
+            ));
+        }
+        Ok(())
+    }
+
     fn final_read(&self) -> Checked {
         let f = &self.scenario.spec.final_read;
         let db = self.node("final_read.database_node", &f.database_node)?;
@@ -580,7 +607,7 @@ impl Validator<'_> {
         let run = super::check_names(spec);
         for (field, list) in own.into_iter().chain(variants) {
             for (i, name) in list.iter().enumerate() {
-                if !run.contains(&name.as_str()) {
+                if !run.contains(name) {
                     let mut names = run.clone();
                     names.sort_unstable();
                     names.dedup();

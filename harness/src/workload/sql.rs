@@ -17,8 +17,8 @@ use crate::patroni::{self, ClusterSpec};
 use crate::run::Run;
 use crate::shared::Shared;
 use crate::shared::record;
-use hadrill_model::ClusterFinal;
 use hadrill_model::Exchange;
+use hadrill_model::SqlFinal;
 use hadrill_model::{OpKind, Outcome, Role};
 
 /// The table the set workload writes, and the one the probes write.
@@ -79,14 +79,6 @@ impl Default for SqlSpec {
             cluster: ClusterSpec::default(),
         }
     }
-}
-
-/// What the database holds after the run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SqlFinal {
-    /// Keys of the set table, read through the routed endpoint; `None` if it could not be read.
-    pub keys: Option<std::collections::BTreeSet<String>>,
-    pub cluster: ClusterFinal,
 }
 
 pub struct SqlWorkload {

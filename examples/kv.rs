@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use hadrill::classify::{self, TcpFailure};
-use hadrill::workload::{Context, FinalRead};
+use hadrill::model::Read;
+use hadrill::workload::{Context, held};
 use hadrill::{Exchange, OpKind, Outcome, Role, Workload};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
@@ -94,16 +95,16 @@ impl Workload for KvWorkload {
         })
     }
 
-    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, FinalRead> {
+    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         Box::pin(async move {
             let mut c = self.connect(&ctx).await.map_err(|e| e.to_string())?;
             let keys: Vec<String> = c.keys("kv:*").await.map_err(|e| e.to_string())?;
-            let mut held = BTreeMap::new();
+            let mut map = BTreeMap::new();
             for k in keys {
                 let v: String = c.get(&k).await.map_err(|e| e.to_string())?;
-                held.insert(k, v);
+                map.insert(k, v);
             }
-            Ok(held)
+            held(map)
         })
     }
 }

@@ -63,6 +63,16 @@ impl Node {
             .then(|| Node::new(name, shared.clone()))
     }
 
+    /// Every node of the run, in name order.
+    pub(crate) fn all(shared: &Arc<Shared>) -> Vec<Node> {
+        shared
+            .topology
+            .nodes
+            .keys()
+            .map(|n| Node::new(n, shared.clone()))
+            .collect()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

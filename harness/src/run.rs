@@ -532,12 +532,7 @@ impl Run {
 
     /// Every node, in name order.
     pub fn nodes(&self) -> Vec<Node> {
-        self.shared
-            .topology
-            .nodes
-            .keys()
-            .map(|n| Node::new(n, self.shared.clone()))
-            .collect()
+        Node::all(&self.shared)
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

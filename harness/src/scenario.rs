@@ -15,16 +15,16 @@ use toml::Spanned;
 
 use crate::checks::{self, Traffic, database};
 use crate::history::History;
-use crate::reference::agents::{self, AgentsSpec, Fleet};
-use crate::reference::finals::{self, AGENTS_READ, AgentsFinal, FinalState, ProductRead, WEB_READ};
-use crate::reference::web::{IssuedSession, WebWorkload, WorkloadSpec};
+use crate::reference::agents::{AgentsSpec, AgentsWorkload};
+use crate::reference::finals::{self, ProductRead};
+use crate::reference::web::{WebWorkload, WorkloadSpec};
 use crate::reference::{self, cluster};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
-use crate::workload::sql::{self, SqlSpec, SqlWorkload};
+use crate::workload::sql::{SqlSpec, SqlWorkload};
+use crate::workload::{Context, Workload};
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, Fault, OpKind, Read, SQL_READ, SqlFinal, Verdict,
-    faults, ops,
+    Budgets, Check, CheckResult, Event, Evidence, Fault, OpKind, Read, Verdict, faults, ops,
 };
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
@@ -465,46 +465,52 @@ impl Scenario {
         Ok(results)
     }
 
-    /// Runs the workload and the steps; returns what went wrong with steps (a task that
-    /// panicked among them), the sessions the users were given, and (with agents) the
-    /// cluster's state read while they were connected.
-    async fn drive(&self, run: &Run) -> Driven {
-        let mut driven = Driven::default();
-        let errors = &mut driven.step_errors;
-        let web = match self
-            .web()
-            .map(|w| WebWorkload::start(run, w.into_owned()))
-            .transpose()
-        {
-            Ok(w) => w,
-            Err(e) => {
-                errors.push(format!("workload: {e}"));
-                return driven;
-            }
-        };
-        let database = match &self.spec.sql {
-            Some(spec) => match SqlWorkload::start(run, spec.clone()).await {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    if let Some(w) = web {
-                        w.stop().await;
-                    }
-                    errors.push(format!("sql workload: {e}"));
-                    return driven;
-                }
-            },
-            None => None,
-        };
-        let fleet = self
+    /// Every workload of the run, each under its name: the built-in ones the scenario
+    /// declares (the reference product's from its plug-in), then the drill's own; and the
+    /// agents, whose connections a step may wait for.
+    fn workloads(&self) -> (Vec<Arc<dyn Workload>>, Option<Arc<AgentsWorkload>>) {
+        let mut all: Vec<Arc<dyn Workload>> = Vec::new();
+        if let Some(web) = self.web() {
+            let read = self.spec.final_read.clone();
+            all.push(Arc::new(WebWorkload::new(web.into_owned(), read)));
+        }
+        if let Some(sql) = &self.spec.sql {
+            all.push(Arc::new(SqlWorkload::new(sql.clone())));
+        }
+        let agents = self
             .spec
             .agents
-            .as_ref()
-            .map(|a| Fleet::start(run, a.clone()));
-        let code_stop = CancellationToken::new();
-        let code_ctx = crate::workload::Context::new(run.shared().clone(), code_stop.clone());
-        let mut code_tasks = JoinSet::new();
-        for w in &self.workloads {
-            code_tasks.spawn(w.clone().run(code_ctx.clone()));
+            .clone()
+            .map(AgentsWorkload::new)
+            .map(Arc::new);
+        if let Some(a) = &agents {
+            all.push(a.clone());
+        }
+        all.extend(self.workloads.iter().cloned());
+        (all, agents)
+    }
+
+    /// Prepares the workloads, runs them through the warmup, the steps and the settle, and
+    /// stops them; returns what went wrong with steps (a task that panicked among them) and
+    /// the workloads, for their final reads.
+    async fn drive(&self, run: &Run) -> Driven {
+        let (workloads, agents) = self.workloads();
+        let mut driven = Driven {
+            step_errors: Vec::new(),
+            workloads: workloads.clone(),
+        };
+        let errors = &mut driven.step_errors;
+        let stop = CancellationToken::new();
+        let ctx = Context::new(run.shared().clone(), stop.clone());
+        for w in &workloads {
+            if let Err(e) = w.clone().prepare(ctx.clone()).await {
+                errors.push(format!("workload `{}`: {e}", w.name()));
+                return driven;
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for w in &workloads {
+            tasks.spawn(w.clone().run(ctx.clone()));
         }
         let t0 = Instant::now();
         let steps_done = Arc::new(AtomicUsize::new(0));
@@ -538,7 +544,7 @@ impl Scenario {
                 } else {
                     wait.nodes.clone()
                 };
-                if let Err(e) = self.wait(run, wait, &nodes, fleet.as_ref()).await {
+                if let Err(e) = self.wait(run, &ctx, wait, &nodes, agents.as_deref()).await {
                     errors.push(format!("step {}: wait until {:?}: {e}", i + 1, wait.until));
                     break;
                 }
@@ -546,23 +552,8 @@ impl Scenario {
             steps_done.store(i + 1, Ordering::Relaxed);
         }
         tokio::time::sleep(self.spec.settle).await;
-        let mut panics = Vec::new();
-        if let Some(w) = web {
-            let (sessions, p) = w.stop().await;
-            driven.sessions = sessions;
-            panics.extend(p);
-        }
-        if let Some(d) = database {
-            panics.extend(d.stop().await);
-        }
-        code_stop.cancel();
-        panics.extend(crate::tasks::join_all(&mut code_tasks).await);
-        // The master's view is compared with the agents' while they are still connected.
-        if let (Some(f), Some(spec)) = (fleet, &self.spec.agents) {
-            let (state, p) = agents::final_state(run, spec, f, Duration::from_secs(15)).await;
-            driven.agents = Some(state);
-            panics.extend(p);
-        }
+        stop.cancel();
+        let panics = crate::tasks::join_all(&mut tasks).await;
         progress.abort();
         driven.step_errors.extend(
             panics
@@ -575,18 +566,19 @@ impl Scenario {
     async fn wait(
         &self,
         run: &Run,
+        ctx: &Context,
         wait: &Wait,
         nodes: &[String],
-        fleet: Option<&Fleet>,
+        agents: Option<&AgentsWorkload>,
     ) -> Result<(), String> {
         match wait.until {
             Condition::AgentsConnected => {
-                let (Some(fleet), Some(spec)) = (fleet, &self.spec.agents) else {
+                let (Some(agents), Some(spec)) = (agents, &self.spec.agents) else {
                     return Err("the scenario has no agents".into());
                 };
                 let deadline = Instant::now() + wait.timeout;
                 loop {
-                    let connected = fleet.connections().values().filter(|n| n.is_some()).count();
+                    let connected = agents.connected();
                     if connected >= spec.count {
                         return Ok(());
                     }
@@ -609,38 +601,22 @@ impl Scenario {
                 Ok(())
             }
             Condition::Analysed => {
-                finals::wait_all_analysed(run, &self.spec.final_read, wait.timeout).await
+                finals::wait_all_analysed(ctx, &self.spec.final_read, wait.timeout).await
             }
         }
     }
 
-    /// Every final read (they record operations too), in the form `final.json` keeps.
+    /// Every workload's final read (they record operations too), by workload, as
+    /// `final.json` keeps them.
     async fn read_finals(&self, run: &Run, driven: &Driven) -> Finals {
-        let mut finals = Finals {
-            agents: driven.agents.clone(),
-            ..Finals::default()
-        };
-        // A code workload's own final read, once its clients have stopped.
-        let ctx = crate::workload::Context::new(run.shared().clone(), CancellationToken::new());
-        for (w, declared) in self.workloads.iter().zip(&self.spec.code_workloads) {
-            if declared.write_kind.is_some() {
-                let read = w.clone().final_read(ctx.clone()).await;
-                finals.code.insert(declared.name.clone(), read);
+        let ctx = Context::new(run.shared().clone(), CancellationToken::new());
+        let mut finals = Finals::new();
+        for w in &driven.workloads {
+            let read = w.clone().final_read(ctx.clone()).await;
+            if let Err(e) = &read {
+                tracing::warn!("final read of workload `{}`: {e}", w.name());
             }
-        }
-        if let Some(web) = self.web() {
-            let read = &self.spec.final_read;
-            finals::try_old_sessions(run, read, &driven.sessions).await;
-            match finals::final_state(run, read, &web).await {
-                Ok(state) => finals.web = Some(state),
-                Err(e) => {
-                    tracing::error!("final read failed: {e}");
-                    finals.web_error = Some(e);
-                }
-            }
-        }
-        if let Some(spec) = &self.spec.sql {
-            finals.sql = Some(sql::final_state(run, spec).await);
+            finals.insert(w.name().to_string(), read);
         }
         finals
     }
@@ -653,11 +629,10 @@ impl Scenario {
         step_errors: Vec<String>,
         started_at: String,
     ) -> Results {
-        let reads = finals.reads();
         let evidence = Evidence {
             events,
             budgets: &self.spec.budgets,
-            finals: &reads,
+            finals,
         };
         let custom = self
             .custom
@@ -729,63 +704,14 @@ impl Scenario {
 }
 
 /// What `drive` leaves for the final reads and the judge.
-#[derive(Default)]
 struct Driven {
     step_errors: Vec<String>,
-    sessions: Vec<IssuedSession>,
-    agents: Option<AgentsFinal>,
+    workloads: Vec<Arc<dyn Workload>>,
 }
 
-/// The final reads of the system, the evidence besides the history; saved as `final.json` so
-/// a run can be judged again without Docker.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Finals {
-    /// The web product's state; None when there is no web workload or it could not be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web: Option<FinalState>,
-    /// Why the web product's state could not be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<SqlFinal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agents: Option<AgentsFinal>,
-    /// Each code workload's final read, by workload name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub code: BTreeMap<String, crate::workload::FinalRead>,
-}
-
-impl Finals {
-    /// Every final read by workload, as the checks take them (`Evidence::finals`).
-    pub fn reads(&self) -> BTreeMap<String, Read> {
-        fn value<T: Serialize>(t: &T) -> Read {
-            serde_json::to_value(t).map_err(|e| e.to_string())
-        }
-        let mut reads = BTreeMap::new();
-        match (&self.web, &self.web_error) {
-            (Some(state), _) => {
-                reads.insert(WEB_READ.to_string(), value(state));
-            }
-            (None, Some(why)) => {
-                reads.insert(WEB_READ.to_string(), Err(why.clone()));
-            }
-            (None, None) => {}
-        }
-        if let Some(sql) = &self.sql {
-            reads.insert(SQL_READ.to_string(), value(sql));
-        }
-        if let Some(agents) = &self.agents {
-            reads.insert(AGENTS_READ.to_string(), value(agents));
-        }
-        for (name, read) in &self.code {
-            reads.insert(
-                name.clone(),
-                read.as_ref().map_err(Clone::clone).and_then(value),
-            );
-        }
-        reads
-    }
-}
+/// The final reads of the system, by workload: the evidence besides the history, saved as
+/// `final.json` so a run can be judged again without Docker.
+pub type Finals = BTreeMap<String, Read>;
 
 /// The checks of a run and the verdict they and the step errors give.
 #[derive(Debug, Clone)]
@@ -1259,11 +1185,10 @@ pub fn recheck(dir: &Path) -> Result<Recheck, ScenarioError> {
     // verdicts, and the recheck says which.
     let custom: Vec<CheckResult> = saved.checks.iter().filter(|c| c.custom).cloned().collect();
     let kept = custom.iter().map(|c| c.check.clone()).collect();
-    let reads = finals.reads();
     let evidence = Evidence {
         events: &events,
         budgets: &spec.budgets,
-        finals: &reads,
+        finals: &finals,
     };
     let judged = judge(&spec, &evidence, step_errors, custom);
     let mut differences = Vec::new();

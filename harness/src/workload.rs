@@ -1,7 +1,7 @@
 //! Workloads drive a system and record every operation with its outcome; nothing is judged
-//! here. hadrill's own generic one is the SQL clients (`sql`); the reference product's web
-//! users live with its plug-in (`crate::reference`); a user's crate adds its own by
-//! implementing `Workload`.
+//! here. Every workload implements `Workload`: hadrill's generic SQL clients (`sql`), the
+//! reference product's web users and agents (its plug-in, `crate::reference`), and those a
+//! user's crate adds.
 //!
 //! A workload is bounded in operations and time and stops when told to.
 
@@ -14,16 +14,18 @@ use crate::clock::Stamp;
 use crate::node::Node;
 use crate::run::RunError;
 use crate::shared::{Shared, record};
-use hadrill_model::{Actor, Exchange, OpKind};
+use crate::topology::Topology;
+use hadrill_model::{Actor, Event, Exchange, OpKind, Read};
 
 pub mod sql;
 
-/// A workload of a user's own: its clients act on the system through the nodes' published
-/// ports and record each operation through the context, honestly classified (see
-/// `crate::classify`); its final read says what the system holds after the run, so hadrill's
-/// generic continuity check can say whether any acknowledged write was lost.
+/// A workload: its clients act on the system through the nodes' published ports and record
+/// each operation through the context, honestly classified (see `crate::classify`); its
+/// final read says what the system holds after the run, so the checks can say whether any
+/// acknowledged write was lost. A run prepares every workload, runs them all from the warmup
+/// to the end of the settle, stops them, then takes their final reads.
 pub trait Workload: Send + Sync + 'static {
-    /// Its name in the scenario text and the report.
+    /// Its name in the scenario text and the report; its final read is kept under it.
     fn name(&self) -> &str;
 
     /// The availability probe's frequency, if the workload records `OpKind::PROBE`
@@ -32,7 +34,14 @@ pub trait Workload: Send + Sync + 'static {
         None
     }
 
-    /// Drives the system until `ctx.stopped()` resolves.
+    /// Before the load starts, e.g. creating its tables; an error ends the run with it.
+    fn prepare(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Result<(), String>> {
+        let _ = ctx;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Drives the system until `ctx.stopped()` resolves, and returns once its clients have
+    /// recorded their last operations.
     fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()>;
 
     /// The kind of its writes, if it makes writes whose acknowledgement must survive the run:
@@ -41,17 +50,21 @@ pub trait Workload: Send + Sync + 'static {
         None
     }
 
-    /// After the run, while the topology is still up: each key the store holds and the value
-    /// it holds (as the workload recorded values when writing, e.g. a digest), or why it
-    /// could not be read. Called only when `write_kind` is `Some`.
-    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, FinalRead> {
+    /// After the run, while the topology is still up: what the system holds, as JSON its
+    /// checks read back (`Evidence::final_read`), or why it could not be read. With a
+    /// `write_kind`: an object of each key the store holds → the value it holds (as the
+    /// workload recorded values when writing, e.g. a digest), which the continuity check
+    /// holds the acknowledged writes against (`held(map)` makes one).
+    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         let _ = ctx;
         Box::pin(async { Err("this workload has no final read".to_string()) })
     }
 }
 
-/// What a workload's final read found: key → value, or why it could not be read.
-pub type FinalRead = Result<std::collections::BTreeMap<String, String>, String>;
+/// A final read of key → value, as the continuity check of a `write_kind` reads it.
+pub fn held(map: std::collections::BTreeMap<String, String>) -> Read {
+    serde_json::to_value(map).map_err(|e| e.to_string())
+}
 
 /// What a workload sees of the run: its nodes, its secrets, the clock and the history.
 #[derive(Clone)]
@@ -68,6 +81,21 @@ impl Context {
     /// A node of the run, e.g. to find the host address of one of its published ports.
     pub fn node(&self, name: &str) -> Result<Node, RunError> {
         Node::find(&self.shared, name).ok_or_else(|| RunError::NoSuchNode(name.to_string()))
+    }
+
+    /// Every node of the run, in name order.
+    pub fn nodes(&self) -> Vec<Node> {
+        Node::all(&self.shared)
+    }
+
+    /// The run's topology, e.g. to resolve a group of nodes.
+    pub fn topology(&self) -> &Topology {
+        &self.shared.topology
+    }
+
+    /// Everything recorded so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.shared.history.events()
     }
 
     /// A secret the topology generated for this run (e.g. a database password). Never
@@ -92,6 +120,15 @@ impl Context {
         ex: Exchange,
     ) {
         record(&self.shared, client, kind, key, value, invoke, ex);
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The token that stops the workload, for its clients to watch.
+    pub(crate) fn stop_token(&self) -> &CancellationToken {
+        &self.stop
     }
 
     pub fn is_stopped(&self) -> bool {

@@ -22,10 +22,13 @@ use crate::classify::{self, TcpFailure};
 use crate::clock::Stamp;
 use crate::node::Node;
 use crate::patroni::get_json;
-use crate::run::Run;
 use crate::shared::Shared;
 use crate::shared::record;
-use hadrill_model::{Exchange, OpKind, Outcome, Role};
+use futures_util::future::BoxFuture;
+
+use super::finals::AGENTS_READ;
+use crate::workload::{Context, Workload};
+use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
 
 /// `[agents]` in a scenario.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -163,11 +166,15 @@ impl Line {
     }
 }
 
-pub struct Fleet {
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
+/// The simulated agents as a workload: `run` starts them and the file observer and, when
+/// told to stop, reads the master's view while they are still connected, then stops them;
+/// the final read waits for the synced files and reads the event store (`AgentsFinal`).
+pub struct AgentsWorkload {
+    spec: AgentsSpec,
     /// Each agent's current node (None while disconnected).
     connections: Arc<std::sync::Mutex<BTreeMap<String, Option<String>>>>,
+    /// The master's view, read as the run stopped.
+    view: std::sync::Mutex<Option<AgentsFinal>>,
 }
 
 struct Ctx {
@@ -219,52 +226,83 @@ fn ex(outcome: Outcome, error: Option<String>, node: Option<String>) -> Exchange
     }
 }
 
-impl Fleet {
-    /// Starts the agents and the file observer.
-    pub fn start(run: &Run, spec: AgentsSpec) -> Fleet {
-        let stop = CancellationToken::new();
-        let connections = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-        let ctx = Arc::new(Ctx {
-            shared: run.shared().clone(),
+impl AgentsWorkload {
+    pub fn new(spec: AgentsSpec) -> AgentsWorkload {
+        AgentsWorkload {
             spec,
-            stop: stop.clone(),
-            connections: connections.clone(),
-        });
-        let mut tasks = JoinSet::new();
-        let total = ctx.spec.count + ctx.spec.late_count;
-        for i in 0..total {
-            let late = i >= ctx.spec.count;
-            let spread = ctx.spec.start_spread.as_secs_f64() * (i % ctx.spec.count.max(1)) as f64
-                / ctx.spec.count.max(1) as f64;
-            let delay = Duration::from_secs_f64(spread)
-                + if late {
-                    ctx.spec.late_after
-                } else {
-                    Duration::ZERO
-                };
-            tasks.spawn(agent(ctx.clone(), format!("agent-{i:04}"), delay, i));
-        }
-        tasks.spawn(observe_files(ctx.clone()));
-        Fleet {
-            stop,
-            tasks,
-            connections,
+            connections: Arc::default(),
+            view: std::sync::Mutex::new(None),
         }
     }
 
     /// Each agent and the node it is connected to now (None: disconnected).
-    pub fn connections(&self) -> BTreeMap<String, Option<String>> {
+    fn connections(&self) -> BTreeMap<String, Option<String>> {
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Stops every agent; events still unacknowledged are recorded as `unknown`.
-    /// Returns the messages of any task that panicked.
-    pub async fn stop(mut self) -> Vec<String> {
-        self.stop.cancel();
-        crate::tasks::join_all(&mut self.tasks).await
+    /// How many agents are connected now.
+    pub fn connected(&self) -> usize {
+        self.connections().values().filter(|n| n.is_some()).count()
+    }
+
+    /// How long the master may take to agree with the agents, and the files to converge.
+    const SETTLE: Duration = Duration::from_secs(15);
+}
+
+impl Workload for AgentsWorkload {
+    fn name(&self) -> &str {
+        AGENTS_READ
+    }
+
+    fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            // The agents' own stop: they stay connected until the master's view is read.
+            let stop = CancellationToken::new();
+            let actx = Arc::new(Ctx {
+                shared: ctx.shared().clone(),
+                spec: self.spec.clone(),
+                stop: stop.clone(),
+                connections: self.connections.clone(),
+            });
+            let mut tasks = JoinSet::new();
+            let spec = &actx.spec;
+            for i in 0..spec.count + spec.late_count {
+                let late = i >= spec.count;
+                let spread = spec.start_spread.as_secs_f64() * (i % spec.count.max(1)) as f64
+                    / spec.count.max(1) as f64;
+                let delay = Duration::from_secs_f64(spread)
+                    + if late {
+                        spec.late_after
+                    } else {
+                        Duration::ZERO
+                    };
+                tasks.spawn(agent(actx.clone(), format!("agent-{i:04}"), delay, i));
+            }
+            tasks.spawn(observe_files(actx.clone()));
+            ctx.stopped().await;
+            let view = master_view(&ctx, &self, Self::SETTLE).await;
+            *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+            // Unacknowledged events are recorded as `unknown` as the agents stop.
+            stop.cancel();
+            crate::tasks::join_nested(&mut tasks).await
+        })
+    }
+
+    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
+        Box::pin(async move {
+            let view = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let mut out = view.ok_or("the master's view was not read")?;
+            let http = crate::patroni::http(Duration::from_secs(2));
+            out.files_in_sync_ms = files_in_sync(&ctx, &self.spec, &http, Self::SETTLE).await;
+            match event_store(&ctx, &self.spec).await {
+                Ok(e) => out.events = Some(e),
+                Err(e) => tracing::error!("event store read failed: {e}"),
+            }
+            serde_json::to_value(out).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -482,17 +520,11 @@ async fn observe_files(ctx: Arc<Ctx>) {
     }
 }
 
-/// Reads the master's view until it matches the agents' connections (or `timeout`), stops the
-/// agents (their last acknowledgements recorded), then reads the event store. Also returns
-/// the messages of any agent task that panicked.
-pub async fn final_state(
-    run: &Run,
-    spec: &AgentsSpec,
-    fleet: Fleet,
-    timeout: Duration,
-) -> (AgentsFinal, Vec<String>) {
+/// Reads the master's view until it matches the agents' connections, or `timeout`.
+async fn master_view(ctx: &Context, fleet: &AgentsWorkload, timeout: Duration) -> AgentsFinal {
     let http = crate::patroni::http(Duration::from_secs(2));
-    let master = Node::new(&spec.master, run.shared().clone());
+    let spec = &fleet.spec;
+    let master = Node::new(&spec.master, ctx.shared().clone());
     let t0 = std::time::Instant::now();
     let mut out = AgentsFinal::default();
     loop {
@@ -542,56 +574,52 @@ pub async fn final_state(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let panics = fleet.stop().await;
-    out.files_in_sync_ms = files_in_sync(run, spec, &http, timeout).await;
-    let password = run.secret(&spec.store_password_secret).unwrap_or_default();
-    let store = Node::new(&spec.store, run.shared().clone());
-    let read = async {
-        let c = crate::workload::sql::connect(
-            &store,
-            spec.store_port,
-            &spec.store_user,
-            &password,
-            &spec.store_database,
-            Duration::from_secs(5),
-        )
-        .await?;
-        let rows = c
-            .query("SELECT agent, seq, deliveries FROM agent_events", &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(
-            rows.iter()
-                .map(|r| {
-                    (
-                        format!("{}/{}", r.get::<_, String>(0), r.get::<_, i64>(1)),
-                        r.get::<_, i32>(2),
-                    )
-                })
-                .collect(),
-        )
-    };
-    match read.await {
-        Ok(e) => out.events = Some(e),
-        Err(e) => tracing::error!("event store read failed: {e}"),
-    }
-    (out, panics)
+    out
+}
+
+/// Every event in the store: `<agent id>/<seq>` → deliveries.
+async fn event_store(ctx: &Context, spec: &AgentsSpec) -> Result<BTreeMap<String, i32>, String> {
+    let password = ctx.secret(&spec.store_password_secret).unwrap_or_default();
+    let store = Node::new(&spec.store, ctx.shared().clone());
+    let c = crate::workload::sql::connect(
+        &store,
+        spec.store_port,
+        &spec.store_user,
+        &password,
+        &spec.store_database,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let rows = c
+        .query("SELECT agent, seq, deliveries FROM agent_events", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok::<_, String>(
+        rows.iter()
+            .map(|r| {
+                (
+                    format!("{}/{}", r.get::<_, String>(0), r.get::<_, i64>(1)),
+                    r.get::<_, i32>(2),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Polls `/files` on every running node until all equal the master's, or `timeout`.
 async fn files_in_sync(
-    run: &Run,
+    ctx: &Context,
     spec: &AgentsSpec,
     http: &reqwest::Client,
     timeout: Duration,
 ) -> Option<u64> {
     let t0 = std::time::Instant::now();
-    let nodes: Vec<Node> = run
+    let nodes: Vec<Node> = ctx
         .topology()
         .resolve(&spec.nodes)
         .unwrap_or_default()
         .iter()
-        .map(|n| Node::new(n, run.shared().clone()))
+        .map(|n| Node::new(n, ctx.shared().clone()))
         .collect();
     loop {
         let mut sums = Vec::new();

@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::verbs;
 use super::web::{IssuedSession, WorkloadSpec, answer, read_trace};
-use crate::run::Run;
-use crate::shared::record;
-use hadrill_model::{Event, OpKind, Outcome, Role, ops};
+use crate::workload::Context;
+use hadrill_model::{Event, OpKind, Outcome, Role, faults, ops};
 
 /// The names under which the product's final read and its cluster's are kept.
 pub const WEB_READ: &str = "web";
@@ -114,13 +113,13 @@ pub fn status_matches(f: &AgentsFinal) -> bool {
         && f.n_active.values().sum::<u64>() == connected
 }
 
-async fn connect_db(run: &Run, f: &ProductRead) -> Result<tokio_postgres::Client, String> {
-    let addr = run
+async fn connect_db(ctx: &Context, f: &ProductRead) -> Result<tokio_postgres::Client, String> {
+    let addr = ctx
         .node(&f.database_node)
         .map_err(|e| e.to_string())?
         .host_addr(f.database_port)
         .ok_or_else(|| format!("{} publishes no port {}", f.database_node, f.database_port))?;
-    let password = run.secret(&f.password_secret).unwrap_or_default();
+    let password = ctx.secret(&f.password_secret).unwrap_or_default();
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(addr.ip().to_string())
         .port(addr.port())
@@ -138,10 +137,8 @@ async fn connect_db(run: &Run, f: &ProductRead) -> Result<tokio_postgres::Client
 
 /// After a rotation: every cookie issued before it, tried on every app server directly;
 /// and a new login on each. Recorded as operations like any other.
-pub(crate) async fn try_old_sessions(run: &Run, f: &ProductRead, sessions: &[IssuedSession]) {
-    let Some(rotated) = run
-        .history()
-        .faults()
+pub(crate) async fn try_old_sessions(ctx: &Context, f: &ProductRead, sessions: &[IssuedSession]) {
+    let Some(rotated) = faults(&ctx.events())
         .iter()
         .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
         .map(|f| f.start)
@@ -153,19 +150,18 @@ pub(crate) async fn try_old_sessions(run: &Run, f: &ProductRead, sessions: &[Iss
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
-    for node in run.nodes().iter().filter(|n| n.spec().role == f.app_role) {
+    for node in ctx.nodes().iter().filter(|n| n.spec().role == f.app_role) {
         let Some(addr) = node.host_addr(f.app_port) else {
             continue;
         };
         for s in sessions.iter().filter(|s| s.issued < rotated) {
-            let invoke = run.clock().now();
+            let invoke = ctx.now();
             let r = http
                 .get(format!("http://{addr}/me"))
                 .header("cookie", &s.cookie)
                 .send()
                 .await;
-            record(
-                run.shared(),
+            ctx.record(
                 Role::Verifier.named("verifier"),
                 verbs::OLD_SESSION,
                 Some(node.name().to_string()),
@@ -174,14 +170,13 @@ pub(crate) async fn try_old_sessions(run: &Run, f: &ProductRead, sessions: &[Iss
                 answer(&r),
             );
         }
-        let invoke = run.clock().now();
+        let invoke = ctx.now();
         let r = http
             .post(format!("http://{addr}/login"))
             .json(&serde_json::json!({ "user": "verifier" }))
             .send()
             .await;
-        record(
-            run.shared(),
+        ctx.record(
             Role::Verifier.named("verifier"),
             verbs::LOGIN,
             Some(node.name().to_string()),
@@ -194,12 +189,12 @@ pub(crate) async fn try_old_sessions(run: &Run, f: &ProductRead, sessions: &[Iss
 
 /// Every row, its content read back through the load balancer, and its analyses.
 pub(crate) async fn final_state(
-    run: &Run,
+    ctx: &Context,
     f: &ProductRead,
     spec: &WorkloadSpec,
 ) -> Result<FinalState, String> {
-    let acked = acknowledged(&run.history().events());
-    let db = connect_db(run, f).await?;
+    let acked = acknowledged(&ctx.events());
+    let db = connect_db(ctx, f).await?;
     // Unanalysed uploads are the continuity check's to judge, not an error here.
     wait_analysed(&db, &acked, f.analysis_timeout).await?;
     let mut state = FinalState::default();
@@ -237,7 +232,7 @@ pub(crate) async fn final_state(
         .map_err(|e| e.to_string())?;
     state.rollup_slots = row.get(0);
     state.current_slot = row.get(1);
-    let entry = run
+    let entry = ctx
         .node(&spec.entry)
         .map_err(|e| e.to_string())?
         .host_addr(spec.entry_port)
@@ -255,14 +250,13 @@ pub(crate) async fn final_state(
         .map_err(|e| format!("verifier login: {e}"))?;
     let base = format!("http://{entry}");
     for (id, sha) in state.rows.clone() {
-        let invoke = run.clock().now();
+        let invoke = ctx.now();
         let (mut ex, content) = read_trace(&http, &base, id, &sha).await;
         if content != Content::Identical {
             ex.outcome = Outcome::Fail;
             ex.error = Some(format!("{content:?}"));
         }
-        record(
-            run.shared(),
+        ctx.record(
             Role::Verifier.named("verifier"),
             OpKind::VERIFY,
             Some(id.to_string()),
@@ -310,12 +304,12 @@ async fn wait_analysed(
 /// Waits until every upload acknowledged so far has its analysis (a step's `until =
 /// "analysed"`), or says how many had after `timeout`.
 pub(crate) async fn wait_all_analysed(
-    run: &Run,
+    ctx: &Context,
     f: &ProductRead,
     timeout: Duration,
 ) -> Result<(), String> {
-    let acked = acknowledged(&run.history().events());
-    let db = connect_db(run, f).await?;
+    let acked = acknowledged(&ctx.events());
+    let db = connect_db(ctx, f).await?;
     let done = wait_analysed(&db, &acked, timeout).await?;
     if done == acked.len() {
         Ok(())

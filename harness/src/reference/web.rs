@@ -4,8 +4,8 @@
 //!
 //! It is bounded in operations and time and stops by itself.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::finals::Content;
+use super::finals::{Content, ProductRead, WEB_READ, final_state, try_old_sessions};
 use super::verbs;
 
 /// The header in which the reference product names the app server that answered.
@@ -25,9 +25,11 @@ pub(crate) fn answer(r: &Result<reqwest::Response, reqwest::Error>) -> Exchange 
     crate::classify::http(r, Some(SERVED_BY))
 }
 use crate::clock::Stamp;
-use crate::run::Run;
 use crate::shared::{Shared, record};
-use hadrill_model::{Exchange, OpKind, Outcome, Role};
+use futures_util::future::BoxFuture;
+
+use crate::workload::{Context, Workload};
+use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
 
 /// What the clients do, as a scenario declares it under `[workload]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -138,9 +140,13 @@ pub struct IssuedSession {
     pub issued: Stamp,
 }
 
+/// The reference product's web users as a workload: `prepare` finds the entry point, `run`
+/// drives the users and the probes until stopped, and the final read tries the sessions
+/// issued before a secret rotation and reads what the product holds (`FinalState`).
 pub struct WebWorkload {
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
+    spec: WorkloadSpec,
+    read: ProductRead,
+    base: OnceLock<String>,
     sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
 }
 
@@ -154,45 +160,64 @@ struct Ctx {
 }
 
 impl WebWorkload {
-    /// Starts the users and the probe against the run's entry point.
-    pub fn start(run: &Run, spec: WorkloadSpec) -> Result<WebWorkload, String> {
-        let entry = run.node(&spec.entry).map_err(|e| e.to_string())?;
-        let addr = entry
-            .host_addr(spec.entry_port)
-            .ok_or_else(|| format!("{} publishes no port {}", spec.entry, spec.entry_port))?;
-        let stop = CancellationToken::new();
-        let sessions = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let ctx = Arc::new(Ctx {
-            shared: run.shared().clone(),
-            base: format!("http://{addr}"),
-            ops: AtomicU64::new(0),
-            stop: stop.clone(),
-            sessions: sessions.clone(),
+    /// The users `spec` describes; after the run, the product is read as `read` says.
+    pub fn new(spec: WorkloadSpec, read: ProductRead) -> WebWorkload {
+        WebWorkload {
             spec,
-        });
-        let mut tasks = JoinSet::new();
-        for i in 0..ctx.spec.users {
-            tasks.spawn(user(ctx.clone(), i));
+            read,
+            base: OnceLock::new(),
+            sessions: Arc::default(),
         }
-        tasks.spawn(probe(ctx.clone()));
-        Ok(WebWorkload {
-            stop,
-            tasks,
-            sessions,
+    }
+}
+
+impl Workload for WebWorkload {
+    fn name(&self) -> &str {
+        WEB_READ
+    }
+
+    fn prepare(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let spec = &self.spec;
+            let entry = ctx.node(&spec.entry).map_err(|e| e.to_string())?;
+            let addr = entry
+                .host_addr(spec.entry_port)
+                .ok_or_else(|| format!("{} publishes no port {}", spec.entry, spec.entry_port))?;
+            let _ = self.base.set(format!("http://{addr}"));
+            Ok(())
         })
     }
 
-    /// Stops every client and waits for their last operations to be recorded. Returns the
-    /// sessions users were given and the messages of any task that panicked.
-    pub async fn stop(mut self) -> (Vec<IssuedSession>, Vec<String>) {
-        self.stop.cancel();
-        let panics = crate::tasks::join_all(&mut self.tasks).await;
-        let sessions = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        (sessions, panics)
+    fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let ctx = Arc::new(Ctx {
+                shared: ctx.shared().clone(),
+                base: self.base.get().cloned().unwrap_or_default(),
+                ops: AtomicU64::new(0),
+                stop: ctx.stop_token().clone(),
+                sessions: self.sessions.clone(),
+                spec: self.spec.clone(),
+            });
+            let mut tasks = JoinSet::new();
+            for i in 0..ctx.spec.users {
+                tasks.spawn(user(ctx.clone(), i));
+            }
+            tasks.spawn(probe(ctx.clone()));
+            crate::tasks::join_nested(&mut tasks).await
+        })
+    }
+
+    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
+        Box::pin(async move {
+            let sessions = self
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            try_old_sessions(&ctx, &self.read, &sessions).await;
+            let state = final_state(&ctx, &self.read, &self.spec).await?;
+            serde_json::to_value(state).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -491,7 +516,5 @@ async fn probe(ctx: Arc<Ctx>) {
             crate::tasks::propagate(done);
         }
     }
-    while let Some(done) = inflight.join_next().await {
-        crate::tasks::propagate(done);
-    }
+    crate::tasks::join_nested(&mut inflight).await
 }

@@ -3,8 +3,8 @@
 //! sent to every database member directly to catch two primaries, and the cluster observer.
 //! Every operation is recorded; nothing is judged here.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,12 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::sql as classify;
 use crate::node::Node;
 use crate::patroni::{self, ClusterSpec};
-use crate::run::Run;
 use crate::shared::Shared;
 use crate::shared::record;
+use futures_util::future::BoxFuture;
 use hadrill_model::Exchange;
-use hadrill_model::SqlFinal;
+
+use crate::workload::{Context, Workload};
 use hadrill_model::{OpKind, Outcome, Role};
+use hadrill_model::{Read, SQL_READ, SqlFinal};
 
 /// The table the set workload writes, and the one the probes write.
 const SET_TABLE: &str = "hadrill_set";
@@ -81,9 +83,12 @@ impl Default for SqlSpec {
     }
 }
 
+/// The SQL clients, probes and cluster observer as a workload: `prepare` creates the tables,
+/// `run` drives the load until stopped, and the final read waits for the replicas to
+/// converge and reads the set (`SqlFinal`).
 pub struct SqlWorkload {
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
+    spec: SqlSpec,
+    password: OnceLock<String>,
 }
 
 struct Ctx {
@@ -168,48 +173,72 @@ fn refused(error: String) -> Exchange {
 }
 
 impl SqlWorkload {
-    /// Creates the tables through the routed endpoint, then starts the clients, the probes
-    /// and the cluster observer.
-    pub async fn start(run: &Run, spec: SqlSpec) -> Result<SqlWorkload, String> {
-        let password = run
-            .secret(&spec.password_secret)
-            .ok_or_else(|| format!("the topology declares no secret {}", spec.password_secret))?;
-        let stop = CancellationToken::new();
-        let ctx = Arc::new(Ctx {
-            shared: run.shared().clone(),
-            password,
-            ops: AtomicU64::new(0),
-            stop: stop.clone(),
+    pub fn new(spec: SqlSpec) -> SqlWorkload {
+        SqlWorkload {
             spec,
-        });
-        create_tables(&ctx).await?;
-        let mut tasks = JoinSet::new();
-        for i in 0..ctx.spec.clients {
-            tasks.spawn(client(ctx.clone(), i));
+            password: OnceLock::new(),
         }
-        if ctx.spec.probe_hz > 0.0 {
-            tasks.spawn(routed_probe(ctx.clone()));
-        }
-        for member in run
-            .topology()
-            .resolve(&ctx.spec.cluster.members)
-            .unwrap_or_default()
-        {
-            tasks.spawn(member_probe(ctx.clone(), member));
-        }
-        tasks.spawn(patroni::observe(
-            ctx.shared.clone(),
-            ctx.spec.cluster.clone(),
-            stop.clone(),
-        ));
-        Ok(SqlWorkload { stop, tasks })
     }
 
-    /// Stops every client and waits for their last operations to be recorded.
-    /// Returns the messages of any task that panicked.
-    pub async fn stop(mut self) -> Vec<String> {
-        self.stop.cancel();
-        crate::tasks::join_all(&mut self.tasks).await
+    fn ctx(&self, ctx: &Context) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            shared: ctx.shared().clone(),
+            password: self.password.get().cloned().unwrap_or_default(),
+            ops: AtomicU64::new(0),
+            stop: ctx.stop_token().clone(),
+            spec: self.spec.clone(),
+        })
+    }
+}
+
+impl Workload for SqlWorkload {
+    fn name(&self) -> &str {
+        SQL_READ
+    }
+
+    /// Creates the tables through the routed endpoint.
+    fn prepare(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let secret = &self.spec.password_secret;
+            let password = ctx
+                .secret(secret)
+                .ok_or_else(|| format!("the topology declares no secret {secret}"))?;
+            let _ = self.password.set(password);
+            create_tables(&self.ctx(&ctx)).await
+        })
+    }
+
+    /// The clients, the probes and the cluster observer, until stopped.
+    fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let sctx = self.ctx(&ctx);
+            let mut tasks = JoinSet::new();
+            for i in 0..sctx.spec.clients {
+                tasks.spawn(client(sctx.clone(), i));
+            }
+            if sctx.spec.probe_hz > 0.0 {
+                tasks.spawn(routed_probe(sctx.clone()));
+            }
+            for member in ctx
+                .topology()
+                .resolve(&sctx.spec.cluster.members)
+                .unwrap_or_default()
+            {
+                tasks.spawn(member_probe(sctx.clone(), member));
+            }
+            tasks.spawn(patroni::observe(
+                sctx.shared.clone(),
+                sctx.spec.cluster.clone(),
+                sctx.stop.clone(),
+            ));
+            crate::tasks::join_nested(&mut tasks).await
+        })
+    }
+
+    fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
+        Box::pin(async move {
+            serde_json::to_value(final_state(&ctx, &self.spec).await).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -417,8 +446,8 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
 
 /// After the workload: waits for the replicas to converge, then reads the set through the
 /// routed endpoint (recorded as a `verify` operation) and on every member directly.
-pub async fn final_state(run: &Run, spec: &SqlSpec) -> SqlFinal {
-    let password = run.secret(&spec.password_secret).unwrap_or_default();
+async fn final_state(ctx: &Context, spec: &SqlSpec) -> SqlFinal {
+    let password = ctx.secret(&spec.password_secret).unwrap_or_default();
     let digest = |node: Node| {
         let password = password.clone();
         async move {
@@ -444,9 +473,9 @@ pub async fn final_state(run: &Run, spec: &SqlSpec) -> SqlFinal {
             Some((row.get::<_, i64>(0), row.get::<_, String>(1)))
         }
     };
-    let cluster = patroni::settle(run.shared(), &spec.cluster, spec.converge_timeout, digest).await;
-    let invoke = run.clock().now();
-    let entry = Node::new(&spec.entry, run.shared().clone());
+    let cluster = patroni::settle(ctx.shared(), &spec.cluster, spec.converge_timeout, digest).await;
+    let invoke = ctx.now();
+    let entry = Node::new(&spec.entry, ctx.shared().clone());
     let read = async {
         let c = connect(
             &entry,
@@ -484,8 +513,7 @@ pub async fn final_state(run: &Run, spec: &SqlSpec) -> SqlFinal {
         Err(e) => (None, refused(e)),
     };
     let value = keys.as_ref().map(|k| format!("{} keys", k.len()));
-    record(
-        run.shared(),
+    ctx.record(
         Role::Verifier.named("verifier"),
         OpKind::VERIFY,
         Some(SET_TABLE.into()),

@@ -9,8 +9,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use hadrill::classify::{self, TcpFailure};
 use hadrill::model::Read;
-use hadrill::workload::{Context, held};
-use hadrill::{Exchange, OpKind, Outcome, Role, Workload};
+use hadrill::model::UNREACHABLE;
+use hadrill::workload::{Answer, Client, Context, Facts, Op, held};
+use hadrill::{Exchange, Observer, OpKind, Outcome, Role, Workload};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
@@ -28,23 +29,30 @@ pub struct KvWorkload {
 
 impl KvWorkload {
     async fn connect(&self, ctx: &Context) -> Result<MultiplexedConnection, TcpFailure> {
-        let addr = ctx
-            .node(self.node)
-            .map_err(|e| TcpFailure::NotSent(e.to_string()))?
-            .host_addr(self.port)
-            .ok_or_else(|| {
-                TcpFailure::NotSent(format!("{} publishes no port {}", self.node, self.port))
-            })?;
-        let client = redis::Client::open(format!("redis://{addr}/"))
-            .map_err(|e| TcpFailure::NotSent(e.to_string()))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1));
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| TcpFailure::NotSent(format!("connect: {e}")))
+        connect(ctx, self.node, self.port).await
     }
+}
+
+/// A connection to the store on `node`'s published `port`.
+async fn connect(
+    ctx: &Context,
+    node: &str,
+    port: u16,
+) -> Result<MultiplexedConnection, TcpFailure> {
+    let addr = ctx
+        .node(node)
+        .map_err(|e| TcpFailure::NotSent(e.to_string()))?
+        .host_addr(port)
+        .ok_or_else(|| TcpFailure::NotSent(format!("{node} publishes no port {port}")))?;
+    let client = redis::Client::open(format!("redis://{addr}/"))
+        .map_err(|e| TcpFailure::NotSent(e.to_string()))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(Duration::from_secs(1));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| TcpFailure::NotSent(format!("connect: {e}")))
 }
 
 /// Redis's errors by the honesty rules: an error reply is the server refusing the command;
@@ -66,6 +74,56 @@ fn ok() -> Exchange {
         status: None,
         error: None,
         node: None,
+    }
+}
+
+/// One connection to the store, opened again after a failure: an operation with a value
+/// `SET`s it, one without `GET`s its key.
+pub struct RedisClient {
+    ctx: Context,
+    node: &'static str,
+    port: u16,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl RedisClient {
+    pub fn new(ctx: &Context, node: &'static str, port: u16) -> RedisClient {
+        RedisClient {
+            ctx: ctx.clone(),
+            node,
+            port,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Client for RedisClient {
+    fn invoke<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Answer> {
+        Box::pin(async move {
+            let mut conn = self.conn.lock().await;
+            if conn.is_none() {
+                match connect(&self.ctx, self.node, self.port).await {
+                    Ok(c) => *conn = Some(c),
+                    Err(e) => return Answer::of(classify::tcp(&e)),
+                }
+            }
+            let c = conn.as_mut().expect("connected above");
+            let key = op.key.as_deref().unwrap_or_default();
+            let result = match &op.value {
+                Some(value) => c.set::<_, _, ()>(key, value).await.map(|()| None),
+                None => c.get::<_, Option<String>>(key).await,
+            };
+            match result {
+                Ok(read) => Answer {
+                    exchange: ok(),
+                    read,
+                },
+                Err(e) => {
+                    *conn = None;
+                    Answer::of(classify::tcp(&failure(&e)))
+                }
+            }
+        })
     }
 }
 
@@ -110,11 +168,10 @@ impl Workload for KvWorkload {
 }
 
 impl KvWorkload {
-    /// Writes `kv:<client>:<n>` = a fresh value, at the configured rate, until told to stop;
-    /// a client whose connection failed opens a new one.
+    /// Writes `kv:<client>:<n>` = a fresh value, at the configured rate, until told to stop.
     async fn client(&self, ctx: Context, index: usize) {
         let name = format!("kv-{index}");
-        let mut conn: Option<MultiplexedConnection> = None;
+        let client = RedisClient::new(&ctx, self.node, self.port);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / self.rate));
         for n in 0u64..100_000 {
             tokio::select! {
@@ -122,75 +179,69 @@ impl KvWorkload {
                 _ = tick.tick() => {}
             }
             let key = format!("kv:{index}:{n}");
-            let invoke = ctx.now();
             // Unique to this write, so a store that kept another write's value is caught.
-            let value = format!("{key}@{}", invoke.0);
-            let result = match conn.as_mut() {
-                Some(c) => c
-                    .set::<_, _, ()>(&key, &value)
-                    .await
-                    .map_err(|e| failure(&e)),
-                None => match self.connect(&ctx).await {
-                    Ok(mut c) => {
-                        let r = c
-                            .set::<_, _, ()>(&key, &value)
-                            .await
-                            .map_err(|e| failure(&e));
-                        conn = Some(c);
-                        r
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            let ex = match &result {
-                Ok(()) => ok(),
-                Err(e) => {
-                    conn = None;
-                    classify::tcp(e)
-                }
-            };
-            ctx.record(
-                Role::User.named(&name),
-                SET,
-                Some(key),
-                Some(value),
-                invoke,
-                ex,
-            );
+            let value = format!("{key}@{}", ctx.now().0);
+            let op = Op::write(SET, key, value);
+            ctx.invoke(Role::User.named(&name), &client, op).await;
         }
     }
 
     /// Reads through the store at 20 Hz: the availability probe.
     async fn probe(&self, ctx: Context) {
-        let mut conn: Option<MultiplexedConnection> = None;
+        let client = RedisClient::new(&ctx, self.node, self.port);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         for _ in 0..100_000 {
             tokio::select! {
                 _ = ctx.stopped() => return,
                 _ = tick.tick() => {}
             }
-            let invoke = ctx.now();
-            if conn.is_none() {
-                conn = self.connect(&ctx).await.ok();
-            }
-            let ex = match conn.as_mut() {
-                Some(c) => match c.get::<_, Option<String>>("kv:0:0").await {
-                    Ok(_) => ok(),
-                    Err(e) => {
-                        conn = None;
-                        classify::tcp(&failure(&e))
-                    }
-                },
-                None => classify::tcp(&TcpFailure::NotSent("cannot connect".into())),
-            };
-            ctx.record(
-                Role::Probe.named("kv-probe"),
-                OpKind::PROBE,
-                None,
-                None,
-                invoke,
-                ex,
-            );
+            let op = Op::read(OpKind::PROBE, "kv:0:0");
+            ctx.invoke(Role::Probe.named("kv-probe"), &client, op).await;
         }
+    }
+}
+
+/// The stores' replication roles as facts (`INFO replication`: `role:master` or
+/// `role:slave`): a failover arrangement hadrill does not know, observed from the user's
+/// crate, so `@primary` picks whichever store says it is the master.
+pub struct KvRoles {
+    pub nodes: Vec<&'static str>,
+    pub port: u16,
+}
+
+impl Observer for KvRoles {
+    fn name(&self) -> &str {
+        "kv-roles"
+    }
+
+    fn observe(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut facts = Facts::new(self.name());
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            for _ in 0..100_000 {
+                tokio::select! {
+                    _ = ctx.stopped() => return,
+                    _ = tick.tick() => {}
+                }
+                for node in &self.nodes {
+                    let invoke = ctx.now();
+                    let role = match connect(&ctx, node, self.port).await {
+                        Ok(mut c) => redis::cmd("INFO")
+                            .arg("replication")
+                            .query_async::<String>(&mut c)
+                            .await
+                            .ok()
+                            .and_then(|info| {
+                                info.lines()
+                                    .find_map(|l| l.strip_prefix("role:"))
+                                    .map(|r| r.trim().to_string())
+                            }),
+                        Err(_) => None,
+                    };
+                    let role = role.unwrap_or_else(|| UNREACHABLE.to_string());
+                    facts.saw(&ctx, OpKind::ROLE, Some(node), &role, invoke);
+                }
+            }
+        })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hadrill::scenario::recheck;
 use hadrill::{Budgets, Drill, Fault, Results, RunOptions, Step, Verdict};
-use hadrill_examples::kv::KvWorkload;
+use hadrill_examples::kv::{KvRoles, KvWorkload};
 
 fn here() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -61,4 +61,41 @@ async fn a_volatile_store_is_caught_losing_acknowledged_writes() {
     let continuity = &r.checks[0];
     assert_eq!(continuity.verdict, Verdict::Fail, "{}", continuity.summary);
     assert!(continuity.figures["lost"].as_u64().unwrap() > 0);
+}
+
+/// A user's observer publishes the store's role; `@primary` then picks the store from those
+/// facts, though hadrill knows nothing of this product's replication.
+#[tokio::test]
+async fn a_users_observer_lets_a_step_target_the_primary() {
+    let topology = here().join("topologies").join("kv.toml");
+    let r = Drill::new("example-kv-restart-primary", topology.to_str().unwrap())
+        .describe("restart whichever store its observer says is the master")
+        .workload(KvWorkload {
+            node: "kv",
+            port: 6379,
+            clients: 2,
+            rate: 20.0,
+        })
+        .observer(KvRoles {
+            nodes: vec!["kv"],
+            port: 6379,
+        })
+        .warmup(Duration::from_secs(3))
+        .step(Step::at(Duration::ZERO).fault(Fault::restart(["@primary"])))
+        .settle(Duration::from_secs(3))
+        .budgets(Budgets {
+            max_unavailability: Some(Duration::from_secs(5)),
+            ..Budgets::default()
+        })
+        .run(&RunOptions::new(here().join("..")).with_signal_handler())
+        .await
+        .expect("the drill runs");
+    println!("{}", r.summary());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+    assert_eq!(r.faults.len(), 1);
+    assert_eq!(
+        r.faults[0].nodes,
+        ["kv"],
+        "@primary resolved from the observer's facts"
+    );
 }

@@ -30,8 +30,8 @@ use crate::run::RunOptions;
 use crate::scenario::{
     CodeWorkload, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
 };
-use crate::workload::Workload;
 use crate::workload::sql::SqlSpec;
+use crate::workload::{Observer, Workload};
 use hadrill_model::{Budgets, Check};
 
 /// A scenario built in code. Its checks follow from its workloads and budgets exactly as a
@@ -42,6 +42,7 @@ pub struct Drill {
     spec: ScenarioSpec,
     checks: Vec<Arc<dyn Check>>,
     workloads: Vec<Arc<dyn Workload>>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl Drill {
@@ -55,6 +56,7 @@ impl Drill {
             sql: None,
             agents: None,
             code_workloads: Vec::new(),
+            observers: Vec::new(),
             warmup: crate::scenario::default_warmup(),
             settle: crate::scenario::default_settle(),
             steps: Vec::new(),
@@ -68,6 +70,7 @@ impl Drill {
             spec,
             checks: Vec::new(),
             workloads: Vec::new(),
+            observers: Vec::new(),
         }
     }
 
@@ -105,6 +108,14 @@ impl Drill {
             write_kind: workload.write_kind().map(|k| k.to_string()),
         });
         self.workloads.push(Arc::new(workload));
+        self
+    }
+
+    /// An observer of your own: it records facts (a member's role, the leader) from the
+    /// warmup to the end of the settle, for the checks and for `@primary`/`@standby`.
+    pub fn observer(mut self, observer: impl Observer) -> Drill {
+        self.spec.observers.push(observer.name().to_string());
+        self.observers.push(Arc::new(observer));
         self
     }
 
@@ -180,6 +191,7 @@ impl Drill {
         }
         scenario.custom = self.checks.clone();
         scenario.workloads = self.workloads.clone();
+        scenario.observers = self.observers.clone();
         Ok(scenario)
     }
 

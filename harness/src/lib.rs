@@ -44,5 +44,5 @@ pub use reference::web::WorkloadSpec;
 pub use run::{Run, RunError, RunOptions, project_root};
 pub use scenario::{Condition, Results, Scenario, ScenarioError, Step};
 pub use topology::Topology;
-pub use workload::Workload;
 pub use workload::sql::SqlSpec;
+pub use workload::{Observer, Workload};

@@ -3,20 +3,19 @@
 //! who leads (the leader key in etcd, or which members hold a virtual IP), recorded in the
 //! history whenever they change; and, after the run, every member's replication state.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
-use crate::shared::{Shared, record};
+use crate::shared::Shared;
+use crate::workload::{Context, Facts, Observer};
 use hadrill_model::{
-    ClusterFinal, Event, Exchange, MemberFinal, MemberStatus, OpKind, Outcome, Role, UNREACHABLE,
-    is_primary,
+    ClusterFinal, Event, MemberFinal, MemberStatus, OpKind, UNREACHABLE, is_primary,
 };
 
 /// Where the cluster is, as a scenario's `[sql]` section names it.
@@ -142,32 +141,43 @@ async fn leader(http: &reqwest::Client, dcs: &[Node], port: u16, key: &str) -> O
     None
 }
 
-/// Records role and leader changes until `stop`.
-pub(crate) async fn observe(shared: Arc<Shared>, spec: ClusterSpec, stop: CancellationToken) {
+/// Patroni's view of a cluster as facts: each member's role from its REST API, and the leader
+/// from the DCS's leader key (or the holder of the virtual IP), recorded as they change.
+pub struct PatroniObserver(pub ClusterSpec);
+
+impl Observer for PatroniObserver {
+    fn name(&self) -> &str {
+        "observer"
+    }
+
+    fn observe(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
+        Box::pin(async move { observe(&ctx, &self.0, Facts::new(self.name())).await })
+    }
+}
+
+/// Records role and leader changes until the context stops.
+async fn observe(ctx: &Context, spec: &ClusterSpec, mut facts: Facts) {
     let period = Duration::from_secs_f64(1.0 / spec.observe_hz.max(1.0));
     let http = http(period.max(Duration::from_millis(300)));
     let nodes = |group: &str| -> Vec<Node> {
-        shared
-            .topology
+        ctx.topology()
             .resolve(group)
             .unwrap_or_default()
             .iter()
-            .map(|n| Node::new(n, shared.clone()))
+            .filter_map(|n| ctx.node(n).ok())
             .collect()
     };
     let (members, dcs) = (nodes(&spec.members), nodes(&spec.dcs));
-    let mut roles: BTreeMap<String, String> = BTreeMap::new();
-    let mut holder: Option<String> = None;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while !stop.is_cancelled() {
+    while !ctx.is_stopped() {
         tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = ctx.stopped() => break,
             _ = tick.tick() => {}
         }
-        let invoke = shared.clock.now();
+        let invoke = ctx.now();
         let (statuses, from_etcd) = tokio::join!(
-            futures_util::future::join_all(members.iter().map(|m| status(&http, m, &spec))),
+            futures_util::future::join_all(members.iter().map(|m| status(&http, m, spec))),
             async {
                 match spec.leader {
                     LeaderSource::Etcd => {
@@ -195,43 +205,12 @@ pub(crate) async fn observe(shared: Arc<Shared>, spec: ClusterSpec, stop: Cancel
         };
         for (m, s) in members.iter().zip(statuses) {
             let role = s.map_or(UNREACHABLE.to_string(), |s| s.role);
-            if roles.get(m.name()) != Some(&role) {
-                roles.insert(m.name().to_string(), role.clone());
-                seen(&shared, OpKind::ROLE, Some(m.name()), role, invoke);
-            }
+            facts.saw(ctx, OpKind::ROLE, Some(m.name()), &role, invoke);
         }
-        if let Some(current) = current
-            && holder.as_ref() != Some(&current)
-        {
-            holder = Some(current.clone());
-            seen(&shared, OpKind::LEADER, None, current, invoke);
+        if let Some(current) = current {
+            facts.saw(ctx, OpKind::LEADER, None, &current, invoke);
         }
     }
-}
-
-fn seen(
-    shared: &Shared,
-    kind: OpKind,
-    key: Option<&str>,
-    value: String,
-    invoke: crate::clock::Stamp,
-) {
-    let ok = Exchange {
-        outcome: Outcome::Ok,
-        status: None,
-        error: None,
-        node: key.map(str::to_string),
-    };
-    let key = key.map(str::to_string);
-    record(
-        shared,
-        Role::Observer.named("observer"),
-        kind,
-        key,
-        Some(value),
-        invoke,
-        ok,
-    );
 }
 
 pub(crate) fn converged(members: &[(Node, bool, Option<MemberStatus>)]) -> bool {

@@ -22,7 +22,7 @@ use crate::reference::{self, cluster};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{SqlSpec, SqlWorkload};
-use crate::workload::{Context, Workload};
+use crate::workload::{Context, Observer, Workload};
 use hadrill_model::{
     Budgets, Check, CheckResult, Event, Evidence, Fault, OpKind, Read, Verdict, faults, ops,
 };
@@ -93,6 +93,10 @@ pub struct ScenarioSpec {
     /// drill's crate can run them; `hadrill check` judges their runs again from the files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub code_workloads: Vec<CodeWorkload>,
+    /// Observers implemented in a user's crate (`Drill::observer`), by name, as the drill's
+    /// text records them: their facts may decide a step's targets (`@primary`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<String>,
     /// Load before the first step, so "before" figures exist.
     #[serde(default = "default_warmup", with = "humantime_serde")]
     pub warmup: Duration,
@@ -256,7 +260,9 @@ pub struct Scenario {
     /// Checks from a user's code (`Drill::check`), judged after the built-in ones.
     pub custom: Vec<Arc<dyn Check>>,
     /// Workloads from a user's code (`Drill::workload`), in the order of `code_workloads`.
-    pub workloads: Vec<Arc<dyn crate::workload::Workload>>,
+    pub workloads: Vec<Arc<dyn Workload>>,
+    /// Observers from a user's code (`Drill::observer`).
+    pub observers: Vec<Arc<dyn Observer>>,
 }
 
 /// Every scenario of the project and every variant it declares (`<scenario>@<topology>`), in
@@ -342,14 +348,20 @@ impl Scenario {
             source,
         })?;
         let scenario = Scenario::parse(root, path, text, on)?;
-        // A drill's text names workloads whose code is in its crate, not in the file.
-        if let Some(w) = scenario.spec.code_workloads.first() {
-            let at = scenario.text.find("code_workloads").unwrap_or(0);
+        // A drill's text names workloads and observers whose code is in its crate, not in the
+        // file.
+        let code = (scenario.spec.code_workloads.first())
+            .map(|w| ("code_workloads", "workload", w.name.as_str()))
+            .or_else(|| {
+                (scenario.spec.observers.first()).map(|o| ("observers", "observer", o.as_str()))
+            });
+        if let Some((field, what, name)) = code {
+            let at = scenario.text.find(field).unwrap_or(0);
             return Err(ScenarioError::Invalid(Invalid::at(
                 &scenario.path,
                 &scenario.text,
-                at..at + "code_workloads".len(),
-                format!("code_workloads: workload `{}` is implemented in a drill's crate", w.name),
+                at..at + field.len(),
+                format!("{field}: {what} `{name}` is implemented in a drill's crate"),
                 Some(
                     "run the drill from its crate (`Drill::run`); `hadrill check <run>` judges a saved run of it again".into(),
                 ),
@@ -399,6 +411,7 @@ impl Scenario {
             text,
             custom: Vec::new(),
             workloads: Vec::new(),
+            observers: Vec::new(),
         };
         validate::check(&scenario, &scenario.text)?;
         // Each variant is a test of the suite: a topology it cannot find is refused here, at
@@ -511,6 +524,9 @@ impl Scenario {
         let mut tasks = JoinSet::new();
         for w in &workloads {
             tasks.spawn(w.clone().run(ctx.clone()));
+        }
+        for o in &self.observers {
+            tasks.spawn(o.clone().observe(ctx.clone()));
         }
         let t0 = Instant::now();
         let steps_done = Arc::new(AtomicUsize::new(0));

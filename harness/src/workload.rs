@@ -8,16 +8,17 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
 
-use crate::clock::Stamp;
-use crate::node::Node;
-use crate::run::RunError;
-use crate::shared::{Shared, record};
-use crate::topology::Topology;
-use hadrill_model::{Actor, Event, Exchange, OpKind, Read};
+use hadrill_model::{OpKind, Read};
 
+mod client;
+mod context;
+mod observer;
 pub mod sql;
+
+pub use client::{Answer, Client, Op};
+pub use context::Context;
+pub use observer::{Facts, Observer};
 
 /// A workload: its clients act on the system through the nodes' published ports and record
 /// each operation through the context, honestly classified (see `crate::classify`); its
@@ -64,79 +65,4 @@ pub trait Workload: Send + Sync + 'static {
 /// A final read of key → value, as the continuity check of a `write_kind` reads it.
 pub fn held(map: std::collections::BTreeMap<String, String>) -> Read {
     serde_json::to_value(map).map_err(|e| e.to_string())
-}
-
-/// What a workload sees of the run: its nodes, its secrets, the clock and the history.
-#[derive(Clone)]
-pub struct Context {
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-}
-
-impl Context {
-    pub(crate) fn new(shared: Arc<Shared>, stop: CancellationToken) -> Context {
-        Context { shared, stop }
-    }
-
-    /// A node of the run, e.g. to find the host address of one of its published ports.
-    pub fn node(&self, name: &str) -> Result<Node, RunError> {
-        Node::find(&self.shared, name).ok_or_else(|| RunError::NoSuchNode(name.to_string()))
-    }
-
-    /// Every node of the run, in name order.
-    pub fn nodes(&self) -> Vec<Node> {
-        Node::all(&self.shared)
-    }
-
-    /// The run's topology, e.g. to resolve a group of nodes.
-    pub fn topology(&self) -> &Topology {
-        &self.shared.topology
-    }
-
-    /// Everything recorded so far, in order.
-    pub fn events(&self) -> Vec<Event> {
-        self.shared.history.events()
-    }
-
-    /// A secret the topology generated for this run (e.g. a database password). Never
-    /// record it: every artifact is redacted of it, but the history is evidence.
-    pub fn secret(&self, name: &str) -> Option<String> {
-        self.shared.secret(name)
-    }
-
-    /// Now, on the run's clock: an operation's invocation time.
-    pub fn now(&self) -> Stamp {
-        self.shared.clock.now()
-    }
-
-    /// Records an operation invoked at `invoke` that ended now, as `ex` says.
-    pub fn record(
-        &self,
-        client: Actor<'_>,
-        kind: OpKind,
-        key: Option<String>,
-        value: Option<String>,
-        invoke: Stamp,
-        ex: Exchange,
-    ) {
-        record(&self.shared, client, kind, key, value, invoke, ex);
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// The token that stops the workload, for its clients to watch.
-    pub(crate) fn stop_token(&self) -> &CancellationToken {
-        &self.stop
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stop.is_cancelled()
-    }
-
-    /// Resolves when the workload must stop.
-    pub async fn stopped(&self) {
-        self.stop.cancelled().await
-    }
 }

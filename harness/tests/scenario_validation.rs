@@ -66,7 +66,10 @@ const CASES: &[(&str, &str, &[&str])] = &[
     (
         "primary-without-sql.toml",
         "8:37",
-        &["steps[0].fault.targets[0]", "`@primary` needs the `[sql]`"],
+        &[
+            "steps[0].fault.targets[0]",
+            "`@primary` needs an observer of the members' roles",
+        ],
     ),
     (
         "partition-side.toml",

@@ -164,6 +164,7 @@ pub enum Outcome {
 
 /// How one exchange with the system ended, classified honestly by the client that made it: a
 /// request that may have been processed is `unknown`, never `fail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exchange {
     pub outcome: Outcome,
     pub status: Option<u16>,

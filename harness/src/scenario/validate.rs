@@ -193,8 +193,10 @@ impl Validator<'_> {
             Some(Selector::LastServed) if self.scenario.web().is_none() => {
                 "the web workload (`[workload]`): it picks the app server that served the last user request"
             }
-            Some(Selector::Primary | Selector::Standby) if spec.sql.is_none() => {
-                "the `[sql]` workload: its cluster observer sees the members' roles"
+            Some(Selector::Primary | Selector::Standby)
+                if spec.sql.is_none() && spec.observers.is_empty() =>
+            {
+                "an observer of the members' roles: the `[sql]` workload's, or a drill's own (`Drill::observer`)"
             }
             Some(Selector::Previous) if !spec.steps[..step].iter().any(|s| s.fault.is_some()) => {
                 "an earlier step with a fault: it picks that fault's nodes"

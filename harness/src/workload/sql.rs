@@ -13,13 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::sql as classify;
 use crate::node::Node;
-use crate::patroni::{self, ClusterSpec};
+use crate::patroni::{self, ClusterSpec, PatroniObserver};
 use crate::shared::Shared;
 use crate::shared::record;
 use futures_util::future::BoxFuture;
 use hadrill_model::Exchange;
 
-use crate::workload::{Context, Workload};
+use crate::workload::{Context, Observer, Workload};
 use hadrill_model::{OpKind, Outcome, Role};
 use hadrill_model::{Read, SQL_READ, SqlFinal};
 
@@ -226,11 +226,8 @@ impl Workload for SqlWorkload {
             {
                 tasks.spawn(member_probe(sctx.clone(), member));
             }
-            tasks.spawn(patroni::observe(
-                sctx.shared.clone(),
-                sctx.spec.cluster.clone(),
-                sctx.stop.clone(),
-            ));
+            let observer = Arc::new(PatroniObserver(sctx.spec.cluster.clone()));
+            tasks.spawn(observer.observe(ctx.clone()));
             crate::tasks::join_nested(&mut tasks).await
         })
     }

@@ -13,7 +13,9 @@
 
 pub mod checks;
 pub mod classify;
+mod client;
 pub mod clock;
+mod context;
 pub mod docker;
 mod drill;
 pub mod faults;
@@ -22,6 +24,7 @@ pub mod images;
 /// The pure model (`hadrill-model`): what every layer shares.
 pub use hadrill_model as model;
 pub mod node;
+mod observer;
 pub mod patroni;
 pub mod progress;
 mod reaper;

@@ -11,9 +11,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::node::Node;
+use crate::observer::{Facts, Observer};
 use crate::shared::Shared;
-use crate::workload::{Context, Facts, Observer};
 use hadrill_model::{
     ClusterFinal, Event, MemberFinal, MemberStatus, OpKind, UNREACHABLE, is_primary,
 };

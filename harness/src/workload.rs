@@ -11,14 +11,11 @@ use futures_util::future::BoxFuture;
 
 use hadrill_model::{OpKind, Read};
 
-mod client;
-mod context;
-mod observer;
 pub mod sql;
 
-pub use client::{Answer, Client, Op};
-pub use context::Context;
-pub use observer::{Facts, Observer};
+pub use crate::client::{Answer, Client, Op};
+pub use crate::context::Context;
+pub use crate::observer::{Facts, Observer};
 
 /// A workload: its clients act on the system through the nodes' published ports and record
 /// each operation through the context, honestly classified (see `crate::classify`); its

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::verbs;
-use super::web::{IssuedSession, WorkloadSpec, answer, read_trace};
 use crate::workload::Context;
-use hadrill_model::{Event, OpKind, Outcome, Role, faults, ops};
+use hadrill_model::{Event, Outcome, ops};
 
 /// The names under which the product's final read and its cluster's are kept.
 pub const WEB_READ: &str = "web";
@@ -113,7 +112,10 @@ pub fn status_matches(f: &AgentsFinal) -> bool {
         && f.n_active.values().sum::<u64>() == connected
 }
 
-async fn connect_db(ctx: &Context, f: &ProductRead) -> Result<tokio_postgres::Client, String> {
+pub(super) async fn connect_db(
+    ctx: &Context,
+    f: &ProductRead,
+) -> Result<tokio_postgres::Client, String> {
     let addr = ctx
         .node(&f.database_node)
         .map_err(|e| e.to_string())?
@@ -135,142 +137,8 @@ async fn connect_db(ctx: &Context, f: &ProductRead) -> Result<tokio_postgres::Cl
     Ok(client)
 }
 
-/// After a rotation: every cookie issued before it, tried on every app server directly;
-/// and a new login on each. Recorded as operations like any other.
-pub(crate) async fn try_old_sessions(ctx: &Context, f: &ProductRead, sessions: &[IssuedSession]) {
-    let Some(rotated) = faults(&ctx.events())
-        .iter()
-        .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
-        .map(|f| f.start)
-        .min()
-    else {
-        return;
-    };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    for node in ctx.nodes().iter().filter(|n| n.spec().role == f.app_role) {
-        let Some(addr) = node.host_addr(f.app_port) else {
-            continue;
-        };
-        for s in sessions.iter().filter(|s| s.issued < rotated) {
-            let invoke = ctx.now();
-            let r = http
-                .get(format!("http://{addr}/me"))
-                .header("cookie", &s.cookie)
-                .send()
-                .await;
-            ctx.record(
-                Role::Verifier.named("verifier"),
-                verbs::OLD_SESSION,
-                Some(node.name().to_string()),
-                Some(s.user.clone()),
-                invoke,
-                answer(&r),
-            );
-        }
-        let invoke = ctx.now();
-        let r = http
-            .post(format!("http://{addr}/login"))
-            .json(&serde_json::json!({ "user": "verifier" }))
-            .send()
-            .await;
-        ctx.record(
-            Role::Verifier.named("verifier"),
-            verbs::LOGIN,
-            Some(node.name().to_string()),
-            None,
-            invoke,
-            answer(&r),
-        );
-    }
-}
-
-/// Every row, its content read back through the load balancer, and its analyses.
-pub(crate) async fn final_state(
-    ctx: &Context,
-    f: &ProductRead,
-    spec: &WorkloadSpec,
-) -> Result<FinalState, String> {
-    let acked = acknowledged(&ctx.events());
-    let db = connect_db(ctx, f).await?;
-    // Unanalysed uploads are the continuity check's to judge, not an error here.
-    wait_analysed(&db, &acked, f.analysis_timeout).await?;
-    let mut state = FinalState::default();
-    for r in db
-        .query("SELECT id, sha256 FROM traces", &[])
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        state.rows.insert(r.get(0), r.get(1));
-    }
-    for r in db
-        .query(
-            "SELECT t.id, (SELECT count(*) FROM analyses a WHERE a.trace_id = t.id),
-                    (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t",
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        state.analyses.insert(
-            r.get(0),
-            Analysed {
-                results: r.get::<_, i64>(1) as u32,
-                attempts: r.get::<_, i64>(2) as u32,
-            },
-        );
-    }
-    let row = db
-        .query_one(
-            "SELECT coalesce(array_agg(slot ORDER BY slot), '{}'),
-                    floor(extract(epoch FROM clock_timestamp()) / 2)::bigint FROM rollups",
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    state.rollup_slots = row.get(0);
-    state.current_slot = row.get(1);
-    let entry = ctx
-        .node(&spec.entry)
-        .map_err(|e| e.to_string())?
-        .host_addr(spec.entry_port)
-        .ok_or("the entry point publishes no port")?;
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    http.post(format!("http://{entry}/login"))
-        .json(&serde_json::json!({ "user": "verifier" }))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("verifier login: {e}"))?;
-    let base = format!("http://{entry}");
-    for (id, sha) in state.rows.clone() {
-        let invoke = ctx.now();
-        let (mut ex, content) = read_trace(&http, &base, id, &sha).await;
-        if content != Content::Identical {
-            ex.outcome = Outcome::Fail;
-            ex.error = Some(format!("{content:?}"));
-        }
-        ctx.record(
-            Role::Verifier.named("verifier"),
-            OpKind::VERIFY,
-            Some(id.to_string()),
-            Some(sha.clone()),
-            invoke,
-            ex,
-        );
-        state.content.insert(id, content);
-    }
-    Ok(state)
-}
-
 /// Trace ids of the acknowledged uploads.
-fn acknowledged(events: &[Event]) -> Vec<i64> {
+pub(super) fn acknowledged(events: &[Event]) -> Vec<i64> {
     ops(events)
         .iter()
         .filter(|o| o.kind == verbs::UPLOAD && o.outcome == Outcome::Ok)
@@ -279,7 +147,7 @@ fn acknowledged(events: &[Event]) -> Vec<i64> {
 }
 
 /// Polls until every one of `ids` has its analysis or `timeout` passes; returns how many have.
-async fn wait_analysed(
+pub(super) async fn wait_analysed(
     db: &tokio_postgres::Client,
     ids: &[i64],
     timeout: Duration,

@@ -8,28 +8,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::finals::{Content, ProductRead, WEB_READ, final_state, try_old_sessions};
+use super::finals::{
+    Analysed, Content, FinalState, ProductRead, WEB_READ, acknowledged, connect_db, wait_analysed,
+};
 use super::verbs;
+use crate::clock::Stamp;
+use crate::shared::{Shared, record};
+use crate::workload::{Context, Workload};
+use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
 
 /// The header in which the reference product names the app server that answered.
 const SERVED_BY: &str = "x-served-by";
 
 /// An exchange with the product, classified by the common rules.
-pub(crate) fn answer(r: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
+fn answer(r: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
     crate::classify::http(r, Some(SERVED_BY))
 }
-use crate::clock::Stamp;
-use crate::shared::{Shared, record};
-use futures_util::future::BoxFuture;
-
-use crate::workload::{Context, Workload};
-use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
 
 /// What the clients do, as a scenario declares it under `[workload]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -517,4 +518,138 @@ async fn probe(ctx: Arc<Ctx>) {
         }
     }
     crate::tasks::join_nested(&mut inflight).await
+}
+
+/// After a rotation: every cookie issued before it, tried on every app server directly;
+/// and a new login on each. Recorded as operations like any other.
+async fn try_old_sessions(ctx: &Context, f: &ProductRead, sessions: &[IssuedSession]) {
+    let Some(rotated) = faults(&ctx.events())
+        .iter()
+        .filter(|f| f.fault.name() == "rotate-secret" && f.outcome == Outcome::Ok)
+        .map(|f| f.start)
+        .min()
+    else {
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    for node in ctx.nodes().iter().filter(|n| n.spec().role == f.app_role) {
+        let Some(addr) = node.host_addr(f.app_port) else {
+            continue;
+        };
+        for s in sessions.iter().filter(|s| s.issued < rotated) {
+            let invoke = ctx.now();
+            let r = http
+                .get(format!("http://{addr}/me"))
+                .header("cookie", &s.cookie)
+                .send()
+                .await;
+            ctx.record(
+                Role::Verifier.named("verifier"),
+                verbs::OLD_SESSION,
+                Some(node.name().to_string()),
+                Some(s.user.clone()),
+                invoke,
+                answer(&r),
+            );
+        }
+        let invoke = ctx.now();
+        let r = http
+            .post(format!("http://{addr}/login"))
+            .json(&serde_json::json!({ "user": "verifier" }))
+            .send()
+            .await;
+        ctx.record(
+            Role::Verifier.named("verifier"),
+            verbs::LOGIN,
+            Some(node.name().to_string()),
+            None,
+            invoke,
+            answer(&r),
+        );
+    }
+}
+
+/// Every row, its content read back through the load balancer, and its analyses.
+async fn final_state(
+    ctx: &Context,
+    f: &ProductRead,
+    spec: &WorkloadSpec,
+) -> Result<FinalState, String> {
+    let acked = acknowledged(&ctx.events());
+    let db = connect_db(ctx, f).await?;
+    // Unanalysed uploads are the continuity check's to judge, not an error here.
+    wait_analysed(&db, &acked, f.analysis_timeout).await?;
+    let mut state = FinalState::default();
+    for r in db
+        .query("SELECT id, sha256 FROM traces", &[])
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        state.rows.insert(r.get(0), r.get(1));
+    }
+    for r in db
+        .query(
+            "SELECT t.id, (SELECT count(*) FROM analyses a WHERE a.trace_id = t.id),
+                    (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        state.analyses.insert(
+            r.get(0),
+            Analysed {
+                results: r.get::<_, i64>(1) as u32,
+                attempts: r.get::<_, i64>(2) as u32,
+            },
+        );
+    }
+    let row = db
+        .query_one(
+            "SELECT coalesce(array_agg(slot ORDER BY slot), '{}'),
+                    floor(extract(epoch FROM clock_timestamp()) / 2)::bigint FROM rollups",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    state.rollup_slots = row.get(0);
+    state.current_slot = row.get(1);
+    let entry = ctx
+        .node(&spec.entry)
+        .map_err(|e| e.to_string())?
+        .host_addr(spec.entry_port)
+        .ok_or("the entry point publishes no port")?;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    http.post(format!("http://{entry}/login"))
+        .json(&serde_json::json!({ "user": "verifier" }))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("verifier login: {e}"))?;
+    let base = format!("http://{entry}");
+    for (id, sha) in state.rows.clone() {
+        let invoke = ctx.now();
+        let (mut ex, content) = read_trace(&http, &base, id, &sha).await;
+        if content != Content::Identical {
+            ex.outcome = Outcome::Fail;
+            ex.error = Some(format!("{content:?}"));
+        }
+        ctx.record(
+            Role::Verifier.named("verifier"),
+            OpKind::VERIFY,
+            Some(id.to_string()),
+            Some(sha.clone()),
+            invoke,
+            ex,
+        );
+        state.content.insert(id, content);
+    }
+    Ok(state)
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Answer, Client, Op};
+use crate::client::{Answer, Client, Op};
 use crate::clock::Stamp;
 use crate::node::Node;
 use crate::run::RunError;

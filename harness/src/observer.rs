@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::Context;
 use crate::clock::Stamp;
+use crate::context::Context;
 use hadrill_model::{Exchange, OpKind, Outcome, Role};
 
 /// An observer watches the system and records facts over time as operations of role

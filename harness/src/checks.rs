@@ -19,13 +19,13 @@ pub mod reconnection;
 pub mod writes;
 
 /// A stamp as seconds on the run clock, for figures.
-pub(crate) fn secs(s: Stamp) -> f64 {
+pub fn secs(s: Stamp) -> f64 {
     s.as_duration().as_secs_f64()
 }
 
 /// A check's result from the problems it found: `fail`, naming them before the summary; or,
 /// with none, `clean` (pass, or unknown when there was too little to judge) and the summary.
-pub(crate) fn judged(
+pub fn judged(
     check: &str,
     problems: &[String],
     clean: Verdict,

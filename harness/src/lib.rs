@@ -32,7 +32,7 @@ pub mod reference;
 pub mod run;
 pub mod scenario;
 mod shared;
-mod tasks;
+pub mod tasks;
 pub mod topology;
 pub mod workload;
 

@@ -85,7 +85,8 @@ fn member_status(v: &serde_json::Value) -> MemberStatus {
     }
 }
 
-pub(crate) fn http(timeout: Duration) -> reqwest::Client {
+/// A client for status APIs that gives up after `timeout`.
+pub fn http(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -105,7 +106,7 @@ pub(crate) async fn status(
 }
 
 /// The JSON body of a GET, or `None` if there is no answer or it is not JSON.
-pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
     http.get(url).send().await.ok()?.json().await.ok()
 }
 

@@ -19,14 +19,14 @@ pub(crate) async fn join_all(set: &mut JoinSet<()>) -> Vec<String> {
 
 /// Waits for every task of a workload's own `set`, re-raising the first panic in the task
 /// that joins them (the run's `join_all` then reports it).
-pub(crate) async fn join_nested(set: &mut JoinSet<()>) {
+pub async fn join_nested(set: &mut JoinSet<()>) {
     while let Some(done) = set.join_next().await {
         propagate(done);
     }
 }
 
 /// Re-raises a panic of a nested task in the task that joins it, so it reaches `join_all`.
-pub(crate) fn propagate(done: Result<(), JoinError>) {
+pub fn propagate(done: Result<(), JoinError>) {
     if let Err(e) = done
         && e.is_panic()
     {

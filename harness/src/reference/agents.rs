@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -16,17 +17,12 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::finals::{AgentsFinal, status_matches};
+use super::finals::{AGENTS_READ, AgentsFinal, status_matches};
 use super::verbs;
 use crate::classify::{self, TcpFailure};
 use crate::clock::Stamp;
 use crate::node::Node;
 use crate::patroni::get_json;
-use crate::shared::Shared;
-use crate::shared::record;
-use futures_util::future::BoxFuture;
-
-use super::finals::AGENTS_READ;
 use crate::workload::{Context, Workload};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
 
@@ -178,7 +174,8 @@ pub struct AgentsWorkload {
 }
 
 struct Ctx {
-    shared: Arc<Shared>,
+    /// The run, as every workload sees it.
+    run: Context,
     spec: AgentsSpec,
     stop: CancellationToken,
     connections: Arc<std::sync::Mutex<BTreeMap<String, Option<String>>>>,
@@ -186,7 +183,9 @@ struct Ctx {
 
 impl Ctx {
     fn addr(&self, node: &str, port: u16) -> Result<std::net::SocketAddr, String> {
-        Node::new(node, self.shared.clone())
+        self.run
+            .node(node)
+            .map_err(|e| e.to_string())?
             .host_addr(port)
             .ok_or_else(|| format!("{node} publishes no port {port} (not running?)"))
     }
@@ -262,7 +261,7 @@ impl Workload for AgentsWorkload {
             // The agents' own stop: they stay connected until the master's view is read.
             let stop = CancellationToken::new();
             let actx = Arc::new(Ctx {
-                shared: ctx.shared().clone(),
+                run: ctx.clone(),
                 spec: self.spec.clone(),
                 stop: stop.clone(),
                 connections: self.connections.clone(),
@@ -313,20 +312,13 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     }
     // Everything this agent does is recorded under its name.
     let note = |kind, key: String, value, invoke, ex| {
-        record(
-            &ctx.shared,
-            Role::Agent.named(&name),
-            kind,
-            Some(key),
-            value,
-            invoke,
-            ex,
-        )
+        ctx.run
+            .record(Role::Agent.named(&name), kind, Some(key), value, invoke, ex)
     };
     // Enrolment, retried until it works.
     let mut failures = 0;
     let (id, key) = loop {
-        let invoke = ctx.shared.clock.now();
+        let invoke = ctx.run.now();
         let attempt = async {
             let addr = ctx
                 .addr(&ctx.spec.enrol, ctx.spec.enrol_port)
@@ -362,7 +354,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         } else {
             ctx.spec.failover_list[target % ctx.spec.failover_list.len()].clone()
         };
-        let invoke = ctx.shared.clock.now();
+        let invoke = ctx.run.now();
         let hello = async {
             let addr = ctx
                 .addr(&node_name, ctx.spec.report_port)
@@ -428,7 +420,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
                 }
                 _ = events.tick() => {
                     seq += 1;
-                    unacked.insert(seq, ctx.shared.clock.now());
+                    unacked.insert(seq, ctx.run.now());
                     if let Err(e) = line.send(&Msg::Event { seq, data: format!("event {seq} of {name}") }).await {
                         why = Some(e);
                     }
@@ -446,7 +438,7 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         }
         set_connection(&ctx, &name, None);
         if let Some(e) = why {
-            let invoke = ctx.shared.clock.now();
+            let invoke = ctx.run.now();
             note(
                 OpKind::DISCONNECT,
                 name.clone(),
@@ -484,8 +476,8 @@ fn set_connection(ctx: &Ctx, name: &str, node: Option<String>) {
 async fn observe_files(ctx: Arc<Ctx>) {
     let http = crate::patroni::http(Duration::from_millis(500));
     let nodes = ctx
-        .shared
-        .topology
+        .run
+        .topology()
         .resolve(&ctx.spec.nodes)
         .unwrap_or_default();
     let mut last: BTreeMap<String, String> = BTreeMap::new();
@@ -496,7 +488,7 @@ async fn observe_files(ctx: Arc<Ctx>) {
             _ = tick.tick() => {}
         }
         for n in &nodes {
-            let invoke = ctx.shared.clock.now();
+            let invoke = ctx.run.now();
             let Ok(addr) = ctx.addr(n, ctx.spec.api_port) else {
                 continue;
             };
@@ -506,8 +498,7 @@ async fn observe_files(ctx: Arc<Ctx>) {
             let digest = hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()));
             if last.get(n) != Some(&digest) {
                 last.insert(n.clone(), digest.clone());
-                record(
-                    &ctx.shared,
+                ctx.run.record(
                     Role::Observer.named("observer"),
                     verbs::FILES,
                     Some(n.clone()),
@@ -524,12 +515,12 @@ async fn observe_files(ctx: Arc<Ctx>) {
 async fn master_view(ctx: &Context, fleet: &AgentsWorkload, timeout: Duration) -> AgentsFinal {
     let http = crate::patroni::http(Duration::from_secs(2));
     let spec = &fleet.spec;
-    let master = Node::new(&spec.master, ctx.shared().clone());
+    let master = ctx.node(&spec.master).ok();
     let t0 = std::time::Instant::now();
     let mut out = AgentsFinal::default();
     loop {
         out.connections = fleet.connections();
-        if let Some(addr) = master.host_addr(spec.api_port) {
+        if let Some(addr) = master.as_ref().and_then(|m| m.host_addr(spec.api_port)) {
             let agents = async {
                 let v = get_json(&http, &format!("http://{addr}/agents")).await?;
                 Some(
@@ -580,7 +571,7 @@ async fn master_view(ctx: &Context, fleet: &AgentsWorkload, timeout: Duration) -
 /// Every event in the store: `<agent id>/<seq>` → deliveries.
 async fn event_store(ctx: &Context, spec: &AgentsSpec) -> Result<BTreeMap<String, i32>, String> {
     let password = ctx.secret(&spec.store_password_secret).unwrap_or_default();
-    let store = Node::new(&spec.store, ctx.shared().clone());
+    let store = ctx.node(&spec.store).map_err(|e| e.to_string())?;
     let c = crate::workload::sql::connect(
         &store,
         spec.store_port,
@@ -619,7 +610,7 @@ async fn files_in_sync(
         .resolve(&spec.nodes)
         .unwrap_or_default()
         .iter()
-        .map(|n| Node::new(n, ctx.shared().clone()))
+        .filter_map(|n| ctx.node(n).ok())
         .collect();
     loop {
         let mut sums = Vec::new();

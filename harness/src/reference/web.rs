@@ -13,14 +13,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use super::finals::{
     Analysed, Content, FinalState, ProductRead, WEB_READ, acknowledged, connect_db, wait_analysed,
 };
 use super::verbs;
 use crate::clock::Stamp;
-use crate::shared::{Shared, record};
 use crate::workload::{Context, Workload};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
 
@@ -152,11 +150,11 @@ pub struct WebWorkload {
 }
 
 struct Ctx {
-    shared: Arc<Shared>,
+    /// The run, as every workload sees it.
+    run: Context,
     spec: WorkloadSpec,
     base: String,
     ops: AtomicU64,
-    stop: CancellationToken,
     sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
 }
 
@@ -192,10 +190,9 @@ impl Workload for WebWorkload {
     fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let ctx = Arc::new(Ctx {
-                shared: ctx.shared().clone(),
+                run: ctx.clone(),
                 base: self.base.get().cloned().unwrap_or_default(),
                 ops: AtomicU64::new(0),
-                stop: ctx.stop_token().clone(),
                 sessions: self.sessions.clone(),
                 spec: self.spec.clone(),
             });
@@ -224,7 +221,7 @@ impl Workload for WebWorkload {
 
 impl Ctx {
     fn done(&self) -> bool {
-        self.stop.is_cancelled() || self.ops.load(Ordering::Relaxed) >= self.spec.max_ops
+        self.run.is_stopped() || self.ops.load(Ordering::Relaxed) >= self.spec.max_ops
     }
 }
 
@@ -238,7 +235,7 @@ fn http(timeout: Duration) -> reqwest::Client {
 }
 
 async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
-    let invoke = ctx.shared.clock.now();
+    let invoke = ctx.run.now();
     let r = http
         .post(format!("{}/login", ctx.base))
         .json(&serde_json::json!({ "user": name }))
@@ -262,8 +259,7 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
                 issued: invoke,
             });
     }
-    record(
-        &ctx.shared,
+    ctx.run.record(
         Role::User.named(name),
         verbs::LOGIN,
         Some(name.to_string()),
@@ -304,7 +300,7 @@ async fn user(ctx: Arc<Ctx>, index: usize) {
             }
         }
         tokio::select! {
-            _ = ctx.stop.cancelled() => break,
+            _ = ctx.run.stopped() => break,
             _ = tokio::time::sleep_until(started + pause) => {}
         }
     }
@@ -316,7 +312,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
     let mut body = vec![0u8; size];
     rand::rng().fill(&mut body[..]);
     let sha = hex::encode(Sha256::digest(&body));
-    let invoke = ctx.shared.clock.now();
+    let invoke = ctx.run.now();
     let r = http
         .post(format!("{}/traces", ctx.base))
         .body(body)
@@ -340,8 +336,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
             }
         }
     }
-    record(
-        &ctx.shared,
+    ctx.run.record(
         Role::User.named(name),
         verbs::UPLOAD,
         id.map(|i| i.to_string()),
@@ -353,10 +348,9 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
 }
 
 async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
-    let invoke = ctx.shared.clock.now();
+    let invoke = ctx.run.now();
     let (ex, _) = read_trace(http, &ctx.base, id, sha).await;
-    record(
-        &ctx.shared,
+    ctx.run.record(
         Role::User.named(name),
         verbs::READ,
         Some(id.to_string()),
@@ -406,12 +400,11 @@ pub(crate) async fn read_trace(
 
 /// Returns whether the session is still valid (if not, the user logs in again).
 async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
-    let invoke = ctx.shared.clock.now();
+    let invoke = ctx.run.now();
     let r = http.get(format!("{}/me", ctx.base)).send().await;
     let ex = answer(&r);
     let rejected = ex.status == Some(401);
-    record(
-        &ctx.shared,
+    ctx.run.record(
         Role::User.named(name),
         verbs::SESSION,
         Some(name.to_string()),
@@ -445,14 +438,14 @@ async fn probe(ctx: Arc<Ctx>) {
     let url = format!("{}{}", ctx.base, ctx.spec.probe_path);
     let liveness = (!ctx.spec.liveness_path.is_empty())
         .then(|| format!("{}{}", ctx.base, ctx.spec.liveness_path));
-    while !ctx.stop.is_cancelled() {
+    while !ctx.run.is_stopped() {
         tokio::select! {
-            _ = ctx.stop.cancelled() => break,
+            _ = ctx.run.stopped() => break,
             _ = tick.tick() => {}
         }
         let (c, h, u, session) = (ctx.clone(), http.clone(), url.clone(), session.clone());
         inflight.spawn(async move {
-            let invoke = c.shared.clock.now();
+            let invoke = c.run.now();
             let current = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let read = |cookie: Option<String>| {
                 let mut req = h.get(&u);
@@ -487,8 +480,7 @@ async fn probe(ctx: Arc<Ctx>) {
                     r = read(Some(fresh.0)).await;
                 }
             }
-            record(
-                &c.shared,
+            c.run.record(
                 Role::Probe.named("probe"),
                 OpKind::PROBE,
                 issuer,
@@ -500,10 +492,9 @@ async fn probe(ctx: Arc<Ctx>) {
         if let Some(l) = &liveness {
             let (c, h, l) = (ctx.clone(), http.clone(), l.clone());
             inflight.spawn(async move {
-                let invoke = c.shared.clock.now();
+                let invoke = c.run.now();
                 let r = h.get(&l).send().await;
-                record(
-                    &c.shared,
+                c.run.record(
                     Role::Probe.named("liveness"),
                     OpKind::LIVENESS,
                     None,

@@ -110,7 +110,7 @@ impl Ctx {
 }
 
 /// Connects to `node`'s published `port`; every failure here means nothing was sent.
-pub(crate) async fn connect(
+pub async fn connect(
     node: &Node,
     port: u16,
     user: &str,

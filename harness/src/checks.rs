@@ -787,7 +787,7 @@ mod tests {
         };
         let rejected = |id, at_ms, node: &str| {
             let mut o = op(id, UPLOAD, at_ms, Outcome::Fail);
-            o.error = Some("HTTP 401".into());
+            o.error = Some(hadrill_model::UNAUTHORIZED.into());
             o.node = Some(node.into());
             Event::Op(o)
         };
@@ -822,7 +822,7 @@ mod tests {
         // outage, one it does not explain is.
         let probe_refused = |id, at_ms, issuer: &str, node: &str| {
             let mut o = op(id, OpKind::PROBE, at_ms, Outcome::Fail);
-            o.error = Some("HTTP 401".into());
+            o.error = Some(hadrill_model::UNAUTHORIZED.into());
             o.key = Some(issuer.into());
             o.node = Some(node.into());
             Event::Op(o)

@@ -19,7 +19,7 @@ use crate::shared::record;
 use futures_util::future::BoxFuture;
 use hadrill_model::Exchange;
 
-use crate::workload::{Context, Observer, Workload};
+use crate::workload::{Answer, Client, Context, Observer, Op, Workload};
 use hadrill_model::{OpKind, Outcome, Role};
 use hadrill_model::{Read, SQL_READ, SqlFinal};
 
@@ -214,7 +214,7 @@ impl Workload for SqlWorkload {
             let sctx = self.ctx(&ctx);
             let mut tasks = JoinSet::new();
             for i in 0..sctx.spec.clients {
-                tasks.spawn(client(sctx.clone(), i));
+                tasks.spawn(client(sctx.clone(), ctx.clone(), i));
             }
             if sctx.spec.probe_hz > 0.0 {
                 tasks.spawn(routed_probe(sctx.clone()));
@@ -276,14 +276,70 @@ async fn connect_entry(ctx: &Ctx) -> Result<tokio_postgres::Client, String> {
     .await
 }
 
-/// One SQL client: inserts `c<i>-<n>` keys at its share of the rate on one connection,
-/// reconnecting after any error, and reads its acknowledged keys back now and then.
-async fn client(ctx: Arc<Ctx>, i: usize) {
+/// A SQL client of the set table through the routed endpoint, on one connection opened again
+/// after any failure: an `INSERT` op inserts its key; a `READ_BACK` op counts how many of its
+/// keys (comma-separated) the table holds, and fails unless it holds them all.
+struct SqlClient {
+    ctx: Arc<Ctx>,
+    conn: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl Client for SqlClient {
+    fn invoke<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Answer> {
+        Box::pin(async move {
+            let ctx = &self.ctx;
+            let mut conn = self.conn.lock().await;
+            let key = op.key.clone().unwrap_or_default();
+            if op.kind != OpKind::READ_BACK {
+                let insert = format!("INSERT INTO {SET_TABLE} (k) VALUES ($1)");
+                let (rows, ex) = execute(
+                    &mut conn,
+                    connect_entry(ctx),
+                    ctx.spec.op_timeout,
+                    &insert,
+                    &[&key],
+                )
+                .await;
+                if rows != Some(1) {
+                    *conn = None;
+                }
+                return Answer::of(ex);
+            }
+            let Some(c) = conn.as_ref() else {
+                return Answer::of(refused("no connection to read back on".into()));
+            };
+            let keys: Vec<&str> = key.split(',').collect();
+            let count = format!("SELECT count(*) FROM {SET_TABLE} WHERE k = ANY($1)");
+            let r = tokio::time::timeout(ctx.spec.op_timeout, c.query_one(&*count, &[&keys])).await;
+            let (row, mut ex) = classify(r);
+            let found = row.map(|r| r.get::<_, i64>(0));
+            match found {
+                Some(f) if f != keys.len() as i64 => {
+                    ex.outcome = Outcome::Fail;
+                    ex.error = Some(format!("{f} of {} acknowledged keys found", keys.len()));
+                }
+                Some(_) => {}
+                None => *conn = None,
+            }
+            Answer {
+                exchange: ex,
+                read: found.map(|f| f.to_string()),
+            }
+        })
+    }
+}
+
+/// One SQL client: inserts `c<i>-<n>` keys at its share of the rate, and reads its
+/// acknowledged keys back now and then.
+async fn client(ctx: Arc<Ctx>, run: Context, i: usize) {
     let name = format!("sql-{i}");
     let period = Duration::from_secs_f64(ctx.spec.clients.max(1) as f64 / ctx.spec.rate.max(0.1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut conn: Option<tokio_postgres::Client> = None;
+    let sql = SqlClient {
+        ctx: ctx.clone(),
+        conn: tokio::sync::Mutex::new(None),
+    };
     let mut unread: Vec<String> = Vec::new();
     let mut n = 0u64;
     while !ctx.done() {
@@ -294,60 +350,19 @@ async fn client(ctx: Arc<Ctx>, i: usize) {
         ctx.ops.fetch_add(1, Ordering::Relaxed);
         n += 1;
         let key = format!("c{i}-{n}");
-        let invoke = ctx.shared.clock.now();
-        let (rows, ex) = execute(
-            &mut conn,
-            connect_entry(&ctx),
-            ctx.spec.op_timeout,
-            &format!("INSERT INTO {SET_TABLE} (k) VALUES ($1)"),
-            &[&key],
-        )
-        .await;
-        record(
-            &ctx.shared,
-            Role::User.named(&name),
-            OpKind::INSERT,
-            Some(key.clone()),
-            None,
-            invoke,
-            ex,
-        );
-        let Some(c) = conn.as_ref().filter(|_| rows == Some(1)) else {
-            conn = None;
-            continue;
+        let insert = Op {
+            kind: OpKind::INSERT,
+            key: Some(key.clone()),
+            value: None,
         };
+        let answer = run.invoke(Role::User.named(&name), &sql, insert).await;
+        if answer.exchange.outcome != Outcome::Ok {
+            continue;
+        }
         unread.push(key);
         if unread.len() >= ctx.spec.read_back_every.max(1) {
-            let invoke = ctx.shared.clock.now();
-            let r = tokio::time::timeout(
-                ctx.spec.op_timeout,
-                c.query_one(
-                    &*format!("SELECT count(*) FROM {SET_TABLE} WHERE k = ANY($1)"),
-                    &[&unread],
-                ),
-            )
-            .await;
-            let (row, mut ex) = classify(r);
-            let found = row.map(|r| r.get::<_, i64>(0));
-            if let Some(f) = found
-                && f != unread.len() as i64
-            {
-                ex.outcome = Outcome::Fail;
-                ex.error = Some(format!("{f} of {} acknowledged keys found", unread.len()));
-            }
-            let keys = unread.join(",");
-            record(
-                &ctx.shared,
-                Role::User.named(&name),
-                OpKind::READ_BACK,
-                Some(keys),
-                found.map(|f| f.to_string()),
-                invoke,
-                ex,
-            );
-            if found.is_none() {
-                conn = None;
-            }
+            let read_back = Op::read(OpKind::READ_BACK, unread.join(","));
+            run.invoke(Role::User.named(&name), &sql, read_back).await;
             unread.clear();
         }
     }

@@ -36,7 +36,7 @@ use crate::shared::{
     OWNER_FILE, PRIVATE_PREFIX, Shared, create_private_dir, log_path, private_dir, redact,
 };
 use crate::topology::{NodeSpec, Topology};
-use hadrill_model::Fault;
+use hadrill_model::{Fault, Phase};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RunError {
@@ -164,6 +164,7 @@ impl Run {
             );
         }
         let builder = ImageBuilder::new(docker.clone(), &options.root);
+        let checked = Instant::now();
         let mut images = BTreeMap::new();
         for image in topology.images() {
             let ready = builder.ensure(&image).await?;
@@ -183,7 +184,10 @@ impl Run {
             );
         }
 
+        let images_took = checked.elapsed();
         let shared = new_shared(docker, topology, images, options, BTreeMap::new())?;
+        let names: Vec<String> = shared.images.keys().map(ToString::to_string).collect();
+        shared.phase("images", names.join(" "), images_took);
         let (id, dir) = (shared.id.clone(), shared.dir.clone());
         create_private_dir(&id, &owner).map_err(io_err(
             "cannot create the run's private directory",
@@ -305,6 +309,7 @@ impl Run {
                     .insert(net.clone(), subnet);
             }
         }
+        s.phase("topology", "networks", started.elapsed());
         let waves = s.topology.start_waves();
         let bar = Progress::bar(
             format!("starting {}", s.topology.name),
@@ -326,9 +331,15 @@ impl Run {
                     }
                 })
             });
+            let wave_started = Instant::now();
             for result in join_all(starts).await {
                 result?;
             }
+            s.phase(
+                "topology",
+                format!("wave {}/{}: {}", i + 1, waves.len(), wave.join(" ")),
+                wave_started.elapsed(),
+            );
         }
         tracing::info!(
             "topology {} is up in {:.1}s (run {})",
@@ -535,6 +546,15 @@ impl Run {
         Node::all(&self.shared)
     }
 
+    /// Where the run's wall time went so far, phase by phase.
+    pub fn phases(&self) -> Vec<Phase> {
+        self.shared
+            .phases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -609,6 +629,7 @@ fn new_shared(
         nodes: Mutex::new(BTreeMap::new()),
         partitioned: Mutex::new(BTreeSet::new()),
         fault_seq: AtomicU64::new(0),
+        phases: Mutex::new(Vec::new()),
         subnets: Mutex::new(BTreeMap::new()),
         adopted,
     }))

@@ -464,15 +464,24 @@ impl Scenario {
             }
         };
         let driven = self.drive(&run).await;
+        let read = Instant::now();
         let finals = self.read_finals(&run, &driven).await;
+        run.shared()
+            .phase("final-read", "final reads", read.elapsed());
         let events = run.history().events();
         write_evidence(run.dir(), &finals, &self.text)?;
+        let judging = Instant::now();
         let mut results = self
             .results(&run, &events, &finals, driven.step_errors, started_at)
             .await;
+        run.shared().phase("judging", "checks", judging.elapsed());
+        let teardown = Instant::now();
         if let Err(e) = run.teardown().await {
             tracing::error!("teardown: {e}");
         }
+        run.shared()
+            .phase("teardown", "teardown", teardown.elapsed());
+        results.phases = run.phases();
         results.wall_seconds = wall.elapsed().as_secs_f64();
         save_results(&results)?;
         Ok(results)
@@ -515,12 +524,18 @@ impl Scenario {
         let errors = &mut driven.step_errors;
         let stop = CancellationToken::new();
         let ctx = Context::new(run.shared().clone(), stop.clone());
+        let phase = |kind: &str, name: String, since: Instant| {
+            run.shared().phase(kind, name, since.elapsed());
+        };
+        let prepared = Instant::now();
         for w in &workloads {
             if let Err(e) = w.clone().prepare(ctx.clone()).await {
                 errors.push(format!("workload `{}`: {e}", w.name()));
                 return driven;
             }
         }
+        let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
+        phase("prepare", names.join(" "), prepared);
         let mut tasks = JoinSet::new();
         for w in &workloads {
             tasks.spawn(w.clone().run(ctx.clone()));
@@ -536,7 +551,9 @@ impl Scenario {
             steps_done.clone(),
         ));
         tokio::time::sleep(self.spec.warmup).await;
+        phase("warmup", "warmup".into(), t0);
         for (i, step) in self.spec.steps.iter().enumerate() {
+            let step_started = Instant::now();
             if let Some(at) = step.at {
                 tokio::time::sleep_until((t0 + at).into()).await;
             }
@@ -566,10 +583,16 @@ impl Scenario {
                 }
             }
             steps_done.store(i + 1, Ordering::Relaxed);
+            let what = step.fault.as_ref().map_or("wait", |f| f.name());
+            phase("step", format!("step {}: {what}", i + 1), step_started);
         }
+        let settled = Instant::now();
         tokio::time::sleep(self.spec.settle).await;
+        phase("settle", "settle".into(), settled);
+        let stopped = Instant::now();
         stop.cancel();
         let panics = crate::tasks::join_all(&mut tasks).await;
+        phase("stop", "workloads stopped".into(), stopped);
         progress.abort();
         driven.step_errors.extend(
             panics
@@ -715,6 +738,7 @@ impl Scenario {
                 .iter()
                 .map(|(k, v)| (k.to_string(), format!("{} ({})", v.tag, v.id)))
                 .collect(),
+            phases: Vec::new(),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::clock::{Clock, Stamp};
 use crate::history::History;
 use crate::images::{ImageRef, ReadyImage};
 use crate::topology::Topology;
-use hadrill_model::{Actor, Event, Exchange, OpKind, OpRecord};
+use hadrill_model::{Actor, Event, Exchange, OpKind, OpRecord, Phase};
 
 /// How often the runtime polls the engine while it waits for a state.
 pub(crate) const POLL: Duration = Duration::from_millis(20);
@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     /// Nodes holding partition rules, so `heal` knows where to flush them.
     pub partitioned: Mutex<BTreeSet<String>>,
     pub fault_seq: AtomicU64,
+    /// Where the run's wall time went so far, phase by phase.
+    pub phases: Mutex<Vec<Phase>>,
     /// Each network's IPv4 subnet as Docker chose it: (network address, prefix length).
     pub subnets: Mutex<BTreeMap<String, (std::net::Ipv4Addr, u8)>>,
     /// Nodes that are containers hadrill did not start (`Run::attach`): node → container id.
@@ -67,6 +69,18 @@ impl Shared {
     }
 
     /// The current value of secret `name`.
+    /// Notes that a phase of `kind` called `name` took `took`.
+    pub fn phase(&self, kind: &str, name: impl Into<String>, took: Duration) {
+        self.phases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Phase {
+                kind: kind.to_string(),
+                name: name.into(),
+                seconds: took.as_secs_f64(),
+            });
+    }
+
     pub fn secret(&self, name: &str) -> Option<String> {
         self.secrets
             .lock()

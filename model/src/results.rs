@@ -44,6 +44,20 @@ pub struct Results {
     pub finding: Option<String>,
     /// Each node's privileges as run: image, user, capabilities, published ports.
     pub nodes: BTreeMap<String, NodePrivileges>,
+    /// Where the run's wall time went, phase by phase, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+}
+
+/// One phase of a run and its wall time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// What kind of phase: `images`, `topology`, `prepare`, `warmup`, `step`, `settle`,
+    /// `stop`, `final-read`, `judging` or `teardown`; the suite's breakdown sums by it.
+    pub kind: String,
+    /// Which one, e.g. `wave 2/3: app1 app2` or `step 1: kill`.
+    pub name: String,
+    pub seconds: f64,
 }
 
 /// What a node could do and where it could be reached, for the report's least-privilege table.
@@ -84,6 +98,7 @@ impl Default for Results {
             settings: BTreeMap::new(),
             finding: None,
             nodes: BTreeMap::new(),
+            phases: Vec::new(),
         }
     }
 }

@@ -174,11 +174,13 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
         source,
     })?;
     let mut rows = Vec::new();
+    let mut results = Vec::new();
     for dir in dirs {
         let run = RunData::load(dir)?;
         let back = relative(dir, &out.join("index.html"));
         write(dir.join("index.html"), run_html(&run, Some(&back))?)?;
         rows.push(summary_row(&run, out));
+        results.push(run.results);
     }
     let verdict = if rows.iter().all(|r| r["verdict"] == "pass") && !rows.is_empty() {
         "pass"
@@ -196,12 +198,64 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
         .and_then(|t| {
             t.render(context! {
                 rows => Value::from_serialize(&rows),
+                time => Value::from_serialize(time_breakdown(&results)),
                 verdict => verdict,
                 style => include_str!("../templates/style.css"),
             })
         })
         .map_err(|e| ReportError::Template("suite.html", e))?;
     write(out.join("index.html"), html)
+}
+
+/// Where a suite's wall time went: per kind of phase (in the order a run goes through them),
+/// its total, its share of the runs' wall time, and its longest single phase; the time no
+/// phase accounts for (loading, writing the evidence) as `other`.
+pub fn time_breakdown(results: &[Results]) -> Vec<Json> {
+    const KINDS: [&str; 10] = [
+        "images",
+        "topology",
+        "prepare",
+        "warmup",
+        "step",
+        "settle",
+        "stop",
+        "final-read",
+        "judging",
+        "teardown",
+    ];
+    let wall: f64 = results.iter().map(|r| r.wall_seconds).sum();
+    let share = |s: f64| if wall > 0.0 { s / wall } else { 0.0 };
+    let mut rows = Vec::new();
+    let mut accounted = 0.0;
+    for kind in KINDS {
+        let phases = results
+            .iter()
+            .flat_map(|r| r.phases.iter().map(move |p| (r, p)))
+            .filter(|(_, p)| p.kind == kind);
+        let (mut total, mut longest) = (0.0, None::<(f64, String)>);
+        for (r, p) in phases {
+            total += p.seconds;
+            if longest.as_ref().is_none_or(|(s, _)| p.seconds > *s) {
+                longest = Some((p.seconds, format!("{}: {}", r.scenario, p.name)));
+            }
+        }
+        let Some((longest_s, longest_what)) = longest else {
+            continue;
+        };
+        accounted += total;
+        rows.push(serde_json::json!({
+            "kind": kind, "seconds": total, "share": share(total),
+            "longest_seconds": longest_s, "longest": longest_what,
+        }));
+    }
+    if !rows.is_empty() {
+        let other = (wall - accounted).max(0.0);
+        rows.push(serde_json::json!({
+            "kind": "other", "seconds": other, "share": share(other),
+            "longest_seconds": null, "longest": null,
+        }));
+    }
+    rows
 }
 
 /// The figures of the check called `name` in a run's results (null if it did not run).

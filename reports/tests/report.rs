@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hadrill_reports::{RunData, render_run, render_suite, render_trend, run_html};
+use hadrill_model::{Phase, Results};
+use hadrill_reports::{RunData, render_run, render_suite, render_trend, run_html, time_breakdown};
 use serde_json::{Value, json};
 
 fn fixture() -> PathBuf {
@@ -266,4 +267,62 @@ fn a_ten_minute_run_stays_under_one_megabyte() {
     );
     assert!(size < 1_000_000, "a 10-minute report is {size} bytes");
     drop(tmp);
+}
+
+fn phase(kind: &str, name: &str, seconds: f64) -> Phase {
+    Phase {
+        kind: kind.into(),
+        name: name.into(),
+        seconds,
+    }
+}
+
+/// The suite's time by kind of phase, in a run's order, with the longest single phase and
+/// what no phase accounts for; the sign-off page shows it, and a suite of runs saved before
+/// phases were recorded shows no such section.
+#[test]
+fn the_sign_off_page_says_where_the_time_went() {
+    let run = |scenario: &str, wall: f64, phases: Vec<Phase>| Results {
+        scenario: scenario.into(),
+        wall_seconds: wall,
+        phases,
+        ..Results::default()
+    };
+    let runs = [
+        run(
+            "a",
+            30.0,
+            vec![
+                phase("topology", "wave 1/2: db", 5.0),
+                phase("topology", "wave 2/2: app1 app2", 3.0),
+                phase("step", "step 1: kill", 1.0),
+                phase("teardown", "teardown", 2.0),
+            ],
+        ),
+        run("b", 20.0, vec![phase("topology", "wave 1/1: kv", 6.0)]),
+    ];
+    let rows = time_breakdown(&runs);
+    let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["topology", "step", "teardown", "other"]);
+    assert_eq!(rows[0]["seconds"], 14.0);
+    assert_eq!(rows[0]["longest"], "b: wave 1/1: kv");
+    assert_eq!(rows[3]["seconds"], 50.0 - 17.0);
+    assert!((rows[0]["share"].as_f64().unwrap() - 14.0 / 50.0).abs() < 1e-9);
+
+    let (tmp, dir) = staged();
+    let out = tmp.path().join("suite");
+    let page = |dir: &Path| {
+        std::fs::read_to_string(render_suite(&[dir.to_path_buf()], &out).unwrap()).unwrap()
+    };
+    assert!(!page(&dir).contains("Where the time went"));
+    let path = dir.join("results.json");
+    let mut results: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    results["phases"] = json!([{"kind": "topology", "name": "wave 1/1: db", "seconds": 4.5}]);
+    std::fs::write(&path, results.to_string()).unwrap();
+    let html = page(&dir).replace("&#x2f;", "/");
+    assert!(
+        html.contains("Where the time went") && html.contains("wave 1/1: db"),
+        "{html}"
+    );
 }

@@ -60,7 +60,7 @@ pub enum ScenarioError {
     },
     #[error("{path} cannot be read as a run's evidence: {message}")]
     #[diagnostic(help(
-        "a run directory holds results.json, history.jsonl, final.json and scenario.toml as `hadrill run` wrote them; a run made by a hadrill that did not save final.json cannot be re-checked"
+        "a run directory holds results.json, history.jsonl, final.json and scenario.toml as `hadrill run` wrote them; a run saved by a hadrill whose files had another shape (before final.json kept the reads by workload) cannot be re-checked by this one"
     ))]
     Evidence { path: PathBuf, message: String },
     #[error("drill `{drill}`: {message}")]

@@ -771,19 +771,11 @@ mod tests {
             targets: vec!["app".into()],
         };
         let restart = |id, node: &str, at_ms: u64| {
-            Event::Fault(FaultRecord {
-                id,
-                fault: Fault::Restart {
-                    targets: vec![node.into()],
-                    timeout: Duration::from_secs(10),
-                },
-                nodes: vec![node.into()],
-                start: Stamp(at_ms * 1_000_000),
-                end: Stamp(at_ms * 1_000_000 + 1_000_000),
-                outcome: Outcome::Ok,
-                error: None,
-                notes: vec![],
-            })
+            let kind = Fault::Restart {
+                targets: vec![node.into()],
+                timeout: Duration::from_secs(10),
+            };
+            fault_on(node, id, kind, at_ms)
         };
         let rejected = |id, at_ms, node: &str| {
             let mut o = op(id, UPLOAD, at_ms, Outcome::Fail);

@@ -1,6 +1,6 @@
 //! Workloads drive a system and record every operation with its outcome; nothing is judged
 //! here. Every workload implements `Workload`: hadrill's generic SQL clients (`sql`), the
-//! reference product's web users and agents (its plug-in, `crate::reference`), and those a
+//! reference product's web users and agents (in its plug-in), and those a
 //! user's crate adds.
 //!
 //! A workload is bounded in operations and time and stops when told to.

@@ -178,28 +178,37 @@ fn expected_rejections(
 /// for all three if it never did), and the failures seen in the fault's window.
 type Outage = (Option<Duration>, Option<Duration>, Option<Stamp>, usize);
 
-/// Per fault, the unavailability measured from `samples` (time, ok): fault start → the first
-/// success after the last failure in the fault's window.
-fn outage_windows(samples: &[(Stamp, bool)], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
+/// A probe or request as availability sees it: sent, succeeded, answered.
+type Sample = (Stamp, bool, Stamp);
+
+fn sample(o: &OpRecord) -> Sample {
+    (o.invoke, o.outcome == Outcome::Ok, o.complete)
+}
+
+/// Per fault, the unavailability measured from `samples`: fault start → the answer to the
+/// first success sent after the last failure in the fault's window. The answer, not the
+/// sending: a request sent during the outage that waited for the service to come back says
+/// the service was back when it was answered.
+fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
     let mut out = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let until = faults.get(i + 1).map_or(end, |n| n.start);
-        let in_window: Vec<&(Stamp, bool)> = samples
+        let in_window: Vec<&Sample> = samples
             .iter()
-            .filter(|(t, _)| *t >= f.start && *t < until)
+            .filter(|(t, _, _)| *t >= f.start && *t < until)
             .collect();
-        let failures = in_window.iter().filter(|(_, ok)| !ok).count();
-        let last_failure = in_window.iter().rev().find(|(_, ok)| !ok);
+        let failures = in_window.iter().filter(|(_, ok, _)| !ok).count();
+        let last_failure = in_window.iter().rev().find(|(_, ok, _)| !ok);
         out.push(match last_failure {
             None => (Some(Duration::ZERO), Some(Duration::ZERO), Some(f.start), 0),
-            Some((lf, _)) => match samples.iter().find(|(t, ok)| t > lf && *ok) {
-                Some((ok_at, _)) => {
+            Some((lf, _, _)) => match samples.iter().find(|(t, ok, _)| t > lf && *ok) {
+                Some((sent, _, ok_at)) => {
                     // The outage may outlast this fault's window: the uncertainty is the gap to
                     // the last failure before that first success, wherever it fell.
                     let before = samples
                         .iter()
-                        .filter(|(t, ok)| t < ok_at && !ok)
-                        .map(|(t, _)| *t)
+                        .filter(|(t, ok, _)| t < sent && !ok)
+                        .map(|(t, _, _)| *t)
                         .max()
                         .unwrap_or(*lf);
                     (
@@ -251,16 +260,16 @@ pub fn availability(
         .iter()
         .filter(|o| traffic.is_user_request(o) && !expected.contains(&o.id))
         .collect();
-    let mut samples: Vec<(Stamp, bool)> = probes
+    let mut samples: Vec<Sample> = probes
         .iter()
         .chain(users.iter())
-        .map(|o| (o.invoke, o.outcome == Outcome::Ok))
+        .map(|o| sample(o))
         .collect();
     samples.sort();
-    let mut liveness: Vec<(Stamp, bool)> = all_ops
+    let mut liveness: Vec<Sample> = all_ops
         .iter()
         .filter(|o| o.kind == OpKind::LIVENESS)
-        .map(|o| (o.invoke, o.outcome == Outcome::Ok))
+        .map(sample)
         .collect();
     liveness.sort();
     // Operations of the SQL clients (the database workload's users), for the record: their
@@ -309,13 +318,22 @@ pub fn availability(
     let liveness_figures = (!liveness.is_empty()).then(|| {
         json!({
             "probes": liveness.len(),
-            "failed": liveness.iter().filter(|(_, ok)| !ok).count(),
+            "failed": liveness.iter().filter(|(_, ok, _)| !ok).count(),
             "worst_unavailable_ms": worst_of(&live_windows).map(|w| w.as_millis() as u64),
         })
     });
+    // The resolution achieved: one probe period, or wider where the worst outage's last failure
+    // and first answered success lay further apart (a prober short of CPU during a failover
+    // keeps no schedule).
+    let resolution = measured
+        .iter()
+        .filter(|m| m.0.is_some() && m.0 == worst)
+        .filter_map(|m| m.1)
+        .fold(probe_period, Duration::max);
     let first = faults.first().map_or(end, |f| f.start);
     let figures = json!({
         "resolution_ms": probe_period.as_millis() as u64,
+        "worst_resolution_ms": resolution.as_millis() as u64,
         "windows": windows,
         "worst_unavailable_ms": worst.map(|w| w.as_millis() as u64),
         "probes": probes.len(),
@@ -352,7 +370,7 @@ pub fn availability(
             "{} ms",
             w.as_millis()
         )),
-        probe_period.as_millis(),
+        resolution.as_millis(),
         probes.len(),
         users.len(),
     );
@@ -585,15 +603,35 @@ mod tests {
         };
         let r = availability(&outage(4500), Duration::from_millis(50), &TRAFFIC, &budgets);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
-        assert_eq!(r.figures["worst_unavailable_ms"], 1500);
+        // To the answer of the first success (sent at 4 500 ms, answered 5 ms later).
+        assert_eq!(r.figures["worst_unavailable_ms"], 1505);
         assert_eq!(r.figures["uncertainty_ms"], serde_json::Value::Null);
-        assert_eq!(r.figures["windows"][0]["uncertainty_ms"], 50);
+        assert_eq!(r.figures["windows"][0]["uncertainty_ms"], 55);
+
+        // A probe sent during the outage that waits for the service and succeeds says the
+        // service was back when it was answered, not when it was sent.
+        let mut waited = outage(4500);
+        if let Event::Op(o) = &mut waited[4000 / 50 + 1] {
+            o.outcome = Outcome::Ok;
+            o.complete = Stamp(4_700_000_000);
+        }
+        let r = availability(&waited, Duration::from_millis(50), &TRAFFIC, &budgets);
+        assert_eq!(r.figures["worst_unavailable_ms"], 1505);
+        let mut last = outage(4500);
+        if let Event::Op(o) = &mut last[4450 / 50 + 1] {
+            o.outcome = Outcome::Ok;
+            o.complete = Stamp(4_800_000_000);
+        }
+        let r = availability(&last, Duration::from_millis(50), &TRAFFIC, &budgets);
+        assert_eq!(r.figures["worst_unavailable_ms"], 1800);
+        // Its last failure was sent 400 ms before that answer: that is the resolution achieved.
+        assert!(r.summary.contains("(±400 ms resolution)"), "{}", r.summary);
 
         let r = availability(&outage(6000), Duration::from_millis(50), &TRAFFIC, &budgets);
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(
             r.summary
-                .contains("unavailable for 3000 ms, budget 2000 ms"),
+                .contains("unavailable for 3005 ms, budget 2000 ms"),
             "{}",
             r.summary
         );
@@ -646,7 +684,7 @@ mod tests {
         assert_eq!(r.figures["windows"][0]["failed_probes"], 0);
         assert_eq!(r.figures["windows"][0]["failed_user_requests"], 25);
         assert!(
-            r.summary.contains("unavailable for 4850 ms"),
+            r.summary.contains("unavailable for 4855 ms"),
             "{}",
             r.summary
         );

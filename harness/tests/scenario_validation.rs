@@ -336,6 +336,14 @@ fn a_drill_built_in_code_is_a_scenario() {
     let again = Scenario::load(&root(), path.to_str().unwrap()).unwrap();
     assert_eq!(again.text, s.text);
 
+    // Every workload's defaults survive the round trip, sizes included.
+    let web = Drill::new("web-drill", "web-ha").web(hadrill::WorkloadSpec::default());
+    let s = web.scenario(&root()).unwrap();
+    assert_eq!(
+        s.spec.workload.unwrap().upload_size,
+        hadrill::WorkloadSpec::default().upload_size
+    );
+
     // A mistake is refused as a file's is, pointing into the drill's text.
     let bad = Drill::new("bad-drill", "db-ha")
         .sql(SqlSpec::default())

@@ -98,7 +98,7 @@ impl Default for Mix {
     }
 }
 
-/// A byte size written like `4KiB`, `1MiB` or `512`.
+/// A byte size written like `4KiB`, `1MiB`, `"512"` or `512`; saved as a number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(into = "u64")]
 pub struct Size(pub u64);
@@ -111,7 +111,17 @@ impl From<Size> for u64 {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        // A number is bytes: what a drill built in code, or a saved scenario, writes.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        let s = match Written::deserialize(d)? {
+            Written::Bytes(n) => return Ok(Size(n)),
+            Written::Text(s) => s,
+        };
         let t = s.trim();
         let (num, mult) = [
             ("GiB", 1u64 << 30),

@@ -369,11 +369,14 @@ async fn client(ctx: Arc<Ctx>, run: Context, i: usize) {
 }
 
 /// The routed write probe: one insert per period through the entry point, 1 s to answer.
+/// Each probe goes on its own, on an idle connection of a small pool or a new one, so that
+/// one waiting on a dead path never delays the next: the resolution stays one period.
 async fn routed_probe(ctx: Arc<Ctx>) {
     let period = Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut conn: Option<tokio_postgres::Client> = None;
+    let idle: Arc<std::sync::Mutex<Vec<tokio_postgres::Client>>> = Arc::default();
+    let mut inflight = JoinSet::new();
     let mut round = 0i64;
     while !ctx.stop.is_cancelled() {
         tokio::select! {
@@ -381,25 +384,32 @@ async fn routed_probe(ctx: Arc<Ctx>) {
             _ = tick.tick() => {}
         }
         round += 1;
-        let invoke = ctx.shared.clock.now();
-        let (_, ex) = execute(
-            &mut conn,
-            connect_entry(&ctx),
-            Duration::from_secs(1),
-            &format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ('routed', $1)"),
-            &[&round],
-        )
-        .await;
-        record(
-            &ctx.shared,
-            Role::Probe.named("sql-probe"),
-            OpKind::PROBE,
-            None,
-            Some(round.to_string()),
-            invoke,
-            ex,
-        );
+        let (ctx, idle, this) = (ctx.clone(), idle.clone(), round);
+        inflight.spawn(async move {
+            let invoke = ctx.shared.clock.now();
+            let mut conn = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let (_, ex) = execute(
+                &mut conn,
+                connect_entry(&ctx),
+                Duration::from_secs(1),
+                &format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ('routed', $1)"),
+                &[&this],
+            )
+            .await;
+            idle.lock().unwrap_or_else(|e| e.into_inner()).extend(conn);
+            record(
+                &ctx.shared,
+                Role::Probe.named("sql-probe"),
+                OpKind::PROBE,
+                None,
+                Some(this.to_string()),
+                invoke,
+                ex,
+            );
+        });
+        while inflight.try_join_next().is_some() {}
     }
+    while inflight.join_next().await.is_some() {}
 }
 
 /// Writes to one member directly, every member on the same schedule so that a round in which

@@ -34,6 +34,7 @@ pub mod scenario;
 mod shared;
 pub mod tasks;
 pub mod topology;
+mod usage;
 pub mod workload;
 
 pub use drill::Drill;

@@ -444,6 +444,7 @@ impl Scenario {
     /// `final.json`, `scenario.toml`) and removes the topology.
     pub async fn run(&self, options: &RunOptions) -> Result<Results, ScenarioError> {
         let wall = Instant::now();
+        let meter = crate::usage::Meter::start();
         let started_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let mut options = options.clone();
@@ -482,6 +483,7 @@ impl Scenario {
         run.shared()
             .phase("teardown", "teardown", teardown.elapsed());
         results.phases = run.phases();
+        results.harness = meter.finish();
         results.wall_seconds = wall.elapsed().as_secs_f64();
         save_results(&results)?;
         Ok(results)
@@ -739,6 +741,7 @@ impl Scenario {
                 .map(|(k, v)| (k.to_string(), format!("{} ({})", v.tag, v.id)))
                 .collect(),
             phases: Vec::new(),
+            harness: None,
         }
     }
 }

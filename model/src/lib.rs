@@ -16,7 +16,7 @@ pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal};
 pub use op::{
     Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, UNAUTHORIZED, faults, ops,
 };
-pub use results::{NodePrivileges, Phase, Results, verdict_word};
+pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;
 pub use verdict::{Budgets, Check, CheckResult, Evidence, Read, Verdict};

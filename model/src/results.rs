@@ -47,6 +47,20 @@ pub struct Results {
     /// Where the run's wall time went, phase by phase, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
+    /// What the harness itself used during the run, to show it was not the bottleneck.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<HarnessUsage>,
+}
+
+/// The harness process's own cost over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HarnessUsage {
+    /// CPU time (user + system) the harness used during the run.
+    pub cpu_seconds: f64,
+    /// That CPU time over the run's wall time: 1.0 is one core busy throughout.
+    pub cores: f64,
+    /// The harness's peak resident memory (over the process's life so far).
+    pub peak_rss_mib: f64,
 }
 
 /// One phase of a run and its wall time.
@@ -99,6 +113,7 @@ impl Default for Results {
             finding: None,
             nodes: BTreeMap::new(),
             phases: Vec::new(),
+            harness: None,
         }
     }
 }

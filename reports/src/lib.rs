@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use hadrill_model::{Event, FaultRecord, OpKind, OpRecord, Outcome, Results, Role};
+use hadrill_model::{Event, FaultRecord, HarnessUsage, OpKind, OpRecord, Outcome, Results, Role};
 use minijinja::{Environment, Value, context};
 use serde_json::Value as Json;
 
@@ -199,6 +199,7 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
             t.render(context! {
                 rows => Value::from_serialize(&rows),
                 time => Value::from_serialize(time_breakdown(&results)),
+                harness => Value::from_serialize(harness_usage(&results)),
                 verdict => verdict,
                 style => include_str!("../templates/style.css"),
             })
@@ -256,6 +257,27 @@ pub fn time_breakdown(results: &[Results]) -> Vec<Json> {
         }));
     }
     rows
+}
+
+/// What the harness itself used over the runs that recorded it: CPU seconds, the average
+/// number of cores busy, and the highest peak memory. `None` when no run recorded it.
+pub fn harness_usage(results: &[Results]) -> Option<Json> {
+    let used: Vec<(&Results, HarnessUsage)> = results
+        .iter()
+        .filter_map(|r| r.harness.map(|h| (r, h)))
+        .collect();
+    if used.is_empty() {
+        return None;
+    }
+    let cpu: f64 = used.iter().map(|(_, h)| h.cpu_seconds).sum();
+    let wall: f64 = used.iter().map(|(r, _)| r.wall_seconds).sum();
+    let rss = used.iter().map(|(_, h)| h.peak_rss_mib).fold(0.0, f64::max);
+    Some(serde_json::json!({
+        "cpu_seconds": cpu,
+        "cores": if wall > 0.0 { cpu / wall } else { 0.0 },
+        "peak_rss_mib": rss,
+        "runs": used.len(),
+    }))
 }
 
 /// The figures of the check called `name` in a run's results (null if it did not run).

@@ -34,7 +34,7 @@ pg_start() {
 
 init_primary() {
     log "initialising the primary"
-    as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -k --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    as_pg "$PGBIN/initdb" --no-sync -D "$PGDATA" -U postgres -k --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     cat >>"$PGDATA/postgresql.conf" <<CONF
 listen_addresses = '*'
 unix_socket_directories = '/tmp'

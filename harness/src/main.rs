@@ -156,10 +156,29 @@ async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<(
         println!("{}", results.summary());
         all.push(results);
         // After each scenario, so an interrupted suite still has its pages for what finished.
+        // Its rendering is a phase of the run just finished, shown from the next rendering on.
+        let rendering = Instant::now();
         let dirs: Vec<_> = all.iter().map(|r| r.run_dir.clone()).collect();
         if let Err(e) = report(&dirs, Some(suite.clone()), None, true) {
             eprintln!("{e:?}");
         }
+        if let Some(last) = all.last_mut() {
+            let seconds = rendering.elapsed().as_secs_f64();
+            last.wall_seconds += seconds;
+            last.phases.push(hadrill::model::Phase {
+                kind: "rendering".into(),
+                name: "run, suite and trend pages".into(),
+                seconds,
+            });
+            if let Err(e) = scenario::save_results(last) {
+                eprintln!("{e:?}");
+            }
+        }
+    }
+    // Once more, so the pages show the last run's rendering too.
+    let dirs: Vec<_> = all.iter().map(|r| r.run_dir.clone()).collect();
+    if let Err(e) = report(&dirs, Some(suite.clone()), None, true) {
+        eprintln!("{e:?}");
     }
     println!(
         "\n{} scenario(s) in {:.0}s",

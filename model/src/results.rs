@@ -67,7 +67,8 @@ pub struct HarnessUsage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     /// What kind of phase: `images`, `topology`, `prepare`, `warmup`, `step`, `settle`,
-    /// `stop`, `final-read`, `judging` or `teardown`; the suite's breakdown sums by it.
+    /// `stop`, `final-read`, `judging`, `teardown` or `rendering` (the pages, written by
+    /// `hadrill run` after the run); the suite's breakdown sums by it.
     pub kind: String,
     /// Which one, e.g. `wave 2/3: app1 app2` or `step 1: kill`.
     pub name: String,

@@ -212,7 +212,7 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
 /// its total, its share of the runs' wall time, and its longest single phase; the time no
 /// phase accounts for (loading, writing the evidence) as `other`.
 pub fn time_breakdown(results: &[Results]) -> Vec<Json> {
-    const KINDS: [&str; 10] = [
+    const KINDS: [&str; 11] = [
         "images",
         "topology",
         "prepare",
@@ -223,6 +223,7 @@ pub fn time_breakdown(results: &[Results]) -> Vec<Json> {
         "final-read",
         "judging",
         "teardown",
+        "rendering",
     ];
     let wall: f64 = results.iter().map(|r| r.wall_seconds).sum();
     let share = |s: f64| if wall > 0.0 { s / wall } else { 0.0 };

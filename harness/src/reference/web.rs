@@ -42,7 +42,7 @@ pub struct WorkloadSpec {
     pub upload_size: [Size; 2],
     /// Relative weights of the user operations.
     pub mix: Mix,
-    /// Availability probe frequency (≥ 20 Hz gives a 50 ms resolution).
+    /// Availability probe frequency (20 Hz gives a 50 ms resolution at best).
     pub probe_hz: f64,
     /// Path the availability probe reads through the entry point, signed in as a user would
     /// be: `/traces`, the list of recent traces, read from the database. It fails whenever a

@@ -610,18 +610,24 @@ mod tests {
 
         // A probe sent during the outage that waits for the service and succeeds says the
         // service was back when it was answered, not when it was sent.
-        let mut waited = outage(4500);
-        if let Event::Op(o) = &mut waited[4000 / 50 + 1] {
-            o.outcome = Outcome::Ok;
-            o.complete = Stamp(4_700_000_000);
-        }
-        let r = availability(&waited, Duration::from_millis(50), &TRAFFIC, &budgets);
+        // The outage of `outage(4500)` with the probe sent at `sent_ms` succeeding, answered
+        // at `answered_ms`.
+        let waiting = |sent_ms: u64, answered_ms: u64| {
+            let mut events = outage(4500);
+            if let Event::Op(o) = &mut events[sent_ms as usize / 50 + 1] {
+                o.outcome = Outcome::Ok;
+                o.complete = Stamp(answered_ms * 1_000_000);
+            }
+            events
+        };
+        let r = availability(
+            &waiting(4000, 4700),
+            Duration::from_millis(50),
+            &TRAFFIC,
+            &budgets,
+        );
         assert_eq!(r.figures["worst_unavailable_ms"], 1505);
-        let mut last = outage(4500);
-        if let Event::Op(o) = &mut last[4450 / 50 + 1] {
-            o.outcome = Outcome::Ok;
-            o.complete = Stamp(4_800_000_000);
-        }
+        let last = waiting(4450, 4800);
         let r = availability(&last, Duration::from_millis(50), &TRAFFIC, &budgets);
         assert_eq!(r.figures["worst_unavailable_ms"], 1800);
         // Its last failure was sent 400 ms before that answer: that is the resolution achieved.

@@ -24,7 +24,8 @@ use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{SqlSpec, SqlWorkload};
 use crate::workload::{Context, Observer, Workload};
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, Fault, OpKind, Read, Verdict, faults, ops,
+    Budgets, Check, CheckResult, Event, Evidence, Fault, HarnessUsage, OpKind, Read, Verdict,
+    faults, ops,
 };
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
@@ -483,7 +484,10 @@ impl Scenario {
         run.shared()
             .phase("teardown", "teardown", teardown.elapsed());
         results.phases = run.phases();
-        results.harness = meter.finish();
+        results.harness = meter.finish().map(|h| HarnessUsage {
+            load_cores: driven.load.map(|l| l.cores),
+            ..h
+        });
         results.wall_seconds = wall.elapsed().as_secs_f64();
         save_results(&results)?;
         Ok(results)
@@ -522,6 +526,7 @@ impl Scenario {
         let mut driven = Driven {
             step_errors: Vec::new(),
             workloads: workloads.clone(),
+            load: None,
         };
         let errors = &mut driven.step_errors;
         let stop = CancellationToken::new();
@@ -546,6 +551,7 @@ impl Scenario {
             tasks.spawn(o.clone().observe(ctx.clone()));
         }
         let t0 = Instant::now();
+        let load = crate::usage::Meter::start();
         let steps_done = Arc::new(AtomicUsize::new(0));
         let progress = tokio::spawn(progress(
             run.shared().clone(),
@@ -591,6 +597,7 @@ impl Scenario {
         let settled = Instant::now();
         tokio::time::sleep(self.spec.settle).await;
         phase("settle", "settle".into(), settled);
+        driven.load = load.finish();
         let stopped = Instant::now();
         stop.cancel();
         let panics = crate::tasks::join_all(&mut tasks).await;
@@ -750,6 +757,8 @@ impl Scenario {
 struct Driven {
     step_errors: Vec<String>,
     workloads: Vec<Arc<dyn Workload>>,
+    /// The harness's own cost while the workloads ran.
+    load: Option<HarnessUsage>,
 }
 
 /// The final reads of the system, by workload: the evidence besides the history, saved as

@@ -52,6 +52,7 @@ impl Meter {
             cpu_seconds,
             cores: if wall > 0.0 { cpu_seconds / wall } else { 0.0 },
             peak_rss_mib: peak_rss_mib()?,
+            load_cores: None,
         })
     }
 }

@@ -127,6 +127,15 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "agents-report-ports.toml",
+        "6:16",
+        &[
+            "agents.report_ports",
+            "`cluster-lb` publishes no port 1530",
+            "1514, 1515, 55000, 8404, 1520",
+        ],
+    ),
+    (
         "agents-zero-interval.toml",
         "6:19",
         &[

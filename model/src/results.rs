@@ -61,6 +61,10 @@ pub struct HarnessUsage {
     pub cores: f64,
     /// The harness's peak resident memory (over the process's life so far).
     pub peak_rss_mib: f64,
+    /// Its CPU while the workloads ran (warmup to the end of settle), as a share of one core:
+    /// the cost of driving and recording the load itself, without the idle waits for nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_cores: Option<f64>,
 }
 
 /// One phase of a run and its wall time.

@@ -273,7 +273,14 @@ pub fn harness_usage(results: &[Results]) -> Option<Json> {
     let cpu: f64 = used.iter().map(|(_, h)| h.cpu_seconds).sum();
     let wall: f64 = used.iter().map(|(r, _)| r.wall_seconds).sum();
     let rss = used.iter().map(|(_, h)| h.peak_rss_mib).fold(0.0, f64::max);
+    // The run whose load cost the harness the most: where it came closest to a bottleneck.
+    let busiest = used
+        .iter()
+        .filter_map(|(r, h)| h.load_cores.map(|c| (c, r)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(cores, r)| serde_json::json!({ "cores": cores, "scenario": r.scenario }));
     Some(serde_json::json!({
+        "busiest_load": busiest,
         "cpu_seconds": cpu,
         "cores": if wall > 0.0 { cpu / wall } else { 0.0 },
         "peak_rss_mib": rss,

@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hadrill_model::{Phase, Results};
-use hadrill_reports::{RunData, render_run, render_suite, render_trend, run_html, time_breakdown};
+use hadrill_model::{HarnessUsage, Phase, Results};
+use hadrill_reports::{
+    RunData, harness_usage, render_run, render_suite, render_trend, run_html, time_breakdown,
+};
 use serde_json::{Value, json};
 
 fn fixture() -> PathBuf {
@@ -275,6 +277,39 @@ fn phase(kind: &str, name: &str, seconds: f64) -> Phase {
         name: name.into(),
         seconds,
     }
+}
+
+/// The harness's cost over a suite: CPU summed over the runs that recorded it, the highest peak
+/// memory, and the run whose load cost it the most; nothing for runs that recorded none.
+#[test]
+fn the_harness_cost_is_summed_and_its_busiest_load_named() {
+    let run = |scenario: &str, wall: f64, cpu: f64, rss: f64, load: Option<f64>| Results {
+        scenario: scenario.into(),
+        wall_seconds: wall,
+        harness: Some(HarnessUsage {
+            cpu_seconds: cpu,
+            cores: cpu / wall,
+            peak_rss_mib: rss,
+            load_cores: load,
+        }),
+        ..Results::default()
+    };
+    let runs = [
+        run("a", 40.0, 2.0, 100.0, Some(0.08)),
+        run("b", 60.0, 3.0, 300.0, Some(0.12)),
+        run("c", 100.0, 5.0, 200.0, None),
+        Results::default(),
+    ];
+    let used = harness_usage(&runs).unwrap();
+    assert_eq!(used["cpu_seconds"], 10.0);
+    assert_eq!(used["cores"], 0.05);
+    assert_eq!(used["peak_rss_mib"], 300.0);
+    assert_eq!(used["runs"], 3);
+    assert_eq!(
+        used["busiest_load"],
+        json!({ "cores": 0.12, "scenario": "b" })
+    );
+    assert_eq!(harness_usage(&[Results::default()]), None);
 }
 
 /// The suite's time by kind of phase, in a run's order, with the longest single phase and

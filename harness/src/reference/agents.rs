@@ -38,9 +38,12 @@ pub struct AgentsSpec {
     /// Enrolment: node and container port (the load balancer, forwarding to the master).
     pub enrol: String,
     pub enrol_port: u16,
-    /// Reporting: node and container port (the load balancer, `balance leastconn`).
+    /// Reporting: node and container port (the load balancer, `balance leastconn`), or several
+    /// ports of that node, the agents spread over them in turn: each published port is its own
+    /// engine proxy, and one proxy here held about 3,300 connections before it died.
     pub report: String,
-    pub report_port: u16,
+    #[serde(alias = "report_port", deserialize_with = "one_or_many")]
+    pub report_ports: Vec<u16>,
     /// Failover-list mode: no load balancer; each agent knows these nodes and moves to the
     /// next one when its connection drops.
     pub failover_list: Vec<String>,
@@ -70,6 +73,20 @@ pub struct AgentsSpec {
     pub store_password_secret: String,
 }
 
+/// One port (`1514`) or a list of them (`[1514, 1520]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ports {
+        One(u16),
+        Many(Vec<u16>),
+    }
+    Ok(match Ports::deserialize(d)? {
+        Ports::One(p) => vec![p],
+        Ports::Many(ps) => ps,
+    })
+}
+
 impl Default for AgentsSpec {
     fn default() -> Self {
         AgentsSpec {
@@ -79,7 +96,7 @@ impl Default for AgentsSpec {
             enrol: "cluster-lb".into(),
             enrol_port: 1515,
             report: "cluster-lb".into(),
-            report_port: 1514,
+            report_ports: vec![1514],
             failover_list: Vec::new(),
             expect_on: Vec::new(),
             notify_interval: Duration::from_secs(1),
@@ -357,7 +374,10 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
         let invoke = ctx.run.now();
         let hello = async {
             let addr = ctx
-                .addr(&node_name, ctx.spec.report_port)
+                .addr(
+                    &node_name,
+                    ctx.spec.report_ports[index % ctx.spec.report_ports.len()],
+                )
                 .map_err(TcpFailure::NotSent)?;
             let hello = Msg::Hello {
                 id: id.clone(),
@@ -630,5 +650,20 @@ async fn files_in_sync(
             return None;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_report_port_or_several_and_the_old_name_still_reads() {
+        let ports = |text: &str| toml::from_str::<AgentsSpec>(text).unwrap().report_ports;
+        assert_eq!(ports(""), [1514]);
+        assert_eq!(ports("report_ports = 1520"), [1520]);
+        assert_eq!(ports("report_port = 1520"), [1520]);
+        assert_eq!(ports("report_ports = [1514, 1520]"), [1514, 1520]);
+        assert!(toml::from_str::<AgentsSpec>("report_ports = \"x\"").is_err());
     }
 }

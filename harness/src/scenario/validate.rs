@@ -459,13 +459,30 @@ impl Validator<'_> {
         }
         let enrol = self.node("agents.enrol", &a.enrol)?;
         self.publishes("agents.enrol_port", &enrol, a.enrol_port)?;
-        if a.failover_list.is_empty() {
-            let report = self.node("agents.report", &a.report)?;
-            self.publishes("agents.report_port", &report, a.report_port)?;
+        // Named as the file writes it: `report_port` is read as the same field.
+        let ports_field = if self.locate("agents.report_port").1 {
+            "agents.report_port"
+        } else {
+            "agents.report_ports"
+        };
+        if a.report_ports.is_empty() {
+            return Err(self.error(
+                ports_field,
+                "no port to report on".into(),
+                Some("give one port (`report_ports = 1514`) or several".into()),
+            ));
         }
-        for (i, name) in a.failover_list.iter().enumerate() {
-            let node = self.node(&format!("agents.failover_list[{i}]"), name)?;
-            self.publishes("agents.report_port", &node, a.report_port)?;
+        let report = if a.failover_list.is_empty() {
+            self.node("agents.report", &a.report)?
+        } else {
+            let mut nodes = Vec::new();
+            for (i, name) in a.failover_list.iter().enumerate() {
+                nodes.extend(self.node(&format!("agents.failover_list[{i}]"), name)?);
+            }
+            nodes
+        };
+        for port in &a.report_ports {
+            self.publishes(ports_field, &report, *port)?;
         }
         for (i, name) in a.expect_on.iter().enumerate() {
             self.node(&format!("agents.expect_on[{i}]"), name)?;

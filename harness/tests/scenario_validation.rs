@@ -262,8 +262,15 @@ fn rendered_error_shows_the_offending_source_line() {
 fn every_shipped_scenario_loads() {
     let names = available(&root());
     assert!(names.len() >= 20, "{names:?}");
+    // The benchmarks too: `ci/bench.sh` runs them only by hand.
+    let benches: Vec<String> = std::fs::read_dir(root().join("benches"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    assert_eq!(benches.len(), 2, "{benches:?}");
     let failures: Vec<String> = names
         .iter()
+        .chain(&benches)
         .filter_map(|n| {
             Scenario::load(&root(), n)
                 .err()

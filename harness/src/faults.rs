@@ -3,7 +3,9 @@
 //!
 //! Partitions are iptables rules inside the containers, in chains of hadrill's own so `heal`
 //! removes exactly what was added. The rules go on one side of the cut, so only the nodes on
-//! that side need `NET_ADMIN`.
+//! that side need `NET_ADMIN`. A cut drops what it catches, refuses it (a TCP reset) or loses
+//! each packet with a probability (`-m statistic`). A throttle is a token bucket (`tc tbf`) on
+//! each of the node's interfaces; `heal` removes those too.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,23 +21,25 @@ use crate::docker::DockerError;
 use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{POLL, Shared};
-use hadrill_model::{Direction, Event, Fault, FaultRecord, Outcome, Role, Selector};
+use hadrill_model::{
+    Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
+};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FaultError {
     #[error("unknown fault target `{target}`")]
     #[diagnostic(help("nodes and groups of this topology: {known}"))]
     UnknownTarget { target: String, known: String },
-    #[error("cannot partition: {nodes} lack the NET_ADMIN capability")]
+    #[error("cannot change the network of {nodes}: they lack the NET_ADMIN capability")]
     #[diagnostic(help(
-        "add `cap_add = [\"NET_ADMIN\"]` to those nodes in {topology} (only the nodes on one side of a cut need it)"
+        "add `cap_add = [\"NET_ADMIN\"]` to those nodes in {topology} (only the nodes on one side of a cut need it; a throttle needs it on each target)"
     ))]
     MissingCapability { nodes: String, topology: String },
-    #[error("cannot apply partition rules in `{node}`: it is not running")]
+    #[error("cannot change the network of `{node}`: it is not running")]
     NotRunning { node: String },
     #[error("`{cmd}` failed in `{node}` (exit {code:?}): {output}")]
     #[diagnostic(help(
-        "the output is the command's own; partition rules need iptables in the image (the base image has it)"
+        "the output is the command's own; cut rules need iptables in the image and a throttle needs tc (iproute2): the base image has both"
     ))]
     Command {
         node: String,
@@ -133,16 +137,22 @@ impl Node {
 
     /// Cuts the node from every other node of the run, both ways.
     pub async fn isolate(&self) -> Result<FaultRecord, FaultError> {
-        self.shared
-            .inject(Fault::Isolate {
-                targets: self.one(),
-            })
-            .await
+        self.shared.inject(Fault::isolate(self.one())).await
+    }
+
+    /// Limits what the node sends to `rate`.
+    pub async fn throttle(&self, rate: Bandwidth) -> Result<FaultRecord, FaultError> {
+        self.shared.inject(Fault::throttle(self.one(), rate)).await
     }
 }
 
 const CHAIN_IN: &str = "HADRILL-IN";
 const CHAIN_OUT: &str = "HADRILL-OUT";
+/// Creates hadrill's chains where missing and hooks them in first.
+const CHAINS: &str = "iptables -w -N HADRILL-IN 2>/dev/null || true; \
+     iptables -w -N HADRILL-OUT 2>/dev/null || true; \
+     iptables -w -C INPUT -j HADRILL-IN 2>/dev/null || iptables -w -I INPUT 1 -j HADRILL-IN; \
+     iptables -w -C OUTPUT -j HADRILL-OUT 2>/dev/null || iptables -w -I OUTPUT 1 -j HADRILL-OUT;";
 
 impl Shared {
     fn resolve(&self, targets: &[String]) -> Result<Vec<String>, FaultError> {
@@ -341,11 +351,16 @@ impl Shared {
                 })
                 .await
             }
-            Fault::Partition { a, b, direction } => {
-                self.cut(&self.resolve(a)?, &self.resolve(b)?, *direction)
+            Fault::Partition {
+                a,
+                b,
+                direction,
+                effect,
+            } => {
+                self.cut(&self.resolve(a)?, &self.resolve(b)?, *direction, *effect)
                     .await
             }
-            Fault::Isolate { targets } => {
+            Fault::Isolate { targets, effect } => {
                 let isolated = self.resolve(targets)?;
                 let rest: Vec<String> = self
                     .topology
@@ -354,7 +369,10 @@ impl Shared {
                     .filter(|n| !isolated.contains(n))
                     .cloned()
                     .collect();
-                self.cut(&isolated, &rest, Direction::Both).await
+                self.cut(&isolated, &rest, Direction::Both, *effect).await
+            }
+            Fault::Throttle { targets, rate } => {
+                self.throttle(&self.resolve(targets)?, *rate).await
             }
             Fault::RotateSecret { secret, targets } => self.rotate(secret, &self.resolve(targets)?),
             Fault::Exec { node, command } => {
@@ -387,7 +405,13 @@ impl Shared {
                     .iter()
                     .cloned()
                     .collect();
-                let script = format!("iptables -w -F {CHAIN_IN}; iptables -w -F {CHAIN_OUT}");
+                // A node may hold cut rules, a throttle or both: each is removed where present.
+                let script = format!(
+                    "set -e; {CHAINS} iptables -w -F {CHAIN_IN}; iptables -w -F {CHAIN_OUT}; \
+                     for dev in $(ls /sys/class/net); do \
+                     if [ \"$dev\" != lo ] && tc qdisc show dev \"$dev\" | grep -q '^qdisc tbf'; \
+                     then tc qdisc del dev \"$dev\" root; fi; done"
+                );
                 each(self.handles(&nodes)?, |n| {
                     let script = script.clone();
                     async move {
@@ -459,13 +483,9 @@ impl Shared {
         a: &[String],
         b: &[String],
         direction: Direction,
+        effect: Effect,
     ) -> Result<Vec<String>, FaultError> {
-        let lacking = |side: &[String]| -> Vec<String> {
-            side.iter()
-                .filter(|n| !self.topology.nodes[n.as_str()].has_capability("NET_ADMIN"))
-                .cloned()
-                .collect()
-        };
+        let lacking = |side: &[String]| self.lacking_net_admin(side);
         // The rules sit on side `a` (outbound) or side `b` (inbound); both cut the same traffic.
         let (ruled, other, outbound) = match (lacking(a), lacking(b)) {
             (la, _) if la.is_empty() => (a, b, true),
@@ -490,31 +510,46 @@ impl Shared {
             }
             peer_ips.extend(ips);
         }
-        let mut rules = Vec::new();
+        let mut matches = Vec::new();
         for ip in &peer_ips {
             match (direction, outbound) {
                 (Direction::Both, _) => {
-                    rules.push(format!("iptables -w -A {CHAIN_IN} -s {ip} -j DROP"));
-                    rules.push(format!("iptables -w -A {CHAIN_OUT} -d {ip} -j DROP"));
+                    matches.push(format!("{CHAIN_IN} -s {ip}"));
+                    matches.push(format!("{CHAIN_OUT} -d {ip}"));
                 }
-                // `a` holds the rules: drop what it sends as a connection's initiator.
-                (Direction::OneWay, true) => rules.push(format!(
-                    "iptables -w -A {CHAIN_OUT} -d {ip} -m conntrack --ctdir ORIGINAL -j DROP"
-                )),
-                // `b` holds the rules: drop what arrives from `a` as a connection's initiator.
-                (Direction::OneWay, false) => rules.push(format!(
-                    "iptables -w -A {CHAIN_IN} -s {ip} -m conntrack --ctdir ORIGINAL -j DROP"
-                )),
+                // `a` holds the rules: what it sends as a connection's initiator.
+                (Direction::OneWay, true) => {
+                    matches.push(format!("{CHAIN_OUT} -d {ip} -m conntrack --ctdir ORIGINAL"))
+                }
+                // `b` holds the rules: what arrives from `a` as a connection's initiator.
+                (Direction::OneWay, false) => {
+                    matches.push(format!("{CHAIN_IN} -s {ip} -m conntrack --ctdir ORIGINAL"))
+                }
             }
         }
-        let script = format!(
-            "set -e; \
-             iptables -w -N {CHAIN_IN} 2>/dev/null || true; iptables -w -N {CHAIN_OUT} 2>/dev/null || true; \
-             iptables -w -C INPUT -j {CHAIN_IN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN_IN}; \
-             iptables -w -C OUTPUT -j {CHAIN_OUT} 2>/dev/null || iptables -w -I OUTPUT 1 -j {CHAIN_OUT}; \
-             {}",
-            rules.join("; ")
-        );
+        let targets: &[String] = &match effect {
+            Effect::Drop => vec!["-j DROP".into()],
+            // TCP gets a reset, the rest a port-unreachable. Resets and ICMP pass: the refusal
+            // one side's rule makes must reach through the other side's rule to its sender.
+            Effect::Reset => vec![
+                "-p tcp --tcp-flags RST RST -j RETURN".into(),
+                "-p icmp -j RETURN".into(),
+                "-p tcp -j REJECT --reject-with tcp-reset".into(),
+                "-j REJECT".into(),
+            ],
+            Effect::Loss(p) => vec![format!(
+                "-m statistic --mode random --probability {p} -j DROP"
+            )],
+        };
+        let rules: Vec<String> = matches
+            .iter()
+            .flat_map(|m| {
+                targets
+                    .iter()
+                    .map(move |t| format!("iptables -w -A {m} {t}"))
+            })
+            .collect();
+        let script = format!("set -e; {CHAINS} {}", rules.join("; "));
         let n_rules = rules.len();
         let applied = each(self.handles(ruled)?, |n| {
             let script = script.clone();
@@ -529,12 +564,65 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(n.name().to_string());
                 run_script(&n, &script).await?;
-                Ok(format!("{} holds {n_rules} rule(s)", n.name()))
+                Ok(format!(
+                    "{} holds {n_rules} rule(s): {}",
+                    n.name(),
+                    effect.describe()
+                ))
             }
         })
         .await?;
         notes.extend(applied);
         Ok(notes)
+    }
+
+    /// The nodes of `nodes` that cannot have their network changed from inside.
+    fn lacking_net_admin(&self, nodes: &[String]) -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|n| !self.topology.nodes[n.as_str()].has_capability("NET_ADMIN"))
+            .cloned()
+            .collect()
+    }
+
+    /// A token bucket at `rate` on each interface of each node: what it sends waits for
+    /// tokens. The burst is 20 ms worth (at least 16 KB, so a full-size packet always fits),
+    /// and a packet waits at most 200 ms before it is dropped.
+    async fn throttle(
+        self: &Arc<Self>,
+        nodes: &[String],
+        rate: Bandwidth,
+    ) -> Result<Vec<String>, FaultError> {
+        let lacking = self.lacking_net_admin(nodes);
+        if !lacking.is_empty() {
+            return Err(FaultError::MissingCapability {
+                nodes: lacking.join(", "),
+                topology: self.topology.path.display().to_string(),
+            });
+        }
+        let bps = rate.bits_per_second;
+        let burst = (bps / 8 / 50).max(16_000);
+        let script = format!(
+            "set -e; for dev in $(ls /sys/class/net); do [ \"$dev\" = lo ] || \
+             tc qdisc replace dev \"$dev\" root tbf rate {bps}bit burst {burst} latency 200ms; done"
+        );
+        each(self.handles(nodes)?, |n| {
+            let script = script.clone();
+            async move {
+                if !n.refresh().await?.running {
+                    return Err(FaultError::NotRunning {
+                        node: n.name().to_string(),
+                    });
+                }
+                self.partitioned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(n.name().to_string());
+                run_script(&n, &script).await?;
+                Ok(format!("{} sends at most {}", n.name(), String::from(rate)))
+            }
+        })
+        .await
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hadrill::docker::{self, labels};
 use hadrill::images::{ImageBuilder, ImageRef};
 use hadrill::model::Outcome;
-use hadrill::model::{Direction, Fault};
+use hadrill::model::{Bandwidth, Direction, Effect, Fault};
 use hadrill::{Node, Run, Topology};
 
 mod common;
@@ -173,13 +173,9 @@ async fn partition_cuts_only_the_named_pair_and_heal_restores_it() {
     );
     assert!(reaches(&web1, "web2", 80).await);
 
-    run.inject(Fault::Partition {
-        a: vec!["web1".into()],
-        b: vec!["web2".into()],
-        direction: Direction::Both,
-    })
-    .await
-    .unwrap();
+    run.inject(Fault::partition(["web1"], ["web2"]))
+        .await
+        .unwrap();
     assert!(
         !reaches(&web1, "web2", 80).await,
         "web1 -> web2 should be cut"
@@ -207,6 +203,7 @@ async fn partition_cuts_only_the_named_pair_and_heal_restores_it() {
         a: vec!["web1".into()],
         b: vec!["web2".into()],
         direction: Direction::OneWay,
+        effect: Effect::Drop,
     })
     .await
     .unwrap();
@@ -248,21 +245,187 @@ async fn partition_rules_go_on_the_side_that_has_net_admin() {
     run.teardown().await.unwrap();
 }
 
+/// Runs `script` (shell) in `node`, its output to `/tmp/<name>.out`, without waiting for it.
+async fn background(node: &Node, name: &str, script: &str) {
+    let detached = format!("({script}) > /tmp/{name}.out 2>&1 < /dev/null &");
+    let out = node.exec(&["sh", "-c", &detached]).await.unwrap();
+    assert!(out.success(), "{}", out.output);
+}
+
+async fn output(node: &Node, name: &str) -> String {
+    let out = node
+        .exec(&["cat", &format!("/tmp/{name}.out")])
+        .await
+        .unwrap();
+    out.output.trim().to_string()
+}
+
+/// How many of 2,000 datagrams web1 sends to web2 arrive.
+async fn datagrams_through(web1: &Node, web2: &Node, round: usize) -> u32 {
+    let name = format!("udp{round}");
+    background(
+        web2,
+        &name,
+        "exec python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+s.bind((\"0.0.0.0\", 9100))
+s.settimeout(15)
+n = 0
+try:
+    while True:
+        s.recv(2048)
+        n += 1
+        s.settimeout(2)
+except socket.timeout:
+    pass
+print(n)'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Paced at about one every 0.5 ms, so no buffer on the way overflows. A datagram the
+    // sender's own rules drop fails its send with EPERM: it is lost all the same.
+    let send = "import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(2000):
+    try:
+        s.sendto(b\"x\" * 100, (\"web2\", 9100))
+    except PermissionError:
+        pass
+    time.sleep(0.0005)";
+    let out = web1.exec(&["python3", "-c", send]).await.unwrap();
+    assert!(out.success(), "{}", out.output);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    output(web2, &name).await.parse().expect("a count")
+}
+
+/// Seconds web1 takes to receive 4 MB that web2 sends over TCP, and the bytes received.
+async fn download_seconds(web1: &Node, web2: &Node, round: usize) -> (f64, usize) {
+    let name = format!("tcp{round}");
+    background(
+        web2,
+        &name,
+        "exec python3 -c '
+import socket
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((\"0.0.0.0\", 9200))
+l.listen(1)
+l.settimeout(30)
+c, _ = l.accept()
+c.sendall(bytes(4_000_000))
+c.close()'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let receive = "import socket, time
+s = socket.create_connection((\"web2\", 9200))
+t, n = time.monotonic(), 0
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    n += len(b)
+print(n, time.monotonic() - t)";
+    let out = web1.exec(&["python3", "-c", receive]).await.unwrap();
+    assert!(out.success(), "{}", out.output);
+    let mut words = out.output.split_whitespace();
+    let n = words.next().unwrap().parse().unwrap();
+    (words.next().unwrap().parse().unwrap(), n)
+}
+
+/// Each degradation measured for what it asked: a loss rate within 5 points over 2,000
+/// datagrams, a reset refused at once where a drop hangs, a bandwidth within 20 %; and `heal`
+/// removes each.
+#[tokio::test(flavor = "multi_thread")]
+async fn network_degradations_do_what_they_ask_and_heal_removes_them() {
+    let mut run = smoke().await;
+    let (web1, web2) = (run.node("web1").unwrap(), run.node("web2").unwrap());
+
+    let clean = datagrams_through(&web1, &web2, 0).await;
+    assert!(clean >= 1990, "{clean} of 2000 arrived with no fault");
+    run.inject(Fault::Partition {
+        a: vec!["web1".into()],
+        b: vec!["web2".into()],
+        direction: Direction::Both,
+        effect: Effect::Loss(0.3),
+    })
+    .await
+    .unwrap();
+    let arrived = datagrams_through(&web1, &web2, 1).await;
+    let lost = 1.0 - f64::from(arrived) / 2000.0;
+    println!("loss asked 0.30, measured {lost:.3} ({arrived} of 2000 arrived)");
+    assert!((lost - 0.3).abs() <= 0.05, "measured loss {lost:.3}");
+    run.inject(Fault::Heal).await.unwrap();
+
+    let refused = |effect| Fault::Partition {
+        a: vec!["web1".into()],
+        b: vec!["web2".into()],
+        direction: Direction::Both,
+        effect,
+    };
+    let curl = |url| ["curl", "-sS", "-m", "3", "-o", "/dev/null", url];
+    for (effect, code, within) in [(Effect::Reset, 7, 1.0), (Effect::Drop, 28, 3.5)] {
+        run.inject(refused(effect)).await.unwrap();
+        let t = Instant::now();
+        let out = web1.exec(&curl("http://web2/")).await.unwrap();
+        let took = t.elapsed().as_secs_f64();
+        // And the other way: the rules on web1 refuse what web2 starts too.
+        let back = web2.exec(&curl("http://web1/")).await.unwrap();
+        println!(
+            "{effect:?}: curl exit {:?} after {took:.2} s; from web2 exit {:?}",
+            out.exit_code, back.exit_code
+        );
+        assert_eq!(back.exit_code, Some(code), "{effect:?}: {}", back.output);
+        // Reset: refused (7) at once; drop: timed out (28) after curl's 3 s.
+        assert_eq!(out.exit_code, Some(code), "{effect:?}: {}", out.output);
+        assert!(took < within, "{effect:?} took {took:.2} s");
+        if effect == Effect::Drop {
+            assert!(took >= 2.9, "a drop answered after {took:.2} s");
+        }
+        run.inject(Fault::Heal).await.unwrap();
+    }
+    assert!(
+        reaches(&web1, "web2", 80).await,
+        "heal restores web1 -> web2"
+    );
+
+    let rate = Bandwidth::try_from("8mbit".to_string()).unwrap();
+    web2.throttle(rate).await.unwrap();
+    let (secs, bytes) = download_seconds(&web1, &web2, 0).await;
+    let achieved = bytes as f64 * 8.0 / secs;
+    println!(
+        "throttle asked 8 Mbit/s, measured {:.2} Mbit/s",
+        achieved / 1e6
+    );
+    assert_eq!(bytes, 4_000_000);
+    assert!(
+        (achieved / 8e6 - 1.0).abs() <= 0.2,
+        "{:.2} Mbit/s",
+        achieved / 1e6
+    );
+    run.inject(Fault::Heal).await.unwrap();
+    let (secs, _) = download_seconds(&web1, &web2, 1).await;
+    println!("healed: 4 MB in {secs:.3} s");
+    assert!(secs < 1.0, "healed, 4 MB still took {secs:.2} s");
+    run.teardown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_where_no_side_has_net_admin_is_refused_clearly() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/no-net-admin.toml");
     let topology = Topology::load(&root(), path.to_str().unwrap()).unwrap();
     let mut run = Run::start(topology, &options()).await.unwrap();
     let err = run
-        .inject(Fault::Partition {
-            a: vec!["a".into()],
-            b: vec!["b".into()],
-            direction: Direction::Both,
-        })
+        .inject(Fault::partition(["a"], ["b"]))
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("a lack the NET_ADMIN capability"), "{err}");
+    assert!(
+        err.contains("network of a: they lack the NET_ADMIN capability"),
+        "{err}"
+    );
     let record = &run.history().faults()[0];
     assert_eq!(
         record.outcome,

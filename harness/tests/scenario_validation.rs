@@ -81,6 +81,15 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "loss-out-of-range.toml",
+        "9:81",
+        &[
+            "steps[0].fault.effect.loss",
+            "1.5 is out of range",
+            "more than 0, at most 1",
+        ],
+    ),
+    (
         "wait-group.toml",
         "10:38",
         &[

@@ -32,18 +32,29 @@ pub enum Fault {
     Resume {
         targets: Vec<String>,
     },
-    /// Cuts `a` from `b`.
+    /// Cuts `a` from `b`: what the cut catches is dropped, refused or lost at random, as
+    /// `effect` says.
     Partition {
         a: Vec<String>,
         b: Vec<String>,
         #[serde(default)]
         direction: Direction,
+        #[serde(default)]
+        effect: Effect,
     },
     /// Cuts each target from every other node.
     Isolate {
         targets: Vec<String>,
+        #[serde(default)]
+        effect: Effect,
     },
-    /// Removes every partition rule.
+    /// Limits what each target sends, on every interface, to `rate` (a token bucket: `tc
+    /// tbf`); what it receives is limited by its peers' sending.
+    Throttle {
+        targets: Vec<String>,
+        rate: Bandwidth,
+    },
+    /// Removes every partition rule and bandwidth limit.
     Heal,
     /// Writes a new value of a run secret into the config files of `targets`, as the guides'
     /// rotation does ("overwrite the key on every VM"); restarting them is a separate step.
@@ -68,6 +79,79 @@ pub enum Direction {
     /// `a` cannot reach `b`: packets `a` sends as the initiator of a connection are dropped,
     /// including on connections it already had; `b` can still open connections to `a`.
     OneWay,
+}
+
+/// What a cut does to the packets it catches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Effect {
+    /// They vanish: a connection attempt hangs until the client's own timeout (a blackhole).
+    #[default]
+    Drop,
+    /// They are refused at once: a TCP reset, an ICMP port-unreachable for anything else
+    /// (resets and ICMP themselves pass, so that each refusal reaches its sender).
+    Reset,
+    /// Each is dropped with this probability, on its own (`{ loss = 0.3 }`); TCP retransmits,
+    /// so connections slow down rather than fail.
+    Loss(f64),
+}
+
+impl Effect {
+    /// How it reads in a fault's record.
+    pub fn describe(self) -> String {
+        match self {
+            Effect::Drop => "dropped".into(),
+            Effect::Reset => "refused".into(),
+            Effect::Loss(p) => format!("{:.0} % lost", p * 100.0),
+        }
+    }
+}
+
+/// A bandwidth, written as `tc` writes it: `512kbit`, `4mbit`, `1gbit` or `800bit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Bandwidth {
+    pub bits_per_second: u64,
+}
+
+impl Bandwidth {
+    const UNITS: [(&'static str, u64); 4] = [
+        ("gbit", 1_000_000_000),
+        ("mbit", 1_000_000),
+        ("kbit", 1_000),
+        ("bit", 1),
+    ];
+}
+
+impl TryFrom<String> for Bandwidth {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad =
+            || format!("invalid bandwidth `{s}`: write it like `512kbit`, `4mbit` or `1gbit`");
+        let (number, scale) = Bandwidth::UNITS
+            .iter()
+            .find_map(|(unit, scale)| s.trim().strip_suffix(unit).map(|n| (n, *scale)))
+            .ok_or_else(bad)?;
+        let n: u64 = number.trim().parse().map_err(|_| bad())?;
+        match n.checked_mul(scale) {
+            Some(bits_per_second) if bits_per_second > 0 => Ok(Bandwidth { bits_per_second }),
+            _ => Err(format!(
+                "bandwidth `{s}` is out of range: more than 0, at most 2^64 bit/s"
+            )),
+        }
+    }
+}
+
+impl From<Bandwidth> for String {
+    fn from(b: Bandwidth) -> String {
+        let (unit, scale) = Bandwidth::UNITS
+            .iter()
+            .find(|(_, scale)| b.bits_per_second.is_multiple_of(*scale))
+            .copied()
+            .unwrap_or(("bit", 1));
+        format!("{}{unit}", b.bits_per_second / scale)
+    }
 }
 
 /// Faults as a drill written in code names them; each target is a node, a group or a `@`
@@ -122,12 +206,25 @@ impl Fault {
             a: names(a),
             b: names(b),
             direction: Direction::Both,
+            effect: Effect::Drop,
         }
     }
 
     pub fn isolate<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Fault {
         Fault::Isolate {
             targets: names(targets),
+            effect: Effect::Drop,
+        }
+    }
+
+    /// What each target sends limited to `rate`.
+    pub fn throttle<S: Into<String>>(
+        targets: impl IntoIterator<Item = S>,
+        rate: Bandwidth,
+    ) -> Fault {
+        Fault::Throttle {
+            targets: names(targets),
+            rate,
         }
     }
 }
@@ -187,7 +284,8 @@ impl Fault {
             | Fault::Restart { targets, .. }
             | Fault::Pause { targets }
             | Fault::Resume { targets }
-            | Fault::Isolate { targets }
+            | Fault::Isolate { targets, .. }
+            | Fault::Throttle { targets, .. }
             | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
@@ -205,9 +303,52 @@ impl Fault {
             Fault::Resume { .. } => "resume",
             Fault::Partition { .. } => "partition",
             Fault::Isolate { .. } => "isolate",
+            Fault::Throttle { .. } => "throttle",
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_bandwidth_reads_as_tc_writes_it_and_round_trips() {
+        let read = |s: &str| Bandwidth::try_from(s.to_string());
+        assert_eq!(read("4mbit").unwrap().bits_per_second, 4_000_000);
+        assert_eq!(read("512kbit").unwrap().bits_per_second, 512_000);
+        assert_eq!(read("800bit").unwrap().bits_per_second, 800);
+        assert_eq!(String::from(read("1500kbit").unwrap()), "1500kbit");
+        assert_eq!(String::from(read("2000kbit").unwrap()), "2mbit");
+        for bad in ["4", "4 MB", "mbit", "0kbit", "-1mbit", "99999999999gbit"] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cut_drops_by_default_and_reads_reset_or_a_loss_rate() {
+        let fault = |v| serde_json::from_value::<Fault>(v).unwrap();
+        let effect = |f: Fault| match f {
+            Fault::Partition { effect, .. } | Fault::Isolate { effect, .. } => effect,
+            other => panic!("{other:?}"),
+        };
+        let cut = json!({"kind": "partition", "a": ["x"], "b": ["y"]});
+        assert_eq!(effect(fault(cut)), Effect::Drop);
+        let reset = json!({"kind": "isolate", "targets": ["x"], "effect": "reset"});
+        assert_eq!(effect(fault(reset)), Effect::Reset);
+        let lossy = json!({"kind": "isolate", "targets": ["x"], "effect": {"loss": 0.25}});
+        assert_eq!(effect(fault(lossy)), Effect::Loss(0.25));
+        assert_eq!(Effect::Loss(0.25).describe(), "25 % lost");
+        let throttle = json!({"kind": "throttle", "targets": ["x"], "rate": "4mbit"});
+        assert_eq!(
+            fault(throttle),
+            Fault::throttle(["x"], Bandwidth::try_from("4mbit".to_string()).unwrap())
+        );
+        let unknown = json!({"kind": "isolate", "targets": ["x"], "effect": "corrupt"});
+        assert!(serde_json::from_value::<Fault>(unknown).is_err());
     }
 }

@@ -734,11 +734,7 @@ mod tests {
         let partition = |a: &str, b: &str| {
             Event::Fault(FaultRecord {
                 id: 1,
-                fault: Fault::Partition {
-                    a: vec![a.into()],
-                    b: vec![b.into()],
-                    direction: hadrill_model::Direction::Both,
-                },
+                fault: Fault::partition([a], [b]),
                 nodes: vec![a.into(), b.into()],
                 start: at(1_000),
                 end: at(1_100),

@@ -19,7 +19,7 @@ use crate::reference::finals::{AGENTS_READ, WEB_READ};
 use crate::reference::web::WorkloadSpec;
 use crate::topology::{Invalid, Topology, placeholders};
 use crate::workload::sql::SqlSpec;
-use hadrill_model::{Fault, SQL_READ, Selector};
+use hadrill_model::{Effect, Fault, SQL_READ, Selector};
 
 /// Longer than any drill, so a typo such as `300h` is caught (and the run's deadlines, an
 /// `Instant` plus a duration, cannot overflow).
@@ -553,6 +553,18 @@ impl Validator<'_> {
                 &format!("{at}.command"),
                 "is empty: give the program and its arguments".into(),
                 None,
+            )),
+            Fault::Partition {
+                effect: Effect::Loss(p),
+                ..
+            }
+            | Fault::Isolate {
+                effect: Effect::Loss(p),
+                ..
+            } if !(*p > 0.0 && *p <= 1.0) => Err(self.error(
+                &format!("{at}.effect.loss"),
+                format!("{p} is out of range"),
+                Some("a probability: more than 0, at most 1 (0.3 loses 30 % of packets)".into()),
             )),
             _ => Ok(()),
         }

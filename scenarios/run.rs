@@ -32,6 +32,7 @@ fn run(root: &Path, name: &str) -> Result<(), Failed> {
             root,
             name,
             None,
+            None,
             &RunOptions::new(root).with_signal_handler(),
         )
         .await;

@@ -28,7 +28,7 @@ use crate::reference::finals::ProductRead;
 use crate::reference::web::WorkloadSpec;
 use crate::run::RunOptions;
 use crate::scenario::{
-    CodeWorkload, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
+    CodeWorkload, NemesisSpec, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
 };
 use crate::workload::sql::SqlSpec;
 use crate::workload::{Observer, Workload};
@@ -60,6 +60,7 @@ impl Drill {
             warmup: crate::scenario::default_warmup(),
             settle: crate::scenario::default_settle(),
             steps: Vec::new(),
+            nemesis: None,
             budgets: Budgets::default(),
             final_read: ProductRead::default(),
             expect_fail: Vec::new(),
@@ -132,6 +133,12 @@ impl Drill {
 
     pub fn step(mut self, step: Step) -> Drill {
         self.spec.steps.push(step);
+        self
+    }
+
+    /// Random faults drawn from a seed, in place of steps.
+    pub fn nemesis(mut self, nemesis: NemesisSpec) -> Drill {
+        self.spec.nemesis = Some(nemesis);
         self
     }
 

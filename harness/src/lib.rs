@@ -46,7 +46,9 @@ pub use model::{
 pub use node::Node;
 pub use reference::web::WorkloadSpec;
 pub use run::{Run, RunError, RunOptions, project_root};
-pub use scenario::{Condition, Results, Scenario, ScenarioError, Step};
+pub use scenario::{
+    Between, Condition, NemesisFault, NemesisSpec, Results, Scenario, ScenarioError, Step,
+};
 pub use topology::Topology;
 pub use workload::sql::SqlSpec;
 pub use workload::{Observer, Workload};

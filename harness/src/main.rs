@@ -42,6 +42,10 @@ enum Command {
         /// with other settings (`--topology db-ha-patroni-defaults`).
         #[arg(long)]
         topology: Option<String>,
+        /// Draw a `[nemesis]` scenario's faults from this seed: the seed a run printed replays
+        /// its faults exactly. Scenarios without one ignore it.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Recompute every check of saved runs from their history and final reads (no Docker),
     /// print the verdicts and say whether they equal the saved results.json. A directory of
@@ -107,7 +111,8 @@ fn main() -> Result<()> {
             Command::Run {
                 scenarios,
                 topology,
-            } => run_scenarios(scenarios, topology).await,
+                seed,
+            } => run_scenarios(scenarios, topology, seed).await,
             Command::Report {
                 runs,
                 out,
@@ -136,7 +141,11 @@ fn main() -> Result<()> {
     })
 }
 
-async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<()> {
+async fn run_scenarios(
+    names: Vec<String>,
+    topology: Option<String>,
+    seed: Option<u64>,
+) -> Result<()> {
     let root = project_root();
     let names = if names.is_empty() {
         scenario::available(&root)
@@ -152,7 +161,8 @@ async fn run_scenarios(names: Vec<String>, topology: Option<String>) -> Result<(
     let t0 = Instant::now();
     let mut all = Vec::new();
     for name in &names {
-        let results = scenario::run_in_suite(&root, name, topology.as_deref(), &options).await;
+        let results =
+            scenario::run_in_suite(&root, name, topology.as_deref(), seed, &options).await;
         println!("{}", results.summary());
         all.push(results);
         // After each scenario, so an interrupted suite still has its pages for what finished.

@@ -29,7 +29,10 @@ use hadrill_model::{
 };
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
+mod nemesis;
 mod validate;
+
+pub use nemesis::{Between, NemesisFault, NemesisSpec};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ScenarioError {
@@ -104,7 +107,12 @@ pub struct ScenarioSpec {
     /// Load after the last step, so recovery is observed.
     #[serde(default = "default_settle", with = "humantime_serde")]
     pub settle: Duration,
+    /// The steps as written; a scenario with `[nemesis]` writes none and draws them instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// Random faults drawn from a seed, in place of written steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<NemesisSpec>,
     #[serde(default)]
     pub budgets: Budgets,
     #[serde(default)]
@@ -264,6 +272,8 @@ pub struct Scenario {
     pub workloads: Vec<Arc<dyn Workload>>,
     /// Observers from a user's code (`Drill::observer`).
     pub observers: Vec<Arc<dyn Observer>>,
+    /// The seed the nemesis drew this run's steps from (`[nemesis]` only).
+    pub seed: Option<u64>,
 }
 
 /// Every scenario of the project and every variant it declares (`<scenario>@<topology>`), in
@@ -413,8 +423,18 @@ impl Scenario {
             custom: Vec::new(),
             workloads: Vec::new(),
             observers: Vec::new(),
+            seed: None,
         };
         validate::check(&scenario, &scenario.text)?;
+        let mut scenario = scenario;
+        if let Some(seed) = scenario
+            .spec
+            .nemesis
+            .as_ref()
+            .map(|n| n.seed.unwrap_or_else(rand::random))
+        {
+            scenario.reseed(seed);
+        }
         // Each variant is a test of the suite: a topology it cannot find is refused here, at
         // the variant, rather than when the suite reaches it.
         for v in &scenario.spec.variants {
@@ -438,6 +458,24 @@ impl Scenario {
 
     fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
         self.spec.web()
+    }
+
+    /// Draws the steps of its `[nemesis]` from `seed` (the same seed, the same schedule);
+    /// nothing for a scenario without one.
+    pub fn reseed(&mut self, seed: u64) {
+        let Some(nemesis) = &self.spec.nemesis else {
+            return;
+        };
+        let mut nodes: Vec<String> = Vec::new();
+        for t in &nemesis.targets {
+            for n in self.topology.resolve(t).unwrap_or_default() {
+                if !nodes.contains(&n) {
+                    nodes.push(n);
+                }
+            }
+        }
+        self.spec.steps = nemesis.schedule(&nodes, seed, self.spec.warmup);
+        self.seed = Some(seed);
     }
 
     /// Starts the topology, drives the workload through the steps, reads the final state,
@@ -723,6 +761,7 @@ impl Scenario {
                 .spec
                 .variant(&self.topology.name)
                 .and_then(|v| v.finding.clone()),
+            seed: self.seed,
             nodes: run
                 .nodes()
                 .iter()
@@ -1094,6 +1133,7 @@ pub async fn run_in_suite(
     root: &Path,
     name: &str,
     topology: Option<&str>,
+    seed: Option<u64>,
     options: &RunOptions,
 ) -> Results {
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -1107,7 +1147,10 @@ pub async fn run_in_suite(
         .file_stem()
         .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
     let (scenario, results) = match loaded {
-        Ok(s) => {
+        Ok(mut s) => {
+            if let Some(seed) = seed {
+                s.reseed(seed);
+            }
             eprintln!(
                 "== {} ({}): {}",
                 s.name, s.topology.name, s.spec.description

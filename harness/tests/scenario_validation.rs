@@ -90,6 +90,29 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "nemesis-one-target.toml",
+        "6:11",
+        &[
+            "nemesis.targets",
+            "`app1` is the only one",
+            "name more nodes, or draw no partition",
+        ],
+    ),
+    (
+        "nemesis-and-steps.toml",
+        "11:1",
+        &[
+            "steps",
+            "draws its steps from a seed",
+            "remove `[[steps]]` or `[nemesis]`",
+        ],
+    ),
+    (
+        "nemesis-backwards.toml",
+        "7:12",
+        &["`6s` is more than `3s`: give the least first"],
+    ),
+    (
         "wait-group.toml",
         "10:38",
         &[

@@ -42,6 +42,9 @@ pub struct Results {
     /// What the evidence showed on this topology and why, as the scenario's variant states it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding: Option<String>,
+    /// The seed a random nemesis drew the faults from: `hadrill run --seed N` replays them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Each node's privileges as run: image, user, capabilities, published ports.
     pub nodes: BTreeMap<String, NodePrivileges>,
     /// Where the run's wall time went, phase by phase, in order.
@@ -116,6 +119,7 @@ impl Default for Results {
             workload: serde_json::Value::Null,
             settings: BTreeMap::new(),
             finding: None,
+            seed: None,
             nodes: BTreeMap::new(),
             phases: Vec::new(),
             harness: None,
@@ -132,6 +136,12 @@ impl Results {
             verdict_word(self.verdict),
             format_args!("{:.1}s, run {}", self.wall_seconds, self.run_dir.display())
         );
+        if let Some(seed) = self.seed {
+            s.push_str(&format!(
+                "  {:<20} {:<8} faults drawn from seed {seed}: `--seed {seed}` replays them\n",
+                "nemesis", ""
+            ));
+        }
         if let Some(e) = &self.error {
             for line in e.lines() {
                 s.push_str(&format!("  {line}\n"));

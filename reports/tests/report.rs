@@ -125,6 +125,30 @@ fn suite_and_trend_pages_link_every_run() {
     assert!(trend.contains("kill-active-app") && trend.contains("<svg class=\"spark\""));
 }
 
+/// A run whose faults a nemesis drew says from which seed, and how to replay it; a scripted
+/// run says nothing of the kind.
+#[test]
+fn a_random_runs_page_gives_its_seed_and_how_to_replay_it() {
+    let (_tmp, dir) = staged();
+    let page = |dir: &Path| {
+        std::fs::read_to_string(render_run(dir).unwrap())
+            .unwrap()
+            .replace("&#x2f;", "/")
+    };
+    assert!(!page(&dir).contains("drawn at random"));
+    let path = dir.join("results.json");
+    let mut results: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    results["scenario"] = json!("nemesis-app-servers");
+    results["seed"] = json!(12345);
+    std::fs::write(&path, results.to_string()).unwrap();
+    let html = page(&dir);
+    assert!(
+        html.contains("hadrill run nemesis-app-servers --seed 12345"),
+        "{html}"
+    );
+}
+
 /// A drill kept as a negative control on a variant topology shows, under "Findings", the
 /// checks it must fail with what they measured and the variant's explanation; a run without a
 /// finding adds no such section.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Condition, Scenario, ScenarioError, Step, Wait};
+use super::{Condition, NemesisFault, NemesisSpec, Scenario, ScenarioError, Step, Wait};
 use crate::patroni::LeaderSource;
 use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
@@ -62,6 +62,18 @@ pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError
         v.agents(agents)?;
     }
     v.code_workloads()?;
+    match (&spec.nemesis, spec.steps.is_empty()) {
+        (Some(_), false) => {
+            return Err(v.error(
+                "steps",
+                "a scenario with `[nemesis]` draws its steps from a seed".into(),
+                Some("remove `[[steps]]` or `[nemesis]`".into()),
+            ));
+        }
+        (Some(nemesis), true) => v.nemesis(nemesis)?,
+        // No fault at all is a steady-state run: load and checks alone.
+        (None, _) => {}
+    }
     for (i, step) in spec.steps.iter().enumerate() {
         v.step(i, step)?;
     }
@@ -494,6 +506,72 @@ impl Validator<'_> {
         let store = self.node("agents.store", &a.store)?;
         self.publishes("agents.store_port", &store, a.store_port)?;
         self.secret("agents.store_password_secret", &a.store_password_secret)
+    }
+
+    /// `[nemesis]`: kinds to draw, nodes to hit (each able to take what is drawn), and spans
+    /// that keep the schedule finite.
+    fn nemesis(&self, n: &NemesisSpec) -> Checked {
+        if n.faults.is_empty() {
+            let kinds: Vec<String> = NemesisFault::ALL
+                .iter()
+                .map(|k| serde_json::to_string(k).unwrap_or_default())
+                .collect();
+            return Err(self.error(
+                "nemesis.faults",
+                "names no fault kind".into(),
+                Some(format!("kinds: {}", kinds.join(", "))),
+            ));
+        }
+        let mut nodes: Vec<String> = Vec::new();
+        for (j, t) in n.targets.iter().enumerate() {
+            let field = format!("nemesis.targets[{j}]");
+            nodes.extend(self.nodes(&field, t, Names::NodesAndGroups)?);
+            let cuts = n
+                .faults
+                .iter()
+                .any(|k| matches!(k, NemesisFault::Partition | NemesisFault::Isolate));
+            let lacking: Vec<String> = self
+                .topology()
+                .resolve(t)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| !self.topology().nodes[m].has_capability("NET_ADMIN"))
+                .collect();
+            if cuts && !lacking.is_empty() {
+                return Err(self.error(
+                    &field,
+                    format!("`{}` lacks NET_ADMIN, and the nemesis may cut it", lacking.join("`, `")),
+                    Some(format!(
+                        "add `cap_add = [\"NET_ADMIN\"]` to it in topology `{}`, or draw no partition or isolate",
+                        self.topology().name
+                    )),
+                ));
+            }
+        }
+        nodes.sort();
+        nodes.dedup();
+        if nodes.is_empty() {
+            return Err(self.error(
+                "nemesis.targets",
+                "names nothing: a fault that hits nothing proves nothing".into(),
+                Some(self.allowed(Names::NodesAndGroups)),
+            ));
+        }
+        if nodes.len() < 2 && n.faults.contains(&NemesisFault::Partition) {
+            return Err(self.error(
+                "nemesis.targets",
+                format!(
+                    "a partition cuts the drawn node from the others, and `{}` is the only one",
+                    nodes[0]
+                ),
+                Some("name more nodes, or draw no partition".into()),
+            ));
+        }
+        self.duration("nemesis.total", n.total, false)?;
+        self.duration("nemesis.interval", n.interval.max, false)?;
+        // A quiet of 0 could draw faults without end at one instant.
+        self.duration("nemesis.interval", n.interval.min, false)?;
+        self.duration("nemesis.duration", n.duration.max, true)
     }
 
     fn step(&self, i: usize, step: &Step) -> Checked {

@@ -47,6 +47,10 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Shrink a failed run of a `[nemesis]` scenario: run ever smaller parts of its random
+    /// schedule until the smallest that still fails the same way is found, and write it as a
+    /// scenario file of plain steps (`<run>/shrunk.toml`).
+    Shrink { run: std::path::PathBuf },
     /// Recompute every check of saved runs from their history and final reads (no Docker),
     /// print the verdicts and say whether they equal the saved results.json. A directory of
     /// runs checks each.
@@ -127,6 +131,7 @@ fn main() -> Result<()> {
                 }
             }
             Command::Check { runs } => check(&runs),
+            Command::Shrink { run } => shrink(&run).await,
             Command::Images {
                 command: ImagesCommand::Build,
             } => images_build().await,
@@ -198,6 +203,29 @@ async fn run_scenarios(
     print_verdicts(&all);
     println!("sign-off page: {}", suite.join("index.html").display());
     suite_verdict(&all)
+}
+
+async fn shrink(run: &std::path::Path) -> Result<()> {
+    let root = project_root();
+    let options = RunOptions::new(&root).with_signal_handler();
+    let shrunk = scenario::shrink(&root, run, &options).await?;
+    println!("runs tried:");
+    for (faults, verdict, dir) in &shrunk.tries {
+        println!(
+            "  {faults:>3} fault(s)  {:<7} {}",
+            hadrill::model::verdict_word(*verdict),
+            dir.display()
+        );
+    }
+    println!(
+        "{} fault(s) shrunk to {} in {} runs, {:.0} s: {}",
+        shrunk.faults_before,
+        shrunk.faults_after,
+        shrunk.tries.len(),
+        shrunk.wall.as_secs_f64(),
+        shrunk.file.display()
+    );
+    Ok(())
 }
 
 /// Recomputes every check of saved runs from their evidence, with no Docker. A directory that

@@ -30,9 +30,11 @@ use hadrill_model::{
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
 mod nemesis;
+mod shrink;
 mod validate;
 
 pub use nemesis::{Between, NemesisFault, NemesisSpec};
+pub use shrink::{Shrunk, shrink};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ScenarioError {
@@ -78,6 +80,11 @@ pub enum ScenarioError {
     },
     #[error("drill `{drill}` cannot be written as a scenario: {message}")]
     Serialise { drill: String, message: String },
+    #[error("cannot shrink {}: {why}", run.display())]
+    #[diagnostic(help(
+        "shrink a failed run of a scenario with `[nemesis]`, given as its run directory (runs/<run>)"
+    ))]
+    Shrink { run: PathBuf, why: String },
 }
 
 /// A scenario file as written.
@@ -762,6 +769,7 @@ impl Scenario {
                 .variant(&self.topology.name)
                 .and_then(|v| v.finding.clone()),
             seed: self.seed,
+            scenario_file: Some(self.path.clone()),
             nodes: run
                 .nodes()
                 .iter()

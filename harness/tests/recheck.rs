@@ -120,3 +120,31 @@ fn a_verdict_that_does_not_follow_from_the_evidence_is_reported() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `hadrill shrink` shrinks only a failed random run: a scripted run, or a random run that
+/// passed, is refused with what it needs, before anything starts.
+#[tokio::test]
+async fn shrink_refuses_a_run_it_cannot_shrink_and_says_why() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let options = hadrill::RunOptions::new(root);
+    let web = fixtures().join("web");
+    let err = scenario::shrink(root, &web, &options).await.err().unwrap();
+    assert!(
+        err.to_string().contains("only a random schedule is shrunk"),
+        "{err}"
+    );
+    let dir = scratch(&web, "shrink");
+    let path = dir.join("results.json");
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    results["seed"] = 7.into();
+    results["scenario_file"] = "scenarios/nemesis-app-servers.toml".into();
+    std::fs::write(&path, results.to_string()).unwrap();
+    let err = scenario::shrink(root, &dir, &options).await.err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("its verdict is PASS with no failed check: there is nothing to shrink"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

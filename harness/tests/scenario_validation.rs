@@ -337,7 +337,11 @@ fn a_variant_is_its_own_test_on_its_topology_with_its_own_expectations() {
 /// The fixture scenarios the Docker tests run pass validation too.
 #[test]
 fn the_docker_tests_scenarios_load() {
-    for file in ["broken-kill-app.toml", "split-brain-async.toml"] {
+    for file in [
+        "broken-kill-app.toml",
+        "split-brain-async.toml",
+        "nemesis-broken.toml",
+    ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(file);

@@ -45,6 +45,9 @@ pub struct Results {
     /// The seed a random nemesis drew the faults from: `hadrill run --seed N` replays them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The scenario file the run was loaded from (a drill built in code names its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<PathBuf>,
     /// Each node's privileges as run: image, user, capabilities, published ports.
     pub nodes: BTreeMap<String, NodePrivileges>,
     /// Where the run's wall time went, phase by phase, in order.
@@ -120,6 +123,7 @@ impl Default for Results {
             settings: BTreeMap::new(),
             finding: None,
             seed: None,
+            scenario_file: None,
             nodes: BTreeMap::new(),
             phases: Vec::new(),
             harness: None,

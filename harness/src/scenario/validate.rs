@@ -540,7 +540,11 @@ impl Validator<'_> {
             if cuts && !lacking.is_empty() {
                 return Err(self.error(
                     &field,
-                    format!("`{}` lacks NET_ADMIN, and the nemesis may cut it", lacking.join("`, `")),
+                    format!(
+                        "`{}` {} NET_ADMIN, and the nemesis may cut it",
+                        lacking.join("`, `"),
+                        if lacking.len() == 1 { "lacks" } else { "lack" }
+                    ),
                     Some(format!(
                         "add `cap_add = [\"NET_ADMIN\"]` to it in topology `{}`, or draw no partition or isolate",
                         self.topology().name

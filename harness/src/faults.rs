@@ -551,29 +551,38 @@ impl Shared {
             .collect();
         let script = format!("set -e; {CHAINS} {}", rules.join("; "));
         let n_rules = rules.len();
-        let applied = each(self.handles(ruled)?, |n| {
-            let script = script.clone();
-            async move {
-                if !n.refresh().await?.running {
-                    return Err(FaultError::NotRunning {
-                        node: n.name().to_string(),
-                    });
-                }
-                self.partitioned
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(n.name().to_string());
-                run_script(&n, &script).await?;
-                Ok(format!(
-                    "{} holds {n_rules} rule(s): {}",
-                    n.name(),
-                    effect.describe()
-                ))
-            }
-        })
-        .await?;
+        let applied = self
+            .change_network(ruled, &script, |node| {
+                format!("{node} holds {n_rules} rule(s): {}", effect.describe())
+            })
+            .await?;
         notes.extend(applied);
         Ok(notes)
+    }
+
+    /// Runs `script` as root in each of `nodes`, each running, and remembers them so `heal`
+    /// visits them; `note` says what each now holds.
+    async fn change_network(
+        self: &Arc<Self>,
+        nodes: &[String],
+        script: &str,
+        note: impl Fn(&str) -> String,
+    ) -> Result<Vec<String>, FaultError> {
+        let note = &note;
+        each(self.handles(nodes)?, |n| async move {
+            if !n.refresh().await?.running {
+                return Err(FaultError::NotRunning {
+                    node: n.name().to_string(),
+                });
+            }
+            self.partitioned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(n.name().to_string());
+            run_script(&n, script).await?;
+            Ok(note(n.name()))
+        })
+        .await
     }
 
     /// The nodes of `nodes` that cannot have their network changed from inside.
@@ -606,21 +615,8 @@ impl Shared {
             "set -e; for dev in $(ls /sys/class/net); do [ \"$dev\" = lo ] || \
              tc qdisc replace dev \"$dev\" root tbf rate {bps}bit burst {burst} latency 200ms; done"
         );
-        each(self.handles(nodes)?, |n| {
-            let script = script.clone();
-            async move {
-                if !n.refresh().await?.running {
-                    return Err(FaultError::NotRunning {
-                        node: n.name().to_string(),
-                    });
-                }
-                self.partitioned
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(n.name().to_string());
-                run_script(&n, &script).await?;
-                Ok(format!("{} sends at most {}", n.name(), String::from(rate)))
-            }
+        self.change_network(nodes, &script, |node| {
+            format!("{node} sends at most {}", String::from(rate))
         })
         .await
     }

@@ -47,6 +47,13 @@ pub enum FaultError {
         code: Option<i64>,
         output: String,
     },
+    #[error("a {shape} split needs {needs} nodes at least, and has {nodes}")]
+    #[diagnostic(help("name more nodes, or groups, in the split's `nodes`"))]
+    TooFewForShape {
+        shape: String,
+        needs: usize,
+        nodes: String,
+    },
     #[error("selector `@{0}` matches nothing yet")]
     #[diagnostic(help(
         "`@last-served` needs a successful user request that named the node that answered; `@previous` needs an earlier fault; `@primary` and `@standby` need the `[sql]` workload's cluster observer to have seen the roles"
@@ -370,6 +377,34 @@ impl Shared {
                     .cloned()
                     .collect();
                 self.cut(&isolated, &rest, Direction::Both, *effect).await
+            }
+            Fault::Split {
+                nodes,
+                shape,
+                effect,
+            } => {
+                // In the order written, each group's members by name: the order decides which
+                // side a node is on.
+                let mut ordered: Vec<String> = Vec::new();
+                for n in nodes {
+                    for m in self.resolve(std::slice::from_ref(n))? {
+                        if !ordered.contains(&m) {
+                            ordered.push(m);
+                        }
+                    }
+                }
+                if ordered.len() < shape.needs() {
+                    return Err(FaultError::TooFewForShape {
+                        shape: shape.name().into(),
+                        needs: shape.needs(),
+                        nodes: ordered.join(", "),
+                    });
+                }
+                let mut notes = Vec::new();
+                for (a, b) in shape.cuts(&ordered) {
+                    notes.extend(self.cut(&a, &b, Direction::Both, *effect).await?);
+                }
+                Ok(notes)
             }
             Fault::Throttle { targets, rate } => {
                 self.throttle(&self.resolve(targets)?, *rate).await

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hadrill::docker::{self, labels};
 use hadrill::images::{ImageBuilder, ImageRef};
 use hadrill::model::Outcome;
-use hadrill::model::{Bandwidth, Direction, Effect, Fault};
+use hadrill::model::{Bandwidth, Direction, Effect, Fault, Shape};
 use hadrill::{Node, Run, Topology};
 
 mod common;
@@ -409,6 +409,38 @@ async fn network_degradations_do_what_they_ask_and_heal_removes_them() {
     let (secs, _) = download_seconds(&web1, &web2, 1).await;
     println!("healed: 4 MB in {secs:.3} s");
     assert!(secs < 1.0, "healed, 4 MB still took {secs:.2} s");
+    run.teardown().await.unwrap();
+}
+
+/// Jepsen's shapes over three nodes: a bridge keeps its middle node in touch with both
+/// sides, which cannot reach each other; halves cut the first from the other two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_cuts_its_shape_and_the_bridge_sees_both_sides() {
+    let mut run = smoke().await;
+    let (web1, web2, lb) = (
+        run.node("web1").unwrap(),
+        run.node("web2").unwrap(),
+        run.node("lb").unwrap(),
+    );
+    let split = |shape| Fault::Split {
+        nodes: vec!["web1".into(), "lb".into(), "web2".into()],
+        shape,
+        effect: Effect::Drop,
+    };
+    run.inject(split(Shape::Bridge)).await.unwrap();
+    assert!(!reaches(&web1, "web2", 80).await, "the sides are cut");
+    assert!(!reaches(&web2, "web1", 80).await, "the sides are cut");
+    assert!(reaches(&lb, "web1", 80).await, "the bridge reaches web1");
+    assert!(reaches(&lb, "web2", 80).await, "the bridge reaches web2");
+    run.inject(Fault::Heal).await.unwrap();
+    run.inject(split(Shape::Halves)).await.unwrap();
+    assert!(!reaches(&lb, "web1", 80).await, "web1 is the minority");
+    assert!(
+        reaches(&lb, "web2", 80).await,
+        "lb and web2 are the majority"
+    );
+    run.inject(Fault::Heal).await.unwrap();
+    assert!(reaches(&lb, "web1", 80).await, "healed");
     run.teardown().await.unwrap();
 }
 

@@ -113,6 +113,14 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["`6s` is more than `3s`: give the least first"],
     ),
     (
+        "split-too-few.toml",
+        "5:35",
+        &[
+            "steps[0].fault.nodes",
+            "a bridge split needs 3 nodes at least",
+        ],
+    ),
+    (
         "wait-group.toml",
         "10:38",
         &[

@@ -48,6 +48,14 @@ pub enum Fault {
         #[serde(default)]
         effect: Effect,
     },
+    /// Cuts `nodes` into the shape Jepsen's nemeses use: halves, a bridge, a ring of
+    /// majorities.
+    Split {
+        nodes: Vec<String>,
+        shape: Shape,
+        #[serde(default)]
+        effect: Effect,
+    },
     /// Limits what each target sends, on every interface, to `rate` (a token bucket: `tc
     /// tbf`); what it receives is limited by its peers' sending.
     Throttle {
@@ -79,6 +87,64 @@ pub enum Direction {
     /// `a` cannot reach `b`: packets `a` sends as the initiator of a connection are dropped,
     /// including on connections it already had; `b` can still open connections to `a`.
     OneWay,
+}
+
+/// How `split` cuts a set of nodes (in their order, groups expanded as declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// The first half (rounded down: a minority) from the rest.
+    Halves,
+    /// The nodes before the middle one from those after it; the middle one sees both sides.
+    Bridge,
+    /// Each node sees its nearest neighbours on a ring, a majority with itself, and no two
+    /// see the same majority (four nodes at least).
+    MajoritiesRing,
+}
+
+impl Shape {
+    /// Its name in a scenario file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Halves => "halves",
+            Shape::Bridge => "bridge",
+            Shape::MajoritiesRing => "majorities-ring",
+        }
+    }
+
+    /// The fewest nodes the shape needs.
+    pub fn needs(self) -> usize {
+        match self {
+            Shape::Halves => 2,
+            Shape::Bridge => 3,
+            Shape::MajoritiesRing => 4,
+        }
+    }
+
+    /// The cuts that make the shape: pairs of sides, nothing passing between them.
+    pub fn cuts(self, nodes: &[String]) -> Vec<(Vec<String>, Vec<String>)> {
+        let n = nodes.len();
+        if n < self.needs() {
+            return Vec::new();
+        }
+        match self {
+            Shape::Halves => vec![(nodes[..n / 2].to_vec(), nodes[n / 2..].to_vec())],
+            Shape::Bridge => vec![(nodes[..n / 2].to_vec(), nodes[n / 2 + 1..].to_vec())],
+            Shape::MajoritiesRing => {
+                // A majority is n/2 + 1 with itself: k neighbours on each side reach it.
+                let k = (n / 2).div_ceil(2);
+                let mut cuts = Vec::new();
+                for i in 0..n {
+                    for j in i + 1..n {
+                        if (j - i).min(n - (j - i)) > k {
+                            cuts.push((vec![nodes[i].clone()], vec![nodes[j].clone()]));
+                        }
+                    }
+                }
+                cuts
+            }
+        }
+    }
 }
 
 /// What a cut does to the packets it catches.
@@ -289,6 +355,7 @@ impl Fault {
             | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
+            Fault::Split { nodes, .. } => vec![("nodes", nodes)],
             Fault::Heal => Vec::new(),
         }
     }
@@ -304,6 +371,7 @@ impl Fault {
             Fault::Partition { .. } => "partition",
             Fault::Isolate { .. } => "isolate",
             Fault::Throttle { .. } => "throttle",
+            Fault::Split { .. } => "split",
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",
@@ -315,6 +383,49 @@ impl Fault {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_shape_cuts_as_jepsen_draws_it() {
+        let nodes: Vec<String> = ["n1", "n2", "n3", "n4", "n5"].map(String::from).to_vec();
+        let names = |v: &[String]| v.join(",");
+        let cuts = |shape: Shape| -> Vec<String> {
+            shape
+                .cuts(&nodes)
+                .iter()
+                .map(|(a, b)| format!("{}|{}", names(a), names(b)))
+                .collect()
+        };
+        assert_eq!(cuts(Shape::Halves), ["n1,n2|n3,n4,n5"]);
+        assert_eq!(cuts(Shape::Bridge), ["n1,n2|n4,n5"]);
+        // On a ring of five each node keeps its two neighbours: itself and them, a majority.
+        assert_eq!(
+            cuts(Shape::MajoritiesRing),
+            ["n1|n3", "n1|n4", "n2|n4", "n2|n5", "n3|n5"]
+        );
+        for n in 4..9 {
+            let ring: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+            let cut = Shape::MajoritiesRing.cuts(&ring);
+            let mut seen = Vec::new();
+            for node in &ring {
+                let mut sees: Vec<&String> = ring
+                    .iter()
+                    .filter(|o| {
+                        !cut.iter().any(|(a, b)| {
+                            (a[0] == **node && b[0] == **o) || (b[0] == **node && a[0] == **o)
+                        })
+                    })
+                    .collect();
+                assert!(sees.len() > n / 2, "{node} of {n} sees {sees:?}");
+                sees.sort();
+                assert!(
+                    !seen.contains(&sees),
+                    "two nodes of {n} see the same majority"
+                );
+                seen.push(sees);
+            }
+        }
+        assert!(Shape::Bridge.cuts(&nodes[..2]).is_empty());
+    }
 
     #[test]
     fn a_bandwidth_reads_as_tc_writes_it_and_round_trips() {

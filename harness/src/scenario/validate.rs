@@ -636,11 +636,36 @@ impl Validator<'_> {
                 "is empty: give the program and its arguments".into(),
                 None,
             )),
+            Fault::Split { nodes, shape, .. }
+                if !nodes.iter().any(|n| n.starts_with('@')) && {
+                    let mut all: Vec<String> = nodes
+                        .iter()
+                        .flat_map(|n| self.topology().resolve(n).unwrap_or_default())
+                        .collect();
+                    all.sort();
+                    all.dedup();
+                    all.len() < shape.needs()
+                } =>
+            {
+                Err(self.error(
+                    &format!("{at}.nodes"),
+                    format!(
+                        "a {} split needs {} nodes at least",
+                        shape.name(),
+                        shape.needs()
+                    ),
+                    Some("name more nodes, or groups".into()),
+                ))
+            }
             Fault::Partition {
                 effect: Effect::Loss(p),
                 ..
             }
             | Fault::Isolate {
+                effect: Effect::Loss(p),
+                ..
+            }
+            | Fault::Split {
                 effect: Effect::Loss(p),
                 ..
             } if !(*p > 0.0 && *p <= 1.0) => Err(self.error(

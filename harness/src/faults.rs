@@ -54,6 +54,11 @@ pub enum FaultError {
         needs: usize,
         nodes: String,
     },
+    #[error("no process in `{node}` matches `{process}`")]
+    #[diagnostic(help(
+        "`process` is matched against each process's whole command line (`pgrep -f`); list them with `hadrill up` and `docker exec <container> ps -ef`"
+    ))]
+    NoSuchProcess { node: String, process: String },
     #[error("selector `@{0}` matches nothing yet")]
     #[diagnostic(help(
         "`@last-served` needs a successful user request that named the node that answered; `@previous` needs an earlier fault; `@primary` and `@standby` need the `[sql]` workload's cluster observer to have seen the roles"
@@ -410,6 +415,47 @@ impl Shared {
                 self.throttle(&self.resolve(targets)?, *rate).await
             }
             Fault::RotateSecret { secret, targets } => self.rotate(secret, &self.resolve(targets)?),
+            Fault::Signal {
+                targets,
+                process,
+                signal,
+            } => {
+                each(self.handles(targets)?, |n| async move {
+                    // pgrep leaves itself out, where a shell matching its own line would not.
+                    let found = n.exec_as_root(&["pgrep", "-f", "--", process]).await?;
+                    // PID 1 is the container's init, whose command line names the service.
+                    let pids: Vec<&str> = found
+                        .output
+                        .split_whitespace()
+                        .filter(|p| *p != "1")
+                        .collect();
+                    if pids.is_empty() {
+                        return Err(FaultError::NoSuchProcess {
+                            node: n.name().to_string(),
+                            process: process.clone(),
+                        });
+                    }
+                    let mut kill = vec!["kill", "-s", signal.name()];
+                    kill.extend(&pids);
+                    let out = n.exec_as_root(&kill).await?;
+                    if !out.success() {
+                        return Err(FaultError::Command {
+                            node: n.name().to_string(),
+                            cmd: kill.join(" "),
+                            code: out.exit_code,
+                            output: out.output.trim().to_string(),
+                        });
+                    }
+                    Ok(format!(
+                        "{}: SIG{} to {} process(es) matching `{process}` ({})",
+                        n.name(),
+                        signal.name(),
+                        pids.len(),
+                        pids.join(" ")
+                    ))
+                })
+                .await
+            }
             Fault::Exec { node, command } => {
                 let mut notes = Vec::new();
                 for n in self.handles(std::slice::from_ref(node))? {

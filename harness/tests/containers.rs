@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hadrill::docker::{self, labels};
 use hadrill::images::{ImageBuilder, ImageRef};
 use hadrill::model::Outcome;
-use hadrill::model::{Bandwidth, Direction, Effect, Fault, Shape};
+use hadrill::model::{Bandwidth, Direction, Effect, Fault, ProcessSignal, Shape};
 use hadrill::{Node, Run, Topology};
 
 mod common;
@@ -409,6 +409,43 @@ async fn network_degradations_do_what_they_ask_and_heal_removes_them() {
     let (secs, _) = download_seconds(&web1, &web2, 1).await;
     println!("healed: 4 MB in {secs:.3} s");
     assert!(secs < 1.0, "healed, 4 MB still took {secs:.2} s");
+    run.teardown().await.unwrap();
+}
+
+/// SIGSTOP hangs one process while its container runs on; SIGCONT frees it; a pattern that
+/// matches nothing fails the step rather than hitting nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_process_hangs_until_it_is_continued() {
+    let mut run = smoke().await;
+    let lb = run.node("lb").unwrap();
+    let signal = |process: &str, signal| Fault::Signal {
+        targets: vec!["web1".into()],
+        process: process.into(),
+        signal,
+    };
+    let stopped = run
+        .inject(signal("nginx", ProcessSignal::Stop))
+        .await
+        .unwrap();
+    println!("{:?}", stopped.notes);
+    assert!(
+        !reaches(&lb, "web1", 80).await,
+        "a stopped nginx answers nothing"
+    );
+    assert!(reaches(&lb, "web2", 80).await, "web2 is untouched");
+    run.inject(signal("nginx", ProcessSignal::Cont))
+        .await
+        .unwrap();
+    assert!(reaches(&lb, "web1", 80).await, "continued, it answers");
+    let err = run
+        .inject(signal("no-such-daemon", ProcessSignal::Stop))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no process in `web1` matches `no-such-daemon`"),
+        "{err}"
+    );
     run.teardown().await.unwrap();
 }
 

@@ -70,6 +70,14 @@ pub enum Fault {
         secret: String,
         targets: Vec<String>,
     },
+    /// Sends `signal` to the processes of each target whose command line matches `process`
+    /// (`pgrep -f`): `STOP` hangs one process (a stuck Patroni, a wedged worker) while the
+    /// node's others go on, `CONT` frees it. Matching no process fails the step.
+    Signal {
+        targets: Vec<String>,
+        process: String,
+        signal: ProcessSignal,
+    },
     /// An operator command run inside `node`, e.g. a planned switchover through patronictl;
     /// a non-zero exit fails the step.
     Exec {
@@ -87,6 +95,32 @@ pub enum Direction {
     /// `a` cannot reach `b`: packets `a` sends as the initiator of a connection are dropped,
     /// including on connections it already had; `b` can still open connections to `a`.
     OneWay,
+}
+
+/// A signal `signal` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProcessSignal {
+    Stop,
+    Cont,
+    Term,
+    Kill,
+    Hup,
+    Int,
+}
+
+impl ProcessSignal {
+    /// As `kill -s` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessSignal::Stop => "STOP",
+            ProcessSignal::Cont => "CONT",
+            ProcessSignal::Term => "TERM",
+            ProcessSignal::Kill => "KILL",
+            ProcessSignal::Hup => "HUP",
+            ProcessSignal::Int => "INT",
+        }
+    }
 }
 
 /// How `split` cuts a set of nodes (in their order, groups expanded as declared).
@@ -352,6 +386,7 @@ impl Fault {
             | Fault::Resume { targets }
             | Fault::Isolate { targets, .. }
             | Fault::Throttle { targets, .. }
+            | Fault::Signal { targets, .. }
             | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
@@ -372,6 +407,7 @@ impl Fault {
             Fault::Isolate { .. } => "isolate",
             Fault::Throttle { .. } => "throttle",
             Fault::Split { .. } => "split",
+            Fault::Signal { .. } => "signal",
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",

@@ -631,6 +631,11 @@ impl Validator<'_> {
             Fault::Stop { timeout, .. } | Fault::Restart { timeout, .. } => {
                 self.duration(&format!("{at}.timeout"), *timeout, true)
             }
+            Fault::Signal { process, .. } if process.trim().is_empty() => Err(self.error(
+                &format!("{at}.process"),
+                "is empty: give a pattern of the process's command line (`patroni`)".into(),
+                None,
+            )),
             Fault::Exec { command, .. } if command.is_empty() => Err(self.error(
                 &format!("{at}.command"),
                 "is empty: give the program and its arguments".into(),

@@ -247,7 +247,13 @@ pub async fn shrink(
         saved.scenario,
         signature.join(", ")
     );
-    let spec = spec_with(steps.clone());
+    let mut spec = spec_with(steps.clone());
+    if spec.topology.get_ref().ends_with(".toml") {
+        // The file lives in the run directory: a topology named by its path is named whole.
+        let path = &original.topology.path;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        spec.topology = toml::Spanned::new(0..0, path.display().to_string());
+    }
     let body = toml::to_string(&spec).map_err(|e| ScenarioError::Serialise {
         drill: out.display().to_string(),
         message: e.to_string(),

@@ -216,8 +216,11 @@ async fn an_app_server_kill_measures_what_an_outside_prober_sees() {
                 .wait(Condition::Healthy, &[], Duration::from_secs(30)),
         )
         .settle(Duration::from_secs(5))
+        // As kill-active-app: an upload on its way to the killed server ends unknown, at most
+        // one per user (measured here: 1 of 358 in one CI run). This drill is about timing.
         .budgets(Budgets {
             max_unavailability: Some(Duration::from_secs(2)),
+            max_unknown_requests: 4,
             ..Budgets::default()
         });
     let probe = Probe::Http {

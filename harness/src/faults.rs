@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 };
 use futures_util::future::join_all;
 
-use crate::docker::DockerError;
+use crate::docker::{DockerError, ExecOutput};
 use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{POLL, Shared};
@@ -437,15 +437,7 @@ impl Shared {
                     }
                     let mut kill = vec!["kill", "-s", signal.name()];
                     kill.extend(&pids);
-                    let out = n.exec_as_root(&kill).await?;
-                    if !out.success() {
-                        return Err(FaultError::Command {
-                            node: n.name().to_string(),
-                            cmd: kill.join(" "),
-                            code: out.exit_code,
-                            output: out.output.trim().to_string(),
-                        });
-                    }
+                    succeeded(&n, &kill.join(" "), n.exec_as_root(&kill).await?)?;
                     Ok(format!(
                         "{}: SIG{} to {} process(es) matching `{process}` ({})",
                         n.name(),
@@ -460,15 +452,7 @@ impl Shared {
                 let mut notes = Vec::new();
                 for n in self.handles(std::slice::from_ref(node))? {
                     let args: Vec<&str> = command.iter().map(String::as_str).collect();
-                    let out = n.exec(&args).await?;
-                    if !out.success() {
-                        return Err(FaultError::Command {
-                            node: n.name().to_string(),
-                            cmd: command.join(" "),
-                            code: out.exit_code,
-                            output: out.output.trim().to_string(),
-                        });
-                    }
+                    let out = succeeded(&n, &command.join(" "), n.exec(&args).await?)?;
                     notes.extend(
                         out.output
                             .lines()
@@ -705,16 +689,20 @@ impl Shared {
 
 async fn run_script(node: &Node, script: &str) -> Result<(), FaultError> {
     let out = node.exec_as_root(&["sh", "-c", script]).await?;
+    succeeded(node, script, out).map(|_| ())
+}
+
+/// A command's output if it exited 0; otherwise the failed step, with what it printed.
+fn succeeded(node: &Node, cmd: &str, out: ExecOutput) -> Result<ExecOutput, FaultError> {
     if out.success() {
-        Ok(())
-    } else {
-        Err(FaultError::Command {
-            node: node.name().to_string(),
-            cmd: script.to_string(),
-            code: out.exit_code,
-            output: out.output.trim().to_string(),
-        })
+        return Ok(out);
     }
+    Err(FaultError::Command {
+        node: node.name().to_string(),
+        cmd: cmd.to_string(),
+        code: out.exit_code,
+        output: out.output.trim().to_string(),
+    })
 }
 
 /// How long a killed or stopped container may take to be seen exited.

@@ -7,7 +7,11 @@
 //! each packet with a probability (`-m statistic`). A throttle is a token bucket (`tc tbf`) on
 //! each of the node's interfaces; `heal` removes those too.
 
-use std::collections::BTreeSet;
+mod clock;
+mod delay;
+mod disk;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use futures_util::future::join_all;
 use crate::docker::{DockerError, ExecOutput};
 use crate::node::Node;
 use crate::run::Run;
-use crate::shared::{POLL, Shared};
+use crate::shared::{Change, POLL, Shared};
 use hadrill_model::{
     Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
 };
@@ -76,6 +80,27 @@ pub enum FaultError {
         "its process ignored the signal or the engine did not act; the fault is recorded as failed, not as done"
     ))]
     StillRunning { node: String, waited: Duration },
+    #[error("cannot skew the clock of `{node}`: its processes do not load libfaketime")]
+    #[diagnostic(help(
+        "add `clock = \"faketime\"` to the node in {topology}; its programs must be dynamically linked (static binaries and Go programs read the clock without libc)"
+    ))]
+    NoFaketime { node: String, topology: String },
+    #[error("no process of `{node}` loads libfaketime, so its clock cannot be skewed")]
+    #[diagnostic(help(
+        "the node's programs read the clock without libc (static binaries, Go); libfaketime cannot reach them"
+    ))]
+    ClockUnreachable { node: String },
+    #[error(
+        "will not fill `{path}` in `{node}`: it is on a filesystem of {mib} MiB, not a size-limited one"
+    )]
+    #[diagnostic(help(
+        "give the node a size-limited filesystem for it in the topology, e.g. `tmpfs = {{ \"{path}\" = \"64m\" }}` (at most 4 GiB): filling the engine's disk would hurt everything on the host"
+    ))]
+    NotSizeLimited {
+        node: String,
+        path: String,
+        mib: u64,
+    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
@@ -228,13 +253,7 @@ impl Shared {
     pub(crate) async fn inject(self: &Arc<Self>, fault: Fault) -> Result<FaultRecord, FaultError> {
         // Targets are resolved before the clock starts: a typo is not a fault that happened.
         let nodes: Vec<String> = match &fault {
-            Fault::Heal => self
-                .partitioned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect(),
+            Fault::Heal => self.altered().into_keys().collect(),
             _ => {
                 let mut all = Vec::new();
                 for (_, targets) in fault.targets() {
@@ -297,7 +316,7 @@ impl Shared {
                         .await
                         .map_err(DockerError::api(format!("kill {}", n.name())))?;
                     let status = wait_exited(&n).await?;
-                    self.forget_rules(n.name());
+                    self.forget_until_restart(n.name());
                     Ok(format!("{} exited with {:?}", n.name(), status))
                 })
                 .await
@@ -316,7 +335,7 @@ impl Shared {
                             .await
                             .map_err(DockerError::api(what))?;
                         n.refresh().await?;
-                        self.forget_rules(n.name());
+                        self.forget_until_restart(n.name());
                         return Ok(format!("{} restarted", n.name()));
                     }
                     docker
@@ -327,7 +346,7 @@ impl Shared {
                         .await
                         .map_err(DockerError::api(what))?;
                     let status = wait_exited(&n).await?;
-                    self.forget_rules(n.name());
+                    self.forget_until_restart(n.name());
                     Ok(format!("{} exited with {:?}", n.name(), status))
                 })
                 .await
@@ -462,32 +481,70 @@ impl Shared {
                 }
                 Ok(notes)
             }
+            Fault::Delay {
+                targets,
+                port,
+                latency,
+                jitter,
+            } => {
+                let nodes = self.resolve(targets)?;
+                self.need_net_admin(&nodes)?;
+                let (port, latency, jitter) = (*port, *latency, *jitter);
+                each(self.handles(&nodes)?, |n| async move {
+                    self.running(&n).await?;
+                    self.remember(n.name(), Change::Delay(port));
+                    delay::start(&n, port, latency, jitter).await
+                })
+                .await
+            }
+            Fault::SkewClock { targets, offset } => {
+                let nodes = self.resolve(targets)?;
+                if let Some(node) = nodes.iter().find(|n| !self.topology.nodes[*n].faketime) {
+                    return Err(FaultError::NoFaketime {
+                        node: node.clone(),
+                        topology: self.topology.path.display().to_string(),
+                    });
+                }
+                each(self.handles(&nodes)?, |n| async move {
+                    self.running(&n).await?;
+                    self.remember(n.name(), Change::Clock);
+                    clock::skew(&n, *offset).await
+                })
+                .await
+            }
+            Fault::FillDisk { targets, path } => {
+                each(self.handles(targets)?, |n| async move {
+                    self.running(&n).await?;
+                    let note = disk::fill(&n, path).await?;
+                    self.remember(n.name(), Change::Disk(path.clone()));
+                    Ok(note)
+                })
+                .await
+            }
             Fault::Heal => {
-                let nodes: Vec<String> = self
-                    .partitioned
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
-                // A node may hold cut rules, a throttle or both: each is removed where present.
-                let script = format!(
-                    "set -e; {CHAINS} iptables -w -F {CHAIN_IN}; iptables -w -F {CHAIN_OUT}; \
-                     for dev in $(ls /sys/class/net); do \
-                     if [ \"$dev\" != lo ] && tc qdisc show dev \"$dev\" | grep -q '^qdisc tbf'; \
-                     then tc qdisc del dev \"$dev\" root; fi; done"
-                );
-                each(self.handles(&nodes)?, |n| {
-                    let script = script.clone();
-                    async move {
-                        if !n.refresh().await?.running {
-                            self.forget_rules(n.name());
-                            return Ok(format!("{} not running: nothing to heal", n.name()));
-                        }
-                        run_script(&n, &script).await?;
-                        self.forget_rules(n.name());
-                        Ok(format!("{} healed", n.name()))
+                let altered = self.altered();
+                let nodes: Vec<String> = altered.keys().cloned().collect();
+                let altered = &altered;
+                each(self.handles(&nodes)?, |n| async move {
+                    let changes = &altered[n.name()];
+                    if !n.refresh().await?.running {
+                        self.forget(n.name());
+                        return Ok(format!("{} not running: nothing to heal", n.name()));
                     }
+                    let mut notes = Vec::new();
+                    for change in changes {
+                        notes.push(match change {
+                            Change::Network => {
+                                run_script(&n, &heal_network_script()).await?;
+                                "network healed".to_string()
+                            }
+                            Change::Delay(port) => delay::stop(&n, *port).await?,
+                            Change::Clock => clock::reset(&n).await?,
+                            Change::Disk(path) => disk::free(&n, path).await?,
+                        });
+                    }
+                    self.forget(n.name());
+                    Ok(format!("{} healed: {}", n.name(), notes.join("; ")))
                 })
                 .await
             }
@@ -535,11 +592,50 @@ impl Shared {
         Ok(notes)
     }
 
-    fn forget_rules(&self, node: &str) {
-        self.partitioned
+    fn altered(&self) -> BTreeMap<String, BTreeSet<Change>> {
+        self.altered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn remember(&self, node: &str, change: Change) {
+        self.altered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node.to_string())
+            .or_default()
+            .insert(change);
+    }
+
+    /// A container that exits loses its network namespace (rules, limits, proxies) and its
+    /// tmpfs mounts; its clock file stays, as a skewed machine stays skewed across restarts.
+    fn forget_until_restart(&self, node: &str) {
+        let mut altered = self.altered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(changes) = altered.get_mut(node) {
+            changes.retain(|c| *c == Change::Clock);
+            if changes.is_empty() {
+                altered.remove(node);
+            }
+        }
+    }
+
+    fn forget(&self, node: &str) {
+        self.altered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(node);
+    }
+
+    /// A change inside a node needs it running: a stopped container has nothing to change.
+    async fn running(&self, n: &Node) -> Result<(), FaultError> {
+        if n.refresh().await?.running {
+            Ok(())
+        } else {
+            Err(FaultError::NotRunning {
+                node: n.name().to_string(),
+            })
+        }
     }
 
     /// Installs the rules of a cut between `a` and `b` on whichever side can hold them.
@@ -635,19 +731,23 @@ impl Shared {
     ) -> Result<Vec<String>, FaultError> {
         let note = &note;
         each(self.handles(nodes)?, |n| async move {
-            if !n.refresh().await?.running {
-                return Err(FaultError::NotRunning {
-                    node: n.name().to_string(),
-                });
-            }
-            self.partitioned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(n.name().to_string());
+            self.running(&n).await?;
+            self.remember(n.name(), Change::Network);
             run_script(&n, script).await?;
             Ok(note(n.name()))
         })
         .await
+    }
+
+    fn need_net_admin(&self, nodes: &[String]) -> Result<(), FaultError> {
+        let lacking = self.lacking_net_admin(nodes);
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        Err(FaultError::MissingCapability {
+            nodes: lacking.join(", "),
+            topology: self.topology.path.display().to_string(),
+        })
     }
 
     /// The nodes of `nodes` that cannot have their network changed from inside.
@@ -667,13 +767,7 @@ impl Shared {
         nodes: &[String],
         rate: Bandwidth,
     ) -> Result<Vec<String>, FaultError> {
-        let lacking = self.lacking_net_admin(nodes);
-        if !lacking.is_empty() {
-            return Err(FaultError::MissingCapability {
-                nodes: lacking.join(", "),
-                topology: self.topology.path.display().to_string(),
-            });
-        }
+        self.need_net_admin(nodes)?;
         let bps = rate.bits_per_second;
         let burst = (bps / 8 / 50).max(16_000);
         let script = format!(
@@ -687,9 +781,24 @@ impl Shared {
     }
 }
 
+/// Removes hadrill's cut rules and bandwidth limits, each where present.
+fn heal_network_script() -> String {
+    format!(
+        "set -e; {CHAINS} iptables -w -F {CHAIN_IN}; iptables -w -F {CHAIN_OUT}; \
+         for dev in $(ls /sys/class/net); do \
+         if [ \"$dev\" != lo ] && tc qdisc show dev \"$dev\" | grep -q '^qdisc tbf'; \
+         then tc qdisc del dev \"$dev\" root; fi; done"
+    )
+}
+
 async fn run_script(node: &Node, script: &str) -> Result<(), FaultError> {
     let out = node.exec_as_root(&["sh", "-c", script]).await?;
     succeeded(node, script, out).map(|_| ())
+}
+
+/// `s` as one shell word.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// A command's output if it exited 0; otherwise the failed step, with what it printed.

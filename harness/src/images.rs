@@ -77,6 +77,8 @@ pub const BASE_PACKAGES: &[&str] = &[
     "ca-certificates",
     "curl",
     "netcat-openbsd",
+    // libfaketime, for nodes whose clock `skew-clock` moves.
+    "libfaketime",
 ];
 const SUITE: &str = "bookworm";
 const WEED_VERSION: &str = "4.48";

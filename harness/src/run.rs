@@ -7,7 +7,7 @@
 //! left is removed within seconds by its watchdog (`reaper`), and otherwise by the next run
 //! once its owner process is gone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Once};
@@ -378,6 +378,11 @@ impl Run {
                 spec.env
                     .iter()
                     .map(|(k, v)| Ok(format!("{k}={}", self.fill_secrets(v, &spec.name)?)))
+                    .chain(
+                        spec.clock_env()
+                            .into_iter()
+                            .map(|(k, v)| Ok(format!("{k}={v}"))),
+                    )
                     .collect::<Result<_, RunError>>()?,
             ),
             hostname: Some(spec.name.clone()),
@@ -391,6 +396,12 @@ impl Run {
                 // A real init as PID 1: signals reach the service, zombies are reaped.
                 init: Some(true),
                 network_mode: Some(self.network_name(first_net)),
+                tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+                    spec.tmpfs
+                        .iter()
+                        .map(|(path, size)| (path.clone(), format!("size={size}")))
+                        .collect()
+                }),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
@@ -627,7 +638,7 @@ fn new_shared(
         images,
         secrets: Mutex::new(BTreeMap::new()),
         nodes: Mutex::new(BTreeMap::new()),
-        partitioned: Mutex::new(BTreeSet::new()),
+        altered: Mutex::new(BTreeMap::new()),
         fault_seq: AtomicU64::new(0),
         phases: Mutex::new(Vec::new()),
         subnets: Mutex::new(BTreeMap::new()),

@@ -27,6 +27,19 @@ pub struct NodeState {
     pub ports: BTreeMap<u16, SocketAddr>,
 }
 
+/// A change a fault makes inside a node that lasts until `heal`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Cut rules or a bandwidth limit.
+    Network,
+    /// A delay proxy in front of this port.
+    Delay(u16),
+    /// A clock offset.
+    Clock,
+    /// A filler file in the filesystem holding this path.
+    Disk(String),
+}
+
 pub(crate) struct Shared {
     pub id: String,
     pub dir: PathBuf,
@@ -39,8 +52,8 @@ pub(crate) struct Shared {
     pub nodes: Mutex<BTreeMap<String, NodeState>>,
     /// The run's secrets by name (never logged or recorded).
     pub secrets: Mutex<BTreeMap<String, String>>,
-    /// Nodes holding partition rules, so `heal` knows where to flush them.
-    pub partitioned: Mutex<BTreeSet<String>>,
+    /// What faults changed inside each node, so `heal` undoes exactly that.
+    pub altered: Mutex<BTreeMap<String, BTreeSet<Change>>>,
     pub fault_seq: AtomicU64,
     /// Where the run's wall time went so far, phase by phase.
     pub phases: Mutex<Vec<Phase>>,

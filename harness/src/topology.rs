@@ -119,7 +119,18 @@ pub struct NodeSpec {
     /// `false`: created with the run but started only by a `start` step (a node that joins
     /// later, e.g. a third worker).
     pub autostart: bool,
+    /// `clock = "faketime"`: the node's processes load libfaketime, so `skew-clock` can move
+    /// the wall clock they read.
+    pub faketime: bool,
+    /// Size-limited in-memory filesystems: mount path → size (`64m`), e.g. a data directory
+    /// that `fill-disk` may fill.
+    pub tmpfs: BTreeMap<String, String>,
 }
+
+/// The file libfaketime reads a node's clock offset from; absent, the clock is true.
+pub const FAKETIME_FILE: &str = "/tmp/hadrill-clock";
+/// The libfaketime of the base image (Debian's `libfaketime`), thread-safe variant.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// A file from the `config/` directory beside the topology, mounted into the container. Each run gets its own copy,
 /// so faults such as a secret rotation can rewrite it without touching the repository.
@@ -160,7 +171,24 @@ impl NodeSpec {
             startup_timeout: Duration::ZERO,
             once: false,
             autostart: true,
+            faketime: false,
+            tmpfs: BTreeMap::new(),
         }
+    }
+
+    /// The environment that makes the node's processes read their wall clock through
+    /// libfaketime: the offset file is re-read every one to two seconds, monotonic clocks stay
+    /// true.
+    pub fn clock_env(&self) -> Vec<(&'static str, &'static str)> {
+        if !self.faketime {
+            return Vec::new();
+        }
+        vec![
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", FAKETIME_FILE),
+            ("FAKETIME_CACHE_DURATION", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ]
     }
 
     pub fn has_capability(&self, cap: &str) -> bool {
@@ -507,6 +535,9 @@ struct RawNode {
     #[serde(default)]
     once: bool,
     autostart: Option<bool>,
+    clock: Option<Spanned<String>>,
+    #[serde(default)]
+    tmpfs: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -761,6 +792,43 @@ impl Ctx<'_> {
                 ));
             }
 
+            let faketime = match &node.clock {
+                None => false,
+                Some(c) if c.get_ref() == "faketime" => true,
+                Some(c) => {
+                    return Err(self.error(
+                        c.span(),
+                        format!("{}: unknown clock `{}`", field("clock"), c.get_ref()),
+                        Some(
+                            "`clock = \"faketime\"` loads libfaketime into the node's processes \
+                             (dynamically linked ones; not static binaries or Go programs)"
+                                .into(),
+                        ),
+                    ));
+                }
+            };
+            let mut tmpfs = BTreeMap::new();
+            for (target, size) in &node.tmpfs {
+                let valid_size = size
+                    .get_ref()
+                    .strip_suffix(['k', 'm', 'g'])
+                    .unwrap_or(size.get_ref())
+                    .parse::<u64>()
+                    .is_ok_and(|n| n > 0);
+                if !target.starts_with('/') || !valid_size {
+                    return Err(self.error(
+                        size.span(),
+                        format!(
+                            "{}: `{target}` = `{}` is not an absolute path and a size",
+                            field("tmpfs"),
+                            size.get_ref()
+                        ),
+                        Some("write it like `tmpfs = { \"/var/lib/data\" = \"64m\" }`".into()),
+                    ));
+                }
+                tmpfs.insert(target.clone(), size.get_ref().clone());
+            }
+
             nodes.insert(
                 node_name.clone(),
                 NodeSpec {
@@ -781,6 +849,8 @@ impl Ctx<'_> {
                         .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
                     once: node.once,
                     autostart: node.autostart.unwrap_or(true),
+                    faketime,
+                    tmpfs,
                 },
             );
         }

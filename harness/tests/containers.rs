@@ -412,6 +412,130 @@ async fn network_degradations_do_what_they_ask_and_heal_removes_them() {
     run.teardown().await.unwrap();
 }
 
+/// Median milliseconds of `n` GETs straight to `addr`, each on a connection of its own (a
+/// delay reaches only connections opened after it).
+async fn median_get_ms(addr: SocketAddr, n: usize) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        get(addr).await.unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}
+
+/// Seconds the clock of the process `background(node, "clock", ..)` started reads ahead of
+/// the host's, from the last time it printed.
+async fn clock_skew(node: &Node) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = output(node, "clock").await;
+    let last: f64 = out.lines().last().unwrap().parse().unwrap();
+    last - now
+}
+
+/// The faults inside a node measured for what they ask: a delay adds its latency (median
+/// within 10 ms over 100 requests), a skewed clock is what the node's server reads, a full
+/// disk refuses writes; a disk that is not size-limited is never filled; `heal` undoes each.
+#[tokio::test(flavor = "multi_thread")]
+async fn delay_clock_skew_and_full_disk_do_what_they_ask_and_heal_undoes_them() {
+    let mut run = smoke().await;
+    let web1 = run.node("web1").unwrap();
+    let at = addr(&web1, 80);
+    let before = median_get_ms(at, 100).await;
+
+    let delayed = run
+        .inject(Fault::Delay {
+            targets: vec!["web1".into()],
+            port: 80,
+            latency: Duration::from_millis(100),
+            jitter: Duration::from_millis(10),
+        })
+        .await
+        .unwrap();
+    println!("{:?}", delayed.notes);
+    let during = median_get_ms(at, 100).await;
+    println!("median GET {before:.1} ms before the delay, {during:.1} ms with 100 ms asked");
+    assert!(
+        (during - before - 100.0).abs() <= 10.0,
+        "added {:.1} ms",
+        during - before
+    );
+
+    // A process already running when the clock moves: it must see the offset too.
+    background(
+        &web1,
+        "clock",
+        "exec python3 -c '
+import select, time
+while True:
+    print(time.time(), flush=True)
+    select.select([], [], [], 0.2)'",
+    )
+    .await;
+    let offset = hadrill::model::ClockOffset::try_from("+1h".to_string()).unwrap();
+    let skewed = run
+        .inject(Fault::skew_clock(["web1"], offset))
+        .await
+        .unwrap();
+    println!("{:?}", skewed.notes);
+    assert!(
+        skewed.notes[0].contains("load libfaketime"),
+        "{:?}",
+        skewed.notes
+    );
+    // A running process re-reads the offset within two seconds (libfaketime's cache).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let skew = clock_skew(&web1).await;
+    println!("a running process in web1 reads its clock {skew:.2} s ahead with +1h asked");
+    assert!((skew - 3600.0).abs() < 1.0, "{skew}");
+
+    let full = run
+        .inject(Fault::fill_disk(["web1"], "/var/lib/hadrill-data"))
+        .await
+        .unwrap();
+    println!("{:?}", full.notes);
+    let write = [
+        "dd",
+        "if=/dev/zero",
+        "of=/var/lib/hadrill-data/f",
+        "bs=4k",
+        "count=1",
+    ];
+    let out = web1.exec_as_root(&write).await.unwrap();
+    assert!(!out.success(), "a full disk took a write: {}", out.output);
+    assert!(out.output.contains("No space left"), "{}", out.output);
+    let err = run
+        .inject(Fault::fill_disk(["web1"], "/tmp"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a size-limited one"), "{err}");
+
+    let healed = run.inject(Fault::Heal).await.unwrap();
+    println!("{:?}", healed.notes);
+    assert!(
+        healed.notes[0].contains("chunk(s) held p50"),
+        "{:?}",
+        healed.notes
+    );
+    assert!(web1.exec_as_root(&write).await.unwrap().success());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        clock_skew(&web1).await.abs() < 1.0,
+        "healed, the clock is true"
+    );
+    let after = median_get_ms(at, 100).await;
+    assert!(
+        after < before + 20.0,
+        "{after:.1} ms after heal, {before:.1} ms before"
+    );
+    run.teardown().await.unwrap();
+}
+
 /// SIGSTOP hangs one process while its container runs on; SIGCONT frees it; a pattern that
 /// matches nothing fails the step rather than hitting nothing.
 #[tokio::test(flavor = "multi_thread")]

@@ -62,7 +62,35 @@ pub enum Fault {
         targets: Vec<String>,
         rate: Bandwidth,
     },
-    /// Removes every partition rule and bandwidth limit.
+    /// Holds what each target sends back on `port` for `latency` (± `jitter`, uniform)
+    /// before passing it on: an in-path TCP proxy inside the node, through which new
+    /// connections to the port are redirected (iptables `REDIRECT`). Connections opened before
+    /// the step keep their direct path.
+    Delay {
+        targets: Vec<String>,
+        port: u16,
+        #[serde(with = "humantime_serde")]
+        latency: Duration,
+        #[serde(with = "humantime_serde", default)]
+        jitter: Duration,
+    },
+    /// Sets the wall clock each target's processes read `offset` away from the true one
+    /// (libfaketime, which the topology loads into the node with `clock = "faketime"`). The
+    /// host's clock is never touched; monotonic clocks are left alone, as a skewed NTP leaves
+    /// them.
+    SkewClock {
+        targets: Vec<String>,
+        offset: ClockOffset,
+    },
+    /// Fills the filesystem holding `path` in each target with a filler file, so writes there
+    /// fail with "no space left on device". Only a size-limited filesystem (a topology
+    /// `tmpfs`) is filled, never the host's disk.
+    FillDisk {
+        targets: Vec<String>,
+        path: String,
+    },
+    /// Undoes every change inside the nodes: partition rules, bandwidth limits, delays, clock
+    /// offsets and filled disks.
     Heal,
     /// Writes a new value of a run secret into the config files of `targets`, as the guides'
     /// rotation does ("overwrite the key on every VM"); restarting them is a separate step.
@@ -254,6 +282,50 @@ impl From<Bandwidth> for String {
     }
 }
 
+/// How far a skewed clock is from the true one, written `+90s`, `-2m` or `1h 30m` (no sign:
+/// ahead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClockOffset {
+    pub millis: i64,
+}
+
+impl ClockOffset {
+    /// As libfaketime reads it from its file: signed seconds.
+    pub fn faketime_spec(self) -> String {
+        format!("{:+}", self.millis as f64 / 1000.0)
+    }
+}
+
+impl TryFrom<String> for ClockOffset {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let t = s.trim();
+        let (sign, rest) = match t.strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, t.strip_prefix('+').unwrap_or(t)),
+        };
+        let d = humantime::parse_duration(rest.trim()).map_err(|_| {
+            format!("invalid clock offset `{s}`: write it like `+90s`, `-2m` or `1h 30m`")
+        })?;
+        match i64::try_from(d.as_millis()) {
+            Ok(ms) if ms <= 10 * 365 * 86_400_000 => Ok(ClockOffset { millis: sign * ms }),
+            _ => Err(format!(
+                "clock offset `{s}` is out of range: at most ten years"
+            )),
+        }
+    }
+}
+
+impl From<ClockOffset> for String {
+    fn from(o: ClockOffset) -> String {
+        let sign = if o.millis < 0 { "-" } else { "+" };
+        let d = Duration::from_millis(o.millis.unsigned_abs());
+        format!("{sign}{}", humantime::format_duration(d))
+    }
+}
+
 /// Faults as a drill written in code names them; each target is a node, a group or a `@`
 /// selector, as in a scenario file.
 impl Fault {
@@ -329,6 +401,41 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// What each target sends back on `port` held `latency` before it goes on.
+    pub fn delay<S: Into<String>>(
+        targets: impl IntoIterator<Item = S>,
+        port: u16,
+        latency: Duration,
+    ) -> Fault {
+        Fault::Delay {
+            targets: names(targets),
+            port,
+            latency,
+            jitter: Duration::ZERO,
+        }
+    }
+
+    /// The targets' wall clocks `offset` from the true one.
+    pub fn skew_clock<S: Into<String>>(
+        targets: impl IntoIterator<Item = S>,
+        offset: ClockOffset,
+    ) -> Fault {
+        Fault::SkewClock {
+            targets: names(targets),
+            offset,
+        }
+    }
+
+    /// The filesystem holding `path` in each target filled up.
+    pub fn fill_disk<S: Into<String>>(targets: impl IntoIterator<Item = S>, path: &str) -> Fault {
+        Fault::FillDisk {
+            targets: names(targets),
+            path: path.to_string(),
+        }
+    }
+}
+
 fn names<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Vec<String> {
     targets.into_iter().map(Into::into).collect()
 }
@@ -387,6 +494,9 @@ impl Fault {
             | Fault::Isolate { targets, .. }
             | Fault::Throttle { targets, .. }
             | Fault::Signal { targets, .. }
+            | Fault::Delay { targets, .. }
+            | Fault::SkewClock { targets, .. }
+            | Fault::FillDisk { targets, .. }
             | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
@@ -408,6 +518,9 @@ impl Fault {
             Fault::Throttle { .. } => "throttle",
             Fault::Split { .. } => "split",
             Fault::Signal { .. } => "signal",
+            Fault::Delay { .. } => "delay",
+            Fault::SkewClock { .. } => "skew-clock",
+            Fault::FillDisk { .. } => "fill-disk",
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",
@@ -472,6 +585,24 @@ mod tests {
         assert_eq!(String::from(read("1500kbit").unwrap()), "1500kbit");
         assert_eq!(String::from(read("2000kbit").unwrap()), "2mbit");
         for bad in ["4", "4 MB", "mbit", "0kbit", "-1mbit", "99999999999gbit"] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_clock_offset_reads_signed_and_round_trips() {
+        let read = |s: &str| ClockOffset::try_from(s.to_string());
+        assert_eq!(read("+90s").unwrap().millis, 90_000);
+        assert_eq!(read("90s").unwrap().millis, 90_000);
+        assert_eq!(read("-2m").unwrap().millis, -120_000);
+        assert_eq!(read("-1500ms").unwrap().faketime_spec(), "-1.5");
+        assert_eq!(read("+1h 30m").unwrap().faketime_spec(), "+5400");
+        assert_eq!(String::from(read("-2m").unwrap()), "-2m");
+        assert_eq!(
+            read(&String::from(read("+1h 30m").unwrap())),
+            read("+1h 30m")
+        );
+        for bad in ["", "+", "ahead", "--1s", "+20y"] {
             assert!(read(bad).is_err(), "{bad}");
         }
     }

@@ -622,8 +622,13 @@ impl Validator<'_> {
                     _ => format!("{at}.{field}[{j}]"),
                 };
                 let nodes = self.target(&place, name, i)?;
-                if let Fault::RotateSecret { secret, .. } = fault {
-                    self.mounts_secret(&place, &nodes, secret)?;
+                match fault {
+                    Fault::RotateSecret { secret, .. } => {
+                        self.mounts_secret(&place, &nodes, secret)?
+                    }
+                    Fault::SkewClock { .. } => self.loads_faketime(&place, &nodes)?,
+                    Fault::FillDisk { path, .. } => self.limits_disk(&place, &nodes, path)?,
+                    _ => {}
                 }
             }
         }
@@ -678,8 +683,54 @@ impl Validator<'_> {
                 format!("{p} is out of range"),
                 Some("a probability: more than 0, at most 1 (0.3 loses 30 % of packets)".into()),
             )),
+            Fault::Delay { latency, .. } if latency.is_zero() => Err(self.error(
+                &format!("{at}.latency"),
+                "is zero: a delay that holds nothing proves nothing".into(),
+                Some("write it like `latency = \"100ms\"`".into()),
+            )),
             _ => Ok(()),
         }
+    }
+
+    /// `skew-clock` moves the clock libfaketime gives a node's processes: each target must
+    /// load it.
+    fn loads_faketime(&self, field: &str, nodes: &[String]) -> Checked {
+        match nodes
+            .iter()
+            .find(|n| self.topology().node(n).is_some_and(|n| !n.faketime))
+        {
+            Some(name) => Err(self.error(
+                field,
+                format!("node `{name}` does not load libfaketime"),
+                Some(format!(
+                    "add `clock = \"faketime\"` to [nodes.{name}] in the topology (dynamically linked programs only: not static binaries or Go)"
+                )),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// `fill-disk` fills only a size-limited filesystem: `path` must be in one of each
+    /// target's `tmpfs` mounts.
+    fn limits_disk(&self, field: &str, nodes: &[String], path: &str) -> Checked {
+        for name in nodes {
+            let Some(node) = self.topology().node(name) else {
+                continue;
+            };
+            let inside = |mount: &String| {
+                std::path::Path::new(path).starts_with(std::path::Path::new(mount))
+            };
+            if !node.tmpfs.keys().any(inside) {
+                return Err(self.error(
+                    field,
+                    format!("`{path}` of node `{name}` is not on a size-limited filesystem"),
+                    Some(format!(
+                        "declare one for it on [nodes.{name}] in the topology, e.g. `tmpfs = {{ \"{path}\" = \"64m\" }}`: hadrill never fills the engine's own disk"
+                    )),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `rotate-secret` rewrites the secret in the nodes' mounted config files: each must have

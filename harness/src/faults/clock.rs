@@ -1,0 +1,60 @@
+//! Clock skew: the offset libfaketime reads, in a file inside the node. The node's processes
+//! load libfaketime when the topology says `clock = "faketime"`; running ones re-read the
+//! file within two seconds. The host clock is never touched.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{FaultError, succeeded};
+use crate::node::Node;
+use crate::topology::FAKETIME_FILE;
+use hadrill_model::ClockOffset;
+
+/// Writes the offset, then states what the node's clock reads and how many of its processes
+/// the offset reaches (those that load libfaketime).
+pub(super) async fn skew(n: &Node, offset: ClockOffset) -> Result<String, FaultError> {
+    // PID 1 is the engine's init (static) and `$$` this shell: neither is the service.
+    let script = format!(
+        "set -e; printf '%s\\n' '{spec}' > {FAKETIME_FILE}; chmod 644 {FAKETIME_FILE}; \
+         loaded=0; total=0; for d in /proc/[0-9]*; do p=${{d#/proc/}}; \
+         if [ \"$p\" = 1 ] || [ \"$p\" = $$ ] || [ ! -r \"$d/maps\" ]; then continue; fi; \
+         total=$((total+1)); if grep -q libfaketime \"$d/maps\" 2>/dev/null; then loaded=$((loaded+1)); fi; \
+         done; echo \"$loaded $total\"; date +%s.%N",
+        spec = offset.faketime_spec()
+    );
+    let out = succeeded(n, &script, n.exec_as_root(&["sh", "-c", &script]).await?)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut lines = out.output.lines();
+    let counts: Vec<u32> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let read: Option<f64> = lines.next().and_then(|l| l.trim().parse().ok());
+    let (loaded, total) = match counts[..] {
+        [l, t] => (l, t),
+        _ => (0, 0),
+    };
+    if loaded == 0 {
+        return Err(FaultError::ClockUnreachable {
+            node: n.name().to_string(),
+        });
+    }
+    let seen = read.map_or("unread".into(), |r| format!("{:+.2} s", r - now));
+    Ok(format!(
+        "{}: wall clock {} (a process started now reads {seen}); {loaded} of {total} process(es) load libfaketime",
+        n.name(),
+        String::from(offset),
+    ))
+}
+
+/// Sets the clock true again (an offset of zero: processes that cached the file re-read it
+/// within two seconds).
+pub(super) async fn reset(n: &Node) -> Result<String, FaultError> {
+    let script = format!("printf '+0\\n' > {FAKETIME_FILE}");
+    succeeded(n, &script, n.exec_as_root(&["sh", "-c", &script]).await?)?;
+    Ok("clock true again".into())
+}

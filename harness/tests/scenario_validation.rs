@@ -121,6 +121,29 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "skew-without-faketime.toml",
+        "5:43",
+        &[
+            "steps[0].fault.targets[0]",
+            "node `app1` does not load libfaketime",
+            "clock = \"faketime\"",
+        ],
+    ),
+    (
+        "fill-disk-unlimited.toml",
+        "5:42",
+        &[
+            "steps[0].fault.targets[0]",
+            "`/var/lib/data` of node `app1` is not on a size-limited filesystem",
+            "tmpfs = { \"/var/lib/data\" = \"64m\" }",
+        ],
+    ),
+    (
+        "delay-zero.toml",
+        "5:70",
+        &["steps[0].fault.latency", "is zero"],
+    ),
+    (
         "wait-group.toml",
         "10:38",
         &[

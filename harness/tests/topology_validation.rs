@@ -60,6 +60,19 @@ const CASES: &[(&str, usize, &[&str])] = &[
         &["nodes.web1.config", "`nowhere/app.conf` does not exist"],
     ),
     (
+        "unknown-clock.toml",
+        5,
+        &["nodes.web1.clock", "unknown clock `ntp`"],
+    ),
+    (
+        "tmpfs-relative.toml",
+        5,
+        &[
+            "nodes.web1.tmpfs",
+            "`data` = `64m` is not an absolute path and a size",
+        ],
+    ),
+    (
         "unknown-network.toml",
         5,
         &["nodes.web1.networks", "unknown network `back`"],

@@ -248,8 +248,8 @@ async fn results_are_idempotent_and_historian_slots_unique_and_caught_up() {
     // twice.
     let other = pool.get().await.unwrap();
     let (x, y) = tokio::join!(
-        hadrill_sut::schedule::catch_up(&db, "racer-a"),
-        hadrill_sut::schedule::catch_up(&other, "racer-b")
+        hadrill_sut::schedule::catch_up(&db, "racer-a", None),
+        hadrill_sut::schedule::catch_up(&other, "racer-b", None)
     );
     let (x, y) = (x.unwrap(), y.unwrap());
     assert!(

@@ -74,6 +74,8 @@ pub enum Fixture {
     None,
     /// `POST /traces` answers 201 before the object is stored.
     AckBeforeStore,
+    /// The historian takes the present slot from its own node's clock, not the database's.
+    LocalClock,
 }
 
 #[derive(Clone, PartialEq)]
@@ -277,10 +279,11 @@ impl Config {
         let fixture = match map.get("HADRILL_FIXTURE").map(String::as_str) {
             None | Some("") | Some("none") => Fixture::None,
             Some("ack-before-store") => Fixture::AckBeforeStore,
+            Some("local-clock") => Fixture::LocalClock,
             Some(other) => {
                 return Err(invalid(
                     "HADRILL_FIXTURE",
-                    format!("unknown fixture `{other}` (known: ack-before-store)"),
+                    format!("unknown fixture `{other}` (known: ack-before-store, local-clock)"),
                 ));
             }
         };

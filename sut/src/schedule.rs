@@ -1,7 +1,8 @@
 //! The services node's scheduler: a historian roll-up per 2-second slot. The slot is the
 //! primary key, so a restart or a second services node never computes a slot twice, and the
 //! slots missed during an outage are caught up afterwards. Time comes from the database, so
-//! nodes with skewed clocks agree on the slots.
+//! nodes with skewed clocks agree on the slots (unless the `local-clock` fixture plants the
+//! defect of reading the node's own clock).
 
 use std::ops::Range;
 
@@ -16,16 +17,19 @@ pub fn slots_to_compute(last_done: Option<i64>, current: i64) -> Range<i64> {
     start..end.max(start)
 }
 
-/// Computes every completed slot not yet computed. Returns the slots this call wrote.
+/// Computes every completed slot not yet computed. Returns the slots this call wrote. The
+/// present is the database's clock, or `local_now` (seconds since the epoch) where given.
 pub async fn catch_up(
     client: &deadpool_postgres::Object,
     node: &str,
+    local_now: Option<f64>,
 ) -> Result<Vec<i64>, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT floor(extract(epoch FROM clock_timestamp()) / $1::bigint)::bigint,
+            "SELECT floor(coalesce($2::float8, extract(epoch FROM clock_timestamp())::float8)
+                          / $1::bigint)::bigint,
                     (SELECT max(slot) FROM rollups)",
-            &[&SLOT_SECONDS],
+            &[&SLOT_SECONDS, &local_now],
         )
         .await?;
     let (current, last): (i64, Option<i64>) = (row.get(0), row.get(1));

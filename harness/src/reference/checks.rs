@@ -188,9 +188,12 @@ pub fn historian(state: Option<&FinalState>) -> CheckResult {
     let duplicates = slots.len() - distinct.len();
     // The last completed slot may still be in the works: allow two slots of lag.
     let behind = u64::try_from(state.current_slot as i128 - 1 - last as i128).unwrap_or_default();
+    // A slot still going on (or to come) rolled up: its count misses what is still uploaded.
+    let ahead = u64::try_from(last as i128 - (state.current_slot as i128 - 1)).unwrap_or_default();
     let figures = json!({
         "slots": slots.len(), "first": first, "last": last,
         "missing": missing, "duplicates": duplicates, "slots_behind": behind,
+        "slots_ahead": ahead,
     });
     let mut problems = Vec::new();
     if missing_count > 0 {
@@ -201,6 +204,11 @@ pub fn historian(state: Option<&FinalState>) -> CheckResult {
     }
     if behind > 2 {
         problems.push(format!("{behind} slots behind: not caught up"));
+    }
+    if ahead > 0 {
+        problems.push(format!(
+            "{ahead} slots rolled up before they ended (a clock ahead of the database's)"
+        ));
     }
     if problems.is_empty() {
         let summary = format!("{} slots, each once, none missing, caught up", slots.len());
@@ -511,6 +519,17 @@ mod tests {
         assert_eq!(
             historian(Some(&state(vec![10, 11, 12, 13], 14))).verdict,
             Verdict::Pass
+        );
+        let r = historian(Some(&state(vec![10, 11, 12, 13, 14, 15], 14)));
+        assert_eq!(
+            r.verdict,
+            Verdict::Fail,
+            "slots of the present and the future"
+        );
+        assert!(
+            r.summary.contains("2 slots rolled up before they ended"),
+            "{}",
+            r.summary
         );
         let r = historian(Some(&state(vec![10, 11, 13], 14)));
         assert_eq!(r.verdict, Verdict::Fail, "a gap");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use hadrill_sut::config::Config;
+use hadrill_sut::config::{Config, Fixture};
 use hadrill_sut::{db, hostname, init_logging, schedule, shutdown_signal};
 
 #[derive(Parser)]
@@ -35,7 +35,13 @@ async fn main() {
         loop {
             let pass = async {
                 let client = pool.get().await?;
-                anyhow::Ok(schedule::catch_up(&client, &node).await?)
+                let local_now = (config.fixture == Fixture::LocalClock).then(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs_f64()
+                });
+                anyhow::Ok(schedule::catch_up(&client, &node, local_now).await?)
             };
             match pass.await {
                 Ok(slots) if !slots.is_empty() => tracing::info!("rolled up slots {slots:?}"),

@@ -10,6 +10,7 @@
 mod clock;
 mod delay;
 mod disk;
+mod memory;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -521,19 +522,29 @@ impl Shared {
                 })
                 .await
             }
+            Fault::LimitMemory { targets, headroom } => {
+                each(self.handles(targets)?, |n| async move {
+                    self.running(&n).await?;
+                    let note = memory::limit(&n, *headroom).await?;
+                    self.remember(n.name(), Change::Memory);
+                    Ok(note)
+                })
+                .await
+            }
             Fault::Heal => {
                 let altered = self.altered();
                 let nodes: Vec<String> = altered.keys().cloned().collect();
                 let altered = &altered;
                 each(self.handles(&nodes)?, |n| async move {
                     let changes = &altered[n.name()];
-                    if !n.refresh().await?.running {
-                        self.forget(n.name());
-                        return Ok(format!("{} not running: nothing to heal", n.name()));
-                    }
+                    // A stopped container keeps its memory limit into its next start; the
+                    // rest went with its namespace and mounts.
+                    let running = n.refresh().await?.running;
                     let mut notes = Vec::new();
                     for change in changes {
                         notes.push(match change {
+                            Change::Memory => memory::lift(&n, running).await?,
+                            _ if !running => continue,
                             Change::Network => {
                                 run_script(&n, &heal_network_script()).await?;
                                 "network healed".to_string()
@@ -542,6 +553,9 @@ impl Shared {
                             Change::Clock => clock::reset(&n).await?,
                             Change::Disk(path) => disk::free(&n, path).await?,
                         });
+                    }
+                    if notes.is_empty() {
+                        notes.push("not running: nothing to heal".into());
                     }
                     self.forget(n.name());
                     Ok(format!("{} healed: {}", n.name(), notes.join("; ")))
@@ -609,11 +623,12 @@ impl Shared {
     }
 
     /// A container that exits loses its network namespace (rules, limits, proxies) and its
-    /// tmpfs mounts; its clock file stays, as a skewed machine stays skewed across restarts.
+    /// tmpfs mounts; its clock file and memory limit stay, as a skewed or small machine stays
+    /// so across restarts.
     fn forget_until_restart(&self, node: &str) {
         let mut altered = self.altered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(changes) = altered.get_mut(node) {
-            changes.retain(|c| *c == Change::Clock);
+            changes.retain(|c| matches!(c, Change::Clock | Change::Memory));
             if changes.is_empty() {
                 altered.remove(node);
             }
@@ -871,6 +886,7 @@ mod tests {
             running,
             paused: false,
             exit_code: (!running).then_some(137),
+            oom_killed: false,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct Status {
     pub running: bool,
     pub paused: bool,
     pub exit_code: Option<i64>,
+    /// The kernel's OOM killer ended the container's main process.
+    pub oom_killed: bool,
 }
 
 #[derive(Clone)]
@@ -131,6 +133,7 @@ impl Node {
             running: state.running.unwrap_or(false),
             paused: state.paused.unwrap_or(false),
             exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
         })
     }
 

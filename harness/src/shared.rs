@@ -38,6 +38,8 @@ pub enum Change {
     Clock,
     /// A filler file in the filesystem holding this path.
     Disk(String),
+    /// A memory limit.
+    Memory,
 }
 
 pub(crate) struct Shared {

@@ -536,6 +536,41 @@ while True:
     run.teardown().await.unwrap();
 }
 
+/// A memory limit with 16 MiB of headroom: a process in the node that grows to 64 MiB is
+/// OOM-killed, the node's server goes on, the record counts the kill, and after `heal` the
+/// same growth fits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_limit_oom_kills_what_grows_beyond_it_until_heal() {
+    let mut run = smoke().await;
+    let web1 = run.node("web1").unwrap();
+    let headroom = hadrill::model::ByteSize::try_from("16m".to_string()).unwrap();
+    let limited = run
+        .inject(Fault::LimitMemory {
+            targets: vec!["web1".into()],
+            headroom,
+        })
+        .await
+        .unwrap();
+    println!("{:?}", limited.notes);
+    let grow = [
+        "sh",
+        "-c",
+        "(head -c 64m /dev/zero; sleep 1) | tail > /dev/null",
+    ];
+    let out = web1.exec(&grow).await.unwrap();
+    assert_eq!(out.exit_code, Some(137), "{}", out.output);
+    get(addr(&web1, 80)).await.expect("nginx serves on");
+    let healed = run.inject(Fault::Heal).await.unwrap();
+    println!("{:?}", healed.notes);
+    assert!(
+        healed.notes[0].contains("OOM kills in the node: 1"),
+        "{:?}",
+        healed.notes
+    );
+    assert!(web1.exec(&grow).await.unwrap().success(), "lifted, it fits");
+    run.teardown().await.unwrap();
+}
+
 /// SIGSTOP hangs one process while its container runs on; SIGCONT frees it; a pattern that
 /// matches nothing fails the step rather than hitting nothing.
 #[tokio::test(flavor = "multi_thread")]

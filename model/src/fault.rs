@@ -89,8 +89,15 @@ pub enum Fault {
         targets: Vec<String>,
         path: String,
     },
+    /// Limits each target's memory (its cgroup) to what it uses now plus `headroom`: what the
+    /// node then allocates beyond that, the kernel's OOM killer takes back by killing one of
+    /// its processes (the largest; the service itself if it is the one growing).
+    LimitMemory {
+        targets: Vec<String>,
+        headroom: ByteSize,
+    },
     /// Undoes every change inside the nodes: partition rules, bandwidth limits, delays, clock
-    /// offsets and filled disks.
+    /// offsets, filled disks and memory limits.
     Heal,
     /// Writes a new value of a run secret into the config files of `targets`, as the guides'
     /// rotation does ("overwrite the key on every VM"); restarting them is a separate step.
@@ -279,6 +286,51 @@ impl From<Bandwidth> for String {
             .copied()
             .unwrap_or(("bit", 1));
         format!("{}{unit}", b.bits_per_second / scale)
+    }
+}
+
+/// A size in bytes, written as Docker writes one: `512k`, `64m`, `2g` (powers of 1,024) or
+/// plain bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ByteSize {
+    pub bytes: u64,
+}
+
+impl ByteSize {
+    const UNITS: [(char, u64); 3] = [('g', 1 << 30), ('m', 1 << 20), ('k', 1 << 10)];
+}
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let (number, scale) = ByteSize::UNITS
+            .iter()
+            .find_map(|(unit, scale)| t.strip_suffix(*unit).map(|n| (n, *scale)))
+            .unwrap_or((t.as_str(), 1));
+        match number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+        {
+            Some(bytes) if bytes > 0 => Ok(ByteSize { bytes }),
+            _ => Err(format!(
+                "invalid size `{s}`: write it like `512k`, `64m` or `2g`, more than 0"
+            )),
+        }
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(b: ByteSize) -> String {
+        ByteSize::UNITS
+            .iter()
+            .find(|(_, scale)| b.bytes.is_multiple_of(*scale))
+            .map_or(b.bytes.to_string(), |(unit, scale)| {
+                format!("{}{unit}", b.bytes / scale)
+            })
     }
 }
 
@@ -497,6 +549,7 @@ impl Fault {
             | Fault::Delay { targets, .. }
             | Fault::SkewClock { targets, .. }
             | Fault::FillDisk { targets, .. }
+            | Fault::LimitMemory { targets, .. }
             | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
@@ -521,6 +574,7 @@ impl Fault {
             Fault::Delay { .. } => "delay",
             Fault::SkewClock { .. } => "skew-clock",
             Fault::FillDisk { .. } => "fill-disk",
+            Fault::LimitMemory { .. } => "limit-memory",
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",
@@ -585,6 +639,20 @@ mod tests {
         assert_eq!(String::from(read("1500kbit").unwrap()), "1500kbit");
         assert_eq!(String::from(read("2000kbit").unwrap()), "2mbit");
         for bad in ["4", "4 MB", "mbit", "0kbit", "-1mbit", "99999999999gbit"] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_size_reads_as_docker_writes_it_and_round_trips() {
+        let read = |s: &str| ByteSize::try_from(s.to_string());
+        assert_eq!(read("16m").unwrap().bytes, 16 << 20);
+        assert_eq!(read("512K").unwrap().bytes, 512 << 10);
+        assert_eq!(read("2g").unwrap().bytes, 2 << 30);
+        assert_eq!(read("1000").unwrap().bytes, 1000);
+        assert_eq!(String::from(read("2048k").unwrap()), "2m");
+        assert_eq!(String::from(read("1000").unwrap()), "1000");
+        for bad in ["", "m", "0m", "-1m", "16 MB", "99999999999999g"] {
             assert!(read(bad).is_err(), "{bad}");
         }
     }

@@ -11,7 +11,9 @@ pub mod roles;
 pub mod stamp;
 pub mod verdict;
 
-pub use fault::{Bandwidth, ClockOffset, Direction, Effect, Fault, ProcessSignal, Selector, Shape};
+pub use fault::{
+    Bandwidth, ByteSize, ClockOffset, Direction, Effect, Fault, ProcessSignal, Selector, Shape,
+};
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal};
 pub use op::{
     Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, UNAUTHORIZED, faults, ops,

@@ -99,3 +99,44 @@ async fn a_users_observer_lets_a_step_target_the_primary() {
         "@primary resolved from the observer's facts"
     );
 }
+
+/// An abort condition: the store is killed and the script would leave it down for a minute;
+/// the run stops injecting once the probe has failed for 2 s, starts the store again, records
+/// why in its history, and cannot pass.
+#[tokio::test]
+async fn an_outage_longer_than_the_abort_condition_stops_the_faults_and_brings_the_store_back() {
+    let topology = here().join("topologies").join("kv.toml");
+    let started = std::time::Instant::now();
+    let r = Drill::new("example-kv-abort", topology.to_str().unwrap())
+        .describe("kill the store and leave it down: the abort condition brings it back")
+        .workload(KvWorkload {
+            node: "kv",
+            port: 6379,
+            clients: 2,
+            rate: 20.0,
+        })
+        .warmup(Duration::from_secs(2))
+        .step(Step::at(Duration::ZERO).fault(Fault::kill(["kv"])))
+        .step(Step::after(Duration::from_secs(60)).fault(Fault::start(["kv"])))
+        .settle(Duration::from_secs(3))
+        .abort_when_unavailable_for(Duration::from_secs(2))
+        .run(&RunOptions::new(here().join("..")).with_signal_handler())
+        .await
+        .expect("the drill runs");
+    println!("{}", r.summary());
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "the minute was not waited"
+    );
+    assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary());
+    let reason = r.aborted.as_deref().expect("aborted");
+    assert!(reason.contains("the probe failed for 2."), "{reason}");
+    let kinds: Vec<&str> = r.faults.iter().map(|f| f.fault.name()).collect();
+    assert_eq!(
+        kinds,
+        ["kill", "heal", "start"],
+        "the store started again by the abort"
+    );
+    let again = recheck(&r.run_dir).expect("evidence readable");
+    assert!(again.differences.is_empty(), "{:?}", again.differences);
+}

@@ -28,7 +28,8 @@ use crate::reference::finals::ProductRead;
 use crate::reference::web::WorkloadSpec;
 use crate::run::RunOptions;
 use crate::scenario::{
-    CodeWorkload, NemesisSpec, Results, Scenario, ScenarioError, ScenarioSpec, Step, check_names,
+    AbortSpec, CodeWorkload, NemesisSpec, Results, Scenario, ScenarioError, ScenarioSpec, Step,
+    check_names,
 };
 use crate::workload::sql::SqlSpec;
 use crate::workload::{Observer, Workload};
@@ -61,6 +62,7 @@ impl Drill {
             settle: crate::scenario::default_settle(),
             steps: Vec::new(),
             nemesis: None,
+            abort: None,
             budgets: Budgets::default(),
             final_read: ProductRead::default(),
             expect_fail: Vec::new(),
@@ -128,6 +130,12 @@ impl Drill {
 
     pub fn settle(mut self, settle: Duration) -> Drill {
         self.spec.settle = settle;
+        self
+    }
+
+    /// Stop injecting once the probe has failed this long with no success in between.
+    pub fn abort_when_unavailable_for(mut self, unavailable_for: Duration) -> Drill {
+        self.spec.abort = Some(AbortSpec { unavailable_for });
         self
     }
 

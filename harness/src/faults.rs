@@ -244,7 +244,7 @@ impl Shared {
             }),
             Some(Selector::Previous) => events.iter().rev().find_map(|e| match e {
                 Event::Fault(f) => Some(f.nodes.clone()),
-                Event::Op(_) => None,
+                _ => None,
             }),
             None => None,
         };

@@ -21,6 +21,7 @@ mod drill;
 pub mod faults;
 pub mod history;
 pub mod images;
+pub mod interrupt;
 /// The pure model (`hadrill-model`): what every layer shares.
 pub use hadrill_model as model;
 pub mod node;

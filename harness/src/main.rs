@@ -165,7 +165,14 @@ async fn run_scenarios(
     );
     let t0 = Instant::now();
     let mut all = Vec::new();
-    for name in &names {
+    for (i, name) in names.iter().enumerate() {
+        if hadrill::interrupt::interrupted() {
+            eprintln!(
+                "hadrill: interrupted: {} scenario(s) not run",
+                names.len() - i
+            );
+            break;
+        }
         let results =
             scenario::run_in_suite(&root, name, topology.as_deref(), seed, &options).await;
         println!("{}", results.summary());

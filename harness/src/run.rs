@@ -933,8 +933,9 @@ fn unregister_live(id: &str) {
         .remove(id);
 }
 
-/// On Ctrl-C (or SIGTERM/SIGHUP, e.g. nextest timing a test out) remove this process's runs,
-/// then exit with the conventional 128 + signal.
+/// On SIGTERM/SIGHUP (e.g. nextest timing a test out), or a second Ctrl-C, remove this
+/// process's runs, then exit with the conventional 128 + signal. A first Ctrl-C during a
+/// scenario's steps only asks it to stop injecting (`interrupt`).
 fn install_signal_handler() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
@@ -947,7 +948,14 @@ fn install_signal_handler() {
         }
     };
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            // A first Ctrl-C lets a scenario heal and judge what it recorded.
+            if sig == SIGINT && crate::interrupt::first_interrupt() {
+                eprintln!(
+                    "\nhadrill: interrupted: stopping the faults, healing, and judging what was recorded; Ctrl-C again removes everything now"
+                );
+                continue;
+            }
             let runs: Vec<(String, PathBuf)> = LIVE_RUNS
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

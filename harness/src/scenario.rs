@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::checks::{self, Traffic, database};
 use crate::history::History;
+use crate::interrupt::Abort;
 use crate::reference::agents::{AgentsSpec, AgentsWorkload};
 use crate::reference::finals::{self, ProductRead};
 use crate::reference::web::{WebWorkload, WorkloadSpec};
@@ -24,15 +25,17 @@ use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::sql::{SqlSpec, SqlWorkload};
 use crate::workload::{Context, Observer, Workload};
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, Fault, HarnessUsage, OpKind, Read, Verdict,
-    faults, ops,
+    AbortRecord, Budgets, Check, CheckResult, Event, Evidence, Fault, HarnessUsage, OpKind, Read,
+    Verdict, faults, ops,
 };
 pub use hadrill_model::{NodePrivileges, Results, verdict_word};
 
+mod abort;
 mod nemesis;
 mod shrink;
 mod validate;
 
+pub use abort::AbortSpec;
 pub use nemesis::{Between, NemesisFault, NemesisSpec};
 pub use shrink::{Shrunk, shrink};
 
@@ -120,6 +123,9 @@ pub struct ScenarioSpec {
     /// Random faults drawn from a seed, in place of written steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisSpec>,
+    /// When to stop injecting before the script ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortSpec>,
     #[serde(default)]
     pub budgets: Budgets,
     #[serde(default)]
@@ -605,39 +611,23 @@ impl Scenario {
         ));
         tokio::time::sleep(self.spec.warmup).await;
         phase("warmup", "warmup".into(), t0);
-        for (i, step) in self.spec.steps.iter().enumerate() {
-            let step_started = Instant::now();
-            if let Some(at) = step.at {
-                tokio::time::sleep_until((t0 + at).into()).await;
-            }
-            if let Some(after) = step.after {
-                tokio::time::sleep(after).await;
-            }
-            let mut nodes = Vec::new();
-            if let Some(fault) = &step.fault {
-                tracing::info!("step {}: {}", i + 1, fault.name());
-                match run.inject(fault.clone()).await {
-                    Ok(record) => nodes = record.nodes,
-                    Err(e) => {
-                        errors.push(format!("step {}: {}: {e}", i + 1, fault.name()));
-                        break;
-                    }
-                }
-            }
-            if let Some(wait) = &step.wait {
-                let nodes = if wait.nodes.is_empty() {
-                    nodes
-                } else {
-                    wait.nodes.clone()
-                };
-                if let Err(e) = self.wait(run, &ctx, wait, &nodes, agents.as_deref()).await {
-                    errors.push(format!("step {}: wait until {:?}: {e}", i + 1, wait.until));
-                    break;
-                }
-            }
-            steps_done.store(i + 1, Ordering::Relaxed);
-            let what = step.fault.as_ref().map_or("wait", |f| f.name());
-            phase("step", format!("step {}: {what}", i + 1), step_started);
+        let abort = Abort::default();
+        let _listening = abort.on_interrupt();
+        let watch = self
+            .spec
+            .abort
+            .clone()
+            .map(|spec| tokio::spawn(watch(run.shared().clone(), spec, abort.clone())));
+        let steps = self.steps(run, &ctx, agents.as_deref(), t0, &steps_done);
+        tokio::select! {
+            step_errors = steps => errors.extend(step_errors),
+            () = abort.requested() => {}
+        }
+        if let Some(w) = watch {
+            w.abort();
+        }
+        if let Some(reason) = abort.reason() {
+            errors.extend(self.stop_injecting(run, reason).await);
         }
         let settled = Instant::now();
         tokio::time::sleep(self.spec.settle).await;
@@ -654,6 +644,92 @@ impl Scenario {
                 .map(|m| format!("a client, probe or observer task panicked: {m}")),
         );
         driven
+    }
+
+    /// Runs the steps in order from `t0`, the warmup's start; returns the error that ended
+    /// them early, if one did.
+    async fn steps(
+        &self,
+        run: &Run,
+        ctx: &Context,
+        agents: Option<&AgentsWorkload>,
+        t0: Instant,
+        steps_done: &AtomicUsize,
+    ) -> Option<String> {
+        for (i, step) in self.spec.steps.iter().enumerate() {
+            let step_started = Instant::now();
+            if let Some(at) = step.at {
+                tokio::time::sleep_until((t0 + at).into()).await;
+            }
+            if let Some(after) = step.after {
+                tokio::time::sleep(after).await;
+            }
+            let mut nodes = Vec::new();
+            if let Some(fault) = &step.fault {
+                tracing::info!("step {}: {}", i + 1, fault.name());
+                match run.inject(fault.clone()).await {
+                    Ok(record) => nodes = record.nodes,
+                    Err(e) => return Some(format!("step {}: {}: {e}", i + 1, fault.name())),
+                }
+            }
+            if let Some(wait) = &step.wait {
+                let nodes = if wait.nodes.is_empty() {
+                    nodes
+                } else {
+                    wait.nodes.clone()
+                };
+                if let Err(e) = self.wait(run, ctx, wait, &nodes, agents).await {
+                    return Some(format!("step {}: wait until {:?}: {e}", i + 1, wait.until));
+                }
+            }
+            steps_done.store(i + 1, Ordering::Relaxed);
+            let what = step.fault.as_ref().map_or("wait", |f| f.name());
+            run.shared().phase(
+                "step",
+                format!("step {}: {what}", i + 1),
+                step_started.elapsed(),
+            );
+        }
+        None
+    }
+
+    /// After an abort: records it, heals what faults changed inside the nodes, resumes paused
+    /// nodes and starts those a fault left down, so the install is as whole as hadrill can
+    /// make it before the settle and the final read. Returns what could not be done.
+    async fn stop_injecting(&self, run: &Run, reason: String) -> Vec<String> {
+        tracing::warn!("aborting: {reason}");
+        let shared = run.shared();
+        shared.history.record(Event::Abort(AbortRecord {
+            at: shared.clock.now(),
+            reason,
+        }));
+        let mut errors = Vec::new();
+        if let Err(e) = run.inject(Fault::Heal).await {
+            errors.push(format!("abort: heal: {e}"));
+        }
+        for node in run.nodes() {
+            let (paused, running) = match node.status().await {
+                Ok(s) => (s.paused, s.running),
+                Err(e) => {
+                    errors.push(format!("abort: {}: {e}", node.name()));
+                    continue;
+                }
+            };
+            let spec = node.spec();
+            let back = if paused {
+                Some(Fault::resume([node.name()]))
+            } else if !running && spec.autostart && !spec.once {
+                Some(Fault::start([node.name()]))
+            } else {
+                None
+            };
+            if let Some(fault) = back
+                && let Err(e) = run.inject(fault).await
+            {
+                errors.push(format!("abort: {}: {e}", node.name()));
+            }
+        }
+        errors
     }
 
     async fn wait(
@@ -748,6 +824,7 @@ impl Scenario {
             verdict: judged.verdict,
             error: None,
             step_errors: judged.step_errors,
+            aborted: judged.aborted,
             checks: judged.checks,
             budgets: self.spec.budgets.clone(),
             faults: faults(events),
@@ -818,6 +895,8 @@ pub struct Judged {
     pub checks: Vec<CheckResult>,
     /// The steps' errors, and an `expect_fail` naming a check that did not run.
     pub step_errors: Vec<String>,
+    /// Why the run stopped injecting early, as its history records it.
+    pub aborted: Option<String>,
     pub verdict: Verdict,
 }
 
@@ -844,10 +923,12 @@ pub fn judge(
             )),
         }
     }
+    // A script that did not finish proves less than it says: never a pass.
+    let aborted = hadrill_model::abort(evidence.events).map(|a| a.reason.clone());
     let verdict =
         if !step_errors.is_empty() || checks.iter().any(|c| c.effective() == Verdict::Fail) {
             Verdict::Fail
-        } else if checks.iter().any(|c| c.effective() == Verdict::Unknown) {
+        } else if aborted.is_some() || checks.iter().any(|c| c.effective() == Verdict::Unknown) {
             Verdict::Unknown
         } else {
             Verdict::Pass
@@ -855,6 +936,7 @@ pub fn judge(
     Judged {
         checks,
         step_errors,
+        aborted,
         verdict,
     }
 }
@@ -997,6 +1079,19 @@ pub const RESULTS_FILE: &str = "results.json";
 
 /// Live progress while a scenario runs: the last fault and the operations so far, on a bar over
 /// the steps at a terminal, else logged every 10 s so that CI logs stay short.
+/// Requests the abort once the scenario's condition holds, judged from the history as it
+/// grows.
+async fn watch(shared: Arc<crate::shared::Shared>, spec: AbortSpec, abort: Abort) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if let Some(reason) = spec.reason(&shared.history.events(), shared.clock.now()) {
+            abort.request(reason);
+            return;
+        }
+    }
+}
+
 async fn progress(shared: Arc<crate::shared::Shared>, steps: usize, done: Arc<AtomicUsize>) {
     let bar = crate::progress::Progress::bar("steps", steps);
     let every = if bar.shown() { 2 } else { 10 };
@@ -1010,6 +1105,7 @@ async fn progress(shared: Arc<crate::shared::Shared>, steps: usize, done: Arc<At
             match e {
                 Event::Op(o) => counts[o.outcome as usize] += 1,
                 Event::Fault(f) => last_fault = Some(f),
+                Event::Abort(_) => {}
             }
         }
         let fault = last_fault.map_or("none yet".to_string(), |f| {

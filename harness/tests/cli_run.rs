@@ -49,6 +49,87 @@ fn read(path: &Path) -> String {
         .replace("&#x2f;", "/")
 }
 
+/// A first Ctrl-C during a scenario's steps stops the faults, heals, judges what was recorded
+/// and marks the run aborted; the suite runs no further scenario, and nothing is left behind.
+#[test]
+fn a_first_ctrl_c_aborts_the_scenario_judges_it_and_runs_no_other() {
+    let runs = common::root()
+        .join("target/test-runs/interrupt")
+        .join(format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+    std::fs::create_dir_all(&runs).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hadrill"))
+        .arg("run")
+        .args([fixture("interrupted.toml"), fixture("quick.toml")])
+        .env("HADRILL_RUNS_DIR", &runs)
+        .env("HADRILL_ROOT", common::root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the workload has recorded a few seconds of operations: mid-steps.
+    let started = std::time::Instant::now();
+    let history = loop {
+        assert!(started.elapsed().as_secs() < 120, "the run never got going");
+        let found = std::fs::read_dir(&runs).unwrap().flatten().find_map(|d| {
+            let h = d.path().join("history.jsonl");
+            (std::fs::metadata(&h).is_ok_and(|m| m.len() > 20_000)).then_some(h)
+        });
+        if let Some(h) = found {
+            break h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "{}\n--- stderr ---\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!out.status.success(), "an aborted run cannot pass");
+    assert!(stderr.contains("1 scenario(s) not run"), "{stderr}");
+    let run_dir = history.parent().unwrap();
+    let r: Results = scenario::load_results(run_dir).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary());
+    assert_eq!(r.aborted.as_deref(), Some("interrupted (Ctrl-C)"));
+    assert!(
+        r.faults.iter().all(|f| f.fault.name() != "kill"),
+        "no fault after the abort"
+    );
+    assert!(
+        std::fs::read_to_string(&history)
+            .unwrap()
+            .contains("\"type\":\"abort\"")
+    );
+    let run_dirs = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().join("results.json").is_file())
+        .count();
+    assert_eq!(run_dirs, 1, "the second scenario did not run");
+    let ps = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.hadrill.run={}", r.run_id),
+        ])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "containers left behind");
+}
+
 #[test]
 fn run_writes_the_pages_and_carries_on_past_scenarios_that_cannot_run() {
     let (runs, out) = hadrill_run("cli", &["cannot-start.toml", "bad-file.toml", "quick.toml"]);

@@ -144,6 +144,15 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["steps[0].fault.latency", "is zero"],
     ),
     (
+        "abort-without-probe.toml",
+        "11:19",
+        &[
+            "abort.unavailable_for",
+            "no workload of this scenario probes the system",
+            "the web workload, `[sql]`",
+        ],
+    ),
+    (
         "wait-group.toml",
         "10:38",
         &[

@@ -16,7 +16,8 @@ pub use fault::{
 };
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal};
 pub use op::{
-    Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role, UNAUTHORIZED, faults, ops,
+    AbortRecord, Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role,
+    UNAUTHORIZED, abort, faults, ops,
 };
 pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};

@@ -12,6 +12,15 @@ use crate::stamp::Stamp;
 pub enum Event {
     Fault(FaultRecord),
     Op(OpRecord),
+    /// The run stopped injecting before its script ended (an abort condition, or Ctrl-C).
+    Abort(AbortRecord),
+}
+
+/// When and why a run stopped injecting faults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AbortRecord {
+    pub at: Stamp,
+    pub reason: String,
 }
 
 /// One client operation: what was asked, when, and what came of it.
@@ -177,7 +186,7 @@ pub fn faults(events: &[Event]) -> Vec<FaultRecord> {
         .iter()
         .filter_map(|e| match e {
             Event::Fault(f) => Some(f.clone()),
-            Event::Op(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -187,7 +196,15 @@ pub fn ops(events: &[Event]) -> Vec<OpRecord> {
         .iter()
         .filter_map(|e| match e {
             Event::Op(o) => Some(o.clone()),
-            Event::Fault(_) => None,
+            _ => None,
         })
         .collect()
+}
+
+/// The run's abort, if it stopped injecting early.
+pub fn abort(events: &[Event]) -> Option<&AbortRecord> {
+    events.iter().find_map(|e| match e {
+        Event::Abort(a) => Some(a),
+        _ => None,
+    })
 }

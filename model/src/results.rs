@@ -24,6 +24,9 @@ pub struct Results {
     pub error: Option<String>,
     /// Steps that could not be carried out (a fault refused, a wait timed out).
     pub step_errors: Vec<String>,
+    /// Why the run stopped injecting before its script ended: it cannot pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
     pub checks: Vec<CheckResult>,
     pub budgets: Budgets,
     pub faults: Vec<FaultRecord>,
@@ -110,6 +113,7 @@ impl Default for Results {
             verdict: Verdict::Unknown,
             error: None,
             step_errors: Vec::new(),
+            aborted: None,
             checks: Vec::new(),
             budgets: Budgets::default(),
             faults: Vec::new(),
@@ -153,6 +157,9 @@ impl Results {
         }
         for e in &self.step_errors {
             s.push_str(&format!("  {:<20} {:<8} {e}\n", "steps", "FAIL"));
+        }
+        if let Some(reason) = &self.aborted {
+            s.push_str(&format!("  {:<20} {:<8} {reason}\n", "aborted", "UNKNOWN"));
         }
         for c in &self.checks {
             let expected = if c.expected_to_fail {

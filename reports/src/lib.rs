@@ -62,14 +62,14 @@ impl RunData {
     fn ops(&self) -> impl Iterator<Item = &OpRecord> {
         self.events.iter().filter_map(|e| match e {
             Event::Op(o) => Some(o),
-            Event::Fault(_) => None,
+            _ => None,
         })
     }
 
     fn faults(&self) -> impl Iterator<Item = &FaultRecord> {
         self.events.iter().filter_map(|e| match e {
             Event::Fault(f) => Some(f),
-            Event::Op(_) => None,
+            _ => None,
         })
     }
 
@@ -80,6 +80,7 @@ impl RunData {
             .map(|e| match e {
                 Event::Op(o) => secs(o.complete),
                 Event::Fault(f) => secs(f.end),
+                Event::Abort(a) => secs(a.at),
             })
             .fold(1.0, f64::max)
     }

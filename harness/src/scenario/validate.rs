@@ -12,7 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Condition, NemesisFault, NemesisSpec, Scenario, ScenarioError, Step, Wait};
+use super::{AbortSpec, Condition, NemesisFault, NemesisSpec, Scenario, ScenarioError, Step, Wait};
 use crate::patroni::LeaderSource;
 use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
@@ -76,6 +76,9 @@ pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError
     }
     for (i, step) in spec.steps.iter().enumerate() {
         v.step(i, step)?;
+    }
+    if let Some(abort) = &spec.abort {
+        v.abort(abort)?;
     }
     v.expect_fail()
 }
@@ -690,6 +693,24 @@ impl Validator<'_> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `[abort]` judges the probe as the run goes: the scenario must have one.
+    fn abort(&self, abort: &AbortSpec) -> Checked {
+        let field = "abort.unavailable_for";
+        self.duration(field, abort.unavailable_for, false)?;
+        let spec = &self.scenario.spec;
+        let probed = self.scenario.web().is_some()
+            || spec.sql.is_some()
+            || spec.code_workloads.iter().any(|c| c.probe_hz.is_some());
+        if probed {
+            return Ok(());
+        }
+        Err(self.error(
+            field,
+            "no workload of this scenario probes the system".into(),
+            Some("the web workload, `[sql]` or a code workload with a probe gives one".into()),
+        ))
     }
 
     /// `skew-clock` moves the clock libfaketime gives a node's processes: each target must

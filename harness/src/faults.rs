@@ -498,7 +498,11 @@ impl Shared {
                 })
                 .await
             }
-            Fault::SkewClock { targets, offset } => {
+            Fault::SkewClock {
+                targets,
+                offset,
+                drift,
+            } => {
                 let nodes = self.resolve(targets)?;
                 if let Some(node) = nodes.iter().find(|n| !self.topology.nodes[*n].faketime) {
                     return Err(FaultError::NoFaketime {
@@ -509,7 +513,17 @@ impl Shared {
                 each(self.handles(&nodes)?, |n| async move {
                     self.running(&n).await?;
                     self.remember(n.name(), Change::Clock);
-                    clock::skew(&n, *offset).await
+                    self.stop_drift(n.name());
+                    let note = clock::skew(&n, *offset).await?;
+                    let Some(drift) = *drift else {
+                        return Ok(note);
+                    };
+                    let task = clock::drift(n.clone(), *offset, drift);
+                    self.drifting
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(n.name().to_string(), task);
+                    Ok(format!("{note}; drifting {} a second", String::from(drift)))
                 })
                 .await
             }
@@ -550,7 +564,10 @@ impl Shared {
                                 "network healed".to_string()
                             }
                             Change::Delay(port) => delay::stop(&n, *port).await?,
-                            Change::Clock => clock::reset(&n).await?,
+                            Change::Clock => {
+                                self.stop_drift(n.name());
+                                clock::reset(&n).await?
+                            }
                             Change::Disk(path) => disk::free(&n, path).await?,
                         });
                     }
@@ -632,6 +649,17 @@ impl Shared {
             if changes.is_empty() {
                 altered.remove(node);
             }
+        }
+    }
+
+    fn stop_drift(&self, node: &str) {
+        if let Some(task) = self
+            .drifting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node)
+        {
+            task.abort();
         }
     }
 

@@ -639,6 +639,7 @@ fn new_shared(
         secrets: Mutex::new(BTreeMap::new()),
         nodes: Mutex::new(BTreeMap::new()),
         altered: Mutex::new(BTreeMap::new()),
+        drifting: Mutex::new(BTreeMap::new()),
         fault_seq: AtomicU64::new(0),
         phases: Mutex::new(Vec::new()),
         subnets: Mutex::new(BTreeMap::new()),

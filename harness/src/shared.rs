@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub secrets: Mutex<BTreeMap<String, String>>,
     /// What faults changed inside each node, so `heal` undoes exactly that.
     pub altered: Mutex<BTreeMap<String, BTreeSet<Change>>>,
+    /// The tasks moving a drifting node's clock offset, by node.
+    pub drifting: Mutex<BTreeMap<String, tokio::task::AbortHandle>>,
     pub fault_seq: AtomicU64,
     /// Where the run's wall time went so far, phase by phase.
     pub phases: Mutex<Vec<Phase>>,

@@ -425,6 +425,16 @@ async fn median_get_ms(addr: SocketAddr, n: usize) -> f64 {
     times[n / 2]
 }
 
+/// Seconds ahead of the host's clock that a process started in `node` now reads.
+async fn date_skew(node: &Node) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = node.exec(&["date", "+%s.%N"]).await.unwrap();
+    out.output.trim().parse::<f64>().unwrap() - now
+}
+
 /// Seconds the clock of the process `background(node, "clock", ..)` started reads ahead of
 /// the host's, from the last time it printed.
 async fn clock_skew(node: &Node) -> f64 {
@@ -492,6 +502,24 @@ while True:
     let skew = clock_skew(&web1).await;
     println!("a running process in web1 reads its clock {skew:.2} s ahead with +1h asked");
     assert!((skew - 3600.0).abs() < 1.0, "{skew}");
+
+    // A drift: the offset gains 500 ms a second, as a process started in the node reads it.
+    let drift = hadrill::model::ClockOffset::try_from("+500ms".to_string()).unwrap();
+    let drifting = run
+        .inject(Fault::SkewClock {
+            targets: vec!["web1".into()],
+            offset: hadrill::model::ClockOffset::try_from("+0s".to_string()).unwrap(),
+            drift: Some(drift),
+        })
+        .await
+        .unwrap();
+    println!("{:?}", drifting.notes);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let early = date_skew(&web1).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = date_skew(&web1).await;
+    println!("drift asked 0.5 s/s: {early:.2} s, then {late:.2} s six seconds later");
+    assert!(((late - early) / 6.0 - 0.5).abs() < 0.1, "{early} → {late}");
 
     let full = run
         .inject(Fault::fill_disk(["web1"], "/var/lib/hadrill-data"))

@@ -81,6 +81,10 @@ pub enum Fault {
     SkewClock {
         targets: Vec<String>,
         offset: ClockOffset,
+        /// How far the offset moves per second of the run from the step on (`"+10ms"`: the
+        /// clock gains 10 ms a second), applied in one-second steps until `heal`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drift: Option<ClockOffset>,
     },
     /// Fills the filesystem holding `path` in each target with a filler file, so writes there
     /// fail with "no space left on device". Only a size-limited filesystem (a topology
@@ -347,6 +351,14 @@ impl ClockOffset {
     pub fn faketime_spec(self) -> String {
         format!("{:+}", self.millis as f64 / 1000.0)
     }
+
+    /// This offset moved by `drift` for each second of `elapsed`.
+    pub fn drifted(self, drift: ClockOffset, elapsed: Duration) -> ClockOffset {
+        let moved = drift.millis as f64 * elapsed.as_secs_f64();
+        ClockOffset {
+            millis: self.millis.saturating_add(moved.round() as i64),
+        }
+    }
 }
 
 impl TryFrom<String> for ClockOffset {
@@ -476,6 +488,7 @@ impl Fault {
         Fault::SkewClock {
             targets: names(targets),
             offset,
+            drift: None,
         }
     }
 
@@ -673,6 +686,10 @@ mod tests {
         for bad in ["", "+", "ahead", "--1s", "+20y"] {
             assert!(read(bad).is_err(), "{bad}");
         }
+        let drifted = read("+1s")
+            .unwrap()
+            .drifted(read("-10ms").unwrap(), Duration::from_millis(2_500));
+        assert_eq!(drifted.millis, 975);
     }
 
     #[test]

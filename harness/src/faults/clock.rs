@@ -2,7 +2,9 @@
 //! load libfaketime when the topology says `clock = "faketime"`; running ones re-read the
 //! file within two seconds. The host clock is never touched.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::task::AbortHandle;
 
 use super::{FaultError, succeeded};
 use crate::node::Node;
@@ -51,10 +53,34 @@ pub(super) async fn skew(n: &Node, offset: ClockOffset) -> Result<String, FaultE
     ))
 }
 
+/// Moves the offset by `drift` a second from now on, in one-second steps, until aborted
+/// (`heal`) or the node can no longer be reached (stopped, or the run torn down).
+pub(super) fn drift(n: Node, start: ClockOffset, drift: ClockOffset) -> AbortHandle {
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if write(&n, start.drifted(drift, t0.elapsed())).await.is_err() {
+                return;
+            }
+        }
+    })
+    .abort_handle()
+}
+
+async fn write(n: &Node, offset: ClockOffset) -> Result<(), FaultError> {
+    let script = format!(
+        "printf '%s\\n' '{}' > {FAKETIME_FILE}",
+        offset.faketime_spec()
+    );
+    succeeded(n, &script, n.exec_as_root(&["sh", "-c", &script]).await?).map(|_| ())
+}
+
 /// Sets the clock true again (an offset of zero: processes that cached the file re-read it
 /// within two seconds).
 pub(super) async fn reset(n: &Node) -> Result<String, FaultError> {
-    let script = format!("printf '+0\\n' > {FAKETIME_FILE}");
-    succeeded(n, &script, n.exec_as_root(&["sh", "-c", &script]).await?)?;
+    write(n, ClockOffset { millis: 0 }).await?;
     Ok("clock true again".into())
 }

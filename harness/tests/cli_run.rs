@@ -21,6 +21,12 @@ fn fixture(name: &str) -> String {
 /// `hadrill run <scenario files>` as a user runs it, into a fresh runs directory under
 /// `target/test-runs/<group>`; returns that directory and what the command printed.
 fn hadrill_run(group: &str, scenarios: &[&str]) -> (PathBuf, std::process::Output) {
+    let (runs, mut command) = hadrill_run_command(group, scenarios);
+    (runs, command.output().unwrap())
+}
+
+/// The command of `hadrill_run`, not yet started, and its fresh runs directory.
+fn hadrill_run_command(group: &str, scenarios: &[&str]) -> (PathBuf, Command) {
     let runs = common::root()
         .join("target/test-runs")
         .join(group)
@@ -32,14 +38,13 @@ fn hadrill_run(group: &str, scenarios: &[&str]) -> (PathBuf, std::process::Outpu
                 .as_millis()
         ));
     std::fs::create_dir_all(&runs).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hadrill"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hadrill"));
+    command
         .arg("run")
         .args(scenarios.iter().map(|s| fixture(s)))
         .env("HADRILL_RUNS_DIR", &runs)
-        .env("HADRILL_ROOT", common::root())
-        .output()
-        .unwrap();
-    (runs, out)
+        .env("HADRILL_ROOT", common::root());
+    (runs, command)
 }
 
 /// A page's text with the escaped `/` of its links decoded, as a browser reads them.
@@ -53,21 +58,8 @@ fn read(path: &Path) -> String {
 /// and marks the run aborted; the suite runs no further scenario, and nothing is left behind.
 #[test]
 fn a_first_ctrl_c_aborts_the_scenario_judges_it_and_runs_no_other() {
-    let runs = common::root()
-        .join("target/test-runs/interrupt")
-        .join(format!(
-            "{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-        ));
-    std::fs::create_dir_all(&runs).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hadrill"))
-        .arg("run")
-        .args([fixture("interrupted.toml"), fixture("quick.toml")])
-        .env("HADRILL_RUNS_DIR", &runs)
-        .env("HADRILL_ROOT", common::root())
+    let (runs, mut command) = hadrill_run_command("interrupt", &["interrupted.toml", "quick.toml"]);
+    let child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -5,7 +5,9 @@
 //! removes exactly what was added. The rules go on one side of the cut, so only the nodes on
 //! that side need `NET_ADMIN`. A cut drops what it catches, refuses it (a TCP reset) or loses
 //! each packet with a probability (`-m statistic`). A throttle is a token bucket (`tc tbf`) on
-//! each of the node's interfaces; `heal` removes those too.
+//! each of the node's interfaces. Faults inside a node have a module each: a delay proxy
+//! (`delay`), a clock offset (`clock`), a full disk (`disk`), a memory limit (`memory`).
+//! `heal` undoes what each node holds, as `Shared::altered` remembers it.
 
 mod clock;
 mod delay;

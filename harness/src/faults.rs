@@ -573,10 +573,10 @@ impl Shared {
                             Change::Disk(path) => disk::free(&n, path).await?,
                         });
                     }
-                    if notes.is_empty() {
-                        notes.push("not running: nothing to heal".into());
-                    }
                     self.forget(n.name());
+                    if notes.is_empty() {
+                        return Ok(format!("{} not running: nothing to heal", n.name()));
+                    }
                     Ok(format!("{} healed: {}", n.name(), notes.join("; ")))
                 })
                 .await

@@ -453,13 +453,13 @@ async fn clock_skew(node: &Node) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn delay_clock_skew_and_full_disk_do_what_they_ask_and_heal_undoes_them() {
     let mut run = smoke().await;
-    let web1 = run.node("web1").unwrap();
-    let at = addr(&web1, 80);
+    let web2 = run.node("web2").unwrap();
+    let at = addr(&web2, 80);
     let before = median_get_ms(at, 100).await;
 
     let delayed = run
         .inject(Fault::Delay {
-            targets: vec!["web1".into()],
+            targets: vec!["web2".into()],
             port: 80,
             latency: Duration::from_millis(100),
             jitter: Duration::from_millis(10),
@@ -477,7 +477,7 @@ async fn delay_clock_skew_and_full_disk_do_what_they_ask_and_heal_undoes_them() 
 
     // A process already running when the clock moves: it must see the offset too.
     background(
-        &web1,
+        &web2,
         "clock",
         "exec python3 -c '
 import select, time
@@ -488,7 +488,7 @@ while True:
     .await;
     let offset = hadrill::model::ClockOffset::try_from("+1h".to_string()).unwrap();
     let skewed = run
-        .inject(Fault::skew_clock(["web1"], offset))
+        .inject(Fault::skew_clock(["web2"], offset))
         .await
         .unwrap();
     println!("{:?}", skewed.notes);
@@ -499,15 +499,15 @@ while True:
     );
     // A running process re-reads the offset within two seconds (libfaketime's cache).
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let skew = clock_skew(&web1).await;
-    println!("a running process in web1 reads its clock {skew:.2} s ahead with +1h asked");
+    let skew = clock_skew(&web2).await;
+    println!("a running process in web2 reads its clock {skew:.2} s ahead with +1h asked");
     assert!((skew - 3600.0).abs() < 1.0, "{skew}");
 
     // A drift: the offset gains 500 ms a second, as a process started in the node reads it.
     let drift = hadrill::model::ClockOffset::try_from("+500ms".to_string()).unwrap();
     let drifting = run
         .inject(Fault::SkewClock {
-            targets: vec!["web1".into()],
+            targets: vec!["web2".into()],
             offset: hadrill::model::ClockOffset::try_from("+0s".to_string()).unwrap(),
             drift: Some(drift),
         })
@@ -515,14 +515,14 @@ while True:
         .unwrap();
     println!("{:?}", drifting.notes);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let early = date_skew(&web1).await;
+    let early = date_skew(&web2).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let late = date_skew(&web1).await;
+    let late = date_skew(&web2).await;
     println!("drift asked 0.5 s/s: {early:.2} s, then {late:.2} s six seconds later");
     assert!(((late - early) / 6.0 - 0.5).abs() < 0.1, "{early} → {late}");
 
     let full = run
-        .inject(Fault::fill_disk(["web1"], "/var/lib/hadrill-data"))
+        .inject(Fault::fill_disk(["web2"], "/var/lib/hadrill-data"))
         .await
         .unwrap();
     println!("{:?}", full.notes);
@@ -533,11 +533,11 @@ while True:
         "bs=4k",
         "count=1",
     ];
-    let out = web1.exec_as_root(&write).await.unwrap();
+    let out = web2.exec_as_root(&write).await.unwrap();
     assert!(!out.success(), "a full disk took a write: {}", out.output);
     assert!(out.output.contains("No space left"), "{}", out.output);
     let err = run
-        .inject(Fault::fill_disk(["web1"], "/tmp"))
+        .inject(Fault::fill_disk(["web2"], "/tmp"))
         .await
         .unwrap_err()
         .to_string();
@@ -550,10 +550,10 @@ while True:
         "{:?}",
         healed.notes
     );
-    assert!(web1.exec_as_root(&write).await.unwrap().success());
+    assert!(web2.exec_as_root(&write).await.unwrap().success());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
-        clock_skew(&web1).await.abs() < 1.0,
+        clock_skew(&web2).await.abs() < 1.0,
         "healed, the clock is true"
     );
     let after = median_get_ms(at, 100).await;

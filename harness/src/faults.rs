@@ -837,8 +837,13 @@ fn heal_network_script() -> String {
 }
 
 async fn run_script(node: &Node, script: &str) -> Result<(), FaultError> {
+    shell(node, script).await.map(|_| ())
+}
+
+/// Runs `script` as root in `node`'s shell: its output if it exited 0.
+async fn shell(node: &Node, script: &str) -> Result<ExecOutput, FaultError> {
     let out = node.exec_as_root(&["sh", "-c", script]).await?;
-    succeeded(node, script, out).map(|_| ())
+    succeeded(node, script, out)
 }
 
 /// `s` as one shell word.

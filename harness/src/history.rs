@@ -49,6 +49,11 @@ impl History {
         events.push(event);
     }
 
+    /// `f` over the events so far, under the lock: for a look that needs no copy.
+    pub fn read<T>(&self, f: impl FnOnce(&[Event]) -> T) -> T {
+        f(&self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn events(&self) -> Vec<Event> {
         self.events
             .lock()

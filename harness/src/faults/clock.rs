@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::AbortHandle;
 
-use super::{FaultError, succeeded};
+use super::{FaultError, run_script, shell};
 use crate::node::Node;
 use crate::topology::FAKETIME_FILE;
 use hadrill_model::ClockOffset;
@@ -23,7 +23,7 @@ pub(super) async fn skew(n: &Node, offset: ClockOffset) -> Result<String, FaultE
          done; echo \"$loaded $total\"; date +%s.%N",
         spec = offset.faketime_spec()
     );
-    let out = succeeded(n, &script, n.exec_as_root(&["sh", "-c", &script]).await?)?;
+    let out = shell(n, &script).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -75,7 +75,7 @@ async fn write(n: &Node, offset: ClockOffset) -> Result<(), FaultError> {
         "printf '%s\\n' '{}' > {FAKETIME_FILE}",
         offset.faketime_spec()
     );
-    succeeded(n, &script, n.exec_as_root(&["sh", "-c", &script]).await?).map(|_| ())
+    run_script(n, &script).await
 }
 
 /// Sets the clock true again (an offset of zero: processes that cached the file re-read it

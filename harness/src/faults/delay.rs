@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{FaultError, quote, run_script};
+use super::{FaultError, quote, run_script, shell};
 use crate::node::Node;
 
 const SCRIPT: &str = include_str!("delay.py");
@@ -76,17 +76,13 @@ pub(super) async fn start(
 /// the proxy applied.
 pub(super) async fn stop(n: &Node, port: u16) -> Result<String, FaultError> {
     let log = holds_log(port);
-    let out = n
-        .exec_as_root(&[
-            "sh",
-            "-c",
-            &format!(
-                "iptables -w -t nat -D {rule} 2>/dev/null; pkill -f '{pattern}'; cat {log} 2>/dev/null; rm -f {log}; true",
-                rule = rule(port),
-                pattern = proxy_pattern(port),
-            ),
-        ])
-        .await?;
+    // Each part is tried on its own: a proxy already gone still leaves its log to read.
+    let script = format!(
+        "iptables -w -t nat -D {rule} 2>/dev/null; pkill -f '{pattern}'; cat {log} 2>/dev/null; rm -f {log}; true",
+        rule = rule(port),
+        pattern = proxy_pattern(port),
+    );
+    let out = shell(n, &script).await?;
     let holds: Vec<f64> = out
         .output
         .lines()

@@ -2,7 +2,7 @@
 //! size-limited filesystem is filled (a topology `tmpfs`, at most 4 GiB): the engine's own
 //! disk is shared with everything on the host.
 
-use super::{FaultError, quote, run_script, succeeded};
+use super::{FaultError, quote, run_script, shell};
 use crate::node::Node;
 
 /// The largest filesystem `fill-disk` fills, in KiB.
@@ -15,7 +15,7 @@ fn filler(path: &str) -> String {
 /// (size, available) in KiB of the filesystem holding `path`.
 async fn usage(n: &Node, path: &str) -> Result<(u64, u64), FaultError> {
     let cmd = format!("df -P -k {}", quote(path));
-    let out = succeeded(n, &cmd, n.exec_as_root(&["sh", "-c", &cmd]).await?)?;
+    let out = shell(n, &cmd).await?;
     let fields: Vec<u64> = out
         .output
         .lines()

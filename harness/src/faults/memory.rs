@@ -5,7 +5,7 @@
 
 use bollard::models::ContainerUpdateBody;
 
-use super::{FaultError, succeeded};
+use super::{FaultError, shell};
 use crate::docker::DockerError;
 use crate::node::Node;
 use hadrill_model::ByteSize;
@@ -21,7 +21,7 @@ struct Usage {
 }
 
 async fn usage(n: &Node) -> Result<Usage, FaultError> {
-    let out = succeeded(n, USAGE, n.exec_as_root(&["sh", "-c", USAGE]).await?)?;
+    let out = shell(n, USAGE).await?;
     let numbers: Vec<u64> = out
         .output
         .split_whitespace()

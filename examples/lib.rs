@@ -97,6 +97,9 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             notes: Vec::new(),
+            held: Default::default(),
+            held_unknown: Default::default(),
+            aim: None,
         })
     }
 

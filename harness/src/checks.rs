@@ -13,6 +13,7 @@ use hadrill_model::{
 };
 
 pub mod database;
+pub mod exercise;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod reconnection;
@@ -836,6 +837,9 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             notes: vec![],
+            held: Default::default(),
+            held_unknown: Default::default(),
+            aim: None,
         };
         let e = vec![
             user_op(1, LOGIN, 1000, Outcome::Ok, "app1"),

@@ -29,7 +29,7 @@ use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{Change, POLL, Shared};
 use hadrill_model::{
-    Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
+    Aim, Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
 };
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -109,10 +109,38 @@ pub enum FaultError {
     Docker(#[from] DockerError),
 }
 
+/// `when = { in_flight = 1, timeout = "30s" }` on a step: fire once each target holds at
+/// least `in_flight` items of work (its topology's `in_flight` command lists them), so the
+/// fault lands where it hurts; after `timeout` it fires anyway, and the exercise check says
+/// the step hit less than it meant to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    pub in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// What a fault's targets held just before it.
+#[derive(Default)]
+struct Held {
+    items: BTreeMap<String, Vec<String>>,
+    /// Targets whose `in_flight` command failed, and why.
+    unknown: BTreeMap<String, String>,
+}
+
+/// How often a `when` asks the targets what they hold.
+const AIM_POLL: Duration = Duration::from_millis(50);
+
 impl Run {
     /// Applies a fault and records it in the history.
     pub async fn inject(&self, fault: Fault) -> Result<FaultRecord, FaultError> {
         self.shared().inject(fault).await
+    }
+
+    /// Applies a fault once its targets hold what `when` asks for (or its timeout passed).
+    pub async fn inject_when(&self, fault: Fault, when: &When) -> Result<FaultRecord, FaultError> {
+        self.shared().inject_aimed(fault, Some(when)).await
     }
 }
 
@@ -254,6 +282,59 @@ impl Shared {
     }
 
     pub(crate) async fn inject(self: &Arc<Self>, fault: Fault) -> Result<FaultRecord, FaultError> {
+        self.inject_aimed(fault, None).await
+    }
+
+    /// Waits, up to `when.timeout`, until every target that lists its in-flight work holds
+    /// at least `when.in_flight` items, then applies the fault either way; the record says
+    /// whether the wait was met, for the exercise check to judge.
+    async fn aim(self: &Arc<Self>, nodes: &[String], when: &When) -> Aim {
+        let t0 = Instant::now();
+        let handles: Vec<Node> = nodes.iter().map(|n| Node::new(n, self.clone())).collect();
+        loop {
+            let counts = join_all(handles.iter().map(Node::in_flight)).await;
+            let met = counts.iter().any(|c| matches!(c, Ok(Some(_))))
+                && counts.iter().all(|c| match c {
+                    Ok(Some(items)) => items.len() >= when.in_flight,
+                    Ok(None) => true,
+                    Err(_) => false,
+                });
+            if met || t0.elapsed() >= when.timeout {
+                return Aim {
+                    in_flight: when.in_flight,
+                    waited_ms: t0.elapsed().as_millis() as u64,
+                    met,
+                };
+            }
+            tokio::time::sleep(AIM_POLL).await;
+        }
+    }
+
+    /// What each target that lists its in-flight work holds now, and why it is unknown for
+    /// those whose command failed.
+    async fn held(self: &Arc<Self>, nodes: &[String]) -> Held {
+        let handles: Vec<Node> = nodes.iter().map(|n| Node::new(n, self.clone())).collect();
+        let found = join_all(handles.iter().map(Node::in_flight)).await;
+        let mut held = Held::default();
+        for (n, found) in handles.iter().zip(found) {
+            match found {
+                Ok(Some(items)) => {
+                    held.items.insert(n.name().to_string(), items);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    held.unknown.insert(n.name().to_string(), e.to_string());
+                }
+            }
+        }
+        held
+    }
+
+    pub(crate) async fn inject_aimed(
+        self: &Arc<Self>,
+        fault: Fault,
+        when: Option<&When>,
+    ) -> Result<FaultRecord, FaultError> {
         // Targets are resolved before the clock starts: a typo is not a fault that happened.
         let nodes: Vec<String> = match &fault {
             Fault::Heal => self.altered().into_keys().collect(),
@@ -264,6 +345,16 @@ impl Shared {
                 }
                 all
             }
+        };
+        let aim = match when {
+            Some(when) => Some(self.aim(&nodes, when).await),
+            None => None,
+        };
+        // Sampled last, right before the fault: what it hits.
+        let held = if fault.disturbs() {
+            self.held(&nodes).await
+        } else {
+            Held::default()
         };
         let id = self.fault_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let t0 = Instant::now();
@@ -283,6 +374,9 @@ impl Shared {
             outcome,
             error,
             notes,
+            held: held.items,
+            held_unknown: held.unknown,
+            aim,
         };
         tracing::info!(
             "fault #{id} {} {} at {start}: {:?} in {:.3}s",

@@ -28,6 +28,15 @@ pub enum NodeError {
         log: PathBuf,
         topology: PathBuf,
     },
+    #[error("the in_flight command of `{node}` failed (exit {code:?}): {output}")]
+    #[diagnostic(help(
+        "the topology's `in_flight` command must exit 0 and print one line per item the node holds (nothing when it holds none)"
+    ))]
+    InFlight {
+        node: String,
+        code: Option<i64>,
+        output: String,
+    },
 }
 
 /// The container's process state.
@@ -164,6 +173,31 @@ impl Node {
             EXEC_TIMEOUT,
         )
         .await
+    }
+
+    /// The work the node holds right now, as its topology's `in_flight` command lists it (one
+    /// item per line); `None` when the topology gives it no such command.
+    pub async fn in_flight(&self) -> Result<Option<Vec<String>>, NodeError> {
+        let Some(cmd) = &self.spec().in_flight else {
+            return Ok(None);
+        };
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = self.exec(&argv).await?;
+        if !out.success() {
+            return Err(NodeError::InFlight {
+                node: self.name().to_string(),
+                code: out.exit_code,
+                output: out.output.trim().to_string(),
+            });
+        }
+        Ok(Some(
+            out.output
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ))
     }
 
     /// Waits until the node's health command exits 0. Fails at once if the process exits.

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 
 use crate::checks::{self, Traffic, database};
+use crate::faults::When;
 use crate::history::History;
 use crate::interrupt::Abort;
 use crate::reference::agents::{AgentsSpec, AgentsWorkload};
@@ -208,6 +209,9 @@ pub struct Step {
     pub fault: Option<Fault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<Wait>,
+    /// Fire the fault only once its targets hold work in flight (or the timeout passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
 }
 
 impl Step {
@@ -218,6 +222,7 @@ impl Step {
             after: None,
             fault: None,
             wait: None,
+            when: None,
         }
     }
 
@@ -228,6 +233,7 @@ impl Step {
             after: Some(after),
             fault: None,
             wait: None,
+            when: None,
         }
     }
 
@@ -667,7 +673,11 @@ impl Scenario {
             let mut nodes = Vec::new();
             if let Some(fault) = &step.fault {
                 tracing::info!("step {}: {}", i + 1, fault.name());
-                match run.inject(fault.clone()).await {
+                let injected = match &step.when {
+                    Some(when) => run.inject_when(fault.clone(), when).await,
+                    None => run.inject(fault.clone()).await,
+                };
+                match injected {
                     Ok(record) => nodes = record.nodes,
                     Err(e) => return Some(format!("step {}: {}: {e}", i + 1, fault.name())),
                 }
@@ -1004,6 +1014,7 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         }
     }
     plan.extend(availability.map(|a| Box::new(a) as Box<dyn Check>));
+    plan.push(Box::new(checks::exercise::Exercise));
     if let Some(agents) = &spec.agents {
         plan.extend([
             Box::new(checks::reconnection::Reconnection) as Box<dyn Check>,

@@ -125,6 +125,10 @@ pub struct NodeSpec {
     /// Size-limited in-memory filesystems: mount path → size (`64m`), e.g. a data directory
     /// that `fill-disk` may fill.
     pub tmpfs: BTreeMap<String, String>,
+    /// `in_flight = ["cat", "/tmp/worker.in-flight"]`: a command run inside the node that
+    /// prints the work it holds right now, one item per line (jobs, requests, transactions).
+    /// A fault on the node records what it held, and a step may wait until it holds some.
+    pub in_flight: Option<Vec<String>>,
 }
 
 /// The file libfaketime reads a node's clock offset from; absent, the clock is true.
@@ -173,6 +177,7 @@ impl NodeSpec {
             autostart: true,
             faketime: false,
             tmpfs: BTreeMap::new(),
+            in_flight: None,
         }
     }
 
@@ -538,6 +543,7 @@ struct RawNode {
     clock: Option<Spanned<String>>,
     #[serde(default)]
     tmpfs: BTreeMap<String, Spanned<String>>,
+    in_flight: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -828,6 +834,18 @@ impl Ctx<'_> {
                 }
                 tmpfs.insert(target.clone(), size.get_ref().clone());
             }
+            if let Some(cmd) = &node.in_flight
+                && cmd.get_ref().is_empty()
+            {
+                return Err(self.error(
+                    cmd.span(),
+                    format!("{}: the command must not be empty", field("in_flight")),
+                    Some(
+                        "write it like `in_flight = [\"cat\", \"/tmp/worker.in-flight\"]`: it prints one line per item the node holds"
+                            .into(),
+                    ),
+                ));
+            }
 
             nodes.insert(
                 node_name.clone(),
@@ -851,6 +869,7 @@ impl Ctx<'_> {
                     autostart: node.autostart.unwrap_or(true),
                     faketime,
                     tmpfs,
+                    in_flight: node.in_flight.map(Spanned::into_inner),
                 },
             );
         }

@@ -144,6 +144,20 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["steps[0].fault.latency", "is zero"],
     ),
     (
+        "when-no-in-flight.toml",
+        "6:8",
+        &[
+            "steps[0].when",
+            "no target of the fault lists the work it holds",
+            "in_flight = [",
+        ],
+    ),
+    (
+        "when-zero.toml",
+        "6:22",
+        &["steps[0].when.in_flight", "is 0"],
+    ),
+    (
         "abort-without-probe.toml",
         "11:19",
         &[
@@ -222,7 +236,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &[
             "expect_fail[1]",
             "no check `sessions` runs",
-            "availability, continuity, failover, replicas, single-primary",
+            "availability, continuity, exercise, failover, replicas, single-primary",
         ],
     ),
     (

@@ -571,6 +571,15 @@ impl Fault {
         }
     }
 
+    /// Whether it disturbs the work its targets hold, so what they held is what it hit:
+    /// everything but bringing nodes back and `heal`.
+    pub fn disturbs(&self) -> bool {
+        !matches!(
+            self,
+            Fault::Start { .. } | Fault::Resume { .. } | Fault::Heal
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Kill { .. } => "kill",

@@ -16,7 +16,7 @@ pub use fault::{
 };
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal};
 pub use op::{
-    AbortRecord, Actor, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role,
+    AbortRecord, Actor, Aim, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role,
     UNAUTHORIZED, abort, faults, ops,
 };
 pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};

@@ -1,6 +1,7 @@
 //! Operations and faults as a run records them, on the run's clock.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -161,6 +162,27 @@ pub struct FaultRecord {
     /// Facts observed while applying it, e.g. a stopped process's exit code.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What each target held just before the fault, as its topology's `in_flight` command
+    /// listed it (jobs a worker was processing, …): what the fault hit. Only targets that
+    /// have such a command appear.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, Vec<String>>,
+    /// Targets whose `in_flight` command failed, and why: what they held is unknown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held_unknown: BTreeMap<String, String>,
+    /// What the step meant the fault to hit (`when` in the scenario file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aim: Option<Aim>,
+}
+
+/// A step's `when`: fire once each target holds at least `in_flight` items, waiting at most
+/// `waited_ms`; `met` says whether it did (the fault fires either way, and the exercise check
+/// judges it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Aim {
+    pub in_flight: usize,
+    pub waited_ms: u64,
+    pub met: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -200,6 +200,7 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
             t.render(context! {
                 rows => Value::from_serialize(&rows),
                 time => Value::from_serialize(time_breakdown(&results)),
+                coverage => Value::from_serialize(check_coverage(&results)),
                 harness => Value::from_serialize(harness_usage(&results)),
                 verdict => verdict,
                 style => include_str!("../templates/style.css"),
@@ -207,6 +208,36 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
         })
         .map_err(|e| ReportError::Template("suite.html", e))?;
     write(out.join("index.html"), html)
+}
+
+/// Per check that ran in the suite: the negative controls (runs that exist to see it fail)
+/// where it failed as it should, and those where it did not. A check no negative control saw
+/// fail has never been seen able to fail in this suite, and the page says so.
+pub fn check_coverage(results: &[Results]) -> Vec<Json> {
+    let mut by_check: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for r in results {
+        for c in &r.checks {
+            let (caught, missed) = by_check.entry(c.check.as_str()).or_default();
+            if c.expected_to_fail {
+                if c.verdict == hadrill_model::Verdict::Fail {
+                    caught.push(&r.scenario);
+                } else {
+                    missed.push(&r.scenario);
+                }
+            }
+        }
+    }
+    by_check
+        .into_iter()
+        .map(|(check, (caught, missed))| {
+            serde_json::json!({
+                "check": check,
+                "caught": caught,
+                "missed": missed,
+                "never_seen_failing": caught.is_empty(),
+            })
+        })
+        .collect()
 }
 
 /// Where a suite's wall time went: per kind of phase (in the order a run goes through them),

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use hadrill_model::{HarnessUsage, Phase, Results};
 use hadrill_reports::{
-    RunData, harness_usage, render_run, render_suite, render_trend, run_html, time_breakdown,
+    RunData, check_coverage, harness_usage, render_run, render_suite, render_trend, run_html,
+    time_breakdown,
 };
 use serde_json::{Value, json};
 
@@ -190,6 +191,37 @@ fn a_variants_finding_is_listed_with_its_expected_failures() {
             "{needle} missing from {findings}"
         );
     }
+}
+
+/// The sign-off page names, per check, the negative controls it failed as it should, and
+/// flags a check that no negative control of the suite saw failing.
+#[test]
+fn each_check_lists_the_negative_controls_it_failed_or_is_flagged_never_seen_failing() {
+    let (_tmp, dir) = staged();
+    let mut sound = RunData::load(&dir).unwrap().results;
+    let mut control = sound.clone();
+    control.scenario = "kill-active-app@web-ha-nginx".into();
+    for c in &mut control.checks {
+        if c.check == "availability" {
+            c.verdict = hadrill_model::Verdict::Fail;
+            c.expected_to_fail = true;
+        }
+    }
+    sound.scenario = "kill-active-app".into();
+    let coverage = check_coverage(&[sound, control]);
+    let row = |name: &str| {
+        coverage
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row("availability")["caught"],
+        json!(["kill-active-app@web-ha-nginx"])
+    );
+    assert_eq!(row("availability")["never_seen_failing"], json!(false));
+    assert_eq!(row("continuity")["never_seen_failing"], json!(true));
 }
 
 #[test]

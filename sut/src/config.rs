@@ -19,6 +19,7 @@ pub const KEYS: &[&str] = &[
     "S3_TRACE_BUCKET",
     "STORAGE_USE_PUT",
     "SECRET_KEY",
+    "ANALYSIS_MS_PER_MIB",
     "HADRILL_FIXTURE",
 ];
 
@@ -76,6 +77,9 @@ pub enum Fixture {
     AckBeforeStore,
     /// The historian takes the present slot from its own node's clock, not the database's.
     LocalClock,
+    /// The worker acknowledges a job in the queue before its result is committed: a worker
+    /// that dies between the two loses the job.
+    AckBeforeCommit,
 }
 
 #[derive(Clone, PartialEq)]
@@ -85,6 +89,9 @@ pub struct Config {
     pub s3: S3Config,
     /// 32 bytes from `SECRET_KEY` (64 hex characters): signs session cookies.
     pub secret_key: [u8; 32],
+    /// How long the worker's analysis takes per MiB of trace, as real analysis would (0: as
+    /// fast as the digest). Drills set it so a job is still in flight when a worker dies.
+    pub analysis_ms_per_mib: u64,
     pub fixture: Fixture,
 }
 
@@ -99,6 +106,7 @@ impl fmt::Debug for Config {
             .field("s3_endpoint", &self.s3.endpoint)
             .field("s3_bucket", &self.s3.bucket)
             .field("secret_key", &"<redacted>")
+            .field("analysis_ms_per_mib", &self.analysis_ms_per_mib)
             .field("fixture", &self.fixture)
             .finish()
     }
@@ -280,12 +288,24 @@ impl Config {
             None | Some("") | Some("none") => Fixture::None,
             Some("ack-before-store") => Fixture::AckBeforeStore,
             Some("local-clock") => Fixture::LocalClock,
+            Some("ack-before-commit") => Fixture::AckBeforeCommit,
             Some(other) => {
                 return Err(invalid(
                     "HADRILL_FIXTURE",
-                    format!("unknown fixture `{other}` (known: ack-before-store, local-clock)"),
+                    format!(
+                        "unknown fixture `{other}` (known: ack-before-store, local-clock, ack-before-commit)"
+                    ),
                 ));
             }
+        };
+        let analysis_ms_per_mib = match map.get("ANALYSIS_MS_PER_MIB").map(String::as_str) {
+            None | Some("") => 0,
+            Some(raw) => raw.parse().map_err(|_| {
+                invalid(
+                    "ANALYSIS_MS_PER_MIB",
+                    format!("expected a whole number of milliseconds, got `{raw}`"),
+                )
+            })?,
         };
 
         Ok(Config {
@@ -293,6 +313,7 @@ impl Config {
             database,
             s3,
             secret_key,
+            analysis_ms_per_mib,
             fixture,
         })
     }
@@ -439,6 +460,7 @@ mod tests {
             ("SECRET_KEY", "not-hex"),
             ("SECRET_KEY", "0011"),
             ("HADRILL_FIXTURE", "lose-everything"),
+            ("ANALYSIS_MS_PER_MIB", "fast"),
         ];
         for (key, value) in cases {
             let err = with(key, value).unwrap_err();

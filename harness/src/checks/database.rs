@@ -622,6 +622,9 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             notes: vec![],
+            held: Default::default(),
+            held_unknown: Default::default(),
+            aim: None,
         })
     }
 
@@ -741,6 +744,9 @@ mod tests {
                 outcome: Outcome::Ok,
                 error: None,
                 notes: vec![],
+                held: Default::default(),
+                held_unknown: Default::default(),
+                aim: None,
             })
         };
         let base = vec![role("pg1", "primary", 0), role("pg2", "replica", 0)];

@@ -37,6 +37,9 @@ pub fn fault_on(node: &str, id: u64, kind: Fault, at_ms: u64) -> Event {
         outcome: Outcome::Ok,
         error: None,
         notes: vec![],
+        held: Default::default(),
+        held_unknown: Default::default(),
+        aim: None,
     })
 }
 

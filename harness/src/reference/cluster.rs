@@ -533,6 +533,9 @@ mod integrity_tests {
             outcome: Outcome::Ok,
             error: None,
             notes: vec![],
+            held: Default::default(),
+            held_unknown: Default::default(),
+            aim: None,
         })
     }
 

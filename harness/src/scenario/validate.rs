@@ -13,6 +13,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{AbortSpec, Condition, NemesisFault, NemesisSpec, Scenario, ScenarioError, Step, Wait};
+use crate::faults::When;
 use crate::patroni::LeaderSource;
 use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
@@ -599,6 +600,9 @@ impl Validator<'_> {
         if let Some(fault) = &step.fault {
             self.fault(i, fault)?;
         }
+        if let Some(when) = &step.when {
+            self.when(i, step, when)?;
+        }
         match &step.wait {
             Some(wait) => self.wait(i, step, wait),
             None => Ok(()),
@@ -693,6 +697,53 @@ impl Validator<'_> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `when` waits for work in flight on the fault's targets: the step needs a fault, at
+    /// least one item to wait for, and targets that can list their work.
+    fn when(&self, i: usize, step: &Step, when: &When) -> Checked {
+        let at = format!("steps[{i}].when");
+        let Some(fault) = &step.fault else {
+            return Err(self.error(
+                &at,
+                "waits to fire a fault, and the step has none".into(),
+                None,
+            ));
+        };
+        if when.in_flight == 0 {
+            return Err(self.error(
+                &format!("{at}.in_flight"),
+                "is 0: a fault aimed at nothing in flight is not aimed".into(),
+                Some("write it like `when = { in_flight = 1, timeout = \"30s\" }`".into()),
+            ));
+        }
+        self.duration(&format!("{at}.timeout"), when.timeout, false)?;
+        let listed = fault
+            .targets()
+            .iter()
+            .flat_map(|(_, names)| names.iter())
+            .filter(|n| !n.starts_with('@'))
+            .flat_map(|n| self.topology().resolve(n).unwrap_or_default())
+            .any(|n| {
+                self.topology()
+                    .node(&n)
+                    .is_some_and(|n| n.in_flight.is_some())
+            });
+        let selected = fault
+            .targets()
+            .iter()
+            .any(|(_, names)| names.iter().any(|n| n.starts_with('@')));
+        if listed || selected {
+            return Ok(());
+        }
+        Err(self.error(
+            &at,
+            "no target of the fault lists the work it holds".into(),
+            Some(
+                "give the target an `in_flight` command in the topology, e.g. `in_flight = [\"cat\", \"/tmp/worker.in-flight\"]`"
+                    .into(),
+            ),
+        ))
     }
 
     /// `[abort]` judges the probe as the run goes: the scenario must have one.

@@ -1,13 +1,16 @@
 //! `worker`: analyses uploaded traces from the Redis Stream, at least once, with an idempotent
-//! result; takes over the jobs of a worker that died.
+//! result; takes over the jobs of a worker that died. The jobs it holds are listed in
+//! `/tmp/worker.in-flight`, one per line, so a drill can see what a fault on it hits.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hadrill_sut::config::Config;
+use futures_util::future::join_all;
+use hadrill_sut::config::{Config, Fixture};
 use hadrill_sut::queue::{Job, Queue};
 use hadrill_sut::storage::Storage;
 use hadrill_sut::{RETRY_PAUSE, analysis, db, hostname, init_logging, shutdown_signal};
@@ -16,6 +19,7 @@ use hadrill_sut::{RETRY_PAUSE, analysis, db, hostname, init_logging, shutdown_si
 const CLAIM_AFTER: Duration = Duration::from_secs(10);
 const CLAIM_EVERY: Duration = Duration::from_secs(2);
 const READY_FILE: &str = "/tmp/worker.ready";
+const IN_FLIGHT_FILE: &str = "/tmp/worker.in-flight";
 
 #[derive(Parser)]
 #[command(name = "worker", about = "hadrill reference product: analysis worker")]
@@ -29,6 +33,9 @@ struct Worker {
     storage: Storage,
     queue: Queue,
     name: String,
+    ms_per_mib: u64,
+    fixture: Fixture,
+    in_flight: Mutex<BTreeSet<i64>>,
 }
 
 #[tokio::main]
@@ -48,6 +55,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         storage: Storage::connect(&config.s3)?,
         queue: Queue::connect(&config.redis_url).await?,
         name: hostname(),
+        ms_per_mib: config.analysis_ms_per_mib,
+        fixture: config.fixture,
+        in_flight: Mutex::new(BTreeSet::new()),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -60,6 +70,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(RETRY_PAUSE).await;
     }
     tracing::info!("worker {} consuming", w.name);
+    std::fs::write(IN_FLIGHT_FILE, "")?;
     // Readiness for the topology's health check: this worker has joined the consumer group.
     std::fs::write(READY_FILE, &w.name)?;
     let mut last_claim = Instant::now() - CLAIM_EVERY;
@@ -71,13 +82,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             w.queue.read(&w.name, Duration::from_secs(1)).await
         };
         match jobs {
+            // A batch's jobs are analysed side by side, as a worker with several cores would.
             Ok(jobs) => {
-                for job in jobs {
-                    if let Err(e) = w.process(&job).await {
-                        // Left pending: claimed again after CLAIM_AFTER.
-                        tracing::warn!("job {} (trace {}) failed: {e:#}", job.entry, job.trace_id);
-                    }
-                }
+                join_all(jobs.iter().map(|job| w.process_logged(job))).await;
             }
             Err(e) => {
                 tracing::warn!("queue unavailable: {e}");
@@ -90,6 +97,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 impl Worker {
+    async fn process_logged(&self, job: &Job) {
+        self.hold(job.trace_id, true);
+        if let Err(e) = self.process(job).await {
+            // Left pending: claimed again after CLAIM_AFTER.
+            tracing::warn!("job {} (trace {}) failed: {e:#}", job.entry, job.trace_id);
+        }
+        self.hold(job.trace_id, false);
+    }
+
+    /// Adds or removes a job from the in-flight list and rewrites its file whole (a rename,
+    /// so a reader never sees half of it).
+    fn hold(&self, trace_id: i64, held: bool) {
+        let mut jobs = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if held {
+            jobs.insert(trace_id);
+        } else {
+            jobs.remove(&trace_id);
+        }
+        let text: String = jobs.iter().map(|id| format!("trace {id}\n")).collect();
+        let tmp = format!("{IN_FLIGHT_FILE}.tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, IN_FLIGHT_FILE))
+        {
+            tracing::warn!("cannot write {IN_FLIGHT_FILE}: {e}");
+        }
+    }
+
     async fn process(&self, job: &Job) -> anyhow::Result<()> {
         let mut client = self.pool.get().await?;
         let Some(expected) = analysis::expected_sha256(&client, job.trace_id).await? else {
@@ -98,10 +132,17 @@ impl Worker {
             return Ok(());
         };
         let content = self.storage.get_bytes(&job.object_key).await?;
+        if self.fixture == Fixture::AckBeforeCommit {
+            self.queue.ack(&job.entry).await?;
+        }
         let result = analysis::analyse(&content, &expected);
+        let pace = self.ms_per_mib * content.len() as u64 / (1 << 20);
+        tokio::time::sleep(Duration::from_millis(pace)).await;
         let wrote = analysis::record(&mut client, job.trace_id, &result, &self.name).await?;
         // Acknowledge only once the result is committed: at-least-once delivery.
-        self.queue.ack(&job.entry).await?;
+        if self.fixture != Fixture::AckBeforeCommit {
+            self.queue.ack(&job.entry).await?;
+        }
         tracing::info!(
             "trace {} analysed ({} lines, digest ok: {}){}",
             job.trace_id,

@@ -1003,6 +1003,7 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
             }) as Box<dyn Check>,
             Box::new(database::Failover { writes }),
             Box::new(database::Replicas),
+            Box::new(database::ReplicationClaim),
         ]);
     }
     for w in &spec.code_workloads {

@@ -96,6 +96,28 @@ pub struct Topology {
     /// Tunables of the deployment (`[settings]`, e.g. Patroni's ttl), written into config files
     /// and `env` as `${setting:NAME}`, inherited through `extends` and reported with results.
     pub settings: BTreeMap<String, String>,
+    /// What the data tier promises (`replication = "synchronous"`): the `[sql]` workload reads
+    /// the primary's live replication state and the `replication` check compares the two.
+    pub replication: Option<Replication>,
+}
+
+/// How a database tier replicates, as its topology promises it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replication {
+    /// A commit is acknowledged only once a standby has it: a failover loses nothing.
+    Synchronous,
+    /// A commit is acknowledged before any standby has it: a failover may lose it.
+    Asynchronous,
+}
+
+impl Replication {
+    pub fn name(self) -> &'static str {
+        match self {
+            Replication::Synchronous => "synchronous",
+            Replication::Asynchronous => "asynchronous",
+        }
+    }
 }
 
 /// One node as declared: what to run and how to know it is up.
@@ -213,6 +235,7 @@ impl Topology {
             nodes: BTreeMap::new(),
             secrets: Vec::new(),
             settings: BTreeMap::new(),
+            replication: None,
         }
     }
 
@@ -498,6 +521,7 @@ struct RawTopology {
     /// Topologies this one starts from (names under `topologies/`, or `.toml` paths relative
     /// to this file), merged in order.
     extends: Option<Spanned<toml::Value>>,
+    replication: Option<Replication>,
     /// Inherited nodes to leave out.
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
@@ -664,6 +688,9 @@ impl Ctx<'_> {
             };
             settings.insert(key.get_ref().clone(), text);
         }
+        let replication = raw
+            .replication
+            .or(base.as_ref().and_then(|b| b.replication));
         let cycle_spans = raw.nodes_spans();
         let mut node_names: BTreeSet<String> =
             raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
@@ -887,6 +914,7 @@ impl Ctx<'_> {
             nodes,
             secrets,
             settings,
+            replication,
         };
         self.check_settings(&topology)?;
         self.check_inherited(&topology)?;

@@ -100,6 +100,10 @@ impl OpKind {
     pub const ROLE: OpKind = OpKind::new("role");
     /// An observer saw the leader key change (value: holder, or `none`).
     pub const LEADER: OpKind = OpKind::new("leader");
+    /// The primary's live replication state before the faults (key: what the topology
+    /// promises, `synchronous` or `asynchronous`; value: each standby's `name state
+    /// sync_state`, `; `-separated, or `none streaming`).
+    pub const REPLICATION: OpKind = OpKind::new("replication");
     /// An agent connected to a node (key: agent name; node: the node that welcomed it).
     pub const CONNECT: OpKind = OpKind::new("connect");
     /// An agent's connection dropped (key: agent name; node: where it was; error: why).

@@ -556,6 +556,72 @@ impl Check for Replicas {
     }
 }
 
+/// Does the tier replicate as its topology promises? Judged from the primary's live state the
+/// `[sql]` workload read before the faults: a promise of synchronous replication needs a
+/// standby streaming as `sync` (or `quorum`). Applies when the topology makes a promise.
+pub struct ReplicationClaim;
+
+impl Check for ReplicationClaim {
+    fn name(&self) -> &str {
+        "replication"
+    }
+
+    fn applies(&self, e: &Evidence<'_>) -> bool {
+        ops(e.events).iter().any(|o| o.kind == OpKind::REPLICATION)
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        let all = ops(e.events);
+        let Some(read) = all.iter().find(|o| o.kind == OpKind::REPLICATION) else {
+            return CheckResult::unknown(self.name(), "the replication state was not read".into());
+        };
+        let claim = read.key.as_deref().unwrap_or("none");
+        let Some(state) = read
+            .value
+            .as_deref()
+            .filter(|_| read.outcome == Outcome::Ok)
+        else {
+            return CheckResult::unknown(
+                self.name(),
+                format!(
+                    "the topology promises {claim} replication, and the primary's replication state could not be read: {}",
+                    read.error.as_deref().unwrap_or("no answer")
+                ),
+            );
+        };
+        let standbys: Vec<&str> = state
+            .split("; ")
+            .filter(|s| *s != "none streaming")
+            .collect();
+        let sync = standbys
+            .iter()
+            .filter(|s| s.ends_with(" streaming sync") || s.ends_with(" streaming quorum"))
+            .count();
+        let figures = json!({"promised": claim, "standbys": standbys, "synchronous": sync});
+        let (verdict, summary) = match claim {
+            "synchronous" if sync > 0 => (
+                Verdict::Pass,
+                format!("promised synchronous; the primary streams synchronously to {state}"),
+            ),
+            "synchronous" if standbys.is_empty() => (
+                Verdict::Unknown,
+                "promised synchronous, and no standby was streaming to judge it by".to_string(),
+            ),
+            "synchronous" => (
+                Verdict::Fail,
+                format!(
+                    "promised synchronous, but no standby is synchronous: {state}; a commit is acknowledged before any standby has it"
+                ),
+            ),
+            _ => (
+                Verdict::Pass,
+                format!("promised {claim}, which promises no standby: {state}"),
+            ),
+        };
+        CheckResult::new(self.name(), verdict, summary, figures)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -909,5 +975,42 @@ mod tests {
         down.left_down = false;
         let c = cluster(vec![down, member("pg2", "primary", 2, 100, "d")]);
         assert_eq!(replicas(&c).unwrap().verdict, Verdict::Fail);
+    }
+
+    fn replication(claim: &str, state: &str) -> CheckResult {
+        let events = [op(
+            OpKind::REPLICATION,
+            "replication",
+            claim,
+            state,
+            100,
+            Outcome::Ok,
+        )];
+        let budgets = Budgets::default();
+        let finals = BTreeMap::new();
+        ReplicationClaim.judge(&Evidence {
+            events: &events,
+            budgets: &budgets,
+            finals: &finals,
+        })
+    }
+
+    #[test]
+    fn a_promise_of_synchronous_replication_fails_on_an_asynchronous_standby() {
+        let ok = replication("synchronous", "pg2 streaming sync");
+        assert_eq!(ok.verdict, Verdict::Pass, "{}", ok.summary);
+        let bad = replication("synchronous", "pg2 streaming async");
+        assert_eq!(bad.verdict, Verdict::Fail, "{}", bad.summary);
+        assert!(
+            bad.summary.contains("pg2 streaming async"),
+            "{}",
+            bad.summary
+        );
+        let none = replication("synchronous", "none streaming");
+        assert_eq!(none.verdict, Verdict::Unknown, "{}", none.summary);
+        assert_eq!(
+            replication("asynchronous", "pg2 streaming async").verdict,
+            Verdict::Pass
+        );
     }
 }

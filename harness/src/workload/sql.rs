@@ -19,6 +19,7 @@ use crate::shared::record;
 use futures_util::future::BoxFuture;
 use hadrill_model::Exchange;
 
+use crate::topology::Replication;
 use crate::workload::{Answer, Client, Context, Observer, Op, Workload};
 use hadrill_model::{OpKind, Outcome, Role};
 use hadrill_model::{Read, SQL_READ, SqlFinal};
@@ -204,7 +205,12 @@ impl Workload for SqlWorkload {
                 .secret(secret)
                 .ok_or_else(|| format!("the topology declares no secret {secret}"))?;
             let _ = self.password.set(password);
-            create_tables(&self.ctx(&ctx)).await
+            let sctx = self.ctx(&ctx);
+            create_tables(&sctx).await?;
+            if let Some(claim) = ctx.topology().replication {
+                read_replication(&sctx, &ctx, claim).await;
+            }
+            Ok(())
         })
     }
 
@@ -261,6 +267,65 @@ async fn create_tables(ctx: &Ctx) -> Result<(), String> {
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// Records the primary's live replication state beside what the topology promises, once a
+/// standby streams as promised (or after 30 s): one `replication` operation, key the promise, value each
+/// standby's `application_name state sync_state`, or `none streaming`.
+async fn read_replication(ctx: &Ctx, wctx: &Context, claim: Replication) {
+    let invoke = wctx.now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let query = "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1";
+    let ex = |outcome, error| Exchange {
+        outcome,
+        status: None,
+        error,
+        node: None,
+    };
+    let (value, exchange) = loop {
+        let read = async {
+            let c = connect_entry(ctx).await?;
+            let rows = c.query(query, &[]).await.map_err(|e| e.to_string())?;
+            Ok::<Vec<String>, String>(
+                rows.iter()
+                    .map(|r| {
+                        let field = |i| r.get::<_, Option<String>>(i).unwrap_or_default();
+                        format!("{} {} {}", field(0), field(1), field(2))
+                    })
+                    .collect(),
+            )
+        };
+        let late = std::time::Instant::now() > deadline;
+        match read.await {
+            // A synchronous standby is named by the failover manager a moment after it
+            // starts streaming: wait for it (or the deadline) before calling it asynchronous.
+            Ok(standbys)
+                if late
+                    || standbys.iter().any(|s| {
+                        s.ends_with(" streaming sync")
+                            || s.ends_with(" streaming quorum")
+                            || (claim == Replication::Asynchronous && s.contains(" streaming "))
+                    }) =>
+            {
+                let value = if standbys.is_empty() {
+                    "none streaming".to_string()
+                } else {
+                    standbys.join("; ")
+                };
+                break (Some(value), ex(Outcome::Ok, None));
+            }
+            Err(e) if late => break (None, ex(Outcome::Unknown, Some(e))),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    wctx.record(
+        Role::Observer.named("replication"),
+        OpKind::REPLICATION,
+        Some(claim.name().to_string()),
+        value,
+        invoke,
+        exchange,
+    );
 }
 
 async fn connect_entry(ctx: &Ctx) -> Result<tokio_postgres::Client, String> {

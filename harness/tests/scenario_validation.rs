@@ -236,7 +236,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &[
             "expect_fail[1]",
             "no check `sessions` runs",
-            "availability, continuity, exercise, failover, replicas, single-primary",
+            "availability, continuity, exercise, failover, replicas, replication, single-primary",
         ],
     ),
     (

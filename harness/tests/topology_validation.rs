@@ -65,6 +65,16 @@ const CASES: &[(&str, usize, &[&str])] = &[
         &["nodes.web1.clock", "unknown clock `ntp`"],
     ),
     (
+        "in-flight-empty.toml",
+        5,
+        &["nodes.worker.in_flight", "the command must not be empty"],
+    ),
+    (
+        "unknown-replication.toml",
+        2,
+        &["replication", "synchronous", "asynchronous"],
+    ),
+    (
         "tmpfs-relative.toml",
         5,
         &[

@@ -5,6 +5,7 @@
 
 pub mod fault;
 pub mod finals;
+pub mod hits;
 pub mod op;
 pub mod results;
 pub mod roles;
@@ -15,6 +16,7 @@ pub use fault::{
     Bandwidth, ByteSize, ClockOffset, Direction, Effect, Fault, ProcessSignal, Selector, Shape,
 };
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal};
+pub use hits::{Hit, SERVING_WINDOW, hits};
 pub use op::{
     AbortRecord, Actor, Aim, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role,
     UNAUTHORIZED, abort, faults, ops,

@@ -137,6 +137,16 @@ pub fn run_html(run: &RunData, signoff: Option<&str>) -> Result<String, ReportEr
     let db_failovers = figures(r, "failover")["failovers"].clone();
     let reconnections = figures(r, "reconnection")["windows"].clone();
     let logs = log_excerpts(run);
+    let hits: Vec<Json> = hadrill_model::hits(&run.events)
+        .into_iter()
+        .filter_map(|h| {
+            let f = run.faults().find(|f| f.id == h.fault)?;
+            let mut row = serde_json::to_value(&h).ok()?;
+            row["kind"] = f.fault.name().into();
+            row["nodes"] = serde_json::json!(f.nodes);
+            Some(row)
+        })
+        .collect();
     let mut files: Vec<String> = std::fs::read_dir(run.dir.join("logs"))
         .into_iter()
         .flatten()
@@ -150,6 +160,7 @@ pub fn run_html(run: &RunData, signoff: Option<&str>) -> Result<String, ReportEr
             t.render(context! {
                 r => Value::from_serialize(r),
                 windows => Value::from_serialize(&windows),
+                hits => Value::from_serialize(&hits),
                 ledger => Value::from_serialize(&continuity),
                 db_failovers => Value::from_serialize(&db_failovers),
                 reconnections => Value::from_serialize(&reconnections),

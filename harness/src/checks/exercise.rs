@@ -26,7 +26,7 @@ impl Check for Exercise {
 
     fn judge(&self, evidence: &Evidence<'_>) -> CheckResult {
         let faults: Vec<FaultRecord> = faults(evidence.events).into_iter().filter(judged).collect();
-        let mut hits = Vec::new();
+        let mut reached = Vec::new();
         let mut misses = Vec::new();
         for f in &faults {
             let what = format!("{} {} (#{})", f.fault.name(), f.nodes.join(","), f.id);
@@ -52,9 +52,10 @@ impl Check for Exercise {
                 _ if items.is_empty() => misses.push(format!(
                     "{what} hit nothing: its targets held no work at the fault"
                 )),
-                _ => hits.push(format!("{what} hit {}", items.join(", "))),
+                _ => reached.push(format!("{what} hit {}", items.join(", "))),
             }
         }
+        let reach = hadrill_model::hits(evidence.events);
         let figures = json!({
             "faults": faults.iter().map(|f| json!({
                 "id": f.id,
@@ -63,13 +64,14 @@ impl Check for Exercise {
                 "held": f.held,
                 "held_unknown": f.held_unknown,
                 "aim": f.aim,
+                "hit": reach.iter().find(|h| h.fault == f.id),
             })).collect::<Vec<_>>(),
         });
         let (verdict, summary) = if misses.is_empty() {
-            (Verdict::Pass, hits.join("; "))
+            (Verdict::Pass, reached.join("; "))
         } else {
             let mut all = misses;
-            all.extend(hits);
+            all.extend(reached);
             (Verdict::Unknown, all.join("; "))
         };
         CheckResult::new(NAME, verdict, summary, figures)

@@ -30,6 +30,7 @@ use crate::run::Run;
 use crate::shared::{Change, POLL, Shared};
 use hadrill_model::{
     Aim, Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
+    agents_on,
 };
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -110,13 +111,17 @@ pub enum FaultError {
 }
 
 /// `when = { in_flight = 1, timeout = "30s" }` on a step: fire once each target holds at
-/// least `in_flight` items of work (its topology's `in_flight` command lists them), so the
-/// fault lands where it hurts; after `timeout` it fires anyway, and the exercise check says
-/// the step hit less than it meant to.
+/// least `in_flight` items of work (its topology's `in_flight` command lists them) and, with
+/// `agents`, once that many agents are connected to the targets, so the fault lands where it
+/// hurts; after `timeout` it fires anyway, and the exercise check says the step hit less than
+/// it meant to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct When {
-    pub in_flight: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<usize>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -285,23 +290,35 @@ impl Shared {
         self.inject_aimed(fault, None).await
     }
 
-    /// Waits, up to `when.timeout`, until every target that lists its in-flight work holds
-    /// at least `when.in_flight` items, then applies the fault either way; the record says
-    /// whether the wait was met, for the exercise check to judge.
+    /// Waits, up to `when.timeout`, until the targets hold what `when` asks for, then
+    /// applies the fault either way; the record says whether the wait was met, for the
+    /// exercise check to judge.
     async fn aim(self: &Arc<Self>, nodes: &[String], when: &When) -> Aim {
         let t0 = Instant::now();
         let handles: Vec<Node> = nodes.iter().map(|n| Node::new(n, self.clone())).collect();
+        let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
         loop {
-            let counts = join_all(handles.iter().map(Node::in_flight)).await;
-            let met = counts.iter().any(|c| matches!(c, Ok(Some(_))))
-                && counts.iter().all(|c| match c {
-                    Ok(Some(items)) => items.len() >= when.in_flight,
-                    Ok(None) => true,
-                    Err(_) => false,
-                });
+            let holds = match when.in_flight {
+                None => true,
+                Some(n) => {
+                    let counts = join_all(handles.iter().map(Node::in_flight)).await;
+                    counts.iter().any(|c| matches!(c, Ok(Some(_))))
+                        && counts.iter().all(|c| match c {
+                            Ok(Some(items)) => items.len() >= n,
+                            Ok(None) => true,
+                            Err(_) => false,
+                        })
+                }
+            };
+            let connected = when.agents.is_none_or(|n| {
+                let now = self.clock.now();
+                self.history.read(|events| agents_on(events, &targets, now)) >= n
+            });
+            let met = holds && connected;
             if met || t0.elapsed() >= when.timeout {
                 return Aim {
                     in_flight: when.in_flight,
+                    agents: when.agents,
                     waited_ms: t0.elapsed().as_millis() as u64,
                     met,
                 };

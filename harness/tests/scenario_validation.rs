@@ -145,12 +145,17 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "when-no-in-flight.toml",
-        "6:8",
+        "6:22",
         &[
-            "steps[0].when",
+            "steps[0].when.in_flight",
             "no target of the fault lists the work it holds",
             "in_flight = [",
         ],
+    ),
+    (
+        "when-agents-without-agents.toml",
+        "6:19",
+        &["steps[0].when.agents", "no `[agents]`"],
     ),
     (
         "when-zero.toml",

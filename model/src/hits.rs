@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::op::{Event, FaultRecord, OpKind, OpRecord, Outcome, Role, faults, ops};
+use crate::stamp::Stamp;
 
 /// How far back "the target was serving" looks: a server that answered users in the second
 /// before it died was carrying their traffic when it did.
@@ -33,11 +34,33 @@ pub fn hits(events: &[Event]) -> Vec<Hit> {
     faults(events)
         .iter()
         .filter(|f| f.fault.disturbs())
-        .map(|f| hit(&all, f))
+        .map(|f| hit(events, &all, f))
         .collect()
 }
 
-fn hit(all: &[OpRecord], f: &FaultRecord) -> Hit {
+/// How many agents were connected to one of `nodes` at `at`: each agent's last connect or
+/// disconnect before then says where it was.
+pub fn agents_on(events: &[Event], nodes: &BTreeSet<&str>, at: Stamp) -> usize {
+    let mut agents: BTreeMap<&str, bool> = BTreeMap::new();
+    for e in events {
+        let Event::Op(o) = e else { continue };
+        if o.role != Role::Agent || o.complete > at {
+            continue;
+        }
+        let Some(agent) = o.key.as_deref() else {
+            continue;
+        };
+        if o.kind == OpKind::CONNECT && o.outcome == Outcome::Ok {
+            let on = o.node.as_deref().is_some_and(|n| nodes.contains(n));
+            agents.insert(agent, on);
+        } else if o.kind == OpKind::DISCONNECT {
+            agents.insert(agent, false);
+        }
+    }
+    agents.values().filter(|on| **on).count()
+}
+
+fn hit(events: &[Event], all: &[OpRecord], f: &FaultRecord) -> Hit {
     let targets: BTreeSet<&str> = f.nodes.iter().map(String::as_str).collect();
     let on_target = |o: &OpRecord| o.node.as_deref().is_some_and(|n| targets.contains(n));
     let since = f.start.0.saturating_sub(SERVING_WINDOW.as_nanos() as u64);
@@ -49,25 +72,10 @@ fn hit(all: &[OpRecord], f: &FaultRecord) -> Hit {
     let in_flight = users()
         .filter(|o| o.invoke < f.start && o.complete > f.start)
         .count();
-    // Each agent's last connect or disconnect before the fault says where it was.
-    let mut agents: BTreeMap<&str, bool> = BTreeMap::new();
-    for o in all
-        .iter()
-        .filter(|o| o.role == Role::Agent && o.complete <= f.start)
-    {
-        let Some(agent) = o.key.as_deref() else {
-            continue;
-        };
-        if o.kind == OpKind::CONNECT && o.outcome == Outcome::Ok {
-            agents.insert(agent, on_target(o));
-        } else if o.kind == OpKind::DISCONNECT {
-            agents.insert(agent, false);
-        }
-    }
     Hit {
         fault: f.id,
         held: f.held.clone(),
-        agents_connected: agents.values().filter(|c| **c).count(),
+        agents_connected: agents_on(events, &targets, f.start),
         served_before,
         in_flight,
     }
@@ -77,7 +85,6 @@ fn hit(all: &[OpRecord], f: &FaultRecord) -> Hit {
 mod tests {
     use super::*;
     use crate::fault::Fault;
-    use crate::stamp::Stamp;
 
     fn op(role: Role, kind: OpKind, key: &str, node: &str, from_ms: u64, to_ms: u64) -> Event {
         Event::Op(OpRecord {

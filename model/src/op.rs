@@ -179,12 +179,15 @@ pub struct FaultRecord {
     pub aim: Option<Aim>,
 }
 
-/// A step's `when`: fire once each target holds at least `in_flight` items, waiting at most
-/// `waited_ms`; `met` says whether it did (the fault fires either way, and the exercise check
-/// judges it).
+/// A step's `when`: fire once each target holds at least `in_flight` items and at least
+/// `agents` agents are connected to the targets, waiting at most `waited_ms`; `met` says
+/// whether it did (the fault fires either way, and the exercise check judges it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Aim {
-    pub in_flight: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<usize>,
     pub waited_ms: u64,
     pub met: bool,
 }

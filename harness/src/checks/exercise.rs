@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use hadrill_model::{Check, CheckResult, Evidence, FaultRecord, Verdict, faults};
+use hadrill_model::{Check, CheckResult, Evidence, FaultRecord, Verdict, faults, hits};
 
 /// Applies when some fault's targets list the work they hold, or a step aimed its fault.
 pub struct Exercise;
@@ -26,36 +26,20 @@ impl Check for Exercise {
 
     fn judge(&self, evidence: &Evidence<'_>) -> CheckResult {
         let faults: Vec<FaultRecord> = faults(evidence.events).into_iter().filter(judged).collect();
+        let reach = hits(evidence.events);
         let mut reached = Vec::new();
         let mut misses = Vec::new();
         for f in &faults {
             let what = format!("{} {} (#{})", f.fault.name(), f.nodes.join(","), f.id);
-            let items: Vec<String> = f
-                .held
+            let agents = reach
                 .iter()
-                .flat_map(|(node, items)| items.iter().map(move |i| format!("{i} on {node}")))
-                .collect();
-            match &f.aim {
-                Some(aim) if !aim.met => misses.push(format!(
-                    "{what} was to wait for {} item(s) in flight on each target and fired \
-                     without them after {} ms",
-                    aim.in_flight, aim.waited_ms
-                )),
-                _ if !f.held_unknown.is_empty() => misses.push(format!(
-                    "{what}: what its targets held is unknown: {}",
-                    f.held_unknown
-                        .iter()
-                        .map(|(node, why)| format!("{node}: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
-                _ if items.is_empty() => misses.push(format!(
-                    "{what} hit nothing: its targets held no work at the fault"
-                )),
-                _ => reached.push(format!("{what} hit {}", items.join(", "))),
+                .find(|h| h.fault == f.id)
+                .map_or(0, |h| h.agents_connected);
+            match judge_one(f, agents) {
+                Ok(hit) => reached.push(format!("{what} hit {hit}")),
+                Err(miss) => misses.push(format!("{what} {miss}")),
             }
         }
-        let reach = hadrill_model::hits(evidence.events);
         let figures = json!({
             "faults": faults.iter().map(|f| json!({
                 "id": f.id,
@@ -78,6 +62,53 @@ impl Check for Exercise {
     }
 }
 
+/// What one fault hit, or why it cannot be said to have hit what it was meant to.
+fn judge_one(f: &FaultRecord, agents: usize) -> Result<String, String> {
+    if let Some(aim) = f.aim.as_ref().filter(|a| !a.met) {
+        let mut wanted = Vec::new();
+        if let Some(n) = aim.in_flight {
+            wanted.push(format!("{n} item(s) in flight on each target"));
+        }
+        if let Some(n) = aim.agents {
+            wanted.push(format!("{n} agent(s) connected"));
+        }
+        return Err(format!(
+            "was to wait for {} and fired without after {} ms",
+            wanted.join(" and "),
+            aim.waited_ms
+        ));
+    }
+    if !f.held_unknown.is_empty() {
+        let why: Vec<String> = f
+            .held_unknown
+            .iter()
+            .map(|(node, why)| format!("{node}: {why}"))
+            .collect();
+        return Err(format!(
+            "cannot be judged: what its targets held is unknown ({})",
+            why.join("; ")
+        ));
+    }
+    let mut hit: Vec<String> = f
+        .held
+        .iter()
+        .flat_map(|(node, items)| items.iter().map(move |i| format!("{i} on {node}")))
+        .collect();
+    let aimed_at_agents = f.aim.as_ref().is_some_and(|a| a.agents.is_some());
+    if aimed_at_agents && agents > 0 {
+        hit.push(format!("{agents} agents connected"));
+    }
+    if hit.is_empty() {
+        let what = if aimed_at_agents {
+            "no agent was connected to its targets"
+        } else {
+            "its targets held no work"
+        };
+        return Err(format!("hit nothing: {what} at the fault"));
+    }
+    Ok(hit.join(", "))
+}
+
 /// A fault the check can judge: one that disturbs work and whose targets list it, or an
 /// aimed one.
 fn judged(f: &FaultRecord) -> bool {
@@ -87,8 +118,8 @@ fn judged(f: &FaultRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::fixtures::{fault_on, kill};
-    use hadrill_model::{Aim, Budgets, Event};
+    use crate::checks::fixtures::{agent_op, fault_on, kill};
+    use hadrill_model::{Aim, Budgets, Event, OpKind, Outcome};
     use std::collections::BTreeMap;
 
     fn judge(events: &[Event]) -> Option<CheckResult> {
@@ -133,17 +164,47 @@ mod tests {
     #[test]
     fn an_aim_not_met_is_unknown_even_if_work_arrived_later() {
         let aim = Aim {
-            in_flight: 1,
+            in_flight: Some(1),
+            agents: None,
             waited_ms: 30_000,
             met: false,
         };
         let r = judge(&[held(&["trace 9"], Some(aim))]).unwrap();
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.summary.contains("after 30000 ms"), "{}", r.summary);
+        assert!(r.summary.contains("1 item(s) in flight"), "{}", r.summary);
     }
 
     #[test]
     fn faults_on_nodes_that_list_no_work_are_not_judged() {
         assert!(judge(&[fault_on("app1", 1, kill("app1"), 5_000)]).is_none());
+    }
+
+    #[test]
+    fn a_kill_aimed_at_connected_agents_names_them_or_is_unknown_without_them() {
+        let aim = Aim {
+            in_flight: None,
+            agents: Some(1),
+            waited_ms: 40,
+            met: true,
+        };
+        let mut kill = fault_on("cluster-worker1", 1, kill("cluster-worker1"), 5_000);
+        if let Event::Fault(f) = &mut kill {
+            f.aim = Some(aim);
+        }
+        let mut connect = agent_op(OpKind::CONNECT, "agent-1", 1_000, Outcome::Ok, None);
+        if let Event::Op(o) = &mut connect {
+            o.node = Some("cluster-worker1".into());
+        }
+        let r = judge(&[connect, kill.clone()]).unwrap();
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert!(r.summary.contains("1 agents connected"), "{}", r.summary);
+        let alone = judge(&[kill]).unwrap();
+        assert_eq!(alone.verdict, Verdict::Unknown, "{}", alone.summary);
+        assert!(
+            alone.summary.contains("no agent was connected"),
+            "{}",
+            alone.summary
+        );
     }
 }

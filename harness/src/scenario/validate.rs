@@ -699,8 +699,9 @@ impl Validator<'_> {
         }
     }
 
-    /// `when` waits for work in flight on the fault's targets: the step needs a fault, at
-    /// least one item to wait for, and targets that can list their work.
+    /// `when` waits for work in flight on the fault's targets, or agents connected to them:
+    /// the step needs a fault and at least one thing to wait for; work in flight needs
+    /// targets that can list it, agents need `[agents]`.
     fn when(&self, i: usize, step: &Step, when: &When) -> Checked {
         let at = format!("steps[{i}].when");
         let Some(fault) = &step.fault else {
@@ -710,14 +711,34 @@ impl Validator<'_> {
                 None,
             ));
         };
-        if when.in_flight == 0 {
+        let example = "write it like `when = { in_flight = 1, timeout = \"30s\" }` or `when = { agents = 10, timeout = \"30s\" }`";
+        for (field, value) in [("in_flight", when.in_flight), ("agents", when.agents)] {
+            if value == Some(0) {
+                return Err(self.error(
+                    &format!("{at}.{field}"),
+                    "is 0: a fault aimed at nothing is not aimed".into(),
+                    Some(example.into()),
+                ));
+            }
+        }
+        if when.in_flight.is_none() && when.agents.is_none() {
             return Err(self.error(
-                &format!("{at}.in_flight"),
-                "is 0: a fault aimed at nothing in flight is not aimed".into(),
-                Some("write it like `when = { in_flight = 1, timeout = \"30s\" }`".into()),
+                &at,
+                "names nothing to wait for".into(),
+                Some(example.into()),
             ));
         }
         self.duration(&format!("{at}.timeout"), when.timeout, false)?;
+        if when.agents.is_some() && self.scenario.spec.agents.is_none() {
+            return Err(self.error(
+                &format!("{at}.agents"),
+                "the scenario has no `[agents]` to connect".into(),
+                None,
+            ));
+        }
+        if when.in_flight.is_none() {
+            return Ok(());
+        }
         let listed = fault
             .targets()
             .iter()
@@ -737,7 +758,7 @@ impl Validator<'_> {
             return Ok(());
         }
         Err(self.error(
-            &at,
+            &format!("{at}.in_flight"),
             "no target of the fault lists the work it holds".into(),
             Some(
                 "give the target an `in_flight` command in the topology, e.g. `in_flight = [\"cat\", \"/tmp/worker.in-flight\"]`"

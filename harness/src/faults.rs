@@ -7,8 +7,10 @@
 //! each packet with a probability (`-m statistic`). A throttle is a token bucket (`tc tbf`) on
 //! each of the node's interfaces. Faults inside a node have a module each: a delay proxy
 //! (`delay`), a clock offset (`clock`), a full disk (`disk`), a memory limit (`memory`).
-//! `heal` undoes what each node holds, as `Shared::altered` remembers it.
+//! `heal` undoes what each node holds, as `Shared::altered` remembers it. Before a fault,
+//! `aim` waits as a step's `when` asks and samples what the targets hold: what it hits.
 
+mod aim;
 mod clock;
 mod delay;
 mod disk;
@@ -29,9 +31,11 @@ use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{Change, POLL, Shared};
 use hadrill_model::{
-    Aim, Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
-    agents_on,
+    Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
 };
+
+use aim::Held;
+pub use aim::When;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FaultError {
@@ -109,33 +113,6 @@ pub enum FaultError {
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
 }
-
-/// `when = { in_flight = 1, timeout = "30s" }` on a step: fire once each target holds at
-/// least `in_flight` items of work (its topology's `in_flight` command lists them) and, with
-/// `agents`, once that many agents are connected to the targets, so the fault lands where it
-/// hurts; after `timeout` it fires anyway, and the exercise check says the step hit less than
-/// it meant to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct When {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agents: Option<usize>,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-/// What a fault's targets held just before it.
-#[derive(Default)]
-struct Held {
-    items: BTreeMap<String, Vec<String>>,
-    /// Targets whose `in_flight` command failed, and why.
-    unknown: BTreeMap<String, String>,
-}
-
-/// How often a `when` asks the targets what they hold.
-const AIM_POLL: Duration = Duration::from_millis(50);
 
 impl Run {
     /// Applies a fault and records it in the history.
@@ -288,63 +265,6 @@ impl Shared {
 
     pub(crate) async fn inject(self: &Arc<Self>, fault: Fault) -> Result<FaultRecord, FaultError> {
         self.inject_aimed(fault, None).await
-    }
-
-    /// Waits, up to `when.timeout`, until the targets hold what `when` asks for, then
-    /// applies the fault either way; the record says whether the wait was met, for the
-    /// exercise check to judge.
-    async fn aim(self: &Arc<Self>, nodes: &[String], when: &When) -> Aim {
-        let t0 = Instant::now();
-        let handles: Vec<Node> = nodes.iter().map(|n| Node::new(n, self.clone())).collect();
-        let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
-        loop {
-            let holds = match when.in_flight {
-                None => true,
-                Some(n) => {
-                    let counts = join_all(handles.iter().map(Node::in_flight)).await;
-                    counts.iter().any(|c| matches!(c, Ok(Some(_))))
-                        && counts.iter().all(|c| match c {
-                            Ok(Some(items)) => items.len() >= n,
-                            Ok(None) => true,
-                            Err(_) => false,
-                        })
-                }
-            };
-            let connected = when.agents.is_none_or(|n| {
-                let now = self.clock.now();
-                self.history.read(|events| agents_on(events, &targets, now)) >= n
-            });
-            let met = holds && connected;
-            if met || t0.elapsed() >= when.timeout {
-                return Aim {
-                    in_flight: when.in_flight,
-                    agents: when.agents,
-                    waited_ms: t0.elapsed().as_millis() as u64,
-                    met,
-                };
-            }
-            tokio::time::sleep(AIM_POLL).await;
-        }
-    }
-
-    /// What each target that lists its in-flight work holds now, and why it is unknown for
-    /// those whose command failed.
-    async fn held(self: &Arc<Self>, nodes: &[String]) -> Held {
-        let handles: Vec<Node> = nodes.iter().map(|n| Node::new(n, self.clone())).collect();
-        let found = join_all(handles.iter().map(Node::in_flight)).await;
-        let mut held = Held::default();
-        for (n, found) in handles.iter().zip(found) {
-            match found {
-                Ok(Some(items)) => {
-                    held.items.insert(n.name().to_string(), items);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    held.unknown.insert(n.name().to_string(), e.to_string());
-                }
-            }
-        }
-        held
     }
 
     pub(crate) async fn inject_aimed(

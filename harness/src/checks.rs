@@ -546,6 +546,84 @@ impl Check for UserRequests {
     }
 }
 
+/// How long the load balancer kept sending users to the servers a fault cut off: per fault
+/// that disturbs nodes, from its start to the last user request one of its targets answered
+/// (sent before the next fault), against `max_drain`. It names the server and the requests it
+/// took. Runs when the scenario sets the budget.
+pub struct Drain(pub Traffic<'static>);
+
+impl Check for Drain {
+    fn name(&self) -> &str {
+        "drain"
+    }
+
+    fn applies(&self, e: &Evidence<'_>) -> bool {
+        e.budgets.max_drain.is_some()
+    }
+
+    fn judge(&self, e: &Evidence<'_>) -> CheckResult {
+        let Some(budget) = e.budgets.max_drain else {
+            return CheckResult::unknown(self.name(), "no max_drain budget".into());
+        };
+        let all = ops(e.events);
+        let faults = faults(e.events);
+        let end = all.iter().map(|o| o.invoke).max().unwrap_or(Stamp(0));
+        let mut problems = Vec::new();
+        let mut lines = Vec::new();
+        let mut windows = Vec::new();
+        for (i, f) in faults.iter().enumerate() {
+            if !f.fault.disturbs() {
+                continue;
+            }
+            let until = faults.get(i + 1).map_or(end, |n| n.start);
+            let mut by_server: BTreeMap<&str, (usize, Stamp)> = BTreeMap::new();
+            for o in all.iter().filter(|o| self.0.is_user_request(o)) {
+                let Some(node) = o.node.as_deref().filter(|n| f.nodes.iter().any(|t| t == n))
+                else {
+                    continue;
+                };
+                if o.invoke >= f.start && o.invoke < until {
+                    let (n, last) = by_server.entry(node).or_insert((0, o.invoke));
+                    *n += 1;
+                    *last = (*last).max(o.invoke);
+                }
+            }
+            let what = format!("#{} {}", f.id, f.fault.name());
+            if by_server.is_empty() {
+                lines.push(format!(
+                    "no user was sent to {} after {what}",
+                    f.nodes.join(",")
+                ));
+            }
+            for (server, (requests, last)) in &by_server {
+                let kept = last.since(f.start);
+                let line = format!(
+                    "{server} kept receiving users for {} ms after {what} ({requests} requests)",
+                    kept.as_millis()
+                );
+                if kept > budget {
+                    problems.push(format!("{line}, budget {} ms", budget.as_millis()));
+                } else {
+                    lines.push(line);
+                }
+                windows.push(json!({
+                    "fault": f.id,
+                    "server": server,
+                    "requests": requests,
+                    "kept_ms": kept.as_millis() as u64,
+                }));
+            }
+        }
+        judged(
+            self.name(),
+            &problems,
+            Verdict::Pass,
+            lines.join("; "),
+            json!({ "budget_ms": budget.as_millis() as u64, "windows": windows }),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -902,5 +980,54 @@ mod tests {
         let r = user_requests(&e, &TRAFFIC, &Budgets::default());
         assert_eq!(r.figures["expected_rejections"], 0);
         assert_eq!(r.figures["failed"], 4);
+    }
+
+    fn served_by(id: u64, node: &str, at_ms: u64) -> Event {
+        let mut o = op(id, READ, at_ms, Outcome::Ok);
+        o.node = Some(node.into());
+        Event::Op(o)
+    }
+
+    fn drain(events: &[Event]) -> CheckResult {
+        let budgets = Budgets {
+            max_drain: Some(Duration::from_secs(2)),
+            ..Budgets::default()
+        };
+        let finals = BTreeMap::new();
+        Drain(TRAFFIC).judge(&Evidence {
+            events,
+            budgets: &budgets,
+            finals: &finals,
+        })
+    }
+
+    #[test]
+    fn a_server_kept_in_rotation_after_its_cut_fails_drain_and_is_named() {
+        let cut = Fault::Isolate {
+            targets: vec!["app1".into()],
+            effect: Default::default(),
+        };
+        let mut events = vec![fault(1, cut.clone(), 1_000)];
+        // Readiness: app1 answers users for 400 ms after the cut, then only app2.
+        events.extend([served_by(2, "app1", 1_200), served_by(3, "app1", 1_400)]);
+        events.extend((0..10).map(|i| served_by(10 + i, "app2", 1_500 + i * 500)));
+        events.push(fault(30, Fault::Heal, 11_000));
+        let ok = drain(&events);
+        assert_eq!(ok.verdict, Verdict::Pass, "{}", ok.summary);
+        assert!(
+            ok.summary.contains("app1 kept receiving users for 400 ms"),
+            "{}",
+            ok.summary
+        );
+        // Liveness: app1 keeps answering users until the heal.
+        events.push(served_by(40, "app1", 9_000));
+        let bad = drain(&events);
+        assert_eq!(bad.verdict, Verdict::Fail, "{}", bad.summary);
+        assert!(
+            bad.summary
+                .contains("app1 kept receiving users for 8000 ms"),
+            "{}",
+            bad.summary
+        );
     }
 }

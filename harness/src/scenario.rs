@@ -981,6 +981,7 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         plan.push(Box::new(reference::checks::WebContinuity));
         plan.extend(availability.take().map(|a| Box::new(a) as Box<dyn Check>));
         plan.push(Box::new(checks::UserRequests(reference::TRAFFIC)));
+        plan.push(Box::new(checks::Drain(reference::TRAFFIC)));
         plan.push(Box::new(reference::checks::Sessions));
         plan.push(Box::new(reference::checks::Historian));
     }

@@ -166,4 +166,12 @@ pub struct Budgets {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_sync: Option<Duration>,
+    /// From a fault to the last user request its targets answered: how long the load balancer
+    /// kept sending users to a server the fault cut off (e.g. from its database).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_drain: Option<Duration>,
 }

@@ -36,8 +36,9 @@ pub fn judged(
     if problems.is_empty() {
         CheckResult::new(check, clean, summary, figures)
     } else {
-        let summary = format!("{}; {summary}", problems.join("; "));
-        CheckResult::new(check, Verdict::Fail, summary, figures)
+        let mut all = problems.to_vec();
+        all.extend((!summary.is_empty()).then_some(summary));
+        CheckResult::new(check, Verdict::Fail, all.join("; "), figures)
     }
 }
 

@@ -270,8 +270,8 @@ async fn create_tables(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// Records the primary's live replication state beside what the topology promises, once a
-/// standby streams as promised (or after 30 s): one `replication` operation, key the promise, value each
-/// standby's `application_name state sync_state`, or `none streaming`.
+/// standby streams as promised (or after 30 s): one `replication` operation, key the
+/// promise, value each standby's `application_name state sync_state`, or `none streaming`.
 async fn read_replication(ctx: &Ctx, wctx: &Context, claim: Replication) {
     let invoke = wctx.now();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -286,14 +286,19 @@ async fn read_replication(ctx: &Ctx, wctx: &Context, claim: Replication) {
         let read = async {
             let c = connect_entry(ctx).await?;
             let rows = c.query(query, &[]).await.map_err(|e| e.to_string())?;
-            Ok::<Vec<String>, String>(
-                rows.iter()
-                    .map(|r| {
-                        let field = |i| r.get::<_, Option<String>>(i).unwrap_or_default();
-                        format!("{} {} {}", field(0), field(1), field(2))
-                    })
-                    .collect(),
-            )
+            rows.iter()
+                .map(|r| {
+                    let field = |i| r.get::<_, Option<String>>(i);
+                    match (field(0), field(1), field(2)) {
+                        (Some(name), Some(state), Some(sync)) => Ok(format!("{name} {state} {sync}")),
+                        // Not a superuser nor pg_read_all_stats: the columns read NULL.
+                        _ => Err(format!(
+                            "pg_stat_replication hides its columns from `{}`: give the `[sql]` user the pg_read_all_stats role",
+                            ctx.spec.user
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<String>, String>>()
         };
         let late = std::time::Instant::now() > deadline;
         match read.await {

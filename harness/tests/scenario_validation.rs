@@ -153,6 +153,15 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "when-selector.toml",
+        "12:8",
+        &[
+            "steps[2].when",
+            "a selector is resolved before the wait",
+            "name the node",
+        ],
+    ),
+    (
         "when-agents-without-agents.toml",
         "6:19",
         &["steps[0].when.agents", "no `[agents]`"],

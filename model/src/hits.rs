@@ -25,7 +25,7 @@ pub struct Hit {
     /// Users' operations a target answered in the `SERVING_WINDOW` before the fault.
     pub served_before: usize,
     /// Users' operations sent before the fault and answered after it, through any node.
-    pub in_flight: usize,
+    pub users_in_flight: usize,
 }
 
 /// Every disturbing fault's reach, in the order of the faults.
@@ -69,7 +69,7 @@ fn hit(events: &[Event], all: &[OpRecord], f: &FaultRecord) -> Hit {
         .filter(|o| o.outcome == Outcome::Ok && on_target(o))
         .filter(|o| o.complete.0 >= since && o.complete <= f.start)
         .count();
-    let in_flight = users()
+    let users_in_flight = users()
         .filter(|o| o.invoke < f.start && o.complete > f.start)
         .count();
     Hit {
@@ -77,7 +77,7 @@ fn hit(events: &[Event], all: &[OpRecord], f: &FaultRecord) -> Hit {
         held: f.held.clone(),
         agents_connected: agents_on(events, &targets, f.start),
         served_before,
-        in_flight,
+        users_in_flight,
     }
 }
 
@@ -136,7 +136,7 @@ mod tests {
         let h = &hits(&events)[0];
         assert_eq!(h.served_before, 1, "u1 only: u3 is older than a second");
         assert_eq!(h.agents_connected, 1, "a2 left before the kill");
-        assert_eq!(h.in_flight, 1);
+        assert_eq!(h.users_in_flight, 1);
     }
 
     #[test]
@@ -147,7 +147,7 @@ mod tests {
         ];
         let h = &hits(&events)[0];
         assert_eq!(
-            (h.served_before, h.agents_connected, h.in_flight),
+            (h.served_before, h.agents_connected, h.users_in_flight),
             (0, 0, 0)
         );
     }

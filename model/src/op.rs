@@ -180,8 +180,8 @@ pub struct FaultRecord {
 }
 
 /// A step's `when`: fire once each target holds at least `in_flight` items and at least
-/// `agents` agents are connected to the targets, waiting at most `waited_ms`; `met` says
-/// whether it did (the fault fires either way, and the exercise check judges it).
+/// `agents` agents are connected to the targets. `waited_ms` is how long it waited and `met`
+/// whether the aim was reached (the fault fires either way, and the exercise check judges it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Aim {
     #[serde(default, skip_serializing_if = "Option::is_none")]

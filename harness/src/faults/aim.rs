@@ -42,23 +42,27 @@ const AIM_POLL: Duration = Duration::from_millis(50);
 impl Shared {
     /// Waits, up to `when.timeout`, until the targets hold what `when` asks for, and says
     /// whether they did: the fault is applied either way, and the exercise check judges the
-    /// record.
-    pub(super) async fn aim(self: &Arc<Self>, nodes: &[String], when: &When) -> Aim {
+    /// record. With `in_flight`, also returns the last sample, so the fault follows the
+    /// sample that met the aim with no second one in between.
+    pub(super) async fn aim(
+        self: &Arc<Self>,
+        nodes: &[String],
+        when: &When,
+    ) -> (Aim, Option<Held>) {
         let t0 = Instant::now();
-        let handles: Vec<Node> = nodes.iter().map(|n| Node::new(n, self.clone())).collect();
         let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
         loop {
-            let holds = match when.in_flight {
-                None => true,
-                Some(n) => {
-                    let counts = join_all(handles.iter().map(Node::in_flight)).await;
-                    counts.iter().any(|c| matches!(c, Ok(Some(_))))
-                        && counts.iter().all(|c| match c {
-                            Ok(Some(items)) => items.len() >= n,
-                            Ok(None) => true,
-                            Err(_) => false,
-                        })
+            let sample = match when.in_flight {
+                None => None,
+                Some(_) => Some(self.held(nodes).await),
+            };
+            let holds = match (when.in_flight, &sample) {
+                (Some(n), Some(held)) => {
+                    held.unknown.is_empty()
+                        && !held.items.is_empty()
+                        && held.items.values().all(|items| items.len() >= n)
                 }
+                _ => true,
             };
             let connected = when.agents.is_none_or(|n| {
                 let now = self.clock.now();
@@ -66,12 +70,13 @@ impl Shared {
             });
             let met = holds && connected;
             if met || t0.elapsed() >= when.timeout {
-                return Aim {
+                let aim = Aim {
                     in_flight: when.in_flight,
                     agents: when.agents,
                     waited_ms: t0.elapsed().as_millis() as u64,
                     met,
                 };
+                return (aim, sample);
             }
             tokio::time::sleep(AIM_POLL).await;
         }

@@ -711,6 +711,30 @@ impl Validator<'_> {
                 None,
             ));
         };
+        if !fault.disturbs() {
+            return Err(self.error(
+                &at,
+                format!(
+                    "`{}` disturbs no work, so there is nothing to aim it at",
+                    fault.name()
+                ),
+                Some("put `when` on the step that kills, stops, pauses or cuts".into()),
+            ));
+        }
+        if let Some(selector) = fault
+            .targets()
+            .iter()
+            .flat_map(|(_, names)| names.iter())
+            .find(|n| n.starts_with('@'))
+        {
+            return Err(self.error(
+                &at,
+                format!(
+                    "the fault names `{selector}`: a selector is resolved before the wait, and may name another node by the time it fires"
+                ),
+                Some("name the node, or drop `when`".into()),
+            ));
+        }
         let example = "write it like `when = { in_flight = 1, timeout = \"30s\" }` or `when = { agents = 10, timeout = \"30s\" }`";
         for (field, value) in [("in_flight", when.in_flight), ("agents", when.agents)] {
             if value == Some(0) {
@@ -743,18 +767,13 @@ impl Validator<'_> {
             .targets()
             .iter()
             .flat_map(|(_, names)| names.iter())
-            .filter(|n| !n.starts_with('@'))
             .flat_map(|n| self.topology().resolve(n).unwrap_or_default())
             .any(|n| {
                 self.topology()
                     .node(&n)
                     .is_some_and(|n| n.in_flight.is_some())
             });
-        let selected = fault
-            .targets()
-            .iter()
-            .any(|(_, names)| names.iter().any(|n| n.starts_with('@')));
-        if listed || selected {
+        if listed {
             return Ok(());
         }
         Err(self.error(

@@ -19,6 +19,7 @@ use crate::shared::record;
 use futures_util::future::BoxFuture;
 use hadrill_model::Exchange;
 
+use crate::checks::database::streams_synchronously;
 use crate::topology::Replication;
 use crate::workload::{Answer, Client, Context, Observer, Op, Workload};
 use hadrill_model::{OpKind, Outcome, Role};
@@ -307,8 +308,7 @@ async fn read_replication(ctx: &Ctx, wctx: &Context, claim: Replication) {
             Ok(standbys)
                 if late
                     || standbys.iter().any(|s| {
-                        s.ends_with(" streaming sync")
-                            || s.ends_with(" streaming quorum")
+                        streams_synchronously(s)
                             || (claim == Replication::Asynchronous && s.contains(" streaming "))
                     }) =>
             {

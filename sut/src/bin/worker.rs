@@ -59,6 +59,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         fixture: config.fixture,
         in_flight: Mutex::new(BTreeSet::new()),
     };
+    // A restarted container keeps /tmp: the list starts empty with the process.
+    std::fs::write(IN_FLIGHT_FILE, "")?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
@@ -70,7 +72,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(RETRY_PAUSE).await;
     }
     tracing::info!("worker {} consuming", w.name);
-    std::fs::write(IN_FLIGHT_FILE, "")?;
     // Readiness for the topology's health check: this worker has joined the consumer group.
     std::fs::write(READY_FILE, &w.name)?;
     let mut last_claim = Instant::now() - CLAIM_EVERY;
@@ -136,7 +137,7 @@ impl Worker {
             self.queue.ack(&job.entry).await?;
         }
         let result = analysis::analyse(&content, &expected);
-        let pace = self.ms_per_mib * content.len() as u64 / (1 << 20);
+        let pace = self.ms_per_mib.saturating_mul(content.len() as u64) / (1 << 20);
         tokio::time::sleep(Duration::from_millis(pace)).await;
         let wrote = analysis::record(&mut client, job.trace_id, &result, &self.name).await?;
         // Acknowledge only once the result is committed: at-least-once delivery.

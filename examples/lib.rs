@@ -88,19 +88,13 @@ mod tests {
     }
 
     fn kill_at(ms: u64) -> Event {
-        Event::Fault(FaultRecord {
-            id: 1,
-            fault: hadrill::Fault::kill(["pg1"]),
-            nodes: vec!["pg1".into()],
-            start: Stamp(ms * 1_000_000),
-            end: Stamp(ms * 1_000_000 + 1),
-            outcome: Outcome::Ok,
-            error: None,
-            notes: Vec::new(),
-            held: Default::default(),
-            held_unknown: Default::default(),
-            aim: None,
-        })
+        Event::Fault(FaultRecord::applied(
+            1,
+            hadrill::Fault::kill(["pg1"]),
+            &["pg1"],
+            Stamp(ms * 1_000_000),
+            Stamp(ms * 1_000_000 + 1),
+        ))
     }
 
     fn verdict(events: &[Event]) -> Verdict {

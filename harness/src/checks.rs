@@ -911,19 +911,13 @@ mod tests {
             o.node = Some(node.into());
             Event::Op(o)
         };
-        let mut rot = FaultRecord {
-            id: 1,
-            fault: rotate,
-            nodes: vec!["app1".into(), "app2".into()],
-            start: Stamp(2_000_000_000),
-            end: Stamp(2_001_000_000),
-            outcome: Outcome::Ok,
-            error: None,
-            notes: vec![],
-            held: Default::default(),
-            held_unknown: Default::default(),
-            aim: None,
-        };
+        let mut rot = FaultRecord::applied(
+            1,
+            rotate,
+            &["app1", "app2"],
+            Stamp(2_000_000_000),
+            Stamp(2_001_000_000),
+        );
         let e = vec![
             user_op(1, LOGIN, 1000, Outcome::Ok, "app1"),
             Event::Fault(rot.clone()),

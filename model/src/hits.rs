@@ -103,21 +103,13 @@ mod tests {
     }
 
     fn kill(node: &str, at_ms: u64) -> Event {
-        Event::Fault(FaultRecord {
-            id: 1,
-            fault: Fault::Kill {
-                targets: vec![node.into()],
-            },
-            nodes: vec![node.into()],
-            start: Stamp(at_ms * 1_000_000),
-            end: Stamp(at_ms * 1_000_000 + 1),
-            outcome: Outcome::Ok,
-            error: None,
-            notes: vec![],
-            held: Default::default(),
-            held_unknown: Default::default(),
-            aim: None,
-        })
+        Event::Fault(FaultRecord::applied(
+            1,
+            Fault::kill([node]),
+            &[node],
+            Stamp(at_ms * 1_000_000),
+            Stamp(at_ms * 1_000_000 + 1),
+        ))
     }
 
     #[test]

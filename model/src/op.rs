@@ -179,6 +179,26 @@ pub struct FaultRecord {
     pub aim: Option<Aim>,
 }
 
+impl FaultRecord {
+    /// A fault applied to `nodes` from `start` to `end` that succeeded, with nothing else
+    /// recorded: how a test or a user's own history states one.
+    pub fn applied(id: u64, fault: Fault, nodes: &[&str], start: Stamp, end: Stamp) -> FaultRecord {
+        FaultRecord {
+            id,
+            fault,
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            start,
+            end,
+            outcome: Outcome::Ok,
+            error: None,
+            notes: Vec::new(),
+            held: BTreeMap::new(),
+            held_unknown: BTreeMap::new(),
+            aim: None,
+        }
+    }
+}
+
 /// A step's `when`: fire once each target holds at least `in_flight` items and at least
 /// `agents` agents are connected to the targets. `waited_ms` is how long it waited and `met`
 /// whether the aim was reached (the fault fires either way, and the exercise check judges it).

@@ -681,21 +681,13 @@ mod tests {
     }
 
     fn kill(node: &str, ms: u64) -> Event {
-        Event::Fault(FaultRecord {
-            id: 1,
-            fault: Fault::Kill {
-                targets: vec![node.into()],
-            },
-            nodes: vec![node.into()],
-            start: at(ms),
-            end: at(ms + 100),
-            outcome: Outcome::Ok,
-            error: None,
-            notes: vec![],
-            held: Default::default(),
-            held_unknown: Default::default(),
-            aim: None,
-        })
+        Event::Fault(FaultRecord::applied(
+            1,
+            Fault::kill([node]),
+            &[node],
+            at(ms),
+            at(ms + 100),
+        ))
     }
 
     fn keys(k: &[&str]) -> BTreeSet<String> {
@@ -805,19 +797,13 @@ mod tests {
     #[test]
     fn a_partition_hits_the_primary_only_from_side_a() {
         let partition = |a: &str, b: &str| {
-            Event::Fault(FaultRecord {
-                id: 1,
-                fault: Fault::partition([a], [b]),
-                nodes: vec![a.into(), b.into()],
-                start: at(1_000),
-                end: at(1_100),
-                outcome: Outcome::Ok,
-                error: None,
-                notes: vec![],
-                held: Default::default(),
-                held_unknown: Default::default(),
-                aim: None,
-            })
+            Event::Fault(FaultRecord::applied(
+                1,
+                Fault::partition([a], [b]),
+                &[a, b],
+                at(1_000),
+                at(1_100),
+            ))
         };
         let base = vec![role("pg1", "primary", 0), role("pg2", "replica", 0)];
         // The standby cut off: no failover is called for, and none must happen.

@@ -28,19 +28,13 @@ pub fn agent_op(
 
 /// A fault on `node` at `at_ms` that took 1 ms and succeeded.
 pub fn fault_on(node: &str, id: u64, kind: Fault, at_ms: u64) -> Event {
-    Event::Fault(FaultRecord {
+    Event::Fault(FaultRecord::applied(
         id,
-        fault: kind,
-        nodes: vec![node.into()],
-        start: Stamp(at_ms * 1_000_000),
-        end: Stamp(at_ms * 1_000_000 + 1_000_000),
-        outcome: Outcome::Ok,
-        error: None,
-        notes: vec![],
-        held: Default::default(),
-        held_unknown: Default::default(),
-        aim: None,
-    })
+        kind,
+        &[node],
+        Stamp(at_ms * 1_000_000),
+        Stamp(at_ms * 1_000_000 + 1_000_000),
+    ))
 }
 
 pub fn kill(node: &str) -> Fault {

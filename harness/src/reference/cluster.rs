@@ -522,21 +522,13 @@ mod integrity_tests {
     }
 
     fn start(node: &str, ms: u64) -> Event {
-        Event::Fault(FaultRecord {
-            id: 1,
-            fault: Fault::Start {
-                targets: vec![node.into()],
-            },
-            nodes: vec![node.into()],
-            start: Stamp(ms * 1_000_000),
-            end: Stamp(ms * 1_000_000),
-            outcome: Outcome::Ok,
-            error: None,
-            notes: vec![],
-            held: Default::default(),
-            held_unknown: Default::default(),
-            aim: None,
-        })
+        Event::Fault(FaultRecord::applied(
+            1,
+            Fault::start([node]),
+            &[node],
+            Stamp(ms * 1_000_000),
+            Stamp(ms * 1_000_000),
+        ))
     }
 
     #[test]

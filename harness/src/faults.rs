@@ -119,11 +119,6 @@ impl Run {
     pub async fn inject(&self, fault: Fault) -> Result<FaultRecord, FaultError> {
         self.shared().inject(fault).await
     }
-
-    /// Applies a fault once its targets hold what `when` asks for (or its timeout passed).
-    pub async fn inject_when(&self, fault: Fault, when: &When) -> Result<FaultRecord, FaultError> {
-        self.shared().inject_aimed(fault, Some(when)).await
-    }
 }
 
 /// A node's faults, so a test reads like the domain: `run.node("app1")?.kill().await`.

@@ -673,11 +673,11 @@ impl Scenario {
             let mut nodes = Vec::new();
             if let Some(fault) = &step.fault {
                 tracing::info!("step {}: {}", i + 1, fault.name());
-                let injected = match &step.when {
-                    Some(when) => run.inject_when(fault.clone(), when).await,
-                    None => run.inject(fault.clone()).await,
-                };
-                match injected {
+                match run
+                    .shared()
+                    .inject_aimed(fault.clone(), step.when.as_ref())
+                    .await
+                {
                     Ok(record) => nodes = record.nodes,
                     Err(e) => return Some(format!("step {}: {}: {e}", i + 1, fault.name())),
                 }

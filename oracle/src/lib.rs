@@ -43,9 +43,10 @@ pub struct Outage {
 }
 
 /// How long the service was down for a fault that began at `from` (Unix ms), looking at the
-/// probes sent before `until`: from `from` to the answer to the first success sent after the
+/// probes sent before `until`: from `from` to the first answer to a success sent after the
 /// last failure (a probe that waited for the service to come back says it was back when it
-/// was answered). Zero when nothing failed; `None` when it never answered again.
+/// was answered; one a paused server held, answered after later ones, was only slow). Zero
+/// when nothing failed; `None` when it never answered again.
 pub fn outage(samples: &[Sample], from: u64, until: u64) -> Option<Outage> {
     let mut sorted = samples.to_vec();
     sorted.sort();
@@ -62,8 +63,9 @@ pub fn outage(samples: &[Sample], from: u64, until: u64) -> Option<Outage> {
     };
     let back = sorted
         .iter()
-        .find(|s| s.ok && s.sent_unix_ms > last_failure)?
-        .answered_unix_ms;
+        .filter(|s| s.ok && s.sent_unix_ms > last_failure)
+        .map(|s| s.answered_unix_ms)
+        .min()?;
     Some(Outage {
         ms: back.saturating_sub(from),
         resolution_ms: back.saturating_sub(last_failure),
@@ -138,6 +140,9 @@ mod tests {
             },
         ];
         assert_eq!(outage_at(&waited, 1000, 2000), Some(300));
+        // One held until 1 300 while the next was answered at once: back at 1 022.
+        let held = [waited[0], waited[1], at(1020, true)];
+        assert_eq!(outage_at(&held, 1000, 2000), Some(22));
     }
 
     #[test]

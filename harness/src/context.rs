@@ -10,7 +10,7 @@ use crate::node::Node;
 use crate::run::RunError;
 use crate::shared::{Shared, record};
 use crate::topology::Topology;
-use hadrill_model::{Actor, Event, Exchange, OpKind};
+use hadrill_model::{Actor, Event, Exchange, OpKind, OpRecord};
 
 /// What a workload sees of the run: its nodes, its secrets, the clock and the history.
 #[derive(Clone)]
@@ -42,6 +42,15 @@ impl Context {
     /// Everything recorded so far, in order.
     pub fn events(&self) -> Vec<Event> {
         self.shared.history.events()
+    }
+
+    /// Whether every operation `of` interest answered in the last `hadrill_model::QUIET`
+    /// succeeded, and one was (`hadrill_model::steady`): what a workload's `settled` asks.
+    pub fn steady(&self, of: impl Fn(&OpRecord) -> bool) -> bool {
+        let now = self.now();
+        self.shared
+            .history
+            .read(|events| hadrill_model::steady(events, of, now, hadrill_model::QUIET))
     }
 
     /// A secret the topology generated for this run (e.g. a database password). Never

@@ -239,6 +239,51 @@ pub(crate) fn converged(members: &[(Node, bool, Option<MemberStatus>)]) -> bool 
         })
 }
 
+/// Whether the members stream as they should while writes go on: one primary, and every
+/// other running member a replica streaming from it on its timeline (its WAL may trail the
+/// primary's by what is in flight; `converged` waits for it to catch up once writes stop).
+pub(crate) fn streaming(members: &[(bool, Option<&MemberStatus>)]) -> bool {
+    let primaries: Vec<&MemberStatus> = members
+        .iter()
+        .filter_map(|(_, s)| *s)
+        .filter(|s| is_primary(&s.role))
+        .collect();
+    let [primary] = primaries[..] else {
+        return false;
+    };
+    members
+        .iter()
+        .filter(|(running, _)| *running)
+        .all(|(_, s)| {
+            s.is_some_and(|s| {
+                is_primary(&s.role)
+                    || (s.replication_state.as_deref() == Some("streaming")
+                        && s.timeline == primary.timeline)
+            })
+        })
+}
+
+/// Each member of the cluster: the node, whether its container runs, and its status if it
+/// answered.
+pub(crate) async fn poll(
+    shared: &Arc<Shared>,
+    spec: &ClusterSpec,
+    http: &reqwest::Client,
+) -> Vec<(Node, bool, Option<MemberStatus>)> {
+    let mut polled = Vec::new();
+    for name in shared.topology.resolve(&spec.members).unwrap_or_default() {
+        let m = Node::new(&name, shared.clone());
+        let running = m.refresh().await.map(|s| s.running).unwrap_or(false);
+        let s = if running {
+            status(http, &m, spec).await
+        } else {
+            None
+        };
+        polled.push((m, running, s));
+    }
+    polled
+}
+
 /// Polls the members until converged or `timeout`; `digest` reads a member's set table.
 pub(crate) async fn settle<F, Fut>(
     shared: &Arc<Shared>,
@@ -252,25 +297,9 @@ where
 {
     let http = http(Duration::from_secs(1));
     let t0 = Instant::now();
-    let members: Vec<Node> = shared
-        .topology
-        .resolve(&spec.members)
-        .unwrap_or_default()
-        .iter()
-        .map(|n| Node::new(n, shared.clone()))
-        .collect();
     let events = shared.history.events();
     let (polled, converged_after) = loop {
-        let mut polled = Vec::new();
-        for m in &members {
-            let running = m.refresh().await.map(|s| s.running).unwrap_or(false);
-            let s = if running {
-                status(&http, m, spec).await
-            } else {
-                None
-            };
-            polled.push((m.clone(), running, s));
-        }
+        let polled = poll(shared, spec, &http).await;
         if converged(&polled) {
             break (polled, Some(t0.elapsed()));
         }
@@ -317,4 +346,42 @@ fn left_down(events: &[Event], node: &str) -> bool {
                 && !matches!(f.fault.name(), "partition" | "heal" | "isolate" | "exec")
         })
         .is_some_and(|f| matches!(f.fault.name(), "kill" | "stop"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(role: &str, replication: Option<&str>, timeline: i64) -> MemberStatus {
+        MemberStatus {
+            role: role.into(),
+            state: "running".into(),
+            timeline: Some(timeline),
+            wal_position: Some(100),
+            replication_state: replication.map(str::to_string),
+            vip: None,
+        }
+    }
+
+    #[test]
+    fn streaming_needs_one_primary_and_every_running_replica_streaming_on_its_timeline() {
+        let primary = member("primary", None, 2);
+        let streams = member("replica", Some("streaming"), 2);
+        let stale = member("replica", Some("streaming"), 1);
+        let catching_up = member("replica", Some("in archive recovery"), 2);
+        assert!(streaming(&[(true, Some(&primary)), (true, Some(&streams))]));
+        // A member whose container is down is not waited for.
+        assert!(streaming(&[(true, Some(&primary)), (false, None)]));
+        assert!(!streaming(&[(true, Some(&primary)), (true, Some(&stale))]));
+        assert!(!streaming(&[
+            (true, Some(&primary)),
+            (true, Some(&catching_up))
+        ]));
+        assert!(!streaming(&[(true, Some(&primary)), (true, None)]));
+        assert!(!streaming(&[
+            (true, Some(&primary)),
+            (true, Some(&primary))
+        ]));
+        assert!(!streaming(&[(true, Some(&streams))]));
+    }
 }

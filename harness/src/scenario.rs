@@ -636,8 +636,15 @@ impl Scenario {
             errors.extend(self.stop_injecting(run, reason).await);
         }
         let settled = Instant::now();
-        tokio::time::sleep(self.spec.settle).await;
-        phase("settle", "settle".into(), settled);
+        let name = match settle(&workloads, &ctx, self.spec.settle).await {
+            Some(after) => format!(
+                "settle: steady after {:.1} s of {}",
+                after.as_secs_f64(),
+                humantime::format_duration(self.spec.settle)
+            ),
+            None => "settle".into(),
+        };
+        phase("settle", name, settled);
         driven.load = load.finish();
         let stopped = Instant::now();
         stop.cancel();
@@ -950,6 +957,36 @@ pub fn judge(
         verdict,
     }
 }
+
+/// The settle after the last step: it lasts `cap`, or ends once every workload has said for
+/// `SETTLED_CHECKS` running that the system is steady (`Workload::settled`), and not before
+/// `hadrill_model::QUIET`. Returns when it ended early.
+async fn settle(workloads: &[Arc<dyn Workload>], ctx: &Context, cap: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    let deadline = tokio::time::Instant::now() + cap;
+    tokio::time::sleep(hadrill_model::QUIET.min(cap)).await;
+    let steady = async {
+        let mut steady_for = 0;
+        loop {
+            let asked = workloads.iter().map(|w| w.clone().settled(ctx.clone()));
+            let all = futures_util::future::join_all(asked).await;
+            steady_for = match all.iter().all(|s| *s) && !workloads.is_empty() {
+                true => steady_for + 1,
+                false => 0,
+            };
+            if steady_for >= SETTLED_CHECKS {
+                return t0.elapsed();
+            }
+            tokio::time::sleep(SETTLED_EVERY).await;
+        }
+    };
+    tokio::time::timeout_at(deadline, steady).await.ok()
+}
+
+/// How often the settle asks the workloads, and how many answers in a row must say steady (a
+/// member flapping between two polls is not).
+const SETTLED_EVERY: Duration = Duration::from_millis(250);
+const SETTLED_CHECKS: usize = 3;
 
 /// The checks a scenario runs, in order, decided by its workloads alone: the judge runs them
 /// and load-time validation knows them (e.g. for `expect_fail`). Each workload brings its

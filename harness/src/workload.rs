@@ -48,6 +48,15 @@ pub trait Workload: Send + Sync + 'static {
         None
     }
 
+    /// Whether the system has recovered as far as this workload can tell (its operations
+    /// succeed again and have for `hadrill_model::QUIET`, every agent is back, the database
+    /// members agree), so the settle may end before its cap: asked during the settle, which
+    /// ends once every workload says so. By default a workload needs the whole settle.
+    fn settled(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, bool> {
+        let _ = ctx;
+        Box::pin(async { false })
+    }
+
     /// After the run, while the topology is still up: what the system holds, as JSON its
     /// checks read back (`Evidence::final_read`), or why it could not be read. With a
     /// `write_kind`: an object of each key the store holds → the value it holds (as the

@@ -10,6 +10,7 @@ pub mod op;
 pub mod results;
 pub mod roles;
 pub mod stamp;
+pub mod steady;
 pub mod verdict;
 
 pub use fault::{
@@ -24,4 +25,5 @@ pub use op::{
 pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;
+pub use steady::{QUIET, steady};
 pub use verdict::{Budgets, Check, CheckResult, Evidence, Read, Verdict};

@@ -273,6 +273,14 @@ impl Workload for AgentsWorkload {
         AGENTS_READ
     }
 
+    /// Steady once every agent, the late ones too, is connected: the master's view and the
+    /// files are the final read's to wait for.
+    fn settled(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, bool> {
+        let _ = ctx;
+        let all = self.spec.count + self.spec.late_count;
+        Box::pin(async move { self.connected() == all })
+    }
+
     fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             // The agents' own stop: they stay connected until the master's view is read.

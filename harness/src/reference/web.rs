@@ -215,6 +215,12 @@ impl Workload for WebWorkload {
         })
     }
 
+    /// Steady once the probe and the users' requests have all succeeded for a while: what
+    /// the product still owes (jobs analysed, old sessions refused) its final read waits for.
+    fn settled(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, bool> {
+        Box::pin(async move { ctx.steady(|o| o.kind == OpKind::PROBE || o.role == Role::User) })
+    }
+
     fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         Box::pin(async move {
             let sessions = self

@@ -239,6 +239,22 @@ impl Workload for SqlWorkload {
         })
     }
 
+    /// Steady once the clients' writes and the routed probe have all succeeded for a while
+    /// and the members stream from one primary.
+    fn settled(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, bool> {
+        Box::pin(async move {
+            let http = patroni::http(Duration::from_secs(1));
+            ctx.steady(|o| o.kind.is_any(&[OpKind::INSERT, OpKind::PROBE]))
+                && patroni::streaming(
+                    &patroni::poll(ctx.shared(), &self.spec.cluster, &http)
+                        .await
+                        .iter()
+                        .map(|(_, running, status)| (*running, status.as_ref()))
+                        .collect::<Vec<_>>(),
+                )
+        })
+    }
+
     fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         Box::pin(async move {
             serde_json::to_value(final_state(&ctx, &self.spec).await).map_err(|e| e.to_string())

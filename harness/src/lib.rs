@@ -27,6 +27,7 @@ pub use hadrill_model as model;
 pub mod node;
 mod observer;
 pub mod patroni;
+mod postgres;
 pub mod progress;
 mod reaper;
 pub mod reference;

@@ -1,7 +1,8 @@
 //! A replicated database cluster seen from outside, as evidence for the database checks: each
-//! member's role (Patroni's REST `/patroni`, or a status endpoint answering in its shape) and
-//! who leads (the leader key in etcd, or which members hold a virtual IP), recorded in the
-//! history whenever they change; and, after the run, every member's replication state.
+//! member's role (from its failover manager's REST status, Patroni's `/patroni` or one in its
+//! shape, or from the member itself over SQL) and who leads (the leader key in etcd, or which
+//! members hold a virtual IP), recorded in the history whenever they change; and, after the
+//! run, every member's replication state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::Context;
 use crate::node::Node;
 use crate::observer::{Facts, Observer};
+use crate::postgres::Login;
 use crate::shared::Shared;
 use hadrill_model::{
     ClusterFinal, Event, MemberFinal, MemberStatus, OpKind, UNREACHABLE, is_primary,
@@ -37,6 +39,20 @@ pub struct ClusterSpec {
     pub leader_key: String,
     /// How often roles and the leader key are read.
     pub observe_hz: f64,
+    /// Where each member's status is read from.
+    pub status: StatusSource,
+}
+
+/// Where a member's status (role, timeline, WAL position, replication) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusSource {
+    /// The failover manager's REST API at `rest_port`/`rest_path`: Patroni's `/patroni`, or a
+    /// status endpoint answering in its shape.
+    Rest,
+    /// The member itself over SQL, as the `[sql]` user (`pg_is_in_recovery()`, its timeline,
+    /// its WAL position, its WAL receiver): whatever manages failover, or nothing.
+    Sql,
 }
 
 impl Default for ClusterSpec {
@@ -50,6 +66,7 @@ impl Default for ClusterSpec {
             dcs_port: 2379,
             leader_key: "/service/hadrill/leader".into(),
             observe_hz: 10.0,
+            status: StatusSource::Rest,
         }
     }
 }
@@ -62,6 +79,9 @@ pub enum LeaderSource {
     /// The members whose status says `"vip": true` (keepalived), comma-separated: two at
     /// once is a split brain.
     Vip,
+    /// None recorded: the members' own answers (roles, the direct write probes) are the
+    /// evidence.
+    None,
 }
 
 fn member_status(v: &serde_json::Value) -> MemberStatus {
@@ -94,15 +114,37 @@ pub fn http(timeout: Duration) -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// A member's status, or `None` when its REST API does not answer.
-pub(crate) async fn status(
-    http: &reqwest::Client,
-    node: &Node,
-    spec: &ClusterSpec,
-) -> Option<MemberStatus> {
-    let addr = node.host_addr(spec.rest_port)?;
-    let v = get_json(http, &format!("http://{addr}{}", spec.rest_path)).await?;
-    Some(member_status(&v))
+/// How the observer, the settle and the final read learn each member's status.
+#[derive(Clone)]
+pub(crate) struct Reader {
+    spec: ClusterSpec,
+    http: reqwest::Client,
+    login: Login,
+    timeout: Duration,
+}
+
+impl Reader {
+    /// Reads as `spec` says, over SQL as `login`, giving up on a member after `timeout`.
+    pub(crate) fn new(spec: &ClusterSpec, login: Login, timeout: Duration) -> Reader {
+        Reader {
+            spec: spec.clone(),
+            http: http(timeout),
+            login,
+            timeout,
+        }
+    }
+
+    /// A member's status, or `None` when it does not answer.
+    pub(crate) async fn status(&self, node: &Node) -> Option<MemberStatus> {
+        match self.spec.status {
+            StatusSource::Rest => {
+                let addr = node.host_addr(self.spec.rest_port)?;
+                let url = format!("http://{addr}{}", self.spec.rest_path);
+                Some(member_status(&get_json(&self.http, &url).await?))
+            }
+            StatusSource::Sql => crate::postgres::status(node, &self.login, self.timeout).await,
+        }
+    }
 }
 
 /// The JSON body of a GET, or `None` if there is no answer or it is not JSON.
@@ -143,11 +185,12 @@ async fn leader(http: &reqwest::Client, dcs: &[Node], port: u16, key: &str) -> O
     None
 }
 
-/// Patroni's view of a cluster as facts: each member's role from its REST API, and the leader
-/// from the DCS's leader key (or the holder of the virtual IP), recorded as they change.
-pub struct PatroniObserver(pub ClusterSpec);
+/// A cluster's view of itself as facts: each member's role (from the manager's REST API or
+/// the member itself), and the leader from the DCS's leader key (or the holder of the virtual
+/// IP), recorded as they change.
+pub struct ClusterObserver(pub(crate) Reader);
 
-impl Observer for PatroniObserver {
+impl Observer for ClusterObserver {
     fn name(&self) -> &str {
         "observer"
     }
@@ -158,9 +201,9 @@ impl Observer for PatroniObserver {
 }
 
 /// Records role and leader changes until the context stops.
-async fn observe(ctx: &Context, spec: &ClusterSpec, mut facts: Facts) {
+async fn observe(ctx: &Context, reader: &Reader, mut facts: Facts) {
+    let spec = &reader.spec;
     let period = Duration::from_secs_f64(1.0 / spec.observe_hz.max(1.0));
-    let http = http(period.max(Duration::from_millis(300)));
     let nodes = |group: &str| -> Vec<Node> {
         ctx.topology()
             .resolve(group)
@@ -179,18 +222,19 @@ async fn observe(ctx: &Context, spec: &ClusterSpec, mut facts: Facts) {
         }
         let invoke = ctx.now();
         let (statuses, from_etcd) = tokio::join!(
-            futures_util::future::join_all(members.iter().map(|m| status(&http, m, spec))),
+            futures_util::future::join_all(members.iter().map(|m| reader.status(m))),
             async {
                 match spec.leader {
                     LeaderSource::Etcd => {
-                        leader(&http, &dcs, spec.dcs_port, &spec.leader_key).await
+                        leader(&reader.http, &dcs, spec.dcs_port, &spec.leader_key).await
                     }
-                    LeaderSource::Vip => None,
+                    LeaderSource::Vip | LeaderSource::None => None,
                 }
             }
         );
         let current = match spec.leader {
             LeaderSource::Etcd => from_etcd,
+            LeaderSource::None => None,
             LeaderSource::Vip => {
                 let holders: Vec<&str> = members
                     .iter()
@@ -267,15 +311,18 @@ pub(crate) fn streaming(members: &[(bool, Option<&MemberStatus>)]) -> bool {
 /// answered.
 pub(crate) async fn poll(
     shared: &Arc<Shared>,
-    spec: &ClusterSpec,
-    http: &reqwest::Client,
+    reader: &Reader,
 ) -> Vec<(Node, bool, Option<MemberStatus>)> {
     let mut polled = Vec::new();
-    for name in shared.topology.resolve(&spec.members).unwrap_or_default() {
+    for name in shared
+        .topology
+        .resolve(&reader.spec.members)
+        .unwrap_or_default()
+    {
         let m = Node::new(&name, shared.clone());
         let running = m.refresh().await.map(|s| s.running).unwrap_or(false);
         let s = if running {
-            status(http, &m, spec).await
+            reader.status(&m).await
         } else {
             None
         };
@@ -287,7 +334,7 @@ pub(crate) async fn poll(
 /// Polls the members until converged or `timeout`; `digest` reads a member's set table.
 pub(crate) async fn settle<F, Fut>(
     shared: &Arc<Shared>,
-    spec: &ClusterSpec,
+    reader: &Reader,
     timeout: Duration,
     digest: F,
 ) -> ClusterFinal
@@ -295,11 +342,10 @@ where
     F: Fn(Node) -> Fut,
     Fut: std::future::Future<Output = Option<(i64, String)>>,
 {
-    let http = http(Duration::from_secs(1));
     let t0 = Instant::now();
     let events = shared.history.events();
     let (polled, converged_after) = loop {
-        let polled = poll(shared, spec, &http).await;
+        let polled = poll(shared, reader).await;
         if converged(&polled) {
             break (polled, Some(t0.elapsed()));
         }

@@ -218,6 +218,15 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["sql.port", "`dblb` publishes no port 5433", "5432, 8404"],
     ),
     (
+        "sql-vip-over-sql.toml",
+        "6:10",
+        &[
+            "sql.leader",
+            "`vip` reads who holds the virtual IP from each member's REST status",
+            "give `leader = \"none\"` or `\"etcd\"`, or `status = \"rest\"`",
+        ],
+    ),
+    (
         "agents-expect-on.toml",
         "6:33",
         &[

@@ -600,7 +600,7 @@ async fn master_view(ctx: &Context, fleet: &AgentsWorkload, timeout: Duration) -
 async fn event_store(ctx: &Context, spec: &AgentsSpec) -> Result<BTreeMap<String, i32>, String> {
     let password = ctx.secret(&spec.store_password_secret).unwrap_or_default();
     let store = ctx.node(&spec.store).map_err(|e| e.to_string())?;
-    let c = crate::workload::sql::connect(
+    let c = crate::postgres::connect(
         &store,
         spec.store_port,
         &spec.store_user,

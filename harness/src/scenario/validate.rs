@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{AbortSpec, Condition, NemesisFault, NemesisSpec, Scenario, ScenarioError, Step, Wait};
 use crate::faults::When;
-use crate::patroni::LeaderSource;
+use crate::patroni::{LeaderSource, StatusSource};
 use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
 use crate::reference::web::WorkloadSpec;
@@ -448,8 +448,21 @@ impl Validator<'_> {
         let c = &s.cluster;
         let members = self.nodes("sql.members", &c.members, Names::NodesAndGroups)?;
         self.publishes("sql.member_port", &members, s.member_port)?;
-        self.publishes("sql.rest_port", &members, c.rest_port)?;
-        self.path("sql.rest_path", &c.rest_path)?;
+        match c.status {
+            StatusSource::Rest => {
+                self.publishes("sql.rest_port", &members, c.rest_port)?;
+                self.path("sql.rest_path", &c.rest_path)?;
+            }
+            // The virtual IP's holder is in the REST status only.
+            StatusSource::Sql if c.leader == LeaderSource::Vip => {
+                return Err(self.error(
+                    "sql.leader",
+                    "`vip` reads who holds the virtual IP from each member's REST status, and `status = \"sql\"` reads none".into(),
+                    Some("give `leader = \"none\"` or `\"etcd\"`, or `status = \"rest\"`".into()),
+                ));
+            }
+            StatusSource::Sql => {}
+        }
         if c.leader == LeaderSource::Etcd {
             let dcs = self.nodes("sql.dcs", &c.dcs, Names::NodesAndGroups)?;
             self.publishes("sql.dcs_port", &dcs, c.dcs_port)?;

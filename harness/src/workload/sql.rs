@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::sql as classify;
 use crate::node::Node;
-use crate::patroni::{self, ClusterSpec, PatroniObserver};
+use crate::patroni::{self, ClusterObserver, ClusterSpec, Reader};
+use crate::postgres::{Login, connect};
 use crate::shared::Shared;
 use crate::shared::record;
 use futures_util::future::BoxFuture;
@@ -111,33 +112,6 @@ impl Ctx {
     }
 }
 
-/// Connects to `node`'s published `port`; every failure here means nothing was sent.
-pub async fn connect(
-    node: &Node,
-    port: u16,
-    user: &str,
-    password: &str,
-    database: &str,
-    timeout: Duration,
-) -> Result<tokio_postgres::Client, String> {
-    let addr = node
-        .host_addr(port)
-        .ok_or_else(|| format!("{} publishes no port {port} (not running?)", node.name()))?;
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(addr.ip().to_string())
-        .port(addr.port())
-        .user(user)
-        .password(password)
-        .dbname(database)
-        .connect_timeout(timeout);
-    let (client, conn) = tokio::time::timeout(timeout, cfg.connect(tokio_postgres::NoTls))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
 /// One statement on the open connection, or on a new one from `connect`, within `timeout`:
 /// the rows it affected when it succeeded, and how it ended. A connection that fails
 /// anything is dropped, so the next statement opens a fresh one.
@@ -180,6 +154,17 @@ impl SqlWorkload {
             spec,
             password: OnceLock::new(),
         }
+    }
+
+    /// Reads the members' status as `[sql]` says, giving up on one after `timeout`.
+    fn reader(&self, ctx: &Context, timeout: Duration) -> Reader {
+        let login = Login {
+            port: self.spec.member_port,
+            user: self.spec.user.clone(),
+            password: ctx.secret(&self.spec.password_secret).unwrap_or_default(),
+            database: self.spec.database.clone(),
+        };
+        Reader::new(&self.spec.cluster, login, timeout)
     }
 
     fn ctx(&self, ctx: &Context) -> Arc<Ctx> {
@@ -233,7 +218,10 @@ impl Workload for SqlWorkload {
             {
                 tasks.spawn(member_probe(sctx.clone(), member));
             }
-            let observer = Arc::new(PatroniObserver(sctx.spec.cluster.clone()));
+            let period = Duration::from_secs_f64(1.0 / sctx.spec.cluster.observe_hz.max(1.0));
+            let observer = Arc::new(ClusterObserver(
+                self.reader(&ctx, period.max(Duration::from_millis(300))),
+            ));
             tasks.spawn(observer.observe(ctx.clone()));
             crate::tasks::join_nested(&mut tasks).await
         })
@@ -243,10 +231,10 @@ impl Workload for SqlWorkload {
     /// and the members stream from one primary.
     fn settled(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, bool> {
         Box::pin(async move {
-            let http = patroni::http(Duration::from_secs(1));
+            let reader = self.reader(&ctx, Duration::from_secs(1));
             ctx.steady(|o| o.kind.is_any(&[OpKind::INSERT, OpKind::PROBE]))
                 && patroni::streaming(
-                    &patroni::poll(ctx.shared(), &self.spec.cluster, &http)
+                    &patroni::poll(ctx.shared(), &reader)
                         .await
                         .iter()
                         .map(|(_, running, status)| (*running, status.as_ref()))
@@ -257,7 +245,10 @@ impl Workload for SqlWorkload {
 
     fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         Box::pin(async move {
-            serde_json::to_value(final_state(&ctx, &self.spec).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                final_state(&ctx, &self.spec, &self.reader(&ctx, Duration::from_secs(1))).await,
+            )
+            .map_err(|e| e.to_string())
         })
     }
 }
@@ -554,7 +545,7 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
 
 /// After the workload: waits for the replicas to converge, then reads the set through the
 /// routed endpoint (recorded as a `verify` operation) and on every member directly.
-async fn final_state(ctx: &Context, spec: &SqlSpec) -> SqlFinal {
+async fn final_state(ctx: &Context, spec: &SqlSpec, reader: &Reader) -> SqlFinal {
     let password = ctx.secret(&spec.password_secret).unwrap_or_default();
     let digest = |node: Node| {
         let password = password.clone();
@@ -581,7 +572,7 @@ async fn final_state(ctx: &Context, spec: &SqlSpec) -> SqlFinal {
             Some((row.get::<_, i64>(0), row.get::<_, String>(1)))
         }
     };
-    let cluster = patroni::settle(ctx.shared(), &spec.cluster, spec.converge_timeout, digest).await;
+    let cluster = patroni::settle(ctx.shared(), reader, spec.converge_timeout, digest).await;
     let invoke = ctx.now();
     let entry = Node::new(&spec.entry, ctx.shared().clone());
     let read = async {

@@ -55,10 +55,7 @@ fn phase(probes: &[&OpRecord], from: Stamp, to: Stamp) -> serde_json::Value {
         .map(|p| p.complete.since(p.invoke).as_secs_f64() * 1000.0)
         .collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-    };
+    let pct = |q: f64| hadrill_model::percentile(&lat, q);
     json!({
         "probes": inside.len(),
         "success_rate": if inside.is_empty() { None } else { Some(ok as f64 / inside.len() as f64) },

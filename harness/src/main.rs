@@ -46,6 +46,10 @@ enum Command {
         /// its faults exactly. Scenarios without one ignore it.
         #[arg(long)]
         seed: Option<u64>,
+        /// Run the scenarios this many times over, in rounds: the trend page then gives each
+        /// one's pass rate and the distribution of its budgeted figures (flake rates).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
     },
     /// Shrink a failed run of a `[nemesis]` scenario: run ever smaller parts of its random
     /// schedule until the smallest that still fails the same way is found, and write it as a
@@ -116,7 +120,8 @@ fn main() -> Result<()> {
                 scenarios,
                 topology,
                 seed,
-            } => run_scenarios(scenarios, topology, seed).await,
+                repeat,
+            } => run_scenarios(scenarios, topology, seed, repeat).await,
             Command::Report {
                 runs,
                 out,
@@ -150,6 +155,7 @@ async fn run_scenarios(
     names: Vec<String>,
     topology: Option<String>,
     seed: Option<u64>,
+    repeat: u32,
 ) -> Result<()> {
     let root = project_root();
     let names = if names.is_empty() {
@@ -157,6 +163,7 @@ async fn run_scenarios(
     } else {
         names
     };
+    let names: Vec<String> = (0..repeat).flat_map(|_| names.iter().cloned()).collect();
     let options = RunOptions::new(&root).with_signal_handler();
     let suite = options.runs_dir.join(format!("suite-{}", stamp()));
     println!(

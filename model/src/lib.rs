@@ -7,6 +7,7 @@ pub mod fault;
 pub mod finals;
 pub mod hits;
 pub mod op;
+pub mod percentile;
 pub mod results;
 pub mod roles;
 pub mod stamp;
@@ -22,6 +23,7 @@ pub use op::{
     AbortRecord, Actor, Aim, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role,
     UNAUTHORIZED, abort, faults, ops,
 };
+pub use percentile::percentile;
 pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;

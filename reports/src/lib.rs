@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use hadrill_model::{Event, FaultRecord, HarnessUsage, OpKind, OpRecord, Outcome, Results, Role};
+use hadrill_model::{
+    Event, FaultRecord, HarnessUsage, OpKind, OpRecord, Outcome, Results, Role, percentile,
+};
 use minijinja::{Environment, Value, context};
 use serde_json::Value as Json;
 
@@ -340,6 +342,56 @@ fn figures(results: &Results, name: &str) -> Json {
         .map_or(Json::Null, |c| c.figures.clone())
 }
 
+/// The budgeted figures the trend page gives distributions of: its label, and how to read a
+/// run's worst from its checks' figures (the largest of a list, where a run has several).
+const BUDGETED: &[(&str, &str, &str, &str)] = &[
+    ("unavailability", "availability", "", "worst_unavailable_ms"),
+    ("failover", "failover", "failovers", "first_write_ms"),
+    ("reconnect", "reconnection", "windows", "max_ms"),
+    ("drain", "drain", "windows", "kept_ms"),
+];
+
+/// A run's worst of each budgeted figure it measured, in ms.
+fn budgeted(r: &Results) -> serde_json::Map<String, Json> {
+    let mut out = serde_json::Map::new();
+    for (label, check, list, field) in BUDGETED {
+        let f = figures(r, check);
+        let worst = if list.is_empty() {
+            f[field].as_u64()
+        } else {
+            f[list]
+                .as_array()
+                .and_then(|l| l.iter().filter_map(|x| x[field].as_u64()).max())
+        };
+        if let Some(ms) = worst {
+            out.insert(label.to_string(), ms.into());
+        }
+    }
+    out
+}
+
+/// Per budgeted figure, its distribution over the runs that measured it: how many, p50, p99
+/// and the largest (nearest rank), in ms. What a budget should be set from.
+fn distributions(rows: &[Json]) -> Vec<Json> {
+    BUDGETED
+        .iter()
+        .filter_map(|(label, ..)| {
+            let mut ms: Vec<u64> = rows
+                .iter()
+                .filter_map(|r| r["budgeted"][label].as_u64())
+                .collect();
+            ms.sort_unstable();
+            Some(serde_json::json!({
+                "figure": label,
+                "runs": ms.len(),
+                "p50_ms": percentile(&ms, 0.5)?,
+                "p99_ms": percentile(&ms, 0.99)?,
+                "max_ms": ms.last()?,
+            }))
+        })
+        .collect()
+}
+
 fn summary_row(run: &RunData, out: &Path) -> Json {
     let r = &run.results;
     let link = relative(out, &run.dir.join("index.html"));
@@ -355,6 +407,7 @@ fn summary_row(run: &RunData, out: &Path) -> Json {
         "wall_seconds": r.wall_seconds,
         "checks": r.checks.iter().map(|c| serde_json::json!({"check": c.check, "verdict": c.verdict})).collect::<Vec<_>>(),
         "unavailable_ms": figures(r, "availability")["worst_unavailable_ms"],
+        "budgeted": budgeted(r),
         "lost": figures(r, "continuity")["lost"],
         "acknowledged": figures(r, "continuity")["acknowledged"],
         "link": link,
@@ -379,7 +432,15 @@ pub fn render_trend(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
     for (scenario, mut rows) in by_scenario {
         rows.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
         let spark = sparkline(&rows);
-        series.push(serde_json::json!({ "scenario": scenario, "runs": rows, "spark": spark }));
+        let passed = rows.iter().filter(|r| r["verdict"] == "pass").count();
+        series.push(serde_json::json!({
+            "scenario": scenario,
+            "passed": passed,
+            "pass_rate": passed as f64 / rows.len().max(1) as f64,
+            "distributions": distributions(&rows),
+            "runs": rows,
+            "spark": spark,
+        }));
     }
     let html = env()
         .get_template("trend.html")

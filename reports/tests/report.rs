@@ -126,6 +126,42 @@ fn suite_and_trend_pages_link_every_run() {
     assert!(trend.contains("kill-active-app") && trend.contains("<svg class=\"spark\""));
 }
 
+/// Repeated runs of a scenario: the trend page gives its pass rate and the distribution of
+/// each budgeted figure over them, and a flaky one does not read as all green.
+#[test]
+fn the_trend_page_gives_each_scenarios_pass_rate_and_budgeted_figures() {
+    let (tmp, dir) = staged();
+    let mut dirs = Vec::new();
+    for (i, (verdict, ms)) in [("pass", 100), ("fail", 900), ("pass", 200)]
+        .into_iter()
+        .enumerate()
+    {
+        let copy = tmp.path().join(format!("run{i}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        let mut results: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        results["verdict"] = json!(verdict);
+        results["started_at"] = json!(format!("2026-12-01T00:0{i}:00Z"));
+        for c in results["checks"].as_array_mut().unwrap() {
+            if c["check"] == "availability" {
+                c["figures"]["worst_unavailable_ms"] = json!(ms);
+            }
+        }
+        std::fs::write(copy.join("results.json"), results.to_string()).unwrap();
+        std::fs::copy(dir.join("history.jsonl"), copy.join("history.jsonl")).unwrap();
+        dirs.push(copy);
+    }
+    let out = tmp.path().join("suite");
+    std::fs::create_dir_all(&out).unwrap();
+    let trend = std::fs::read_to_string(render_trend(&dirs, &out).unwrap()).unwrap();
+    assert!(trend.contains("2 of 3</span> (67 %)"), "{trend}");
+    assert!(
+        trend.contains("unavailability: p50 200, p99 900, max 900 (3 runs)"),
+        "{trend}"
+    );
+}
+
 /// A run whose faults a nemesis drew says from which seed, and how to replay it; a scripted
 /// run says nothing of the kind.
 #[test]

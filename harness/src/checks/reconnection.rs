@@ -11,12 +11,8 @@ use super::{judged, secs};
 use crate::clock::Stamp;
 use hadrill_model::{
     Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, Verdict, faults, ops,
+    percentile,
 };
-
-/// The `p`-quantile of sorted figures.
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
-}
 
 /// Every agent whose connection dropped after a fault reconnects, within `max_reconnect`;
 /// p50/p99/max and the slowest agents per fault.

@@ -180,8 +180,20 @@ type Outage = (Option<Duration>, Option<Duration>, Option<Stamp>, usize);
 /// A probe or request as availability sees it: sent, succeeded, answered.
 type Sample = (Stamp, bool, Stamp);
 
-fn sample(o: &OpRecord) -> Sample {
-    (o.invoke, o.outcome == Outcome::Ok, o.complete)
+/// `o` as availability sees it. A failure in flight when a disturbing fault began counts from
+/// that fault (the first it ran into): a request sent a moment before a kill and cut by it
+/// belongs to the kill, not to the fault before, whose window it would otherwise stretch to
+/// its end. Bringing a node back cuts nothing: a request sent during an outage that fails
+/// after a `start` stays the outage's.
+fn sample(o: &OpRecord, faults: &[FaultRecord]) -> Sample {
+    let ok = o.outcome == Outcome::Ok;
+    let ran_into = faults
+        .iter()
+        .filter(|f| f.fault.disturbs())
+        .map(|f| f.start)
+        .filter(|&t| !ok && o.invoke < t && t <= o.complete)
+        .min();
+    (ran_into.unwrap_or(o.invoke), ok, o.complete)
 }
 
 /// Per fault, the unavailability measured from `samples`: fault start → the first answer to a
@@ -268,13 +280,13 @@ pub fn availability(
     let mut samples: Vec<Sample> = probes
         .iter()
         .chain(users.iter())
-        .map(|o| sample(o))
+        .map(|o| sample(o, &faults))
         .collect();
     samples.sort();
     let mut liveness: Vec<Sample> = all_ops
         .iter()
         .filter(|o| o.kind == OpKind::LIVENESS)
-        .map(sample)
+        .map(|o| sample(o, &faults))
         .collect();
     liveness.sort();
     // Operations of the SQL clients (the database workload's users), for the record: their
@@ -304,8 +316,10 @@ pub fn availability(
             last_recovery = last_recovery.max(*r);
         }
         let until = faults.get(i + 1).map_or(end, |n| n.start);
-        let inside =
-            |o: &&&OpRecord| o.invoke >= f.start && o.invoke < until && o.outcome != Outcome::Ok;
+        let inside = |o: &&&OpRecord| {
+            let (at, ok, _) = sample(o, &faults);
+            at >= f.start && at < until && !ok
+        };
         windows.push(json!({
             "fault": f.id,
             "kind": f.fault.name(),
@@ -731,6 +745,32 @@ mod tests {
             "{}",
             r.summary
         );
+    }
+
+    /// A CI run's case: back-to-back faults, and the only failure a request sent just
+    /// before the second and cut by it. It is the second fault's, and it cost milliseconds;
+    /// counted by its sending it stretched the first fault's window to its end (5.2 s).
+    #[test]
+    fn a_failure_in_flight_at_a_fault_counts_from_that_fault() {
+        let mut events = vec![fault(1, kill(), 3000), fault(2, kill(), 5000)];
+        for (i, t) in (0..8_000).step_by(50).enumerate() {
+            events.push(Event::Op(op(i as u64, OpKind::PROBE, t, Outcome::Ok)));
+        }
+        let mut cut = op(1_000, OpKind::PROBE, 4_990, Outcome::Unknown);
+        cut.complete = Stamp(5_010 * 1_000_000);
+        events.push(Event::Op(cut));
+        let r = availability(
+            &events,
+            Duration::from_millis(50),
+            &TRAFFIC,
+            &Budgets::default(),
+        );
+        let windows = &r.figures["windows"];
+        assert_eq!(windows[0]["unavailable_ms"], 0, "{windows}");
+        // Back at the answer to the next probe, sent at 5 050 ms and answered 5 ms later.
+        assert_eq!(windows[1]["unavailable_ms"], 55, "{windows}");
+        assert_eq!(windows[1]["failed_probes"], 1, "{windows}");
+        assert_eq!(windows[0]["failed_probes"], 0, "{windows}");
     }
 
     #[test]

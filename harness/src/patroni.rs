@@ -259,34 +259,21 @@ async fn observe(ctx: &Context, reader: &Reader, mut facts: Facts) {
     }
 }
 
-pub(crate) fn converged(members: &[(Node, bool, Option<MemberStatus>)]) -> bool {
-    let primaries: Vec<&MemberStatus> = members
+/// Each polled member as the agreement tests read it: whether it runs, and its status.
+pub(crate) fn states(
+    polled: &[(Node, bool, Option<MemberStatus>)],
+) -> Vec<(bool, Option<&MemberStatus>)> {
+    polled
         .iter()
-        .filter_map(|(_, _, s)| s.as_ref())
-        .filter(|s| is_primary(&s.role))
-        .collect();
-    let [primary] = primaries[..] else {
-        return false;
-    };
-    members
-        .iter()
-        .filter(|(_, running, _)| *running)
-        .all(|(_, _, s)| match s {
-            Some(s) if is_primary(&s.role) => true,
-            Some(s) => {
-                s.state == "running"
-                    && s.timeline == primary.timeline
-                    && s.wal_position.is_some()
-                    && s.wal_position == primary.wal_position
-            }
-            None => false,
-        })
+        .map(|(_, running, s)| (*running, s.as_ref()))
+        .collect()
 }
 
-/// Whether the members stream as they should while writes go on: one primary, and every
-/// other running member a replica streaming from it on its timeline (its WAL may trail the
-/// primary's by what is in flight; `converged` waits for it to catch up once writes stop).
-pub(crate) fn streaming(members: &[(bool, Option<&MemberStatus>)]) -> bool {
+/// One primary, and every other running member a replica that `follows` it.
+fn one_primary(
+    members: &[(bool, Option<&MemberStatus>)],
+    follows: impl Fn(&MemberStatus, &MemberStatus) -> bool,
+) -> bool {
     let primaries: Vec<&MemberStatus> = members
         .iter()
         .filter_map(|(_, s)| *s)
@@ -298,13 +285,27 @@ pub(crate) fn streaming(members: &[(bool, Option<&MemberStatus>)]) -> bool {
     members
         .iter()
         .filter(|(running, _)| *running)
-        .all(|(_, s)| {
-            s.is_some_and(|s| {
-                is_primary(&s.role)
-                    || (s.replication_state.as_deref() == Some("streaming")
-                        && s.timeline == primary.timeline)
-            })
-        })
+        .all(|(_, s)| s.is_some_and(|s| is_primary(&s.role) || follows(s, primary)))
+}
+
+/// Converged once writes have stopped: every running replica has replayed all the primary
+/// wrote, on its timeline.
+pub(crate) fn converged(members: &[(bool, Option<&MemberStatus>)]) -> bool {
+    one_primary(members, |s, primary| {
+        s.state == "running"
+            && s.timeline == primary.timeline
+            && s.wal_position.is_some()
+            && s.wal_position == primary.wal_position
+    })
+}
+
+/// Whether the members stream as they should while writes go on: every running replica
+/// streams from the primary on its timeline (its WAL may trail the primary's by what is in
+/// flight; `converged` waits for it to catch up once writes stop).
+pub(crate) fn streaming(members: &[(bool, Option<&MemberStatus>)]) -> bool {
+    one_primary(members, |s, primary| {
+        s.replication_state.as_deref() == Some("streaming") && s.timeline == primary.timeline
+    })
 }
 
 /// Each member of the cluster: the node, whether its container runs, and its status if it
@@ -346,7 +347,7 @@ where
     let events = shared.history.events();
     let (polled, converged_after) = loop {
         let polled = poll(shared, reader).await;
-        if converged(&polled) {
+        if converged(&states(&polled)) {
             break (polled, Some(t0.elapsed()));
         }
         if t0.elapsed() > timeout {
@@ -429,5 +430,13 @@ mod tests {
             (true, Some(&primary))
         ]));
         assert!(!streaming(&[(true, Some(&streams))]));
+        // Converged asks more once writes have stopped: the replica replayed all of it.
+        assert!(converged(&[(true, Some(&primary)), (true, Some(&streams))]));
+        let behind = MemberStatus {
+            wal_position: Some(90),
+            ..streams.clone()
+        };
+        assert!(streaming(&[(true, Some(&primary)), (true, Some(&behind))]));
+        assert!(!converged(&[(true, Some(&primary)), (true, Some(&behind))]));
     }
 }

@@ -233,13 +233,9 @@ impl Workload for SqlWorkload {
         Box::pin(async move {
             let reader = self.reader(&ctx, Duration::from_secs(1));
             ctx.steady(|o| o.kind.is_any(&[OpKind::INSERT, OpKind::PROBE]))
-                && patroni::streaming(
-                    &patroni::poll(ctx.shared(), &reader)
-                        .await
-                        .iter()
-                        .map(|(_, running, status)| (*running, status.as_ref()))
-                        .collect::<Vec<_>>(),
-                )
+                && patroni::streaming(&patroni::states(
+                    &patroni::poll(ctx.shared(), &reader).await,
+                ))
         })
     }
 

@@ -167,6 +167,9 @@ pub struct Variant {
     pub expect_fail: Vec<String>,
     /// What the evidence showed on this topology and why, for the sign-off page's findings.
     pub finding: Option<String>,
+    /// The budgets on this topology, in place of the scenario's (all of them: one not given
+    /// is its default), when the evidence there justifies others.
+    pub budgets: Option<Budgets>,
 }
 
 impl Variant {
@@ -329,6 +332,9 @@ impl ScenarioSpec {
             Some(v) => {
                 self.topology = v.topology;
                 self.expect_fail = v.expect_fail;
+                if let Some(budgets) = v.budgets {
+                    self.budgets = budgets;
+                }
             }
             None => {
                 let span = self.topology.span();

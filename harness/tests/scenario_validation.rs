@@ -409,6 +409,15 @@ fn a_variant_is_its_own_test_on_its_topology_with_its_own_expectations() {
     let own = Scenario::load(&root(), "s3-outage").unwrap();
     assert_eq!(own.topology.name, "web-ha");
     assert!(own.spec.expect_fail.is_empty());
+    // A variant's budgets replace the scenario's on its topology, and only there.
+    let own = Scenario::load(&root(), "stop-app-graceful").unwrap();
+    let on_nginx = Scenario::load(&root(), "stop-app-graceful@web-ha-nginx-tuned").unwrap();
+    assert_eq!(own.spec.budgets.max_unknown_requests, 0);
+    assert_eq!(on_nginx.spec.budgets.max_unknown_requests, 2);
+    assert_eq!(
+        on_nginx.spec.budgets.max_unavailability,
+        Some(std::time::Duration::from_secs(2))
+    );
 }
 
 /// The fixture scenarios the Docker tests run pass validation too.

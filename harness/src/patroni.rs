@@ -43,6 +43,13 @@ pub struct ClusterSpec {
     pub status: StatusSource,
 }
 
+impl ClusterSpec {
+    /// How often the observer reads the members and the leader.
+    pub(crate) fn observe_period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.observe_hz.max(1.0))
+    }
+}
+
 /// Where a member's status (role, timeline, WAL position, replication) comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -203,7 +210,7 @@ impl Observer for ClusterObserver {
 /// Records role and leader changes until the context stops.
 async fn observe(ctx: &Context, reader: &Reader, mut facts: Facts) {
     let spec = &reader.spec;
-    let period = Duration::from_secs_f64(1.0 / spec.observe_hz.max(1.0));
+    let period = spec.observe_period();
     let nodes = |group: &str| -> Vec<Node> {
         ctx.topology()
             .resolve(group)

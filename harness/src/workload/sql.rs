@@ -218,10 +218,13 @@ impl Workload for SqlWorkload {
             {
                 tasks.spawn(member_probe(sctx.clone(), member));
             }
-            let period = Duration::from_secs_f64(1.0 / sctx.spec.cluster.observe_hz.max(1.0));
-            let observer = Arc::new(ClusterObserver(
-                self.reader(&ctx, period.max(Duration::from_millis(300))),
-            ));
+            // A member gets up to one observation period to answer, and never less than 300 ms.
+            let timeout = sctx
+                .spec
+                .cluster
+                .observe_period()
+                .max(Duration::from_millis(300));
+            let observer = Arc::new(ClusterObserver(self.reader(&ctx, timeout)));
             tasks.spawn(observer.observe(ctx.clone()));
             crate::tasks::join_nested(&mut tasks).await
         })

@@ -1,6 +1,7 @@
 //! Checks: pure functions from the history (and a final read of the system) to a verdict with
 //! the numbers behind it. A check that cannot decide says `unknown`, never `pass`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -69,20 +70,20 @@ fn phase(probes: &[&OpRecord], from: Stamp, to: Stamp) -> serde_json::Value {
 /// (the node that answered it issued the session the user's later requests present).
 #[derive(Debug, Clone)]
 pub struct Traffic<'a> {
-    pub requests: &'a [OpKind],
+    pub requests: Cow<'a, [OpKind]>,
     pub login: Option<OpKind>,
 }
 
 impl Traffic<'_> {
     /// No user traffic: only probes decide availability.
     pub const NONE: Traffic<'static> = Traffic {
-        requests: &[],
+        requests: Cow::Borrowed(&[]),
         login: None,
     };
 
     /// A request made by one of the workload's users (not the probe, not the verifier).
     fn is_user_request(&self, o: &OpRecord) -> bool {
-        o.role == Role::User && o.kind.is_any(self.requests)
+        o.role == Role::User && o.kind.is_any(&self.requests)
     }
 }
 
@@ -657,7 +658,7 @@ mod tests {
     const READ: OpKind = OpKind::new("read");
     /// A web product's users: they sign in, upload and read.
     const TRAFFIC: Traffic = Traffic {
-        requests: &[LOGIN, UPLOAD, READ],
+        requests: Cow::Borrowed(&[LOGIN, UPLOAD, READ]),
         login: Some(LOGIN),
     };
 

@@ -51,6 +51,7 @@ impl Drill {
     /// the project's `topologies/`, or a path to a topology file anywhere.
     pub fn new(name: impl Into<String>, topology: impl Into<String>) -> Drill {
         let spec = ScenarioSpec {
+            http: None,
             description: String::new(),
             topology: Spanned::new(0..0, topology.into()),
             workload: None,

@@ -24,6 +24,9 @@ use sha2::{Digest, Sha256};
 use crate::docker::{DockerError, labels};
 use crate::progress::Progress;
 
+pub mod recipe;
+pub use recipe::Recipe;
+
 /// What a topology node runs: an image hadrill builds, or one already in the local engine.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ImageRef {
@@ -32,6 +35,8 @@ pub enum ImageRef {
     Sut,
     /// `docker:<reference>`: an image the user loaded into the engine themselves.
     External(String),
+    /// `[images.NAME]` of the topology: built from the base, packages and files.
+    Recipe(Box<Recipe>),
 }
 
 impl ImageRef {
@@ -56,6 +61,7 @@ impl fmt::Display for ImageRef {
             ImageRef::Base => f.write_str("base"),
             ImageRef::Sut => f.write_str("sut"),
             ImageRef::External(r) => write!(f, "docker:{r}"),
+            ImageRef::Recipe(r) => f.write_str(&r.name),
         }
     }
 }
@@ -79,6 +85,8 @@ pub const BASE_PACKAGES: &[&str] = &[
     "netcat-openbsd",
     // libfaketime, for nodes whose clock `skew-clock` moves.
     "libfaketime",
+    // venv and its bundled pip: an image recipe's PyPI packages install into /opt/venv.
+    "python3-venv",
 ];
 const SUITE: &str = "bookworm";
 const WEED_VERSION: &str = "4.48";
@@ -116,6 +124,16 @@ pub enum ImageError {
         code: Option<i32>,
         tail: String,
         help: String,
+    },
+    #[error("image `{image}`: {registry} has no package `{package}`; its output:\n{tail}")]
+    #[diagnostic(help(
+        "correct the name or version in the topology's [images.{image}], or remove the package"
+    ))]
+    Package {
+        image: String,
+        package: String,
+        registry: &'static str,
+        tail: String,
     },
     #[error("image `{reference}` is not in the local Docker engine and no registry is reachable")]
     #[diagnostic(help("load it first (`docker load -i image.tar`) or use `image = \"base\"`"))]
@@ -164,47 +182,114 @@ impl ImageBuilder {
 
     /// The tag the base image has for the current recipe.
     pub fn base_tag() -> String {
+        Self::system_tag(&[])
+    }
+
+    /// The tag of the base image's root filesystem with `extra` Debian packages in it too.
+    fn system_tag(extra: &[String]) -> String {
         let mut h = Sha256::new();
         h.update(format!(
             "rev={RECIPE_REVISION}\nsuite={SUITE}\nweed={WEED_VERSION}\npackages={}\nmirror={}\n",
             BASE_PACKAGES.join(","),
             debian_mirror()
         ));
-        format!("hadrill-base:{}", &hex::encode(h.finalize())[..16])
+        if !extra.is_empty() {
+            h.update(format!("extra={}\n", extra.join(",")));
+        }
+        let repo = if extra.is_empty() {
+            "hadrill-base"
+        } else {
+            "hadrill-system"
+        };
+        format!("{repo}:{}", &hex::encode(h.finalize())[..16])
     }
 
     /// Makes sure `image` exists in the engine, building it if needed.
     pub async fn ensure(&self, image: &ImageRef) -> Result<ReadyImage, ImageError> {
-        let tag = match image {
-            ImageRef::Base => Self::base_tag(),
-            ImageRef::External(r) => r.clone(),
-            ImageRef::Sut => return self.ensure_sut().await,
-        };
+        match image {
+            ImageRef::Base => self.ensure_system(None).await,
+            ImageRef::Sut => self.ensure_sut().await,
+            ImageRef::Recipe(r) => self.ensure_recipe(r).await,
+            ImageRef::External(reference) => {
+                self.present(reference)
+                    .await?
+                    .ok_or_else(|| ImageError::ExternalMissing {
+                        reference: reference.clone(),
+                    })
+            }
+        }
+    }
+
+    /// The base image, or (for a recipe with Debian packages) its root filesystem with those
+    /// packages too.
+    async fn ensure_system(&self, recipe: Option<&Recipe>) -> Result<ReadyImage, ImageError> {
+        let extra = recipe.map(|r| r.debian.as_slice()).unwrap_or_default();
+        let tag = Self::system_tag(extra);
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
         }
-        match image {
-            ImageRef::External(reference) => Err(ImageError::ExternalMissing {
-                reference: reference.clone(),
-            }),
-            ImageRef::Sut => unreachable!("handled above"),
-            ImageRef::Base => {
-                let _lock = self.lock().await?;
-                // Another process may have built it while we waited for the lock.
-                if let Some(ready) = self.present(&tag).await? {
-                    return Ok(ready);
-                }
-                self.build_base(&tag).await?;
-                let mut ready = self.present(&tag).await?.ok_or_else(|| ImageError::Step {
-                    step: "importing the base image".into(),
-                    code: None,
-                    tail: format!("{tag} is missing after import"),
-                    help: "check `docker images` and the engine's log".into(),
-                })?;
-                ready.built = true;
-                Ok(ready)
-            }
+        let _lock = self.lock().await?;
+        // Another process may have built it while we waited for the lock.
+        if let Some(ready) = self.present(&tag).await? {
+            return Ok(ready);
         }
+        self.build_base(&tag, extra)
+            .await
+            .map_err(|e| match recipe {
+                Some(r) => r.missing(e, "Debian", "Unable to locate package "),
+                None => e,
+            })?;
+        self.built(&tag, "importing the root filesystem").await
+    }
+
+    /// `tag`, just built by `step`.
+    async fn built(&self, tag: &str, step: &str) -> Result<ReadyImage, ImageError> {
+        let mut ready = self.present(tag).await?.ok_or_else(|| ImageError::Step {
+            step: step.into(),
+            code: None,
+            tail: format!("{tag} is missing afterwards"),
+            help: "check `docker images` and the engine's log".into(),
+        })?;
+        ready.built = true;
+        Ok(ready)
+    }
+
+    /// A recipe's image: its system image, then a layer with its wheels and files.
+    async fn ensure_recipe(&self, recipe: &Recipe) -> Result<ReadyImage, ImageError> {
+        let system = Box::pin(self.ensure_system(Some(recipe))).await?;
+        if recipe.pypi.is_empty() && recipe.files.is_empty() {
+            return Ok(system);
+        }
+        let tag = recipe.layer_tag(&system.tag)?;
+        if let Some(ready) = self.present(&tag).await? {
+            return Ok(ready);
+        }
+        let _lock = self.lock().await?;
+        if let Some(ready) = self.present(&tag).await? {
+            return Ok(ready);
+        }
+        let started = Instant::now();
+        let wheels = self
+            .cache_dir
+            .join("wheels")
+            .join(tag.replace([':', '/'], "-"));
+        std::fs::create_dir_all(&wheels).map_err(|source| ImageError::Io {
+            what: "cannot create",
+            path: wheels.clone(),
+            source,
+        })?;
+        recipe.download_wheels(&wheels).await?;
+        let context = recipe
+            .context(&system.tag, &wheels)
+            .map_err(|source| ImageError::Io {
+                what: "cannot pack the build context from",
+                path: wheels.clone(),
+                source,
+            })?;
+        self.docker_build(&tag, context).await?;
+        self.prune_stages().await;
+        tracing::info!("built {tag} in {:.1}s", started.elapsed().as_secs_f64());
+        self.built(&tag, &format!("building {tag}")).await
     }
 
     /// Builds the product's binaries (cargo is incremental: a no-op when nothing changed), and
@@ -240,9 +325,40 @@ impl ImageBuilder {
             path: self.root.join("target"),
             source,
         })?;
+        self.docker_build(&tag, context).await?;
+        self.built(&tag, &format!("building {tag}")).await
+    }
+
+    /// Removes the untagged images a multi-stage build leaves (the stage that installed the
+    /// wheels: as large as the image). Best effort: they only take disk.
+    async fn prune_stages(&self) {
+        use bollard::query_parameters::PruneImagesOptions;
+        let filters = [
+            ("dangling".to_string(), vec!["true".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}=true", labels::MANAGED)],
+            ),
+        ]
+        .into_iter()
+        .collect();
+        if let Err(e) = self
+            .docker
+            .prune_images(Some(PruneImagesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            tracing::warn!("could not remove the build's intermediate images: {e}");
+        }
+    }
+
+    /// A Docker build of `context` (a tar with a Dockerfile) as `tag`, with no network: what
+    /// it needs is in the context. A failed step's output ends the error.
+    async fn docker_build(&self, tag: &str, context: Vec<u8>) -> Result<(), ImageError> {
         let options = bollard::query_parameters::BuildImageOptions {
             dockerfile: "Dockerfile".into(),
-            t: Some(tag.clone()),
+            t: Some(tag.to_string()),
             rm: true,
             forcerm: true,
             networkmode: Some("none".into()),
@@ -252,8 +368,29 @@ impl ImageBuilder {
             self.docker
                 .build_image(options, None, Some(bollard::body_full(context.into())));
         let spinner = Progress::spinner(format!("building {tag}"));
+        let mut tail = std::collections::VecDeque::new();
         while let Some(step) = build.next().await {
-            let step = step.map_err(DockerError::api(format!("build {tag}")))?;
+            let failed =
+                |error: String, tail: &std::collections::VecDeque<String>| ImageError::Step {
+                    step: format!("building {tag}"),
+                    code: None,
+                    tail: tail
+                        .iter()
+                        .cloned()
+                        .chain([error])
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    help: "the build runs with no network: everything it installs must be in the \
+                           recipe (wheels for CPython 3.11, Debian packages under `debian`)"
+                        .into(),
+                };
+            let step = match step {
+                Ok(step) => step,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(failed(error, &tail));
+                }
+                Err(e) => return Err(DockerError::api(format!("build {tag}"))(e).into()),
+            };
             if let Some(line) = step
                 .stream
                 .as_deref()
@@ -262,16 +399,13 @@ impl ImageBuilder {
             {
                 spinner.set_message(line);
                 tracing::debug!("{line}");
+                tail.push_back(line.to_string());
+                if tail.len() > 30 {
+                    tail.pop_front();
+                }
             }
         }
-        let mut ready = self.present(&tag).await?.ok_or_else(|| ImageError::Step {
-            step: format!("building {tag}"),
-            code: None,
-            tail: "the image is missing after the build".into(),
-            help: "check `docker images` and the engine's log".into(),
-        })?;
-        ready.built = true;
-        Ok(ready)
+        Ok(())
     }
 
     /// `cargo build -p hadrill-sut --bins`; returns the executables.
@@ -363,7 +497,8 @@ impl ImageBuilder {
         Ok(file)
     }
 
-    async fn build_base(&self, tag: &str) -> Result<(), ImageError> {
+    /// The base root filesystem with `extra` packages too, imported as `tag`.
+    async fn build_base(&self, tag: &str, extra: &[String]) -> Result<(), ImageError> {
         let started = Instant::now();
         preflight(&self.cache_dir, &self.docker).await?;
         let weed = self.weed_binary().await?;
@@ -379,7 +514,15 @@ impl ImageBuilder {
             "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*",
         ])
-        .arg(format!("--include={}", BASE_PACKAGES.join(",")))
+        .arg(format!(
+            "--include={}",
+            BASE_PACKAGES
+                .iter()
+                .copied()
+                .chain(extra.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
         .arg(format!(
             "--customize-hook=copy-in {} /usr/local/bin",
             weed.display()

@@ -100,8 +100,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImagesCommand {
-    /// Build every image the topologies need (a no-op when they are current).
-    Build,
+    /// Build every image the topologies need (a no-op when they are current): the base, the
+    /// reference product's and each topology's `[images]` recipes.
+    Build {
+        /// Topologies (names or paths) whose images to build; default: every shipped one.
+        topologies: Vec<String>,
+    },
     /// List the images hadrill built.
     List,
 }
@@ -138,8 +142,8 @@ fn main() -> Result<()> {
             Command::Check { runs } => check(&runs),
             Command::Shrink { run } => shrink(&run).await,
             Command::Images {
-                command: ImagesCommand::Build,
-            } => images_build().await,
+                command: ImagesCommand::Build { topologies },
+            } => images_build(&topologies).await,
             Command::Images {
                 command: ImagesCommand::List,
             } => images_list().await,
@@ -473,9 +477,19 @@ fn disk_line(line: &mut impl FnMut(bool, &str, String), path: &str) {
     }
 }
 
-async fn images_build() -> Result<()> {
-    let builder = ImageBuilder::new(docker::connect().await?, project_root());
-    for image in [ImageRef::Base, ImageRef::Sut] {
+async fn images_build(topologies: &[String]) -> Result<()> {
+    let root = project_root();
+    let names = if topologies.is_empty() {
+        hadrill::topology::available(&root)
+    } else {
+        topologies.to_vec()
+    };
+    let mut needed = std::collections::BTreeSet::from([ImageRef::Base]);
+    for name in &names {
+        needed.extend(Topology::load(&root, name)?.images());
+    }
+    let builder = ImageBuilder::new(docker::connect().await?, &root);
+    for image in needed {
         let t0 = Instant::now();
         let ready = builder.ensure(&image).await?;
         let what = if ready.built {

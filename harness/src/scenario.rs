@@ -23,6 +23,7 @@ use crate::reference::web::{WebWorkload, WorkloadSpec};
 use crate::reference::{self, cluster};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
+use crate::workload::http::{HttpSpec, HttpWorkload};
 use crate::workload::sql::{SqlSpec, SqlWorkload};
 use crate::workload::{Context, Observer, Workload};
 use hadrill_model::{
@@ -99,6 +100,9 @@ pub struct ScenarioSpec {
     pub topology: Spanned<String>,
     /// The web product's users and probe. The default workload when no `[sql]` is given.
     pub workload: Option<WorkloadSpec>,
+    /// A product's own HTTP API, described declaratively: users, writes, read-backs, probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
     /// The database workload: SQL clients, write probes, the cluster observer.
     pub sql: Option<SqlSpec>,
     /// Simulated agents of a master/worker cluster.
@@ -354,7 +358,7 @@ impl ScenarioSpec {
     pub fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
         match (&self.workload, &self.sql, &self.agents) {
             (Some(w), _, _) => Some(Cow::Borrowed(w)),
-            (None, None, None) if self.code_workloads.is_empty() => {
+            (None, None, None) if self.code_workloads.is_empty() && self.http.is_none() => {
                 Some(Cow::Owned(WorkloadSpec::default()))
             }
             _ => None,
@@ -564,6 +568,9 @@ impl Scenario {
         if let Some(web) = self.web() {
             let read = self.spec.final_read.clone();
             all.push(Arc::new(WebWorkload::new(web.into_owned(), read)));
+        }
+        if let Some(http) = &self.spec.http {
+            all.push(Arc::new(HttpWorkload::new(http.clone())));
         }
         if let Some(sql) = &self.spec.sql {
             all.push(Arc::new(SqlWorkload::new(sql.clone())));
@@ -862,7 +869,7 @@ impl Scenario {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
-            workload: serde_json::json!({ "web": self.web(), "sql": self.spec.sql, "agents": self.spec.agents }),
+            workload: serde_json::json!({ "web": self.web(), "http": self.spec.http, "sql": self.spec.sql, "agents": self.spec.agents }),
             settings: self.topology.settings.clone(),
             finding: self
                 .spec
@@ -1002,10 +1009,11 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     let web = spec.web();
     // The web probe measures availability when there is one, else the routed SQL probe, else
     // a code workload's probe.
-    let probe_hz = match (&web, &spec.sql) {
-        (Some(web), _) => Some(web.probe_hz),
-        (None, Some(sql)) => Some(sql.probe_hz),
-        (None, None) => spec
+    let probe_hz = match (&web, &spec.http, &spec.sql) {
+        (Some(web), _, _) => Some(web.probe_hz),
+        (None, Some(http), _) => Some(http.probe_hz),
+        (None, None, Some(sql)) => Some(sql.probe_hz),
+        (None, None, None) => spec
             .code_workloads
             .iter()
             .filter_map(|w| w.probe_hz)
@@ -1013,10 +1021,10 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     };
     let mut availability = probe_hz.map(|hz| checks::Availability {
         probe_period: Duration::from_secs_f64(1.0 / hz.max(1.0)),
-        traffic: if web.is_some() {
-            reference::TRAFFIC
-        } else {
-            Traffic::NONE
+        traffic: match (&web, &spec.http) {
+            (Some(_), _) => reference::TRAFFIC,
+            (None, Some(http)) => http_traffic(http),
+            (None, None) => Traffic::NONE,
         },
     });
     let mut plan: Vec<Box<dyn Check>> = Vec::new();
@@ -1028,6 +1036,15 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         plan.push(Box::new(reference::checks::Sessions));
         plan.push(Box::new(reference::checks::Historian));
     }
+    if let Some(http) = &spec.http {
+        plan.push(Box::new(checks::writes::WriteContinuity {
+            workload: http.name.clone(),
+            kinds: http.write_kinds(),
+        }));
+        plan.extend(availability.take().map(|a| Box::new(a) as Box<dyn Check>));
+        plan.push(Box::new(checks::UserRequests(http_traffic(http))));
+        plan.push(Box::new(checks::Drain(http_traffic(http))));
+    }
     if let Some(sql) = &spec.sql {
         if sql.clients > 0 {
             plan.push(Box::new(database::SqlContinuity));
@@ -1035,6 +1052,7 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         plan.extend(availability.take().map(|a| Box::new(a) as Box<dyn Check>));
         let writes = std::iter::once(OpKind::INSERT)
             .chain(web.iter().flat_map(|_| reference::WRITES.iter().cloned()))
+            .chain(spec.http.iter().flat_map(HttpSpec::write_kinds))
             .chain(
                 spec.code_workloads
                     .iter()
@@ -1054,7 +1072,7 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         if let Some(kind) = &w.write_kind {
             plan.push(Box::new(checks::writes::WriteContinuity {
                 workload: w.name.clone(),
-                kind: OpKind::named(kind.clone()),
+                kinds: vec![OpKind::named(kind.clone())],
             }));
         }
     }
@@ -1073,6 +1091,14 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         ]);
     }
     plan
+}
+
+/// An `[http]` workload's users, as the request checks count them.
+fn http_traffic(http: &HttpSpec) -> Traffic<'static> {
+    Traffic {
+        requests: Cow::Owned(http.requests()),
+        login: http.login.as_ref().map(|_| crate::workload::http::LOGIN),
+    }
 }
 
 /// The names of the checks a scenario runs (a name may come twice: several workloads have a

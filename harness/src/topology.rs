@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::images::ImageRef;
+use crate::images::recipe::{self, Recipe};
 
 /// The network every node joins when a topology declares none.
 pub const DEFAULT_NETWORK: &str = "main";
@@ -99,6 +100,8 @@ pub struct Topology {
     /// What the data tier promises (`replication = "synchronous"`): the `[sql]` workload reads
     /// the primary's live replication state and the `replication` check compares the two.
     pub replication: Option<Replication>,
+    /// Images this topology builds (`[images.NAME]`), by name; a node names one as its image.
+    pub images: BTreeMap<String, Recipe>,
 }
 
 /// How a database tier replicates, as its topology promises it.
@@ -236,6 +239,7 @@ impl Topology {
             secrets: Vec::new(),
             settings: BTreeMap::new(),
             replication: None,
+            images: BTreeMap::new(),
         }
     }
 
@@ -386,6 +390,7 @@ impl Topology {
         self.groups.extend(other.groups);
         self.nodes.extend(other.nodes);
         self.settings.extend(other.settings);
+        self.images.extend(other.images);
         self
     }
 
@@ -537,6 +542,21 @@ struct RawTopology {
     settings: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default)]
     nodes: BTreeMap<Spanned<String>, RawNode>,
+    #[serde(default)]
+    images: BTreeMap<Spanned<String>, RawRecipe>,
+}
+
+/// `[images.NAME]`: an image built from the base image, as the user declares it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    #[serde(default)]
+    debian: Vec<Spanned<String>>,
+    #[serde(default)]
+    pypi: Vec<Spanned<String>>,
+    /// Target path in the image → file under `config/`.
+    #[serde(default)]
+    files: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -694,6 +714,7 @@ impl Ctx<'_> {
         let cycle_spans = raw.nodes_spans();
         let mut node_names: BTreeSet<String> =
             raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
+        let mut images = base.as_ref().map(|b| b.images.clone()).unwrap_or_default();
         let (mut groups, mut nodes, description) = match base {
             Some(b) => {
                 node_names.extend(b.nodes.keys().cloned());
@@ -728,18 +749,81 @@ impl Ctx<'_> {
             groups.insert(group.get_ref().clone(), list);
         }
 
+        for (key, r) in &raw.images {
+            let name = key.get_ref();
+            validate_name(self, "image", name, key.span())?;
+            if ImageRef::parse(name).is_ok() {
+                return Err(self.error(
+                    key.span(),
+                    format!("images: `{name}` is the name of an image hadrill builds"),
+                    Some("give your image another name".into()),
+                ));
+            }
+            let field = format!("images.{name}");
+            for p in &r.debian {
+                if !recipe::valid_debian(p.get_ref()) {
+                    return Err(self.error(
+                        p.span(),
+                        format!(
+                            "{field}.debian: `{}` is not a Debian package name",
+                            p.get_ref()
+                        ),
+                        Some(
+                            "lower-case letters, digits, `+`, `-` and `.`, e.g. \"libpq5\"".into(),
+                        ),
+                    ));
+                }
+            }
+            for p in &r.pypi {
+                if !recipe::valid_requirement(p.get_ref()) {
+                    return Err(self.error(
+                        p.span(),
+                        format!("{field}.pypi: `{}` is not a requirement pip can fetch from PyPI", p.get_ref()),
+                        Some("a name with an optional version, e.g. \"mlflow==3.17.2\"; no options, paths or URLs".into()),
+                    ));
+                }
+            }
+            let mut files = Vec::new();
+            for (target, source) in &r.files {
+                let file =
+                    self.config_file(config_roots, &format!("{field}.files"), target, source)?;
+                files.push((target.clone(), file));
+            }
+            images.insert(
+                name.clone(),
+                Recipe {
+                    name: name.clone(),
+                    debian: r.debian.iter().map(|p| p.get_ref().clone()).collect(),
+                    pypi: r.pypi.iter().map(|p| p.get_ref().clone()).collect(),
+                    files,
+                },
+            );
+        }
+
         for (key, node) in raw.nodes {
             let node_name = key.get_ref().clone();
             validate_name(self, "node", &node_name, key.span())?;
             let field = |f: &str| format!("nodes.{node_name}.{f}");
 
-            let image = ImageRef::parse(node.image.get_ref()).map_err(|msg| {
-                self.error(
-                    node.image.span(),
-                    format!("{}: {msg}", field("image")),
-                    None,
-                )
-            })?;
+            let image = match images.get(node.image.get_ref()) {
+                Some(r) => ImageRef::Recipe(Box::new(r.clone())),
+                None => ImageRef::parse(node.image.get_ref()).map_err(|msg| {
+                    let declared = images.keys().cloned().collect::<Vec<_>>();
+                    let msg = if declared.is_empty() {
+                        msg
+                    } else {
+                        format!(
+                            "{msg}, or one of this topology's [images]: {}",
+                            declared.join(", ")
+                        )
+                    };
+                    self.error(
+                        node.image.span(),
+                        format!("{}: {msg}", field("image")),
+                        None,
+                    )
+                })?,
+            };
 
             let mut node_networks = Vec::new();
             for net in &node.networks {
@@ -773,40 +857,8 @@ impl Ctx<'_> {
 
             let mut config = Vec::new();
             for (target, source) in &node.config {
-                if !target.starts_with('/') {
-                    return Err(self.error(
-                        source.span(),
-                        format!(
-                            "{}: mount target `{target}` must be an absolute path",
-                            field("config")
-                        ),
-                        None,
-                    ));
-                }
-                let candidates: Vec<PathBuf> = config_roots
-                    .iter()
-                    .map(|r| r.join(source.get_ref()))
-                    .collect();
-                let Some(file) = candidates.iter().find(|f| f.is_file()).cloned() else {
-                    let looked: Vec<String> =
-                        candidates.iter().map(|f| f.display().to_string()).collect();
-                    return Err(self.error(
-                        source.span(),
-                        format!(
-                            "{}: config file `{}` does not exist (looked at {})",
-                            field("config"),
-                            source.get_ref(),
-                            looked.join(" and ")
-                        ),
-                        Some(
-                            "config paths are relative to the `config/` directory beside the \
-                             topology file, then to the project's topologies/config/"
-                                .into(),
-                        ),
-                    ));
-                };
                 config.push(ConfigMount {
-                    source: file,
+                    source: self.config_file(config_roots, &field("config"), target, source)?,
                     target: target.clone(),
                 });
             }
@@ -915,11 +967,54 @@ impl Ctx<'_> {
             secrets,
             settings,
             replication,
+            images,
         };
         self.check_settings(&topology)?;
         self.check_inherited(&topology)?;
         self.check_cycles(&topology, &cycle_spans)?;
         Ok(topology)
+    }
+
+    /// The file `source` names under the config roots, to be placed at the absolute `target`.
+    fn config_file(
+        &self,
+        config_roots: &[PathBuf],
+        field: &str,
+        target: &str,
+        source: &Spanned<String>,
+    ) -> Result<PathBuf, TopologyError> {
+        if !target.starts_with('/') {
+            return Err(self.error(
+                source.span(),
+                format!("{field}: target `{target}` must be an absolute path"),
+                None,
+            ));
+        }
+        let candidates: Vec<PathBuf> = config_roots
+            .iter()
+            .map(|r| r.join(source.get_ref()))
+            .collect();
+        candidates
+            .iter()
+            .find(|f| f.is_file())
+            .cloned()
+            .ok_or_else(|| {
+                let looked: Vec<String> =
+                    candidates.iter().map(|f| f.display().to_string()).collect();
+                self.error(
+                    source.span(),
+                    format!(
+                        "{field}: file `{}` does not exist (looked at {})",
+                        source.get_ref(),
+                        looked.join(" and ")
+                    ),
+                    Some(
+                        "paths are relative to the `config/` directory beside the topology file, \
+                     then to the project's topologies/config/"
+                            .into(),
+                    ),
+                )
+            })
     }
 
     /// Nodes depend only on nodes that exist and start with the run (an `exclude` can take

@@ -8,10 +8,13 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 use hadrill_model::{OpKind, Read};
 
+pub mod http;
 pub mod sql;
+mod template;
 
 pub use crate::client::{Answer, Client, Op};
 pub use crate::context::Context;
@@ -71,4 +74,47 @@ pub trait Workload: Send + Sync + 'static {
 /// A final read of key → value, as the continuity check of a `write_kind` reads it.
 pub fn held(map: std::collections::BTreeMap<String, String>) -> Read {
     serde_json::to_value(map).map_err(|e| e.to_string())
+}
+
+/// A byte size written like `4KiB`, `1MiB`, `"512"` or `512`; saved as a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u64")]
+pub struct Size(pub u64);
+
+impl From<Size> for u64 {
+    fn from(s: Size) -> u64 {
+        s.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A number is bytes: what a drill built in code, or a saved scenario, writes.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        let s = match Written::deserialize(d)? {
+            Written::Bytes(n) => return Ok(Size(n)),
+            Written::Text(s) => s,
+        };
+        let t = s.trim();
+        let (num, mult) = [
+            ("GiB", 1u64 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+            ("B", 1),
+        ]
+        .iter()
+        .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
+        .unwrap_or((t, 1));
+        let bytes = num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult));
+        bytes.map(Size).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"
+            ))
+        })
+    }
 }

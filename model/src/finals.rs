@@ -51,3 +51,64 @@ pub struct SqlFinal {
     pub keys: Option<std::collections::BTreeSet<String>>,
     pub cluster: ClusterFinal,
 }
+
+/// What a store holds after the run, as a workload with writes reads it back for the
+/// continuity check: each key it holds → the value it holds (as the workload recorded the
+/// value when writing, e.g. a digest), and the keys whose read-back could not decide
+/// (refused, timed out) with why: those are neither verified nor lost.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StoreRead {
+    pub held: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unreadable: std::collections::BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for StoreRead {
+    /// Either shape: `{ "held": {…}, "unreadable": {…} }`, or a plain map of key → value (what
+    /// a workload that reads every key for certain saves).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            held: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            unreadable: std::collections::BTreeMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Full(Full),
+            Plain(std::collections::BTreeMap<String, String>),
+        }
+        Ok(match Shape::deserialize(d)? {
+            Shape::Full(f) => StoreRead {
+                held: f.held,
+                unreadable: f.unreadable,
+            },
+            Shape::Plain(held) => StoreRead {
+                held,
+                unreadable: Default::default(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreRead;
+
+    #[test]
+    fn a_store_read_is_a_plain_map_or_held_and_unreadable() {
+        let plain: StoreRead = serde_json::from_str(r#"{"a": "1"}"#).unwrap();
+        assert_eq!(plain.held["a"], "1");
+        let full: StoreRead =
+            serde_json::from_str(r#"{"held": {"a": "1"}, "unreadable": {"b": "HTTP 503"}}"#)
+                .unwrap();
+        assert_eq!(
+            (full.held.len(), full.unreadable["b"].as_str()),
+            (1, "HTTP 503")
+        );
+        let back: StoreRead = serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        assert_eq!(back, full);
+    }
+}

@@ -17,7 +17,7 @@ pub mod verdict;
 pub use fault::{
     Bandwidth, ByteSize, ClockOffset, Direction, Effect, Fault, ProcessSignal, Selector, Shape,
 };
-pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal};
+pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal, StoreRead};
 pub use hits::{Hit, SERVING_WINDOW, agents_on, hits};
 pub use op::{
     AbortRecord, Actor, Aim, Event, Exchange, FaultRecord, OpKind, OpRecord, Outcome, Role,

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::{judged, secs};
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, Verdict, ops,
+    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, StoreRead, Verdict,
+    ops,
 };
 
 /// Writes of one kind set against what the store holds afterwards.
@@ -131,10 +132,11 @@ impl<'a> Audit<'a> {
     }
 }
 
-/// The continuity of a code workload's writes of `kind`, against its final read.
+/// The continuity of a workload's writes of `kinds`, against its final read (a
+/// `StoreRead`): a code workload's, or a declarative one's (`[http]`).
 pub struct WriteContinuity {
     pub workload: String,
-    pub kind: OpKind,
+    pub kinds: Vec<OpKind>,
 }
 
 impl Check for WriteContinuity {
@@ -144,45 +146,121 @@ impl Check for WriteContinuity {
 
     fn judge(&self, e: &Evidence<'_>) -> CheckResult {
         continuity(
+            &self.workload,
             e.events,
-            &self.kind,
+            &self.kinds,
             &e.final_read(&self.workload),
             e.budgets,
         )
     }
 }
 
-/// The continuity of a workload of a user's own: its writes of `kind` against its final read.
+/// Every acknowledged write of `kinds` against what `workload`'s store holds: per kind, what
+/// was acknowledged, verified, lost, unknown (and took effect), and could not be read back.
+/// A key that could not be read back is neither verified nor lost: with any, a clean audit
+/// is `unknown`.
 pub fn continuity(
+    workload: &str,
     events: &[Event],
-    kind: &OpKind,
-    held: &Result<BTreeMap<String, String>, String>,
+    kinds: &[OpKind],
+    read: &Result<StoreRead, String>,
     budgets: &Budgets,
 ) -> CheckResult {
     let writes = ops(events);
-    let held = match held {
-        Ok(h) => h
-            .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect::<BTreeMap<_, _>>(),
+    let read = match read {
+        Ok(r) => r,
         Err(why) => return CheckResult::unknown("continuity", why.clone()),
     };
-    let audit = Audit::new(&writes, kind, &held);
-    let summary = format!(
-        "{} acknowledged `{kind}`, {} verified, {} lost, {} unknown ({} took effect)",
-        audit.acked.len(),
-        audit.acked.len() - audit.lost.len(),
-        audit.lost.len(),
-        audit.unknown.len(),
-        audit.unknown_took_effect,
-    );
-    let mut figures = audit.figures(budgets);
-    figures["held"] = json!(held.len());
+    let held = read
+        .held
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect::<BTreeMap<_, _>>();
+    let mut problems = Vec::new();
+    let mut lines = Vec::new();
+    let mut per_kind = serde_json::Map::new();
+    let mut verdicts = Vec::new();
+    // Keys held that no write of any of the kinds explains.
+    let explained = |k: &str| {
+        writes
+            .iter()
+            .any(|o| o.kind.is_any(kinds) && o.key.as_deref() == Some(k))
+    };
+    let unexplained: Vec<&str> = held
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !read.unreadable.contains_key(*k) && !explained(k))
+        .collect();
+    for kind in kinds {
+        let mut audit = Audit::new(&writes, kind, &held);
+        // Judged against every kind at once, below.
+        audit.unexplained.clear();
+        let unreadable: Vec<(&str, &str)> = audit
+            .acked
+            .keys()
+            .filter_map(|k| read.unreadable.get(*k).map(|why| (*k, why.as_str())))
+            .collect();
+        audit.lost.retain(|o| {
+            !o.key
+                .as_deref()
+                .is_some_and(|k| read.unreadable.contains_key(k))
+        });
+        let verified = audit.acked.len() - audit.lost.len() - unreadable.len();
+        lines.push(format!(
+            "{} acknowledged `{kind}`, {verified} verified, {} lost, {} unknown ({} took effect){}",
+            audit.acked.len(),
+            audit.lost.len(),
+            audit.unknown.len(),
+            audit.unknown_took_effect,
+            if unreadable.is_empty() {
+                String::new()
+            } else {
+                format!(", {} not readable", unreadable.len())
+            }
+        ));
+        problems.extend(
+            audit
+                .problems(&format!("`{kind}` writes"), budgets)
+                .into_iter(),
+        );
+        let mut figures = audit.figures(budgets);
+        figures["verified"] = json!(verified);
+        figures["unreadable"] = json!(unreadable.len());
+        figures["unreadable_detail"] = json!(
+            unreadable
+                .iter()
+                .take(20)
+                .map(|(k, why)| json!({ "key": k, "why": why }))
+                .collect::<Vec<_>>()
+        );
+        per_kind.insert(kind.to_string(), figures);
+        verdicts.push(if unreadable.is_empty() {
+            audit.clean()
+        } else {
+            Verdict::Unknown
+        });
+    }
+    if !unexplained.is_empty() {
+        problems.push(format!("{} keys no write explains", unexplained.len()));
+    }
+    // Proven only when every kind is: one with nothing acknowledged proves nothing.
+    let clean = if verdicts.iter().all(|v| *v == Verdict::Pass) {
+        Verdict::Pass
+    } else {
+        Verdict::Unknown
+    };
+    let figures = json!({
+        "workload": workload,
+        "kinds": per_kind,
+        "held": held.len(),
+        "unexplained_keys": unexplained.iter().take(50).collect::<Vec<_>>(),
+        "budget_lost": budgets.max_lost_writes,
+    });
     judged(
         "continuity",
-        &audit.problems("writes", budgets),
-        audit.clean(),
-        summary,
+        &problems,
+        clean,
+        format!("{workload}: {}", lines.join("; ")),
         figures,
     )
 }
@@ -209,12 +287,28 @@ mod tests {
         })
     }
 
+    fn read(held: &[(&str, &str)]) -> StoreRead {
+        StoreRead {
+            held: held
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            unreadable: BTreeMap::new(),
+        }
+    }
+
+    fn judge_read(events: &[Event], read: StoreRead) -> CheckResult {
+        continuity(
+            "orders",
+            events,
+            &[OpKind::new("put")],
+            &Ok(read),
+            &Budgets::default(),
+        )
+    }
+
     fn judge(events: &[Event], held: &[(&str, &str)]) -> CheckResult {
-        let held = Ok(held
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect());
-        continuity(events, &OpKind::new("put"), &held, &Budgets::default())
+        judge_read(events, read(held))
     }
 
     #[test]
@@ -249,13 +343,79 @@ mod tests {
     fn an_unread_store_or_no_acknowledged_write_is_unknown() {
         let h = [write("a", "1", Outcome::Ok)];
         let unread = continuity(
+            "orders",
             &h,
-            &OpKind::new("put"),
+            &[OpKind::new("put")],
             &Err("connection refused".into()),
             &Budgets::default(),
         );
         assert_eq!(unread.verdict, Verdict::Unknown);
         let none = judge(&[write("a", "1", Outcome::Unknown)], &[("a", "1")]);
         assert_eq!(none.verdict, Verdict::Unknown);
+    }
+
+    /// A write whose read-back could not decide is neither verified nor lost; an unknown
+    /// write is never counted as acknowledged, nor as lost when it is absent.
+    #[test]
+    fn an_unreadable_key_is_unknown_and_an_unknown_write_is_never_lost() {
+        let h = [
+            write("a", "1", Outcome::Ok),
+            write("b", "2", Outcome::Ok),
+            write("c", "3", Outcome::Unknown),
+        ];
+        let mut r = read(&[("a", "1")]);
+        r.unreadable.insert("b".into(), "HTTP 503".into());
+        let result = judge_read(&h, r.clone());
+        assert_eq!(result.verdict, Verdict::Unknown, "{}", result.summary);
+        let put = &result.figures["kinds"]["put"];
+        assert_eq!(
+            (put["acknowledged"].as_u64(), put["lost"].as_u64()),
+            (Some(2), Some(0))
+        );
+        assert_eq!(
+            (put["verified"].as_u64(), put["unreadable"].as_u64()),
+            (Some(1), Some(1))
+        );
+        // The same store with b gone for certain: lost, and the check fails naming it.
+        r.unreadable.clear();
+        let result = judge_read(&h, r);
+        assert_eq!(result.verdict, Verdict::Fail);
+        assert_eq!(result.figures["kinds"]["put"]["lost_keys"][0], "b");
+        assert!(
+            result.summary.contains("1 unknown (0 took effect)"),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn each_kind_is_audited_and_every_kind_must_be_proven() {
+        let mut tag = write("t", "x", Outcome::Ok);
+        if let Event::Op(o) = &mut tag {
+            o.kind = OpKind::new("tag");
+        }
+        let h = [write("a", "1", Outcome::Ok), tag];
+        let kinds = [OpKind::new("put"), OpKind::new("tag")];
+        let both = continuity(
+            "orders",
+            &h,
+            &kinds,
+            &Ok(read(&[("a", "1"), ("t", "x")])),
+            &Budgets::default(),
+        );
+        assert_eq!(both.verdict, Verdict::Pass, "{}", both.summary);
+        let lost_tag = continuity(
+            "orders",
+            &h,
+            &kinds,
+            &Ok(read(&[("a", "1")])),
+            &Budgets::default(),
+        );
+        assert_eq!(lost_tag.verdict, Verdict::Fail);
+        assert!(
+            lost_tag.summary.contains("`tag` writes"),
+            "{}",
+            lost_tag.summary
+        );
     }
 }

@@ -40,7 +40,12 @@ pub mod verbs {
 
 /// The web users' requests through the load balancer, and their sign-in.
 pub const TRAFFIC: Traffic<'static> = Traffic {
-    requests: &[verbs::LOGIN, verbs::UPLOAD, verbs::READ, verbs::SESSION],
+    requests: std::borrow::Cow::Borrowed(&[
+        verbs::LOGIN,
+        verbs::UPLOAD,
+        verbs::READ,
+        verbs::SESSION,
+    ]),
     login: Some(verbs::LOGIN),
 };
 

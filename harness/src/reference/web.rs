@@ -19,7 +19,7 @@ use super::finals::{
 };
 use super::verbs;
 use crate::clock::Stamp;
-use crate::workload::{Context, Workload};
+use crate::workload::{Context, Size, Workload};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
 
 /// The header in which the reference product names the app server that answered.
@@ -95,49 +95,6 @@ impl Default for Mix {
             read: 2,
             session: 1,
         }
-    }
-}
-
-/// A byte size written like `4KiB`, `1MiB`, `"512"` or `512`; saved as a number of bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(into = "u64")]
-pub struct Size(pub u64);
-
-impl From<Size> for u64 {
-    fn from(s: Size) -> u64 {
-        s.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A number is bytes: what a drill built in code, or a saved scenario, writes.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Bytes(u64),
-            Text(String),
-        }
-        let s = match Written::deserialize(d)? {
-            Written::Bytes(n) => return Ok(Size(n)),
-            Written::Text(s) => s,
-        };
-        let t = s.trim();
-        let (num, mult) = [
-            ("GiB", 1u64 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-            ("B", 1),
-        ]
-        .iter()
-        .find_map(|(unit, m)| t.strip_suffix(unit).map(|n| (n.trim(), *m)))
-        .unwrap_or((t, 1));
-        let bytes = num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult));
-        bytes.map(Size).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid size `{s}`; write it like `512`, `4KiB` or `1MiB`"
-            ))
-        })
     }
 }
 

@@ -19,6 +19,7 @@ use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
 use crate::reference::web::WorkloadSpec;
 use crate::topology::{Invalid, Topology, placeholders};
+use crate::workload::http::HttpSpec;
 use crate::workload::sql::SqlSpec;
 use hadrill_model::{Effect, Fault, SQL_READ, Selector};
 
@@ -55,6 +56,9 @@ pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError
     if let Some(web) = scenario.web() {
         v.web(&web)?;
         v.final_read()?;
+    }
+    if let Some(http) = &spec.http {
+        v.http(http)?;
     }
     if let Some(sql) = &spec.sql {
         v.sql(sql)?;
@@ -418,6 +422,38 @@ impl Validator<'_> {
         }
         self.publishes("final_read.app_port", &app, f.app_port)?;
         self.duration("final_read.analysis_timeout", f.analysis_timeout, false)
+    }
+
+    fn http(&self, h: &HttpSpec) -> Checked {
+        let reserved = [WEB_READ, SQL_READ, AGENTS_READ];
+        if reserved.contains(&h.name.as_str()) {
+            return Err(self.error(
+                "http.name",
+                format!("`{}` is the name of a built-in workload", h.name),
+                Some(format!("give another name than {}", reserved.join(", "))),
+            ));
+        }
+        let entry = self.node("http.entry", &h.entry)?;
+        self.publishes("http.port", &entry, h.port)?;
+        self.count("http.users", h.users as u64, 1..=MAX_CLIENTS)?;
+        self.per_second("http.rate", h.rate, MAX_RATE)?;
+        self.per_second("http.probe_hz", h.probe_hz, MAX_HZ)?;
+        self.path("http.probe_path", &h.probe_path)?;
+        if let Some(login) = &h.login {
+            self.path("http.login.path", &login.path)?;
+        }
+        for (i, w) in h.writes.iter().enumerate() {
+            self.path(&format!("http.writes[{i}].path"), &w.path)?;
+            self.path(&format!("http.writes[{i}].read"), &w.read)?;
+        }
+        if let Some((field, message)) = h.problems() {
+            return Err(self.error(&field, message, None));
+        }
+        for (field, secret) in h.secrets() {
+            self.secret(&field, &secret)?;
+        }
+        self.duration("http.op_timeout", h.op_timeout, false)?;
+        self.count("http.max_ops", h.max_ops, 1..=u64::MAX)
     }
 
     fn sql(&self, s: &SqlSpec) -> Checked {

@@ -210,8 +210,11 @@ impl Validator<'_> {
                     Some(format!("selectors: {}", selectors())),
                 ));
             }
-            Some(Selector::LastServed) if self.scenario.web().is_none() => {
-                "the web workload (`[workload]`): it picks the app server that served the last user request"
+            Some(Selector::LastServed)
+                if self.scenario.web().is_none()
+                    && !spec.http.as_ref().is_some_and(|h| h.served_by.is_some()) =>
+            {
+                "a workload whose answers name their server (`[workload]`, or `[http]` with `served_by`): it picks the app server that served the last user request"
             }
             Some(Selector::Primary | Selector::Standby)
                 if spec.sql.is_none() && spec.observers.is_empty() =>
@@ -453,6 +456,7 @@ impl Validator<'_> {
             self.secret(&field, &secret)?;
         }
         self.duration("http.op_timeout", h.op_timeout, false)?;
+        self.duration("http.probe_timeout", h.probe_timeout, false)?;
         self.count("http.max_ops", h.max_ops, 1..=u64::MAX)
     }
 

@@ -45,6 +45,9 @@ pub struct HttpSpec {
     /// A path the probe reads (GET) at `probe_hz`: the availability resolution.
     pub probe_path: String,
     pub probe_hz: f64,
+    /// A probe not answered within this is `unknown` and counts as unavailable.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
     /// Headers on every request (templates).
     pub headers: BTreeMap<String, String>,
     /// Statuses after which a request may have taken effect (besides timeouts and
@@ -75,6 +78,7 @@ impl Default for HttpSpec {
             rate: 10.0,
             probe_path: "/".into(),
             probe_hz: 20.0,
+            probe_timeout: Duration::from_secs(1),
             headers: BTreeMap::new(),
             unknown_status: vec![500, 502, 504],
             served_by: None,
@@ -736,7 +740,7 @@ impl HttpWorkload {
     /// GETs the probe path at `probe_hz`, each probe in its own task so a held one does not
     /// delay the next.
     async fn probe(self: Arc<Self>, ctx: Context) {
-        let http = self.client(Duration::from_secs(1));
+        let http = self.client(self.spec.probe_timeout);
         let mut state = UserState::default();
         while self.compiled.login.is_some()
             && !ctx.is_stopped()

@@ -36,6 +36,32 @@ fn load_bad(file: &str) -> String {
 /// `(file, line:column, what the message and its help must say)`.
 const CASES: &[(&str, &str, &[&str])] = &[
     (
+        "http-unknown-id.toml",
+        "10:8",
+        &[
+            "http.writes[0].path",
+            "`${id:run}` names no write declared before this one",
+        ],
+    ),
+    (
+        "http-no-compare.toml",
+        "12:8",
+        &[
+            "http.writes[0].read",
+            "exactly one of `digest = true`, `contains` or `expect`",
+        ],
+    ),
+    (
+        "http-unknown-placeholder.toml",
+        "11:8",
+        &["http.writes[0].body", "unknown placeholder `${texte}`"],
+    ),
+    (
+        "http-unknown-secret.toml",
+        "7:29",
+        &["http.headers.authorization", "unknown secret `API_TOKEN`"],
+    ),
+    (
         "unknown-target.toml",
         "10:45",
         &[

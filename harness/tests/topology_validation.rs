@@ -122,6 +122,37 @@ const CASES: &[(&str, usize, &[&str])] = &[
         1,
         &["nodes.lb.depends_on", "`web1` is not in this topology"],
     ),
+    (
+        "recipe-bad-requirement.toml",
+        2,
+        &[
+            "images.shop.pypi",
+            "`--index-url=http://elsewhere` is not a requirement",
+        ],
+    ),
+    (
+        "recipe-bad-debian.toml",
+        2,
+        &[
+            "images.shop.debian",
+            "`Python3` is not a Debian package name",
+        ],
+    ),
+    (
+        "recipe-missing-file.toml",
+        2,
+        &["images.shop.files", "`nowhere/app.py` does not exist"],
+    ),
+    (
+        "recipe-named-base.toml",
+        1,
+        &["images: `base` is the name of an image hadrill builds"],
+    ),
+    (
+        "recipe-unknown-image.toml",
+        5,
+        &["nodes.web1.image", "unknown image `shpo`", "[images]: shop"],
+    ),
 ];
 
 #[test]

@@ -359,3 +359,48 @@ async fn a_product_acknowledging_before_storing_fails_continuity() {
     );
     assert_eq!(results.verdict, hadrill::model::Verdict::Fail);
 }
+
+/// `[http]` against real containers: uploads in flight on a paused app server end `unknown`
+/// (the client gave up after 2 s), and the generic continuity keeps them apart: never counted
+/// as acknowledged, never as lost; every acknowledged upload is read back and verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_workload_keeps_unknown_writes_apart_from_acknowledged_and_lost() {
+    let path = common::root().join("harness/tests/fixtures/http-unknowns.toml");
+    let scenario =
+        hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
+    let results = scenario.run(&common::options()).await.unwrap();
+    println!("{}", results.summary());
+    let continuity = results
+        .checks
+        .iter()
+        .find(|c| c.check == "continuity")
+        .unwrap();
+    let upload = &continuity.figures["kinds"]["upload"];
+    let events = hadrill::history::History::load(&results.run_dir.join("history.jsonl")).unwrap();
+    let uploads: Vec<_> = hadrill::model::ops(&events)
+        .into_iter()
+        .filter(|o| o.kind.as_str() == "upload")
+        .collect();
+    let count = |outcome| uploads.iter().filter(|o| o.outcome == outcome).count() as u64;
+    assert!(
+        count(hadrill::Outcome::Unknown) > 0,
+        "no upload ended unknown: {upload}"
+    );
+    assert_eq!(
+        upload["acknowledged"].as_u64(),
+        Some(count(hadrill::Outcome::Ok)),
+        "{upload}"
+    );
+    assert_eq!(upload["lost"].as_u64(), Some(0), "{upload}");
+    assert_eq!(
+        upload["verified"].as_u64(),
+        Some(count(hadrill::Outcome::Ok)),
+        "{upload}"
+    );
+    assert_eq!(
+        continuity.verdict,
+        hadrill::model::Verdict::Pass,
+        "{}",
+        continuity.summary
+    );
+}

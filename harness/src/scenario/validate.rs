@@ -474,10 +474,10 @@ impl Validator<'_> {
             )?;
         }
         // 0 turns the routed probe off, for when a web workload's probe measures availability.
-        if s.probe_hz == 0.0 && self.scenario.web().is_none() {
+        if s.probe_hz == 0.0 && self.scenario.web().is_none() && self.scenario.spec.http.is_none() {
             return Err(self.error(
                 "sql.probe_hz",
-                "0 turns off the probe, and no web workload measures availability instead".into(),
+                "0 turns off the probe, and no web or `[http]` workload measures availability instead".into(),
                 Some(format!("give more than 0 and at most {MAX_HZ} per second")),
             ));
         }

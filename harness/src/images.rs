@@ -649,6 +649,11 @@ fn sut_context(base: &str, binaries: &[PathBuf]) -> std::io::Result<Vec<u8>> {
         labels::MANAGED,
         labels::IMAGE
     ));
+    with_dockerfile(tar, &dockerfile)
+}
+
+/// A build context: what `tar` holds, and `dockerfile` as its Dockerfile.
+fn with_dockerfile(mut tar: tar::Builder<Vec<u8>>, dockerfile: &str) -> std::io::Result<Vec<u8>> {
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
     header.set_mode(0o644);

@@ -71,6 +71,17 @@ pub trait Workload: Send + Sync + 'static {
     }
 }
 
+/// An HTTP client as a user's browser is one: it keeps cookies, gives up on a request after
+/// `timeout`, and on a connection after a second.
+pub fn user_agent(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .expect("HTTP client")
+}
+
 /// A final read of key → value, as the continuity check of a `write_kind` reads it.
 pub fn held(map: std::collections::BTreeMap<String, String>) -> Read {
     serde_json::to_value(map).map_err(|e| e.to_string())

@@ -336,16 +336,7 @@ async fn nginx_variant_proxies_api_and_ui_over_tls_1_2_only() {
 /// the object loses acknowledged writes when an app server is killed, and the scenario fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_product_acknowledging_before_storing_fails_continuity() {
-    let path = common::root().join("harness/tests/fixtures/broken-kill-app.toml");
-    let scenario =
-        hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
-    let results = scenario.run(&common::options()).await.unwrap();
-    println!("{}", results.summary());
-    let continuity = results
-        .checks
-        .iter()
-        .find(|c| c.check == "continuity")
-        .unwrap();
+    let (results, continuity) = run_fixture("broken-kill-app.toml").await;
     assert_eq!(
         continuity.verdict,
         hadrill::model::Verdict::Fail,
@@ -365,16 +356,7 @@ async fn a_product_acknowledging_before_storing_fails_continuity() {
 /// as acknowledged, never as lost; every acknowledged upload is read back and verified.
 #[tokio::test(flavor = "multi_thread")]
 async fn http_workload_keeps_unknown_writes_apart_from_acknowledged_and_lost() {
-    let path = common::root().join("harness/tests/fixtures/http-unknowns.toml");
-    let scenario =
-        hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
-    let results = scenario.run(&common::options()).await.unwrap();
-    println!("{}", results.summary());
-    let continuity = results
-        .checks
-        .iter()
-        .find(|c| c.check == "continuity")
-        .unwrap();
+    let (results, continuity) = run_fixture("http-unknowns.toml").await;
     let upload = &continuity.figures["kinds"]["upload"];
     let events = hadrill::history::History::load(&results.run_dir.join("history.jsonl")).unwrap();
     let uploads: Vec<_> = hadrill::model::ops(&events)
@@ -403,4 +385,20 @@ async fn http_workload_keeps_unknown_writes_apart_from_acknowledged_and_lost() {
         "{}",
         continuity.summary
     );
+}
+
+/// Runs the scenario `file` of the fixtures; its results and its continuity check.
+async fn run_fixture(file: &str) -> (hadrill::Results, hadrill::CheckResult) {
+    let path = common::root().join("harness/tests/fixtures").join(file);
+    let scenario =
+        hadrill::scenario::Scenario::load(&common::root(), path.to_str().unwrap()).unwrap();
+    let results = scenario.run(&common::options()).await.unwrap();
+    println!("{}", results.summary());
+    let continuity = results
+        .checks
+        .iter()
+        .find(|c| c.check == "continuity")
+        .cloned()
+        .unwrap();
+    (results, continuity)
 }

@@ -188,12 +188,7 @@ impl Recipe {
             labels::IMAGE,
             self.name
         ));
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
-        tar.into_inner()
+        super::with_dockerfile(tar, &dockerfile)
     }
 }
 

@@ -19,7 +19,7 @@ use super::finals::{
 };
 use super::verbs;
 use crate::clock::Stamp;
-use crate::workload::{Context, Size, Workload};
+use crate::workload::{Context, Size, Workload, user_agent};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
 
 /// The header in which the reference product names the app server that answered.
@@ -198,15 +198,6 @@ impl Ctx {
     }
 }
 
-fn http(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(1))
-        .build()
-        .expect("HTTP client")
-}
-
 async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     let invoke = ctx.run.now();
     let r = http
@@ -246,7 +237,7 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
 /// One user: log in, then upload, read back and check the session, at the configured rate.
 async fn user(ctx: Arc<Ctx>, index: usize) {
     let name = format!("user-{index}");
-    let http = http(ctx.spec.op_timeout);
+    let http = user_agent(ctx.spec.op_timeout);
     let pause = Duration::from_secs_f64(ctx.spec.users as f64 / ctx.spec.rate.max(0.001));
     let mut logged_in = false;
     let mut mine: Vec<(i64, String)> = Vec::new();

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use super::template::{Template, Var};
-use crate::workload::{Context, Size, Workload};
+use crate::workload::{Context, Size, Workload, user_agent};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, StoreRead};
 
 /// The kind of a user's sign-in.
@@ -465,15 +465,6 @@ impl HttpWorkload {
         self.base.get().map(String::as_str).unwrap_or_default()
     }
 
-    fn client(&self, timeout: Duration) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .expect("HTTP client")
-    }
-
     /// An answer as the scenario's statuses say: `ack` (or any 2xx) acknowledges, the
     /// unknown statuses may have taken effect, any other is a refusal.
     fn exchange(&self, r: &Result<reqwest::Response, reqwest::Error>, ack: &[u16]) -> Exchange {
@@ -572,7 +563,7 @@ impl HttpWorkload {
     /// One user: signs in, then writes at its share of the rate until stopped.
     async fn user(self: Arc<Self>, ctx: Context, index: usize) {
         let name = format!("u{index}");
-        let http = self.client(self.spec.op_timeout);
+        let http = user_agent(self.spec.op_timeout);
         let mut state = UserState::default();
         let per_user = self.spec.rate / self.spec.users.max(1) as f64;
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_user.max(0.01)));
@@ -740,7 +731,7 @@ impl HttpWorkload {
     /// GETs the probe path at `probe_hz`, each probe in its own task so a held one does not
     /// delay the next.
     async fn probe(self: Arc<Self>, ctx: Context) {
-        let http = self.client(self.spec.probe_timeout);
+        let http = user_agent(self.spec.probe_timeout);
         let mut state = UserState::default();
         while self.compiled.login.is_some()
             && !ctx.is_stopped()
@@ -933,7 +924,7 @@ impl Workload for HttpWorkload {
     /// that is there anyway is caught), as a `StoreRead` keyed by write.
     fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         Box::pin(async move {
-            let http = self.client(self.spec.op_timeout);
+            let http = user_agent(self.spec.op_timeout);
             let mut state = UserState::default();
             if !self
                 .login(&ctx, &http, "verifier", Role::Verifier, &mut state)

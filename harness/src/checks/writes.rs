@@ -218,11 +218,7 @@ pub fn continuity(
                 format!(", {} not readable", unreadable.len())
             }
         ));
-        problems.extend(
-            audit
-                .problems(&format!("`{kind}` writes"), budgets)
-                .into_iter(),
-        );
+        problems.extend(audit.problems(&format!("`{kind}` writes"), budgets));
         let mut figures = audit.figures(budgets);
         figures["verified"] = json!(verified);
         figures["unreadable"] = json!(unreadable.len());

@@ -212,7 +212,7 @@ impl Validator<'_> {
             }
             Some(Selector::LastServed)
                 if self.scenario.web().is_none()
-                    && !spec.http.as_ref().is_some_and(|h| h.served_by.is_some()) =>
+                    && spec.http.as_ref().is_none_or(|h| h.served_by.is_none()) =>
             {
                 "a workload whose answers name their server (`[workload]`, or `[http]` with `served_by`): it picks the app server that served the last user request"
             }

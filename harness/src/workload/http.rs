@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use super::template::{Template, Var};
+use crate::clock::Stamp;
 use crate::workload::{Context, Size, Workload, user_agent};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, StoreRead};
 
@@ -508,6 +509,21 @@ impl HttpWorkload {
         req
     }
 
+    /// Sends `req` with `body`: when it was invoked on the run's clock, the answer, and how it
+    /// ended by the scenario's statuses.
+    async fn send(
+        &self,
+        ctx: &Context,
+        req: reqwest::RequestBuilder,
+        body: Vec<u8>,
+        ack: &[u16],
+    ) -> (Stamp, Result<reqwest::Response, reqwest::Error>, Exchange) {
+        let invoke = ctx.now();
+        let r = req.body(body).send().await;
+        let ex = self.exchange(&r, ack);
+        (invoke, r, ex)
+    }
+
     /// Signs `user` in, recorded as a user request; true when it was.
     async fn login(
         &self,
@@ -524,34 +540,33 @@ impl HttpWorkload {
         let Some(path) = login.path.render(&mut fill) else {
             return false;
         };
-        let body = login.body.render(&mut fill).unwrap_or_default();
-        let invoke = ctx.now();
-        let r = self
-            .request(
-                http,
-                login.method.clone(),
-                &path,
-                &login.headers,
-                &mut fill,
-                None,
-            )
-            .body(body)
-            .send()
-            .await;
-        let mut ex = self.exchange(&r, &[]);
+        let body = login
+            .body
+            .render(&mut fill)
+            .unwrap_or_default()
+            .into_bytes();
+        let req = self.request(
+            http,
+            login.method.clone(),
+            &path,
+            &login.headers,
+            &mut fill,
+            None,
+        );
+        let (invoke, r, mut ex) = self.send(ctx, req, body, &[]).await;
         if let (Ok(resp), Some(pointer)) = (r, &login.token)
             && ex.outcome == Outcome::Ok
         {
-            let body: Option<serde_json::Value> = resp.json().await.ok();
-            match body
-                .as_ref()
-                .and_then(|b| b.pointer(pointer))
-                .and_then(|t| t.as_str())
-            {
-                Some(t) => state.token = Some(t.to_string()),
-                None => {
+            match at_pointer(resp, pointer).await {
+                Ok(Some(t)) => state.token = Some(t),
+                Ok(None) => {
                     ex.outcome = Outcome::Fail;
                     ex.error = Some(format!("the answer has no token at {pointer}"));
+                }
+                // No session was issued that the user can use.
+                Err(e) => {
+                    ex.outcome = Outcome::Fail;
+                    ex.error = Some(format!("the answer was cut off: {e}"));
                 }
             }
         }
@@ -662,33 +677,29 @@ impl HttpWorkload {
                     .map(|(p, t)| (p.clone(), t.render(&mut fill).unwrap_or_default())),
             ),
         };
-        let invoke = ctx.now();
-        let r = self
-            .request(
-                http,
-                w.method.clone(),
-                &path,
-                &w.headers,
-                &mut fill,
-                state.token.as_deref(),
-            )
-            .body(bytes)
-            .send()
-            .await;
-        let mut ex = self.exchange(&r, &w.ack);
+        let req = self.request(
+            http,
+            w.method.clone(),
+            &path,
+            &w.headers,
+            &mut fill,
+            state.token.as_deref(),
+        );
+        let (invoke, r, mut ex) = self.send(ctx, req, bytes, &w.ack).await;
         // The id, when the acknowledgement carries it; an answer cut off may have taken effect.
         let id: Result<String, String> = match (r, &w.id) {
-            (Ok(resp), Some(pointer)) if ex.outcome == Outcome::Ok => match resp.bytes().await {
-                Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|b| b.pointer(pointer).map(json_text))
-                    .ok_or_else(|| format!("the acknowledgement has no id at {pointer}")),
-                Err(e) => {
-                    ex.outcome = Outcome::Unknown;
-                    ex.error = Some(format!("the answer was cut off: {e}"));
-                    Err("no acknowledgement was read".into())
+            (Ok(resp), Some(pointer)) if ex.outcome == Outcome::Ok => {
+                match at_pointer(resp, pointer).await {
+                    Ok(found) => {
+                        found.ok_or_else(|| format!("the acknowledgement has no id at {pointer}"))
+                    }
+                    Err(e) => {
+                        ex.outcome = Outcome::Unknown;
+                        ex.error = Some(format!("the answer was cut off: {e}"));
+                        Err("no acknowledgement was read".into())
+                    }
                 }
-            },
+            }
             (_, Some(_)) => Err("the write was not acknowledged, so its id is unknown".into()),
             (_, None) => Ok(key.clone()),
         };
@@ -785,6 +796,7 @@ impl HttpWorkload {
     /// why the read could not decide.
     async fn read_back(
         &self,
+        ctx: &Context,
         http: &reqwest::Client,
         token: Option<&str>,
         written: &Written,
@@ -796,10 +808,8 @@ impl HttpWorkload {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let mut req = http.get(format!("{}{path}", self.base()));
-            if let Some(token) = token {
-                req = req.bearer_auth(token);
-            }
+            let mut fill = |v: &Var| fill(ctx, v, "verifier", None, None, None);
+            let req = self.request(http, reqwest::Method::GET, &path, &[], &mut fill, token);
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -867,6 +877,18 @@ fn fill(
                 .to_string(),
         ),
     }
+}
+
+/// The value at a JSON pointer of an answer's body, as text (`None`: the body is not JSON or
+/// has nothing there); `Err`: the body could not be read.
+async fn at_pointer(
+    resp: reqwest::Response,
+    pointer: &str,
+) -> Result<Option<String>, reqwest::Error> {
+    let body = resp.bytes().await?;
+    Ok(serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|b| b.pointer(pointer).map(json_text)))
 }
 
 /// A JSON value as text: a string as itself, anything else as JSON.
@@ -938,8 +960,9 @@ impl Workload for HttpWorkload {
             let reads: Vec<(usize, Result<Option<String>, String>)> =
                 futures_util::stream::iter(0..written.len())
                     .map(|i| {
-                        let (me, http, token, w) = (&self, &http, token.as_deref(), &written[i]);
-                        async move { (i, me.read_back(http, token, w).await) }
+                        let (me, ctx, http, token, w) =
+                            (&self, &ctx, &http, token.as_deref(), &written[i]);
+                        async move { (i, me.read_back(ctx, http, token, w).await) }
                     })
                     .buffer_unordered(READ_BACK_CONCURRENCY)
                     .collect()

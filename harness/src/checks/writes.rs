@@ -180,6 +180,8 @@ pub fn continuity(
     let mut lines = Vec::new();
     let mut per_kind = serde_json::Map::new();
     let mut verdicts = Vec::new();
+    // Summed over the kinds, so a reader of the figures need not know the kinds' names.
+    let mut totals = [0usize; 4];
     // Keys held that no write of any of the kinds explains.
     let explained = |k: &str| {
         writes
@@ -206,6 +208,14 @@ pub fn continuity(
                 .is_some_and(|k| read.unreadable.contains_key(k))
         });
         let verified = audit.acked.len() - audit.lost.len() - unreadable.len();
+        for (total, n) in totals.iter_mut().zip([
+            audit.acked.len(),
+            verified,
+            audit.lost.len(),
+            unreadable.len(),
+        ]) {
+            *total += n;
+        }
         lines.push(format!(
             "{} acknowledged `{kind}`, {verified} verified, {} lost, {} unknown ({} took effect){}",
             audit.acked.len(),
@@ -248,6 +258,10 @@ pub fn continuity(
     let figures = json!({
         "workload": workload,
         "kinds": per_kind,
+        "acknowledged": totals[0],
+        "verified": totals[1],
+        "lost": totals[2],
+        "unreadable": totals[3],
         "held": held.len(),
         "unexplained_keys": unexplained.iter().take(50).collect::<Vec<_>>(),
         "budget_lost": budgets.max_lost_writes,
@@ -377,6 +391,7 @@ mod tests {
         let result = judge_read(&h, r);
         assert_eq!(result.verdict, Verdict::Fail);
         assert_eq!(result.figures["kinds"]["put"]["lost_keys"][0], "b");
+        assert_eq!(result.figures["lost"], 1, "totals over the kinds");
         assert!(
             result.summary.contains("1 unknown (0 took effect)"),
             "{}",

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use hadrill::classify::{self, TcpFailure};
+use hadrill::classify::TcpFailure;
 use hadrill::model::Read;
 use hadrill::model::UNREACHABLE;
-use hadrill::workload::{Answer, Client, Context, Facts, Op, held};
-use hadrill::{Exchange, Observer, OpKind, Outcome, Role, Workload};
+use hadrill::workload::redis::{RedisClient, connect};
+use hadrill::workload::{Context, Facts, Op, held};
+use hadrill::{Observer, OpKind, Role, Workload};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
@@ -29,101 +30,7 @@ pub struct KvWorkload {
 
 impl KvWorkload {
     async fn connect(&self, ctx: &Context) -> Result<MultiplexedConnection, TcpFailure> {
-        connect(ctx, self.node, self.port).await
-    }
-}
-
-/// A connection to the store on `node`'s published `port`.
-async fn connect(
-    ctx: &Context,
-    node: &str,
-    port: u16,
-) -> Result<MultiplexedConnection, TcpFailure> {
-    let addr = ctx
-        .node(node)
-        .map_err(|e| TcpFailure::NotSent(e.to_string()))?
-        .host_addr(port)
-        .ok_or_else(|| TcpFailure::NotSent(format!("{node} publishes no port {port}")))?;
-    let client = redis::Client::open(format!("redis://{addr}/"))
-        .map_err(|e| TcpFailure::NotSent(e.to_string()))?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Duration::from_secs(1))
-        .set_response_timeout(Duration::from_secs(1));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| TcpFailure::NotSent(format!("connect: {e}")))
-}
-
-/// Redis's errors by the honesty rules: an error reply is the server refusing the command;
-/// anything else after the command was sent (a dropped connection, a timeout) may follow its
-/// execution.
-fn failure(e: &redis::RedisError) -> TcpFailure {
-    if e.is_connection_refusal() {
-        TcpFailure::NotSent(e.to_string())
-    } else if e.kind() == redis::ErrorKind::IoError || e.is_timeout() || e.is_connection_dropped() {
-        TcpFailure::Lost(e.to_string())
-    } else {
-        TcpFailure::Refused(e.to_string())
-    }
-}
-
-fn ok() -> Exchange {
-    Exchange {
-        outcome: Outcome::Ok,
-        status: None,
-        error: None,
-        node: None,
-    }
-}
-
-/// One connection to the store, opened again after a failure: an operation with a value
-/// `SET`s it, one without `GET`s its key.
-pub struct RedisClient {
-    ctx: Context,
-    node: &'static str,
-    port: u16,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-}
-
-impl RedisClient {
-    pub fn new(ctx: &Context, node: &'static str, port: u16) -> RedisClient {
-        RedisClient {
-            ctx: ctx.clone(),
-            node,
-            port,
-            conn: tokio::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl Client for RedisClient {
-    fn invoke<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Answer> {
-        Box::pin(async move {
-            let mut conn = self.conn.lock().await;
-            if conn.is_none() {
-                match connect(&self.ctx, self.node, self.port).await {
-                    Ok(c) => *conn = Some(c),
-                    Err(e) => return Answer::of(classify::tcp(&e)),
-                }
-            }
-            let c = conn.as_mut().expect("connected above");
-            let key = op.key.as_deref().unwrap_or_default();
-            let result = match &op.value {
-                Some(value) => c.set::<_, _, ()>(key, value).await.map(|()| None),
-                None => c.get::<_, Option<String>>(key).await,
-            };
-            match result {
-                Ok(read) => Answer {
-                    exchange: ok(),
-                    read,
-                },
-                Err(e) => {
-                    *conn = None;
-                    Answer::of(classify::tcp(&failure(&e)))
-                }
-            }
-        })
+        connect(ctx, self.node, self.port, Duration::from_secs(1)).await
     }
 }
 
@@ -225,7 +132,7 @@ impl Observer for KvRoles {
                 }
                 for node in &self.nodes {
                     let invoke = ctx.now();
-                    let role = match connect(&ctx, node, self.port).await {
+                    let role = match connect(&ctx, node, self.port, Duration::from_secs(1)).await {
                         Ok(mut c) => redis::cmd("INFO")
                             .arg("replication")
                             .query_async::<String>(&mut c)

@@ -540,6 +540,9 @@ pub fn user_requests(events: &[Event], traffic: &Traffic, budgets: &Budgets) -> 
 pub struct Availability {
     pub probe_period: Duration,
     pub traffic: Traffic<'static>,
+    /// The client whose probes are judged, when several workloads probe (a Redis's and an
+    /// S3 store's probes together would hide an outage of either); `None`: every probe.
+    pub probes_of: Option<String>,
 }
 
 impl Check for Availability {
@@ -548,7 +551,18 @@ impl Check for Availability {
     }
 
     fn judge(&self, e: &Evidence<'_>) -> CheckResult {
-        availability(e.events, self.probe_period, &self.traffic, e.budgets)
+        let Some(client) = &self.probes_of else {
+            return availability(e.events, self.probe_period, &self.traffic, e.budgets);
+        };
+        let events: Vec<Event> = e
+            .events
+            .iter()
+            .filter(
+                |ev| !matches!(ev, Event::Op(o) if o.kind == OpKind::PROBE && o.client != *client),
+            )
+            .cloned()
+            .collect();
+        availability(&events, self.probe_period, &self.traffic, e.budgets)
     }
 }
 

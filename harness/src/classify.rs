@@ -60,15 +60,7 @@ pub fn sql<T>(
     r: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
 ) -> (Option<T>, Exchange) {
     match r {
-        Ok(Ok(v)) => (
-            Some(v),
-            Exchange {
-                outcome: Outcome::Ok,
-                status: None,
-                error: None,
-                node: None,
-            },
-        ),
+        Ok(Ok(v)) => (Some(v), Exchange::OK),
         Ok(Err(e)) => {
             let (outcome, msg) = match e.as_db_error() {
                 Some(d) => (

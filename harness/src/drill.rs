@@ -56,6 +56,8 @@ impl Drill {
             topology: Spanned::new(0..0, topology.into()),
             workload: None,
             sql: None,
+            redis: None,
+            s3: None,
             agents: None,
             code_workloads: Vec::new(),
             observers: Vec::new(),

@@ -262,6 +262,26 @@ impl Shared {
         self.inject_aimed(fault, None).await
     }
 
+    /// The nodes `fault` targets. A selector that matches nothing yet may once the next facts
+    /// arrive (a member that answered its observer late reads as unreachable until then): it
+    /// is tried again for up to `SELECTOR_WAIT`.
+    async fn targets_of(&self, fault: &Fault) -> Result<Vec<String>, FaultError> {
+        let deadline = Instant::now() + SELECTOR_WAIT;
+        loop {
+            let resolved: Result<Vec<Vec<String>>, FaultError> = fault
+                .targets()
+                .into_iter()
+                .map(|(_, targets)| self.resolve(targets))
+                .collect();
+            match resolved {
+                Err(FaultError::Selector(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                r => return r.map(|all| all.concat()),
+            }
+        }
+    }
+
     pub(crate) async fn inject_aimed(
         self: &Arc<Self>,
         fault: Fault,
@@ -270,13 +290,7 @@ impl Shared {
         // Targets are resolved before the clock starts: a typo is not a fault that happened.
         let nodes: Vec<String> = match &fault {
             Fault::Heal => self.altered().into_keys().collect(),
-            _ => {
-                let mut all = Vec::new();
-                for (_, targets) in fault.targets() {
-                    all.extend(self.resolve(targets)?);
-                }
-                all
-            }
+            _ => self.targets_of(&fault).await?,
         };
         let (aim, sampled) = match when {
             Some(when) => {
@@ -895,6 +909,8 @@ fn succeeded(node: &Node, cmd: &str, out: ExecOutput) -> Result<ExecOutput, Faul
 
 /// How long a killed or stopped container may take to be seen exited.
 const EXIT_WAIT: Duration = Duration::from_secs(30);
+/// How long a step waits for its selector to match: a few observations.
+const SELECTOR_WAIT: Duration = Duration::from_secs(5);
 
 /// Waits until the container's process is gone; returns its exit code.
 async fn wait_exited(node: &Node) -> Result<Option<i64>, FaultError> {

@@ -24,6 +24,8 @@ use crate::reference::{self, cluster};
 use crate::run::{Run, RunError, RunOptions};
 use crate::topology::{Invalid, Topology, TopologyError};
 use crate::workload::http::{HttpSpec, HttpWorkload};
+use crate::workload::redis::RedisSpec;
+use crate::workload::s3::S3Spec;
 use crate::workload::sql::{SqlSpec, SqlWorkload};
 use crate::workload::{Context, Observer, Workload};
 use hadrill_model::{
@@ -105,6 +107,12 @@ pub struct ScenarioSpec {
     pub http: Option<HttpSpec>,
     /// The database workload: SQL clients, write probes, the cluster observer.
     pub sql: Option<SqlSpec>,
+    /// Writes of fresh keys straight into a Redis, each read back after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
+    /// Objects put straight into an S3 bucket, each read back and compared after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
     /// Simulated agents of a master/worker cluster.
     pub agents: Option<AgentsSpec>,
     /// Workloads implemented in a user's crate (`Drill::workload`), as the drill's text
@@ -358,7 +366,12 @@ impl ScenarioSpec {
     pub fn web(&self) -> Option<Cow<'_, WorkloadSpec>> {
         match (&self.workload, &self.sql, &self.agents) {
             (Some(w), _, _) => Some(Cow::Borrowed(w)),
-            (None, None, None) if self.code_workloads.is_empty() && self.http.is_none() => {
+            (None, None, None)
+                if self.code_workloads.is_empty()
+                    && self.http.is_none()
+                    && self.redis.is_none()
+                    && self.s3.is_none() =>
+            {
                 Some(Cow::Owned(WorkloadSpec::default()))
             }
             _ => None,
@@ -574,6 +587,12 @@ impl Scenario {
         }
         if let Some(sql) = &self.spec.sql {
             all.push(Arc::new(SqlWorkload::new(sql.clone())));
+        }
+        if let Some(redis) = &self.spec.redis {
+            all.push(Arc::new(redis.workload()));
+        }
+        if let Some(s3) = &self.spec.s3 {
+            all.push(Arc::new(s3.workload()));
         }
         let agents = self
             .spec
@@ -869,7 +888,7 @@ impl Scenario {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
-            workload: serde_json::json!({ "web": self.web(), "http": self.spec.http, "sql": self.spec.sql, "agents": self.spec.agents }),
+            workload: serde_json::json!({ "web": self.web(), "http": self.spec.http, "sql": self.spec.sql, "redis": self.spec.redis, "s3": self.spec.s3, "agents": self.spec.agents }),
             settings: self.topology.settings.clone(),
             finding: self
                 .spec
@@ -1007,25 +1026,41 @@ const SETTLED_CHECKS: usize = 3;
 /// verbs.
 fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     let web = spec.web();
-    // The web probe measures availability when there is one, else the routed SQL probe, else
-    // a code workload's probe.
-    let probe_hz = match (&web, &spec.http, &spec.sql) {
-        (Some(web), _, _) => Some(web.probe_hz),
-        (None, Some(http), _) => Some(http.probe_hz),
-        (None, None, Some(sql)) => Some(sql.probe_hz),
-        (None, None, None) => spec
+    // The web probe measures availability when there is one, else `[http]`'s, else the routed
+    // SQL probe (unless turned off), else a store's, else a code workload's: its probes alone
+    // when another workload's would blur them.
+    let stores_probe = |name: &str, hz: f64| (hz, Some(crate::workload::probe_client(name)));
+    let probe = web
+        .as_ref()
+        .map(|w| (w.probe_hz, None))
+        .or(spec
+            .http
+            .as_ref()
+            .map(|h| (h.probe_hz, Some(crate::workload::http::PROBE.to_string()))))
+        .or(spec
+            .sql
+            .as_ref()
+            .filter(|s| s.probe_hz > 0.0)
+            .map(|s| (s.probe_hz, None)))
+        .or(spec
+            .redis
+            .as_ref()
+            .map(|r| stores_probe(&r.name, r.probe_hz)))
+        .or(spec.s3.as_ref().map(|s| stores_probe(&s.name, s.probe_hz)))
+        .or(spec
             .code_workloads
             .iter()
             .filter_map(|w| w.probe_hz)
-            .reduce(f64::max),
-    };
-    let mut availability = probe_hz.map(|hz| checks::Availability {
+            .reduce(f64::max)
+            .map(|hz| (hz, None)));
+    let mut availability = probe.map(|(hz, probes_of)| checks::Availability {
         probe_period: Duration::from_secs_f64(1.0 / hz.max(1.0)),
         traffic: match (&web, &spec.http) {
             (Some(_), _) => reference::TRAFFIC,
             (None, Some(http)) => http_traffic(http),
             (None, None) => Traffic::NONE,
         },
+        probes_of,
     });
     let mut plan: Vec<Box<dyn Check>> = Vec::new();
     if web.is_some() {
@@ -1067,6 +1102,17 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
             Box::new(database::Replicas),
             Box::new(database::ReplicationClaim),
         ]);
+    }
+    let stores = spec
+        .redis
+        .iter()
+        .map(|r| (&r.name, r.write_kind()))
+        .chain(spec.s3.iter().map(|s| (&s.name, crate::workload::s3::PUT)));
+    for (name, kind) in stores {
+        plan.push(Box::new(checks::writes::WriteContinuity {
+            workload: name.clone(),
+            kinds: vec![kind],
+        }));
     }
     for w in &spec.code_workloads {
         if let Some(kind) = &w.write_kind {

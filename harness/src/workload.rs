@@ -13,12 +13,16 @@ use serde::{Deserialize, Serialize};
 use hadrill_model::{OpKind, Read};
 
 pub mod http;
+mod keyed;
+pub mod redis;
+pub mod s3;
 pub mod sql;
 mod template;
 
 pub use crate::client::{Answer, Client, Op};
 pub use crate::context::Context;
 pub use crate::observer::{Facts, Observer};
+pub(crate) use keyed::{Pace, probe_client};
 
 /// A workload: its clients act on the system through the nodes' published ports and record
 /// each operation through the context, honestly classified (see `crate::classify`); its
@@ -85,6 +89,29 @@ pub fn user_agent(timeout: std::time::Duration) -> reqwest::Client {
 /// A final read of key → value, as the continuity check of a `write_kind` reads it.
 pub fn held(map: std::collections::BTreeMap<String, String>) -> Read {
     serde_json::to_value(map).map_err(|e| e.to_string())
+}
+
+/// A store's final read from each write's read-back (key, whether it was acknowledged, and
+/// the value read, `None` when certainly absent, or why the read could not decide). Only an
+/// acknowledged write's fate is in question: an unknown or refused one that cannot be read
+/// is simply not known to be there.
+pub(crate) fn store_read<K: Into<String>>(
+    reads: impl IntoIterator<Item = (K, bool, Result<Option<String>, String>)>,
+) -> Read {
+    let mut store = hadrill_model::StoreRead::default();
+    for (key, acknowledged, read) in reads {
+        match read {
+            Ok(Some(v)) => {
+                store.held.insert(key.into(), v);
+            }
+            Ok(None) => {}
+            Err(why) if acknowledged => {
+                store.unreadable.insert(key.into(), why);
+            }
+            Err(_) => {}
+        }
+    }
+    serde_json::to_value(store).map_err(|e| e.to_string())
 }
 
 /// A byte size written like `4KiB`, `1MiB`, `"512"` or `512`; saved as a number of bytes.

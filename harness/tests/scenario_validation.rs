@@ -62,6 +62,21 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["http.headers.authorization", "unknown secret `API_TOKEN`"],
     ),
     (
+        "redis-unpublished-port.toml",
+        "6:8",
+        &["redis.port", "6380"],
+    ),
+    (
+        "s3-no-sizes.toml",
+        "5:9",
+        &["s3.sizes", "give at least one"],
+    ),
+    (
+        "stores-same-name.toml",
+        "5:8",
+        &["redis.name", "`s3.name` is `data` too"],
+    ),
+    (
         "unknown-target.toml",
         "10:45",
         &[

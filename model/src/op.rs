@@ -230,6 +230,16 @@ pub struct Exchange {
     pub node: Option<String>,
 }
 
+impl Exchange {
+    /// It took effect, no more said.
+    pub const OK: Exchange = Exchange {
+        outcome: Outcome::Ok,
+        status: None,
+        error: None,
+        node: None,
+    };
+}
+
 pub fn faults(events: &[Event]) -> Vec<FaultRecord> {
     events
         .iter()

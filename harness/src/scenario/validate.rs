@@ -19,6 +19,7 @@ use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
 use crate::reference::web::WorkloadSpec;
 use crate::topology::{Invalid, Topology, placeholders};
+use crate::workload::Pace;
 use crate::workload::http::HttpSpec;
 use crate::workload::sql::SqlSpec;
 use hadrill_model::{Effect, Fault, SQL_READ, Selector};
@@ -62,6 +63,35 @@ pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError
     }
     if let Some(sql) = &spec.sql {
         v.sql(sql)?;
+    }
+    if let Some(redis) = &spec.redis {
+        v.keyed("redis", &redis.name, &redis.node, redis.port, redis.pace())?;
+        v.duration("redis.op_timeout", redis.op_timeout, false)?;
+        if redis.prefix.is_empty() || redis.stream.as_ref().is_some_and(String::is_empty) {
+            return Err(v.error(
+                if redis.prefix.is_empty() {
+                    "redis.prefix"
+                } else {
+                    "redis.stream"
+                },
+                "empty: the workload's keys would not be set apart from the product's".into(),
+                Some("give a name such as `hadrill:`".into()),
+            ));
+        }
+    }
+    if let Some(s3) = &spec.s3 {
+        v.keyed("s3", &s3.name, &s3.node, s3.port, s3.pace())?;
+        v.secret("s3.secret_key_secret", &s3.secret_key_secret)?;
+        v.duration("s3.op_timeout", s3.op_timeout, false)?;
+        if s3.sizes.is_empty() || s3.sizes.iter().any(|s| s.0 > MAX_UPLOAD) {
+            return Err(v.error(
+                "s3.sizes",
+                "each object's size is drawn from these: give at least one".into(),
+                Some(format!(
+                    "sizes such as [\"4KiB\", \"1MiB\"], each at most {MAX_UPLOAD} bytes"
+                )),
+            ));
+        }
     }
     if let Some(agents) = &spec.agents {
         v.agents(agents)?;
@@ -428,14 +458,7 @@ impl Validator<'_> {
     }
 
     fn http(&self, h: &HttpSpec) -> Checked {
-        let reserved = [WEB_READ, SQL_READ, AGENTS_READ];
-        if reserved.contains(&h.name.as_str()) {
-            return Err(self.error(
-                "http.name",
-                format!("`{}` is the name of a built-in workload", h.name),
-                Some(format!("give another name than {}", reserved.join(", "))),
-            ));
-        }
+        self.workload_name("http.name", &h.name)?;
         let entry = self.node("http.entry", &h.entry)?;
         self.publishes("http.port", &entry, h.port)?;
         self.count("http.users", h.users as u64, 1..=MAX_CLIENTS)?;
@@ -460,6 +483,50 @@ impl Validator<'_> {
         self.count("http.max_ops", h.max_ops, 1..=u64::MAX)
     }
 
+    /// What `[redis]` and `[s3]` share: a name of their own, an endpoint, a pace.
+    fn keyed(&self, table: &str, name: &str, node: &str, port: u16, pace: Pace) -> Checked {
+        self.workload_name(&format!("{table}.name"), name)?;
+        let node = self.node(&format!("{table}.node"), node)?;
+        self.publishes(&format!("{table}.port"), &node, port)?;
+        self.count(
+            &format!("{table}.clients"),
+            pace.clients as u64,
+            1..=MAX_CLIENTS,
+        )?;
+        self.per_second(&format!("{table}.rate"), pace.rate, MAX_RATE)?;
+        self.per_second(&format!("{table}.probe_hz"), pace.probe_hz, MAX_HZ)?;
+        self.count(&format!("{table}.max_ops"), pace.max_ops, 1..=u64::MAX)
+    }
+
+    /// A declared workload's name: not a built-in's, nor another declared one's.
+    fn workload_name(&self, field: &str, name: &str) -> Checked {
+        let reserved = [WEB_READ, SQL_READ, AGENTS_READ];
+        if reserved.contains(&name) {
+            return Err(self.error(
+                field,
+                format!("`{name}` is the name of a built-in workload"),
+                Some(format!("give another name than {}", reserved.join(", "))),
+            ));
+        }
+        let spec = &self.scenario.spec;
+        let declared = spec
+            .http
+            .iter()
+            .map(|h| ("http.name", &h.name))
+            .chain(spec.redis.iter().map(|r| ("redis.name", &r.name)))
+            .chain(spec.s3.iter().map(|s| ("s3.name", &s.name)));
+        if let Some((other, _)) = declared.filter(|(f, n)| *f != field && *n == name).next() {
+            return Err(self.error(
+                field,
+                format!(
+                    "`{other}` is `{name}` too: each workload's final read is kept under its name"
+                ),
+                Some("give each workload a name of its own".into()),
+            ));
+        }
+        Ok(())
+    }
+
     fn sql(&self, s: &SqlSpec) -> Checked {
         let entry = self.node("sql.entry", &s.entry)?;
         self.publishes("sql.port", &entry, s.port)?;
@@ -474,10 +541,15 @@ impl Validator<'_> {
             )?;
         }
         // 0 turns the routed probe off, for when a web workload's probe measures availability.
-        if s.probe_hz == 0.0 && self.scenario.web().is_none() && self.scenario.spec.http.is_none() {
+        let spec = &self.scenario.spec;
+        let other_probe = self.scenario.web().is_some()
+            || spec.http.is_some()
+            || spec.redis.is_some()
+            || spec.s3.is_some();
+        if s.probe_hz == 0.0 && !other_probe {
             return Err(self.error(
                 "sql.probe_hz",
-                "0 turns off the probe, and no web or `[http]` workload measures availability instead".into(),
+                "0 turns off the probe, and no web, `[http]`, `[redis]` or `[s3]` workload measures availability instead".into(),
                 Some(format!("give more than 0 and at most {MAX_HZ} per second")),
             ));
         }

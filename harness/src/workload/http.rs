@@ -22,11 +22,13 @@ use tokio::task::JoinSet;
 
 use super::template::{Template, Var};
 use crate::clock::Stamp;
-use crate::workload::{Context, Size, Workload, user_agent};
-use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, StoreRead};
+use crate::workload::{Context, Size, Workload, store_read, user_agent};
+use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
 
 /// The kind of a user's sign-in.
 pub const LOGIN: OpKind = OpKind::new("login");
+/// Its probe's client, in the history.
+pub const PROBE: &str = "http-probe";
 /// Read-backs run side by side after the run.
 const READ_BACK_CONCURRENCY: usize = 8;
 const READ_BACK_TRIES: usize = 3;
@@ -779,7 +781,7 @@ impl HttpWorkload {
                     .await;
                 let ex = w.exchange(&r, &[]);
                 c.record(
-                    Role::Probe.named("http-probe"),
+                    Role::Probe.named(PROBE),
                     OpKind::PROBE,
                     None,
                     None,
@@ -967,23 +969,10 @@ impl Workload for HttpWorkload {
                     .buffer_unordered(READ_BACK_CONCURRENCY)
                     .collect()
                     .await;
-            let mut store = StoreRead::default();
-            for (i, read) in reads {
+            store_read(reads.into_iter().map(|(i, read)| {
                 let w = &written[i];
-                match read {
-                    Ok(Some(v)) => {
-                        store.held.insert(w.key.clone(), v);
-                    }
-                    Ok(None) => {}
-                    // Only an acknowledged write's fate is in question: an unknown or refused
-                    // one that cannot be read is simply not known to be there.
-                    Err(why) if w.acknowledged => {
-                        store.unreadable.insert(w.key.clone(), why);
-                    }
-                    Err(_) => {}
-                }
-            }
-            serde_json::to_value(store).map_err(|e| e.to_string())
+                (w.key.as_str(), w.acknowledged, read)
+            }))
         })
     }
 }

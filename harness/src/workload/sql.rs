@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::sql as classify;
 use crate::node::Node;
-use crate::patroni::{self, ClusterObserver, ClusterSpec, Reader};
+use crate::patroni::{self, ClusterObserver, ClusterSpec, Reader, StatusSource};
 use crate::postgres::{Login, connect};
 use crate::shared::Shared;
 use crate::shared::record;
@@ -218,12 +218,14 @@ impl Workload for SqlWorkload {
             {
                 tasks.spawn(member_probe(sctx.clone(), member));
             }
-            // A member gets up to one observation period to answer, and never less than 300 ms.
-            let timeout = sctx
-                .spec
-                .cluster
-                .observe_period()
-                .max(Duration::from_millis(300));
+            // A member gets up to one observation period to answer, and never less than 300 ms
+            // over REST; over SQL each read opens a connection (a password handshake), which a
+            // busy machine was measured taking 0.9 s over: never less than 2 s.
+            let floor = match sctx.spec.cluster.status {
+                StatusSource::Rest => Duration::from_millis(300),
+                StatusSource::Sql => Duration::from_secs(2),
+            };
+            let timeout = sctx.spec.cluster.observe_period().max(floor);
             let observer = Arc::new(ClusterObserver(self.reader(&ctx, timeout)));
             tasks.spawn(observer.observe(ctx.clone()));
             crate::tasks::join_nested(&mut tasks).await
@@ -601,12 +603,7 @@ async fn final_state(ctx: &Context, spec: &SqlSpec, reader: &Reader) -> SqlFinal
                     .map(|r| r.get::<_, String>(0))
                     .collect::<std::collections::BTreeSet<_>>(),
             ),
-            Exchange {
-                outcome: Outcome::Ok,
-                status: None,
-                error: None,
-                node: None,
-            },
+            Exchange::OK,
         ),
         Err(e) => (None, refused(e)),
     };

@@ -509,13 +509,13 @@ impl Validator<'_> {
             ));
         }
         let spec = &self.scenario.spec;
-        let declared = spec
+        let mut declared = spec
             .http
             .iter()
             .map(|h| ("http.name", &h.name))
             .chain(spec.redis.iter().map(|r| ("redis.name", &r.name)))
             .chain(spec.s3.iter().map(|s| ("s3.name", &s.name)));
-        if let Some((other, _)) = declared.filter(|(f, n)| *f != field && *n == name).next() {
+        if let Some((other, _)) = declared.find(|(f, n)| *f != field && *n == name) {
             return Err(self.error(
                 field,
                 format!(

@@ -27,7 +27,7 @@ use crate::workload::http::{HttpSpec, HttpWorkload};
 use crate::workload::redis::RedisSpec;
 use crate::workload::s3::S3Spec;
 use crate::workload::sql::{SqlSpec, SqlWorkload};
-use crate::workload::{Context, Observer, Workload};
+use crate::workload::{Context, Keyed, Observer, Workload};
 use hadrill_model::{
     AbortRecord, Budgets, Check, CheckResult, Event, Evidence, Fault, HarnessUsage, OpKind, Read,
     Verdict, faults, ops,
@@ -589,10 +589,10 @@ impl Scenario {
             all.push(Arc::new(SqlWorkload::new(sql.clone())));
         }
         if let Some(redis) = &self.spec.redis {
-            all.push(Arc::new(redis.workload()));
+            all.push(Arc::new(Keyed::new(redis.clone())));
         }
         if let Some(s3) = &self.spec.s3 {
-            all.push(Arc::new(s3.workload()));
+            all.push(Arc::new(Keyed::new(s3.clone())));
         }
         let agents = self
             .spec

@@ -22,7 +22,7 @@ mod template;
 pub use crate::client::{Answer, Client, Op};
 pub use crate::context::Context;
 pub use crate::observer::{Facts, Observer};
-pub(crate) use keyed::{Pace, probe_client};
+pub(crate) use keyed::{Keyed, Pace, Store, probe_client};
 
 /// A workload: its clients act on the system through the nodes' published ports and record
 /// each operation through the context, honestly classified (see `crate::classify`); its

@@ -19,9 +19,9 @@ use crate::reference::agents::AgentsSpec;
 use crate::reference::finals::{AGENTS_READ, WEB_READ};
 use crate::reference::web::WorkloadSpec;
 use crate::topology::{Invalid, Topology, placeholders};
-use crate::workload::Pace;
 use crate::workload::http::HttpSpec;
 use crate::workload::sql::SqlSpec;
+use crate::workload::{Pace, Store};
 use hadrill_model::{Effect, Fault, SQL_READ, Selector};
 
 /// Longer than any drill, so a typo such as `300h` is caught (and the run's deadlines, an
@@ -67,13 +67,9 @@ pub(super) fn check(scenario: &Scenario, text: &str) -> Result<(), ScenarioError
     if let Some(redis) = &spec.redis {
         v.keyed("redis", &redis.name, &redis.node, redis.port, redis.pace())?;
         v.duration("redis.op_timeout", redis.op_timeout, false)?;
-        if redis.prefix.is_empty() || redis.stream.as_ref().is_some_and(String::is_empty) {
+        if redis.prefix.is_empty() {
             return Err(v.error(
-                if redis.prefix.is_empty() {
-                    "redis.prefix"
-                } else {
-                    "redis.stream"
-                },
+                "redis.prefix",
                 "empty: the workload's keys would not be set apart from the product's".into(),
                 Some("give a name such as `hadrill:`".into()),
             ));

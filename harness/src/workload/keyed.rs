@@ -35,6 +35,10 @@ pub(crate) fn probe_client(name: &str) -> String {
 
 /// A store a keyed workload drives.
 pub(crate) trait Store: Send + Sync + 'static {
+    /// The workload's name in the report; its final read is kept under it.
+    fn name(&self) -> &str;
+    /// How hard it is driven.
+    fn pace(&self) -> Pace;
     /// The kind of its writes.
     fn kind(&self) -> OpKind;
     /// A client of its own, for one writer, the probe or the read-back.
@@ -47,7 +51,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn probe_key(&self) -> String;
 }
 
-/// A store's workload: `name` in the report, driven at `pace`.
+/// A store's workload, named and paced as the store says.
 pub(crate) struct Keyed<S> {
     name: String,
     pace: Pace,
@@ -58,10 +62,10 @@ pub(crate) struct Keyed<S> {
 }
 
 impl<S: Store> Keyed<S> {
-    pub fn new(name: String, pace: Pace, store: S) -> Keyed<S> {
+    pub fn new(store: S) -> Keyed<S> {
         Keyed {
-            name,
-            pace,
+            name: store.name().to_string(),
+            pace: store.pace(),
             store,
             ops: AtomicU64::new(0),
             written: Mutex::new(Vec::new()),
@@ -92,8 +96,8 @@ impl<S: Store> Keyed<S> {
         }
     }
 
-    /// Reads the probe key at `probe_hz`, one read at a time: a held read delays the next,
-    /// and the availability check accounts for the gap by the read's own duration.
+    /// Reads the probe key at `probe_hz`, one read at a time: a held read delays the next, and
+    /// the availability check states the coarser resolution that gives with its figure.
     async fn probe(self: Arc<Self>, ctx: Context) {
         let actor = probe_client(&self.name);
         let client = self.store.client(&ctx);
@@ -136,8 +140,9 @@ impl<S: Store> Workload for Keyed<S> {
     }
 
     fn settled(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, bool> {
-        let name = self.name.clone();
-        Box::pin(async move { ctx.steady(|o| o.client.starts_with(&name)) })
+        // Its writers' and its probe's operations: `<name>-<writer>`, `<name>-probe`.
+        let mine = format!("{}-", self.name);
+        Box::pin(async move { ctx.steady(|o| o.client.starts_with(&mine)) })
     }
 
     /// Every write read back (acknowledged, unknown and refused alike, so a refused write

@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
-use super::keyed::{Keyed, Pace, Store};
+use super::keyed::{Pace, Store};
 use crate::classify::{self, TcpFailure};
 use crate::workload::{Answer, Client, Context, Op};
 use hadrill_model::{Exchange, OpKind};
@@ -69,13 +69,14 @@ impl RedisSpec {
     pub fn write_kind(&self) -> OpKind {
         OpKind::new(if self.stream.is_some() { "xadd" } else { "set" })
     }
+}
 
-    /// Its workload, for a run.
-    pub fn workload(&self) -> impl crate::Workload + use<> {
-        Keyed::new(self.name.clone(), self.pace(), self.clone())
+impl Store for RedisSpec {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    pub(crate) fn pace(&self) -> Pace {
+    fn pace(&self) -> Pace {
         Pace {
             clients: self.clients,
             rate: self.rate,
@@ -83,9 +84,7 @@ impl RedisSpec {
             max_ops: self.max_ops,
         }
     }
-}
 
-impl Store for RedisSpec {
     fn kind(&self) -> OpKind {
         self.write_kind()
     }

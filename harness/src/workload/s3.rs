@@ -15,7 +15,7 @@ use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::keyed::{Keyed, Pace, Store};
+use super::keyed::{Pace, Store};
 use crate::classify::{self, TcpFailure};
 use crate::workload::{Answer, Client, Context, Op, Size};
 use hadrill_model::{Exchange, OpKind};
@@ -75,20 +75,6 @@ impl Default for S3Spec {
 }
 
 impl S3Spec {
-    /// Its workload, for a run.
-    pub fn workload(&self) -> impl crate::Workload + use<> {
-        Keyed::new(self.name.clone(), self.pace(), self.clone())
-    }
-
-    pub(crate) fn pace(&self) -> Pace {
-        Pace {
-            clients: self.clients,
-            rate: self.rate,
-            probe_hz: self.probe_hz,
-            max_ops: self.max_ops,
-        }
-    }
-
     /// An object's bytes: a function of its key, so the writer's client and the digest the
     /// write records agree without carrying the bytes in the operation.
     fn body(&self, key: &str) -> Vec<u8> {
@@ -109,6 +95,19 @@ fn digest(bytes: &[u8]) -> String {
 }
 
 impl Store for S3Spec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pace(&self) -> Pace {
+        Pace {
+            clients: self.clients,
+            rate: self.rate,
+            probe_hz: self.probe_hz,
+            max_ops: self.max_ops,
+        }
+    }
+
     fn kind(&self) -> OpKind {
         PUT
     }
@@ -147,23 +146,23 @@ struct S3Client {
 impl S3Client {
     fn store(&self) -> Result<Arc<AmazonS3>, TcpFailure> {
         let s = &self.spec;
-        let not_sent = |e: String| TcpFailure::NotSent(e);
         let addr = self
             .ctx
             .node(&s.node)
-            .map_err(|e| not_sent(e.to_string()))?
+            .map_err(|e| TcpFailure::NotSent(e.to_string()))?
             .host_addr(s.port)
-            .ok_or_else(|| not_sent(format!("{} publishes no port {}", s.node, s.port)))?;
+            .ok_or_else(|| {
+                TcpFailure::NotSent(format!("{} publishes no port {}", s.node, s.port))
+            })?;
         let endpoint = format!("http://{addr}");
         let mut cached = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, store)) = cached.as_ref().filter(|(at, _)| *at == endpoint) {
-            let _ = at;
+        if let Some((_, store)) = cached.as_ref().filter(|(at, _)| *at == endpoint) {
             return Ok(store.clone());
         }
         let secret = self
             .ctx
             .secret(&s.secret_key_secret)
-            .ok_or_else(|| not_sent(format!("no secret `{}`", s.secret_key_secret)))?;
+            .ok_or_else(|| TcpFailure::NotSent(format!("no secret `{}`", s.secret_key_secret)))?;
         let store = AmazonS3Builder::new()
             .with_endpoint(&endpoint)
             .with_region(&s.region)
@@ -183,7 +182,7 @@ impl S3Client {
                 ..Default::default()
             })
             .build()
-            .map_err(|e| not_sent(e.to_string()))?;
+            .map_err(|e| TcpFailure::NotSent(e.to_string()))?;
         let store = Arc::new(store);
         *cached = Some((endpoint, store.clone()));
         Ok(store)

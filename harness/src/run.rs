@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Once};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig,
+    NetworkDisconnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
@@ -155,13 +155,18 @@ impl Run {
     /// healthy. On failure everything started so far is removed and its logs kept.
     pub async fn start(topology: Topology, options: &RunOptions) -> Result<Run, RunError> {
         let docker = docker::connect().await?;
-        let reaped = reap_dead_runs(&docker).await?;
-        if !reaped.is_empty() {
-            tracing::info!(
+        // A dead run's leftovers cannot collide with this run (its names are its own), so a
+        // leftover that will not go yet is reported, not a reason to refuse to start.
+        match reap_dead_runs(&docker).await {
+            Ok(reaped) if !reaped.is_empty() => tracing::info!(
                 "reaped {} run(s) whose owner process is gone: {}",
                 reaped.len(),
                 reaped.join(", ")
-            );
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "cannot remove a dead run's leftovers ({e}); `hadrill clean` tries again"
+            ),
         }
         let builder = ImageBuilder::new(docker.clone(), &options.root);
         let checked = Instant::now();
@@ -712,10 +717,8 @@ pub async fn remove_run(
         .map_err(DockerError::api("list networks"))?;
     for net in networks {
         let id = net.id.unwrap_or_default();
-        docker
-            .remove_network(&id)
+        remove_network(docker, &id)
             .await
-            .or_else(ignore_missing)
             .map_err(DockerError::api(format!(
                 "remove network {}",
                 net.name.unwrap_or(id)
@@ -729,6 +732,47 @@ pub async fn remove_run(
         tracing::warn!("cannot remove {}: {e}", private.display());
     }
     Ok(removed)
+}
+
+/// How long a network may keep an endpoint after its containers are gone.
+const ENDPOINT_GRACE: Duration = Duration::from_secs(10);
+
+/// Removes one of a run's networks. The engine refuses with 403 "has active endpoints" while a
+/// container is still attached: one someone else is removing at the same moment (the dead run's
+/// watchdog, another process's reaper), or one a request sent before the listing created. What
+/// is attached is the run's own, so it is removed (and its endpoint force-disconnected, in case
+/// the container is already gone) and the removal tried again, for up to `ENDPOINT_GRACE`.
+async fn remove_network(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    let deadline = Instant::now() + ENDPOINT_GRACE;
+    loop {
+        match docker.remove_network(id).await.or_else(ignore_missing) {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403, ..
+            }) if Instant::now() < deadline => {
+                let attached = docker
+                    .inspect_network(id, None)
+                    .await
+                    .ok()
+                    .and_then(|n| n.containers)
+                    .unwrap_or_default();
+                for container in attached.into_keys() {
+                    let force = RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    };
+                    let _ = docker.remove_container(&container, Some(force)).await;
+                    let request = NetworkDisconnectRequest {
+                        container,
+                        force: Some(true),
+                    };
+                    let _ = docker.disconnect_network(id, request).await;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 fn ignore_missing(e: bollard::errors::Error) -> Result<(), bollard::errors::Error> {

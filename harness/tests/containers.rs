@@ -718,6 +718,46 @@ fn a_panicking_test_leaves_no_container_or_network_behind() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_attached_after_the_listing_does_not_stop_the_teardown() {
+    // What a dead run's watchdog racing the next start's reaper looks like to the engine: a
+    // container on the run's network that the teardown's listing did not see. The engine
+    // refuses to remove the network ("has active endpoints") until it is gone.
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    let mut run = smoke().await;
+    let d = docker::connect().await.unwrap();
+    let lb = d
+        .inspect_container(&run.node("lb").unwrap().container(), None)
+        .await
+        .unwrap();
+    let stray = d
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            ContainerCreateBody {
+                image: lb.config.and_then(|c| c.image),
+                cmd: Some(vec!["sleep".into(), "60".into()]),
+                host_config: Some(HostConfig {
+                    network_mode: Some(format!("hadrill-{}-back", run.id())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    d.start_container(&stray.id, None).await.unwrap();
+    let removed = run
+        .teardown()
+        .await
+        .expect("the teardown removes the network all the same");
+    assert_eq!(removed.networks, 2);
+    assert_eq!(leftovers(run.id()).await, (0, 0));
+    assert!(
+        d.inspect_container(&stray.id, None).await.is_err(),
+        "the container attached to the run's network went with it"
+    );
+}
+
 /// A `hadrill up smoke` child process; interrupted (Ctrl-C) if the test ends without
 /// dealing with it, so a failing test does not leave it running.
 struct Up {

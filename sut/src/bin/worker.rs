@@ -99,7 +99,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 impl Worker {
     async fn process_logged(&self, job: &Job) {
-        self.hold(job.trace_id, true);
+        // A worker that acknowledges early lists a job from its acknowledgement on: the window
+        // in which a kill loses it, which is what its negative control aims at.
+        if self.fixture != Fixture::AckBeforeCommit {
+            self.hold(job.trace_id, true);
+        }
         if let Err(e) = self.process(job).await {
             // Left pending: claimed again after CLAIM_AFTER.
             tracing::warn!("job {} (trace {}) failed: {e:#}", job.entry, job.trace_id);
@@ -135,6 +139,7 @@ impl Worker {
         let content = self.storage.get_bytes(&job.object_key).await?;
         if self.fixture == Fixture::AckBeforeCommit {
             self.queue.ack(&job.entry).await?;
+            self.hold(job.trace_id, true);
         }
         let result = analysis::analyse(&content, &expected);
         let pace = self.ms_per_mib.saturating_mul(content.len() as u64) / (1 << 20);

@@ -1,6 +1,7 @@
 //! A user's own crate: a check and a workload of their own, and (in `tests/`) drills that use
 //! them.
 
+pub mod agents;
 pub mod kv;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -106,12 +106,14 @@ impl Drill {
 
     /// A workload of your own: it runs beside any built-in one from the warmup to the end of
     /// the settle; with a `write_kind` its acknowledged writes are held against its final read
-    /// by the continuity check, and with a `probe_hz` its probes decide availability.
+    /// by the continuity check, with a `probe_hz` its probes decide availability, and with
+    /// `agents` the reconnection check judges its agents.
     pub fn workload(mut self, workload: impl Workload) -> Drill {
         self.spec.code_workloads.push(CodeWorkload {
             name: workload.name().to_string(),
             probe_hz: workload.probe_hz(),
             write_kind: workload.write_kind().map(|k| k.to_string()),
+            agents: workload.agents(),
         });
         self.workloads.push(Arc::new(workload));
         self

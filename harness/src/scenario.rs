@@ -166,6 +166,9 @@ pub struct CodeWorkload {
     /// check judges them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_kind: Option<String>,
+    /// Whether it runs agents: the reconnection check judges them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agents: bool,
 }
 
 /// A scenario's drill on another topology.
@@ -1124,10 +1127,13 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     }
     plan.extend(availability.map(|a| Box::new(a) as Box<dyn Check>));
     plan.push(Box::new(checks::exercise::Exercise));
+    // Agents of the reference cluster's protocol or of a user's own: reconnection is the same.
+    if spec.agents.is_some() || spec.code_workloads.iter().any(|w| w.agents) {
+        plan.push(Box::new(checks::reconnection::Reconnection));
+    }
     if let Some(agents) = &spec.agents {
         plan.extend([
-            Box::new(checks::reconnection::Reconnection) as Box<dyn Check>,
-            Box::new(cluster::AgentsContinuity),
+            Box::new(cluster::AgentsContinuity) as Box<dyn Check>,
             Box::new(cluster::StatusTruth {
                 expect_on: agents.expect_on.clone(),
             }),

@@ -55,6 +55,14 @@ pub trait Workload: Send + Sync + 'static {
         None
     }
 
+    /// Whether it runs agents: clients that each hold a connection and record
+    /// `OpKind::CONNECT` and `OpKind::DISCONNECT` operations (role `Agent`, keyed by the
+    /// agent's name). The reconnection check then judges how long the agents a fault dropped
+    /// took to come back, whatever their protocol.
+    fn agents(&self) -> bool {
+        false
+    }
+
     /// Whether the system has recovered as far as this workload can tell (its operations
     /// succeed again and have for `hadrill_model::QUIET`, every agent is back, the database
     /// members agree), so the settle may end before its cap: asked during the settle, which

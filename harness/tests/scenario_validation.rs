@@ -52,6 +52,22 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "http-multipart-media-type.toml",
+        "15:16",
+        &[
+            "http.writes[0].multipart[0].content_type",
+            "`octet stream` is not a media type",
+        ],
+    ),
+    (
+        "http-multipart-digest-text.toml",
+        "11:10",
+        &[
+            "http.writes[0].digest",
+            "the one `random` part of a `multipart`",
+        ],
+    ),
+    (
         "http-unknown-placeholder.toml",
         "11:8",
         &["http.writes[0].body", "unknown placeholder `${texte}`"],

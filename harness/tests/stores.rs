@@ -1,6 +1,6 @@
-//! `[redis]` and `[s3]` against real containers: writes straight into a store, an unknown
-//! outcome kept apart from acknowledged and lost, and the negative control that empties the
-//! store behind the workload's back.
+//! `[redis]`, `[s3]` and multipart `[http]` against real containers: writes straight into a
+//! store, an unknown outcome kept apart from acknowledged and lost, and the negative controls
+//! that empty the store behind the workload's back.
 
 mod common;
 
@@ -91,6 +91,26 @@ async fn redis_continuity_fails_when_the_store_is_emptied_behind_its_back() {
             .starts_with("hadrill:events:"),
         "{xadd}"
     );
+    assert_eq!(
+        results.verdict,
+        Verdict::Pass,
+        "expected to fail: {}",
+        results.summary()
+    );
+}
+
+/// `[http]` multipart uploads into SeaweedFS's filer. The uploads acknowledged after the
+/// filer's directory is deleted are read back and match the digest of their file part (so the
+/// form went out as written); the ones before are lost, and continuity fails naming them (the
+/// negative control, as the scenario expects).
+#[tokio::test(flavor = "multi_thread")]
+async fn http_multipart_uploads_are_read_back_by_digest_and_their_loss_is_caught() {
+    let results = run_fixture("http-multipart.toml").await;
+    let check = continuity(&results, "filer");
+    assert_eq!(check.verdict, Verdict::Fail, "{}", check.summary);
+    let upload = &check.figures["kinds"]["upload"];
+    assert!(upload["lost"].as_u64().unwrap() > 0, "{upload}");
+    assert!(upload["verified"].as_u64().unwrap() > 0, "{upload}");
     assert_eq!(
         results.verdict,
         Verdict::Pass,

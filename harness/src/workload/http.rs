@@ -120,11 +120,14 @@ pub struct HttpWrite {
     #[serde(default = "post")]
     pub method: String,
     pub path: String,
-    /// The body as a template, or `random_body`: random bytes of a size in the range.
+    /// The body as a template, or `random_body`: random bytes of a size in the range, or
+    /// `multipart`: a `multipart/form-data` body of these parts.
     #[serde(default)]
     pub body: Option<String>,
     #[serde(default)]
     pub random_body: Option<[Size; 2]>,
+    #[serde(default)]
+    pub multipart: Vec<HttpPart>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Statuses that acknowledge the write (empty: any 2xx).
@@ -147,6 +150,23 @@ pub struct HttpWrite {
     /// Read-back statuses that say the write is not there (default 404).
     #[serde(default = "not_found")]
     pub absent: Vec<u16>,
+}
+
+/// `[[http.writes.multipart]]`: one part of a form, its content a template (`text`) or
+/// random bytes of a size in the range (`random`), what `digest = true` compares.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPart {
+    pub name: String,
+    /// A file part's name (a template).
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub random: Option<[Size; 2]>,
 }
 
 fn post() -> String {
@@ -213,26 +233,72 @@ impl HttpSpec {
                     ));
                 }
             };
-            let body = match (&w.body, w.random_body) {
-                (Some(b), None) => Body::Text(t(f("body"), b)?),
-                (None, Some([lo, hi])) if lo.0 <= hi.0 && hi.0 <= 64 << 20 => {
-                    Body::Random(lo.0, hi.0)
-                }
-                (None, Some(_)) => {
-                    return Err((
-                        f("random_body"),
-                        "give [smallest, largest], at most 64MiB".into(),
-                    ));
-                }
-                (None, None) => Body::Text(Template::default()),
-                (Some(_), Some(_)) => {
-                    return Err((f("body"), "give `body` or `random_body`, not both".into()));
+            let random = |field: String, [lo, hi]: [Size; 2]| {
+                if lo.0 <= hi.0 && hi.0 <= 64 << 20 {
+                    Ok(Content::Random(lo.0, hi.0))
+                } else {
+                    Err((field, "give [smallest, largest], at most 64MiB".into()))
                 }
             };
-            if matches!(compare, Compare::Digest) && !matches!(body, Body::Random(..)) {
+            let body = match (&w.body, w.random_body, w.multipart.is_empty()) {
+                (Some(b), None, true) => Body::Single(Content::Text(t(f("body"), b)?)),
+                (None, Some(range), true) => Body::Single(random(f("random_body"), range)?),
+                (None, None, true) => Body::Single(Content::Text(Template::default())),
+                (None, None, false) => {
+                    let mut parts = Vec::new();
+                    for (j, p) in w.multipart.iter().enumerate() {
+                        let g = |k: &str| f(&format!("multipart[{j}].{k}"));
+                        let content = match (&p.text, p.random) {
+                            (Some(text), None) => Content::Text(t(g("text"), text)?),
+                            (None, Some(range)) => random(g("random"), range)?,
+                            _ => {
+                                return Err((
+                                    g("text"),
+                                    "give `text` or `random`, one of them".into(),
+                                ));
+                            }
+                        };
+                        let content_type = match &p.content_type {
+                            None => None,
+                            Some(ct) => {
+                                let media =
+                                    reqwest::multipart::Part::bytes(Vec::new()).mime_str(ct);
+                                let value = reqwest::header::HeaderValue::from_str(ct);
+                                match (media, value) {
+                                    (Ok(_), Ok(v)) => Some(v),
+                                    _ => {
+                                        return Err((
+                                            g("content_type"),
+                                            format!("`{ct}` is not a media type"),
+                                        ));
+                                    }
+                                }
+                            }
+                        };
+                        parts.push(FormPart {
+                            name: p.name.clone(),
+                            filename: p
+                                .filename
+                                .as_deref()
+                                .map(|n| t(g("filename"), n))
+                                .transpose()?,
+                            content_type,
+                            content,
+                        });
+                    }
+                    Body::Form(parts)
+                }
+                _ => {
+                    return Err((
+                        f("body"),
+                        "give one of `body`, `random_body` or `multipart`".into(),
+                    ));
+                }
+            };
+            if matches!(compare, Compare::Digest) && body.random_parts() != 1 {
                 return Err((
                     f("digest"),
-                    "`digest` compares the bytes of a `random_body`".into(),
+                    "`digest` compares the bytes of a `random_body`, or of the one `random` part of a `multipart`".into(),
                 ));
             }
             let method = reqwest::Method::from_bytes(w.method.as_bytes())
@@ -240,13 +306,9 @@ impl HttpSpec {
             let path = t(f("path"), &w.path)?;
             let read = t(f("read"), &w.read)?;
             let mut needs = Vec::new();
-            for (field, template) in
-                [("path", &path), ("read", &read)]
-                    .into_iter()
-                    .chain(match &body {
-                        Body::Text(b) => Some(("body", b)),
-                        Body::Random(..) => None,
-                    })
+            for (field, template) in [("path", &path), ("read", &read)]
+                .into_iter()
+                .chain(body.templates())
             {
                 for v in template.vars() {
                     match v {
@@ -401,8 +463,104 @@ struct CompiledWrite {
 }
 
 enum Body {
+    Single(Content),
+    Form(Vec<FormPart>),
+}
+
+enum Content {
     Text(Template),
     Random(u64, u64),
+}
+
+struct FormPart {
+    name: String,
+    filename: Option<Template>,
+    content_type: Option<reqwest::header::HeaderValue>,
+    content: Content,
+}
+
+/// A body as sent.
+enum Payload {
+    Bytes(Vec<u8>),
+    Form(reqwest::multipart::Form),
+}
+
+impl Content {
+    fn render(&self, fill: &mut impl FnMut(&Var) -> Option<String>) -> Vec<u8> {
+        match self {
+            Content::Text(t) => t.render(fill).unwrap_or_default().into_bytes(),
+            Content::Random(lo, hi) => {
+                let size = rand::rng().random_range(*lo..=*hi) as usize;
+                let mut b = vec![0u8; size];
+                rand::rng().fill(&mut b[..]);
+                b
+            }
+        }
+    }
+}
+
+impl Body {
+    /// Its templates, with the field each comes from.
+    fn templates(&self) -> Vec<(&'static str, &Template)> {
+        fn text(c: &Content) -> Option<&Template> {
+            match c {
+                Content::Text(t) => Some(t),
+                Content::Random(..) => None,
+            }
+        }
+        match self {
+            Body::Single(c) => text(c).map(|t| ("body", t)).into_iter().collect(),
+            Body::Form(parts) => parts
+                .iter()
+                .flat_map(|p| [p.filename.as_ref(), text(&p.content)])
+                .flatten()
+                .map(|t| ("multipart", t))
+                .collect(),
+        }
+    }
+
+    fn random_parts(&self) -> usize {
+        let contents: Vec<&Content> = match self {
+            Body::Single(c) => vec![c],
+            Body::Form(parts) => parts.iter().map(|p| &p.content).collect(),
+        };
+        contents
+            .iter()
+            .filter(|c| matches!(c, Content::Random(..)))
+            .count()
+    }
+
+    /// The body to send, and the digest of its random bytes (what `digest = true` compares).
+    fn render(&self, fill: &mut impl FnMut(&Var) -> Option<String>) -> (Payload, Option<String>) {
+        let digest = |c: &Content, bytes: &[u8]| {
+            matches!(c, Content::Random(..))
+                .then(|| format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        };
+        match self {
+            Body::Single(c) => {
+                let bytes = c.render(fill);
+                let d = digest(c, &bytes);
+                (Payload::Bytes(bytes), d)
+            }
+            Body::Form(parts) => {
+                let (mut form, mut d) = (reqwest::multipart::Form::new(), None);
+                for p in parts {
+                    let bytes = p.content.render(fill);
+                    d = d.or(digest(&p.content, &bytes));
+                    let mut part = reqwest::multipart::Part::bytes(bytes);
+                    if let Some(name) = &p.filename {
+                        part = part.file_name(name.render(&mut *fill).unwrap_or_default());
+                    }
+                    if let Some(ct) = &p.content_type {
+                        let header = [(reqwest::header::CONTENT_TYPE, ct.clone())];
+                        part = part.headers(header.into_iter().collect());
+                    }
+                    form = form.part(p.name.clone(), part);
+                }
+                (Payload::Form(form), d)
+            }
+        }
+    }
 }
 
 enum Compare {
@@ -517,11 +675,15 @@ impl HttpWorkload {
         &self,
         ctx: &Context,
         req: reqwest::RequestBuilder,
-        body: Vec<u8>,
+        body: Payload,
         ack: &[u16],
     ) -> (Stamp, Result<reqwest::Response, reqwest::Error>, Exchange) {
+        let req = match body {
+            Payload::Bytes(bytes) => req.body(bytes),
+            Payload::Form(form) => req.multipart(form),
+        };
         let invoke = ctx.now();
-        let r = req.body(body).send().await;
+        let r = req.send().await;
         let ex = self.exchange(&r, ack);
         (invoke, r, ex)
     }
@@ -555,7 +717,7 @@ impl HttpWorkload {
             &mut fill,
             None,
         );
-        let (invoke, r, mut ex) = self.send(ctx, req, body, &[]).await;
+        let (invoke, r, mut ex) = self.send(ctx, req, Payload::Bytes(body), &[]).await;
         if let (Ok(resp), Some(pointer)) = (r, &login.token)
             && ex.outcome == Outcome::Ok
         {
@@ -658,20 +820,12 @@ impl HttpWorkload {
             })
             .collect();
         let mut fill = |v: &Var| fill(ctx, v, user, Some(&key), Some(&uuid), Some(&chosen));
-        let (Some(path), body) = (w.path.render(&mut fill), &w.body) else {
+        let Some(path) = w.path.render(&mut fill) else {
             return;
         };
-        let bytes: Vec<u8> = match body {
-            Body::Text(t) => t.render(&mut fill).unwrap_or_default().into_bytes(),
-            Body::Random(lo, hi) => {
-                let size = rand::rng().random_range(*lo..=*hi) as usize;
-                let mut b = vec![0u8; size];
-                rand::rng().fill(&mut b[..]);
-                b
-            }
-        };
+        let (body, digest) = w.body.render(&mut fill);
         let token = match &w.compare {
-            Compare::Digest => format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+            Compare::Digest => digest.unwrap_or_default(),
             Compare::Contains(t) => t.render(&mut fill).unwrap_or_default(),
             Compare::Fields(fields) => fields_token(
                 fields
@@ -687,7 +841,7 @@ impl HttpWorkload {
             &mut fill,
             state.token.as_deref(),
         );
-        let (invoke, r, mut ex) = self.send(ctx, req, bytes, &w.ack).await;
+        let (invoke, r, mut ex) = self.send(ctx, req, body, &w.ack).await;
         // The id, when the acknowledgement carries it; an answer cut off may have taken effect.
         let id: Result<String, String> = match (r, &w.id) {
             (Ok(resp), Some(pointer)) if ex.outcome == Outcome::Ok => {

@@ -2,18 +2,15 @@
 //! reconnection check: the store they hold connections to is restarted; agents that dial again
 //! pass within the budget, agents that never do are caught.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::Duration;
 
-use hadrill::scenario::recheck;
-use hadrill::{Budgets, Drill, Fault, Results, RunOptions, Step, Verdict};
+use common::here;
+use hadrill::{Budgets, Drill, Fault, Results, Step, Verdict};
 use hadrill_examples::agents::PingAgents;
 
 const AGENTS: usize = 50;
-
-fn here() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
 
 async fn restart_under_agents(name: &str, reconnects: bool) -> Results {
     let topology = here().join("topologies/kv.toml");
@@ -35,14 +32,7 @@ async fn restart_under_agents(name: &str, reconnects: bool) -> Results {
     if !reconnects {
         drill = drill.expect_fail("reconnection");
     }
-    let results = drill
-        .run(&RunOptions::new(here().join("..")).with_signal_handler())
-        .await
-        .expect("the drill runs");
-    println!("{}", results.summary());
-    let again = recheck(&results.run_dir).expect("evidence readable");
-    assert!(again.differences.is_empty(), "{:?}", again.differences);
-    results
+    common::run(drill).await.0
 }
 
 fn reconnection(r: &Results) -> &hadrill::CheckResult {

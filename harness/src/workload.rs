@@ -99,6 +99,12 @@ pub fn held(map: std::collections::BTreeMap<String, String>) -> Read {
     serde_json::to_value(map).map_err(|e| e.to_string())
 }
 
+/// How a write of bytes records what its read-back must show: `sha256:<hex>`.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 /// A store's final read from each write's read-back (key, whether it was acknowledged, and
 /// the value read, `None` when certainly absent, or why the read could not decide). Only an
 /// acknowledged write's fate is in question: an unknown or refused one that cannot be read

@@ -17,7 +17,6 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use super::template::{Template, Var};
@@ -500,53 +499,65 @@ impl Content {
 }
 
 impl Body {
+    /// Its contents, each with its part's file name.
+    fn contents(&self) -> Vec<(&Content, Option<&Template>)> {
+        match self {
+            Body::Single(c) => vec![(c, None)],
+            Body::Form(parts) => parts
+                .iter()
+                .map(|p| (&p.content, p.filename.as_ref()))
+                .collect(),
+        }
+    }
+
     /// Its templates, with the field each comes from.
     fn templates(&self) -> Vec<(&'static str, &Template)> {
+        let field = match self {
+            Body::Single(_) => "body",
+            Body::Form(_) => "multipart",
+        };
         fn text(c: &Content) -> Option<&Template> {
             match c {
                 Content::Text(t) => Some(t),
                 Content::Random(..) => None,
             }
         }
-        match self {
-            Body::Single(c) => text(c).map(|t| ("body", t)).into_iter().collect(),
-            Body::Form(parts) => parts
-                .iter()
-                .flat_map(|p| [p.filename.as_ref(), text(&p.content)])
-                .flatten()
-                .map(|t| ("multipart", t))
-                .collect(),
-        }
+        self.contents()
+            .into_iter()
+            .flat_map(|(c, filename)| [filename, text(c)])
+            .flatten()
+            .map(|t| (field, t))
+            .collect()
     }
 
     fn random_parts(&self) -> usize {
-        let contents: Vec<&Content> = match self {
-            Body::Single(c) => vec![c],
-            Body::Form(parts) => parts.iter().map(|p| &p.content).collect(),
-        };
-        contents
+        self.contents()
             .iter()
-            .filter(|c| matches!(c, Content::Random(..)))
+            .filter(|(c, _)| matches!(c, Content::Random(..)))
             .count()
     }
 
-    /// The body to send, and the digest of its random bytes (what `digest = true` compares).
-    fn render(&self, fill: &mut impl FnMut(&Var) -> Option<String>) -> (Payload, Option<String>) {
-        let digest = |c: &Content, bytes: &[u8]| {
-            matches!(c, Content::Random(..))
-                .then(|| format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+    /// The body to send and, when `digest = true` compares it, the digest of its random bytes
+    /// (only then: a body may be 64 MiB).
+    fn render(
+        &self,
+        fill: &mut impl FnMut(&Var) -> Option<String>,
+        digest: bool,
+    ) -> (Payload, Option<String>) {
+        let sum = |c: &Content, bytes: &[u8]| {
+            (digest && matches!(c, Content::Random(..))).then(|| super::digest(bytes))
         };
         match self {
             Body::Single(c) => {
                 let bytes = c.render(fill);
-                let d = digest(c, &bytes);
+                let d = sum(c, &bytes);
                 (Payload::Bytes(bytes), d)
             }
             Body::Form(parts) => {
                 let (mut form, mut d) = (reqwest::multipart::Form::new(), None);
                 for p in parts {
                     let bytes = p.content.render(fill);
-                    d = d.or(digest(&p.content, &bytes));
+                    d = d.or(sum(&p.content, &bytes));
                     let mut part = reqwest::multipart::Part::bytes(bytes);
                     if let Some(name) = &p.filename {
                         part = part.file_name(name.render(&mut *fill).unwrap_or_default());
@@ -823,7 +834,9 @@ impl HttpWorkload {
         let Some(path) = w.path.render(&mut fill) else {
             return;
         };
-        let (body, digest) = w.body.render(&mut fill);
+        let (body, digest) = w
+            .body
+            .render(&mut fill, matches!(w.compare, Compare::Digest));
         let token = match &w.compare {
             Compare::Digest => digest.unwrap_or_default(),
             Compare::Contains(t) => t.render(&mut fill).unwrap_or_default(),
@@ -989,7 +1002,7 @@ impl HttpWorkload {
                 }
             };
             return Ok(match &w.compare {
-                Compare::Digest => Some(format!("sha256:{}", hex::encode(Sha256::digest(&body)))),
+                Compare::Digest => Some(super::digest(&body)),
                 Compare::Contains(_) => {
                     let text = String::from_utf8_lossy(&body);
                     text.contains(&written.token).then(|| written.token.clone())

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::keyed::{Pace, Store};
 use crate::classify::{self, TcpFailure};
-use crate::workload::{Answer, Client, Context, Op, Size};
+use crate::workload::{Answer, Client, Context, Op, Size, digest};
 use hadrill_model::{Exchange, OpKind};
 
 /// The kind of its writes.
@@ -88,10 +88,6 @@ impl S3Spec {
         rng.fill_bytes(&mut bytes);
         bytes
     }
-}
-
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 impl Store for S3Spec {

@@ -50,6 +50,10 @@ enum Command {
         /// one's pass rate and the distribution of its budgeted figures (flake rates).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
         repeat: u32,
+        /// How many scenarios run at once, each on its own topology (its own containers,
+        /// networks and ports). Their log lines are prefixed with the scenario's name.
+        #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u32).range(1..=16))]
+        jobs: u32,
     },
     /// Shrink a failed run of a `[nemesis]` scenario: run ever smaller parts of its random
     /// schedule until the smallest that still fails the same way is found, and write it as a
@@ -125,7 +129,8 @@ fn main() -> Result<()> {
                 topology,
                 seed,
                 repeat,
-            } => run_scenarios(scenarios, topology, seed, repeat).await,
+                jobs,
+            } => run_scenarios(scenarios, topology, seed, repeat, jobs).await,
             Command::Report {
                 runs,
                 out,
@@ -155,12 +160,20 @@ fn main() -> Result<()> {
     })
 }
 
+/// Scenarios at once by default: measured on 2 cores, two overlap one's waiting on timers
+/// and health checks with the other's work (README, "How long it takes").
+const DEFAULT_JOBS: u32 = 2;
+
 async fn run_scenarios(
     names: Vec<String>,
     topology: Option<String>,
     seed: Option<u64>,
     repeat: u32,
+    jobs: u32,
 ) -> Result<()> {
+    use futures_util::StreamExt;
+    use tracing::Instrument;
+
     let root = project_root();
     let names = if names.is_empty() {
         scenario::available(&root)
@@ -175,17 +188,23 @@ async fn run_scenarios(
         suite.join("index.html").display()
     );
     let t0 = Instant::now();
+    let total = names.len();
+    // Each scenario is its own task, so one's judging or rendering never holds up another's
+    // steps; none starts once the user has interrupted.
+    let mut finished = futures_util::stream::iter(names)
+        .take_while(|_| std::future::ready(!hadrill::interrupt::interrupted()))
+        .map(|name| {
+            let (root, topology, options) = (root.clone(), topology.clone(), options.clone());
+            let span = (jobs > 1).then(|| tracing::info_span!("scenario", name = %name));
+            let run = async move {
+                scenario::run_in_suite(&root, &name, topology.as_deref(), seed, &options).await
+            };
+            tokio::spawn(run.instrument(span.unwrap_or_else(tracing::Span::none)))
+        })
+        .buffer_unordered(jobs as usize);
     let mut all = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        if hadrill::interrupt::interrupted() {
-            eprintln!(
-                "hadrill: interrupted: {} scenario(s) not run",
-                names.len() - i
-            );
-            break;
-        }
-        let results =
-            scenario::run_in_suite(&root, name, topology.as_deref(), seed, &options).await;
+    while let Some(results) = finished.next().await {
+        let results = results.into_diagnostic()?;
         println!("{}", results.summary());
         all.push(results);
         // After each scenario, so an interrupted suite still has its pages for what finished.
@@ -207,6 +226,12 @@ async fn run_scenarios(
                 eprintln!("{e:?}");
             }
         }
+    }
+    if all.len() < total {
+        eprintln!(
+            "hadrill: interrupted: {} scenario(s) not run",
+            total - all.len()
+        );
     }
     // Once more, so the pages show the last run's rendering too.
     let dirs: Vec<_> = all.iter().map(|r| r.run_dir.clone()).collect();

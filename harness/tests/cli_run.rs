@@ -59,7 +59,9 @@ fn read(path: &Path) -> String {
 #[test]
 fn a_first_ctrl_c_aborts_the_scenario_judges_it_and_runs_no_other() {
     let (runs, mut command) = hadrill_run_command("interrupt", &["interrupted.toml", "quick.toml"]);
+    // One at a time, so the second scenario is still waiting when the interrupt comes.
     let child = command
+        .args(["--jobs", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The nightly job on any machine with Docker: prerequisites, every test and scenario, then the
-# sign-off report over this night's runs and the trend over earlier nights.
+# The nightly job on any machine with Docker: prerequisites, every test and scenario, every
+# scenario four more times (flake rates), then the sign-off report over this night's runs and
+# the trend over earlier nights.
 #
 #   bash ci/nightly.sh              # everything, one shard
 #   SHARDS=4 bash ci/nightly.sh     # the same split the CI matrix uses, run one after another
@@ -18,6 +19,7 @@ shards="${SHARDS:-1}"
 status=0
 for k in $(seq 1 "$shards"); do
     cargo nextest run --workspace --profile ci --partition "hash:$k/$shards" || status=1
+    bash ci/flakes.sh "$k/$shards" 4 || status=1
 done
 bash ci/leak-trials.sh 20 || status=1
 bash ci/fuzz.sh 600 || status=1

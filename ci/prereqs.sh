@@ -6,6 +6,8 @@ set -euo pipefail
 need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
+# ci/workflow.py, the local runner of the workflow files, reads them with PyYAML.
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 command -v docker >/dev/null || need+=(docker.io)
 # The report test loads the HTML report in a real headless browser.
 command -v chromium >/dev/null || need+=(chromium)

@@ -8,7 +8,7 @@ expressions, `if:` conditions, `timeout-minutes`), and the few `uses:` actions t
 name through local equivalents (below). An action it does not know stops the job: it is never
 skipped as if it had passed.
 
-    python3 ci/workflow.py [.github/workflows/nightly.yml] [--job J] [--matrix k=v ...] [--list]
+    python3 ci/workflow.py [.github/workflows/nightly.yml] [--job J] [--matrix k=v ...] [--env K=V ...] [--list]
 
 Each job runs in a fresh clone of this repository's HEAD, as a runner checks it out. What a
 run leaves is in target/workflow/<run id>/: each step's log, the artifacts, and `summary.txt`.
@@ -410,7 +410,7 @@ def sudo_shim(run_dir, extra_path):
 class Run:
     def __init__(self):
         self.head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        self.id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
         self.dir = os.path.join(STATE, self.id)
 
     def cache_lookup(self, key, restore_keys):
@@ -455,14 +455,15 @@ def matrices(spec, only):
         raise WorkflowError(f"matrix {', '.join(sorted(unknown))} is not supported by this runner")
     keys = list(matrix)
     combos = [dict(zip(keys, vals)) for vals in itertools.product(*(matrix[k] for k in keys))] or [{}]
-    return [c for c in combos if all(str(c.get(k)) == v for k, v in only.items() if k in c)]
+    return [c for c in combos if all(str(c[k]) in vs for k, vs in only.items() if k in c)]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workflow", nargs="?", default=".github/workflows/nightly.yml")
     ap.add_argument("--job", action="append", default=[], help="run only these jobs (the rest are not run)")
-    ap.add_argument("--matrix", action="append", default=[], metavar="KEY=VALUE", help="run only these matrix entries")
+    ap.add_argument("--matrix", action="append", default=[], metavar="KEY=VALUE", help="run only these matrix entries (repeat a key for several)")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set or override a workflow-level env value")
     ap.add_argument("--list", action="store_true", help="print the jobs and steps it would run, run nothing")
     args = ap.parse_args()
     path = os.path.join(ROOT, args.workflow) if not os.path.isabs(args.workflow) else args.workflow
@@ -476,7 +477,10 @@ def main():
         mark = getattr(e, "problem_mark", None)
         where = f"{args.workflow}:{mark.line + 1}:{mark.column + 1}" if mark else args.workflow
         die(f"{where}: not valid YAML: {getattr(e, 'problem', e)}")
-    only = dict(m.split("=", 1) for m in args.matrix)
+    only = {}
+    for m in args.matrix:
+        k, _, v = m.partition("=")
+        only.setdefault(k, set()).add(v)
     try:
         jobs = wf.get("jobs") or {}
         order = [j for j in job_order(jobs) if not args.job or j in args.job]
@@ -492,6 +496,7 @@ def main():
         print(f"workflow {wf.get('name', args.workflow)} at {run.head[:12]}: {len(plan)} job(s); run directory {run.dir}")
         summary, failed = [], False
         workflow_env = {k: str(v) for k, v in (wf.get("env") or {}).items()}
+        workflow_env.update(e.split("=", 1) for e in args.env)
         results_by_job = {}
         for name, m in plan:
             needs = jobs[name].get("needs", [])

@@ -191,30 +191,33 @@ async fn run_scenarios(
     let total = names.len();
     // Each scenario is its own task, so one's judging or rendering never holds up another's
     // steps; none starts once the user has interrupted.
-    let mut finished = futures_util::stream::iter(names)
+    let mut finished = futures_util::stream::iter(names.into_iter().enumerate())
         .take_while(|_| std::future::ready(!hadrill::interrupt::interrupted()))
-        .map(|name| {
+        .map(|(i, name)| {
             let (root, topology, options) = (root.clone(), topology.clone(), options.clone());
             let span = (jobs > 1).then(|| tracing::info_span!("scenario", name = %name));
             let run = async move {
                 scenario::run_in_suite(&root, &name, topology.as_deref(), seed, &options).await
             };
-            tokio::spawn(run.instrument(span.unwrap_or_else(tracing::Span::none)))
+            let run = tokio::spawn(run.instrument(span.unwrap_or_else(tracing::Span::none)));
+            async move { (i, run.await) }
         })
         .buffer_unordered(jobs as usize);
-    let mut all = Vec::new();
-    while let Some(results) = finished.next().await {
+    // In the suite's order, whatever order they end in: the pages list them so.
+    let mut all: Vec<(usize, scenario::Results)> = Vec::new();
+    while let Some((i, results)) = finished.next().await {
         let results = results.into_diagnostic()?;
         println!("{}", results.summary());
-        all.push(results);
+        let at = all.partition_point(|(j, _)| *j < i);
+        all.insert(at, (i, results));
         // After each scenario, so an interrupted suite still has its pages for what finished.
         // Its rendering is a phase of the run just finished, shown from the next rendering on.
         let rendering = Instant::now();
-        let dirs: Vec<_> = all.iter().map(|r| r.run_dir.clone()).collect();
+        let dirs: Vec<_> = all.iter().map(|(_, r)| r.run_dir.clone()).collect();
         if let Err(e) = report(&dirs, Some(suite.clone()), None, true) {
             eprintln!("{e:?}");
         }
-        if let Some(last) = all.last_mut() {
+        if let Some((_, last)) = all.get_mut(at) {
             let seconds = rendering.elapsed().as_secs_f64();
             last.wall_seconds += seconds;
             last.phases.push(hadrill::model::Phase {
@@ -233,6 +236,7 @@ async fn run_scenarios(
             total - all.len()
         );
     }
+    let all: Vec<scenario::Results> = all.into_iter().map(|(_, r)| r).collect();
     // Once more, so the pages show the last run's rendering too.
     let dirs: Vec<_> = all.iter().map(|r| r.run_dir.clone()).collect();
     if let Err(e) = report(&dirs, Some(suite.clone()), None, true) {

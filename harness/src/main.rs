@@ -190,14 +190,24 @@ async fn run_scenarios(
     let t0 = Instant::now();
     let total = names.len();
     // Each scenario is its own task, so one's judging or rendering never holds up another's
-    // steps; none starts once the user has interrupted.
+    // steps. It takes its topology's weight in slots first (in the suite's order: the
+    // semaphore is fair), and does not start once the user has interrupted.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs as usize));
     let mut finished = futures_util::stream::iter(names.into_iter().enumerate())
         .take_while(|_| std::future::ready(!hadrill::interrupt::interrupted()))
         .map(|(i, name)| {
             let (root, topology, options) = (root.clone(), topology.clone(), options.clone());
+            let weight = scenario::weight(&root, &name, topology.as_deref()).min(jobs);
+            let slots = slots.clone();
             let span = (jobs > 1).then(|| tracing::info_span!("scenario", name = %name));
             let run = async move {
-                scenario::run_in_suite(&root, &name, topology.as_deref(), seed, &options).await
+                let _taken = slots.acquire_many_owned(weight).await.ok()?;
+                if hadrill::interrupt::interrupted() {
+                    return None;
+                }
+                Some(
+                    scenario::run_in_suite(&root, &name, topology.as_deref(), seed, &options).await,
+                )
             };
             let run = tokio::spawn(run.instrument(span.unwrap_or_else(tracing::Span::none)));
             async move { (i, run.await) }
@@ -206,7 +216,9 @@ async fn run_scenarios(
     // In the suite's order, whatever order they end in: the pages list them so.
     let mut all: Vec<(usize, scenario::Results)> = Vec::new();
     while let Some((i, results)) = finished.next().await {
-        let results = results.into_diagnostic()?;
+        let Some(results) = results.into_diagnostic()? else {
+            continue;
+        };
         println!("{}", results.summary());
         let at = all.partition_point(|(j, _)| *j < i);
         all.insert(at, (i, results));

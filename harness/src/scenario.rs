@@ -1369,6 +1369,20 @@ pub fn describe(error: &dyn miette::Diagnostic) -> String {
 /// wrong (a bad file, a node that does not start) becomes a result with verdict `error` and
 /// its message, saved in a run directory like any other, so the suite carries on and the
 /// sign-off page shows it.
+/// The scenario a suite runs for `name`: on `topology` (as a variant) when one is given.
+fn suite_name(name: &str, topology: Option<&str>) -> String {
+    match topology {
+        Some(t) => format!("{name}{VARIANT_SEPARATOR}{t}"),
+        None => name.to_string(),
+    }
+}
+
+/// How many of `hadrill run --jobs`'s slots a suite run of `name` takes: its topology's
+/// weight, or 1 when it does not load (its run then says why).
+pub fn weight(root: &Path, name: &str, topology: Option<&str>) -> u32 {
+    Scenario::load(root, &suite_name(name, topology)).map_or(1, |s| s.topology.weight)
+}
+
 pub async fn run_in_suite(
     root: &Path,
     name: &str,
@@ -1378,10 +1392,7 @@ pub async fn run_in_suite(
 ) -> Results {
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let wall = Instant::now();
-    let name = match topology {
-        Some(t) => format!("{name}{VARIANT_SEPARATOR}{t}"),
-        None => name.to_string(),
-    };
+    let name = suite_name(name, topology);
     let loaded = Scenario::load(root, &name);
     let stem = Path::new(&name)
         .file_stem()

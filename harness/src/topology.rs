@@ -102,6 +102,9 @@ pub struct Topology {
     pub replication: Option<Replication>,
     /// Images this topology builds (`[images.NAME]`), by name; a node names one as its image.
     pub images: BTreeMap<String, Recipe>,
+    /// How many of `hadrill run --jobs`'s slots a run of it takes (`weight = 2`, default 1):
+    /// a topology whose services keep a core busy runs with less, or nothing, beside it.
+    pub weight: u32,
 }
 
 /// How a database tier replicates, as its topology promises it.
@@ -240,6 +243,7 @@ impl Topology {
             settings: BTreeMap::new(),
             replication: None,
             images: BTreeMap::new(),
+            weight: 1,
         }
     }
 
@@ -527,6 +531,7 @@ struct RawTopology {
     /// to this file), merged in order.
     extends: Option<Spanned<toml::Value>>,
     replication: Option<Replication>,
+    weight: Option<Spanned<u32>>,
     /// Inherited nodes to leave out.
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
@@ -711,6 +716,20 @@ impl Ctx<'_> {
         let replication = raw
             .replication
             .or(base.as_ref().and_then(|b| b.replication));
+        let weight = match &raw.weight {
+            Some(w) if *w.get_ref() == 0 => {
+                return Err(self.error(
+                    w.span(),
+                    "weight: must be at least 1".into(),
+                    Some(
+                        "1 is an ordinary topology; 2 runs with nothing beside it at --jobs 2"
+                            .into(),
+                    ),
+                ));
+            }
+            Some(w) => *w.get_ref(),
+            None => base.as_ref().map_or(1, |b| b.weight),
+        };
         let cycle_spans = raw.nodes_spans();
         let mut node_names: BTreeSet<String> =
             raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
@@ -968,6 +987,7 @@ impl Ctx<'_> {
             settings,
             replication,
             images,
+            weight,
         };
         self.check_settings(&topology)?;
         self.check_inherited(&topology)?;

@@ -74,6 +74,7 @@ const CASES: &[(&str, usize, &[&str])] = &[
         2,
         &["replication", "synchronous", "asynchronous"],
     ),
+    ("zero-weight.toml", 2, &["weight: must be at least 1"]),
     (
         "tmpfs-relative.toml",
         5,

@@ -160,9 +160,9 @@ fn main() -> Result<()> {
     })
 }
 
-/// Scenarios at once by default: measured on 2 cores, two overlap one's waiting on timers
-/// and health checks with the other's work (README, "How long it takes").
-const DEFAULT_JOBS: u32 = 2;
+/// Scenarios at once by default: one. Two halve the wall time on 2 cores (docs/cli.md), but
+/// the suite at two still has timing races to remove before it can be the default.
+const DEFAULT_JOBS: u32 = 1;
 
 async fn run_scenarios(
     names: Vec<String>,

@@ -85,6 +85,7 @@ mod tests {
             outcome,
             error: None,
             node: None,
+            version: None,
         })
     }
 

@@ -18,6 +18,7 @@ pub mod exercise;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod reconnection;
+pub mod upgrade;
 pub mod writes;
 
 /// A stamp as seconds on the run clock, for figures.

@@ -6,26 +6,33 @@
 
 use hadrill_model::{Exchange, Outcome};
 
+/// The response headers that name who answered, when the product sets them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answerer<'a> {
+    /// The node that served the request.
+    pub node: Option<&'a str>,
+    /// The product release that served it.
+    pub version: Option<&'a str>,
+}
+
 /// An HTTP exchange. A 5xx that may follow processing (500, and the load balancer's 502/504)
 /// is `unknown`; a 503 or a 4xx is a refusal; a connection that was never made is `fail`.
-/// `served_by`: the response header naming the node that answered, if the product sets one.
-pub fn http(
-    result: &Result<reqwest::Response, reqwest::Error>,
-    served_by: Option<&str>,
-) -> Exchange {
+pub fn http(result: &Result<reqwest::Response, reqwest::Error>, answerer: Answerer<'_>) -> Exchange {
     match result {
         Ok(r) => {
             let status = r.status().as_u16();
-            let node = served_by
-                .and_then(|h| r.headers().get(h))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let header = |name: Option<&str>| {
+                name.and_then(|h| r.headers().get(h))
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
             let outcome = http_status(status);
             Exchange {
                 outcome,
                 status: Some(status),
                 error: (outcome != Outcome::Ok).then(|| format!("HTTP {status}")),
-                node,
+                node: header(answerer.node),
+                version: header(answerer.version),
             }
         }
         // Refused or unreachable: the request never left.
@@ -127,9 +134,8 @@ pub fn tcp(failure: &TcpFailure) -> Exchange {
 fn exchange(outcome: Outcome, error: String) -> Exchange {
     Exchange {
         outcome,
-        status: None,
         error: Some(error),
-        node: None,
+        ..Exchange::OK
     }
 }
 
@@ -144,7 +150,7 @@ mod tests {
             .status(status)
             .body(Vec::<u8>::new())
             .unwrap();
-        http(&Ok(reqwest::Response::from(response)), None).outcome
+        http(&Ok(reqwest::Response::from(response)), Answerer::default()).outcome
     }
 
     /// A refusal is `fail`; an answer that leaves the server's state unspecified (a 500 from a
@@ -162,17 +168,25 @@ mod tests {
     }
 
     /// A 401 is recorded as the model's `UNAUTHORIZED`, which the checks read as a refused
-    /// credential; the node that answered comes from the header the caller names.
+    /// credential; the node and release that answered come from the headers the caller names.
     #[test]
-    fn a_401_is_unauthorized_and_the_answering_node_is_read_from_the_named_header() {
+    fn a_401_is_unauthorized_and_the_answerer_is_read_from_the_named_headers() {
         let response = ::http::Response::builder()
             .status(401)
             .header("x-backend", "app2")
+            .header("x-release", "7.1")
             .body(Vec::<u8>::new())
             .unwrap();
-        let ex = http(&Ok(reqwest::Response::from(response)), Some("x-backend"));
+        let ex = http(
+            &Ok(reqwest::Response::from(response)),
+            Answerer {
+                node: Some("x-backend"),
+                version: Some("x-release"),
+            },
+        );
         assert_eq!(ex.error.as_deref(), Some(hadrill_model::UNAUTHORIZED));
         assert_eq!(ex.node.as_deref(), Some("app2"));
+        assert_eq!(ex.version.as_deref(), Some("7.1"));
     }
 
     /// A closed port: the request never left (`fail`). A server that takes the request and
@@ -188,7 +202,7 @@ mod tests {
         drop(closed);
         let refused = http(
             &client.get(format!("http://127.0.0.1:{port}/")).send().await,
-            None,
+            Answerer::default(),
         );
         assert_eq!(refused.outcome, Outcome::Fail, "{:?}", refused.error);
 
@@ -205,7 +219,7 @@ mod tests {
                 .body("x")
                 .send()
                 .await,
-            None,
+            Answerer::default(),
         );
         assert_eq!(lost.outcome, Outcome::Unknown, "{:?}", lost.error);
         keep.abort();

@@ -52,6 +52,7 @@ impl Drill {
     pub fn new(name: impl Into<String>, topology: impl Into<String>) -> Drill {
         let spec = ScenarioSpec {
             http: None,
+            upgrade: None,
             description: String::new(),
             topology: Spanned::new(0..0, topology.into()),
             workload: None,

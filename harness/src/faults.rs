@@ -15,6 +15,7 @@ mod clock;
 mod delay;
 mod disk;
 mod memory;
+mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use crate::node::Node;
 use crate::run::Run;
 use crate::shared::{Change, POLL, Shared};
 use hadrill_model::{
-    Bandwidth, Direction, Effect, Event, Fault, FaultRecord, Outcome, Role, Selector,
+    Bandwidth, Direction, Effect, Event, Expect, Fault, FaultRecord, Outcome, Role, Selector,
 };
 
 use aim::Held;
@@ -109,6 +110,20 @@ pub enum FaultError {
         path: String,
         mib: u64,
     },
+    #[error("`{cmd}` succeeded in `{node}`, and the step expects it to fail: {output}")]
+    #[diagnostic(help(
+        "a step with `expect = \"failure\"` plants a failure the product must report with a non-zero exit"
+    ))]
+    Succeeded {
+        node: String,
+        cmd: String,
+        output: String,
+    },
+    #[error("the run has no image `{image}` to upgrade to")]
+    #[diagnostic(help(
+        "an upgrade's image is built when the run starts: name it in the scenario's `upgrade` step (a topology image, `sut-next`, or `docker:<reference>`)"
+    ))]
+    NoImage { image: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
@@ -314,6 +329,17 @@ impl Shared {
             Ok(notes) => (Outcome::Ok, None, notes.clone()),
             Err(e) => (Outcome::Fail, Some(e.to_string()), Vec::new()),
         };
+        // A command whose exit the checks judge: a failure is recorded, not a failed step.
+        let judged_later = matches!(
+            (&fault, &result),
+            (
+                Fault::Exec {
+                    expect: Expect::Any,
+                    ..
+                },
+                Err(FaultError::Command { .. })
+            )
+        );
         let record = FaultRecord {
             id,
             fault,
@@ -335,6 +361,9 @@ impl Shared {
             t0.elapsed().as_secs_f64()
         );
         self.history.record(Event::Fault(record.clone()));
+        if judged_later {
+            return Ok(record);
+        }
         result.map(|_| record)
     }
 
@@ -513,11 +542,30 @@ impl Shared {
                 })
                 .await
             }
-            Fault::Exec { node, command } => {
+            Fault::Exec {
+                node,
+                command,
+                expect,
+            } => {
                 let mut notes = Vec::new();
                 for n in self.handles(std::slice::from_ref(node))? {
                     let args: Vec<&str> = command.iter().map(String::as_str).collect();
-                    let out = succeeded(&n, &command.join(" "), n.exec(&args).await?)?;
+                    let cmd = command.join(" ");
+                    let out = n.exec(&args).await?;
+                    let out = match expect {
+                        Expect::Success | Expect::Any => succeeded(&n, &cmd, out)?,
+                        Expect::Failure if out.success() => {
+                            return Err(FaultError::Succeeded {
+                                node: n.name().to_string(),
+                                cmd,
+                                output: out.output.trim().to_string(),
+                            });
+                        }
+                        Expect::Failure => {
+                            notes.push(format!("{}: exit {:?}, as expected", n.name(), out.exit_code));
+                            out
+                        }
+                    };
                     notes.extend(
                         out.output
                             .lines()
@@ -526,6 +574,36 @@ impl Shared {
                     );
                 }
                 Ok(notes)
+            }
+            Fault::Upgrade {
+                targets,
+                image,
+                timeout,
+            } => {
+                let tag = self
+                    .topology
+                    .image(image)
+                    .ok()
+                    .and_then(|i| self.images.get(&i))
+                    .map(|ready| ready.tag.clone())
+                    .ok_or_else(|| FaultError::NoImage {
+                        image: image.clone(),
+                    })?;
+                let t = timeout.as_secs_f64().ceil() as i32;
+                each(self.handles(targets)?, |n| {
+                    let tag = tag.clone();
+                    async move {
+                        let done = upgrade::reinstall(&n, &tag, t).await?;
+                        // A new container: nothing a fault changed in the old one is left.
+                        self.altered
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(n.name());
+                        self.stop_drift(n.name());
+                        Ok(done)
+                    }
+                })
+                .await
             }
             Fault::Delay {
                 targets,

@@ -33,6 +33,9 @@ pub enum ImageRef {
     Base,
     /// The base image plus the reference product's binaries in /usr/local/bin.
     Sut,
+    /// The same with the product's next release (N+1: `web-next` installed as `web`), for
+    /// upgrade drills.
+    SutNext,
     /// `docker:<reference>`: an image the user loaded into the engine themselves.
     External(String),
     /// `[images.NAME]` of the topology: built from the base, packages and files.
@@ -44,10 +47,11 @@ impl ImageRef {
         match s {
             "base" => Ok(ImageRef::Base),
             "sut" => Ok(ImageRef::Sut),
+            "sut-next" => Ok(ImageRef::SutNext),
             _ => match s.strip_prefix("docker:") {
                 Some(r) if !r.is_empty() => Ok(ImageRef::External(r.to_string())),
                 _ => Err(format!(
-                    "unknown image `{s}`: use `base` or `sut` (built by hadrill) or `docker:<reference>` \
+                    "unknown image `{s}`: use `base`, `sut` or `sut-next` (built by hadrill) or `docker:<reference>` \
                      for an image already present in the local engine"
                 )),
             },
@@ -60,6 +64,7 @@ impl fmt::Display for ImageRef {
         match self {
             ImageRef::Base => f.write_str("base"),
             ImageRef::Sut => f.write_str("sut"),
+            ImageRef::SutNext => f.write_str("sut-next"),
             ImageRef::External(r) => write!(f, "docker:{r}"),
             ImageRef::Recipe(r) => f.write_str(&r.name),
         }
@@ -208,7 +213,8 @@ impl ImageBuilder {
     pub async fn ensure(&self, image: &ImageRef) -> Result<ReadyImage, ImageError> {
         match image {
             ImageRef::Base => self.ensure_system(None).await,
-            ImageRef::Sut => self.ensure_sut().await,
+            ImageRef::Sut => self.ensure_sut(false).await,
+            ImageRef::SutNext => self.ensure_sut(true).await,
             ImageRef::Recipe(r) => self.ensure_recipe(r).await,
             ImageRef::External(reference) => {
                 self.present(reference)
@@ -293,21 +299,23 @@ impl ImageBuilder {
     }
 
     /// Builds the product's binaries (cargo is incremental: a no-op when nothing changed), and
-    /// the layer holding them when their content is new.
-    async fn ensure_sut(&self) -> Result<ReadyImage, ImageError> {
+    /// the layer holding them when their content is new. `next`: release N+1, whose binaries
+    /// are built as `NAME-next` and installed as `NAME`, in place of release N's.
+    async fn ensure_sut(&self, next: bool) -> Result<ReadyImage, ImageError> {
         let base = Box::pin(self.ensure(&ImageRef::Base)).await?;
-        let binaries = self.build_sut_binaries().await?;
+        let binaries = release_binaries(self.build_sut_binaries().await?, next);
         let mut h = Sha256::new();
         h.update(base.tag.as_bytes());
-        for bin in &binaries {
-            h.update(bin.file_name().unwrap_or_default().as_encoded_bytes());
+        for (name, bin) in &binaries {
+            h.update(name.as_bytes());
             h.update(std::fs::read(bin).map_err(|source| ImageError::Io {
                 what: "cannot read",
                 path: bin.clone(),
                 source,
             })?);
         }
-        let tag = format!("hadrill-sut:{}", &hex::encode(h.finalize())[..16]);
+        let repo = if next { "hadrill-sut-next" } else { "hadrill-sut" };
+        let tag = format!("{repo}:{}", &hex::encode(h.finalize())[..16]);
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
         }
@@ -634,13 +642,12 @@ impl ImageBuilder {
 }
 
 /// A build context: the binaries and a Dockerfile copying them onto the base image.
-fn sut_context(base: &str, binaries: &[PathBuf]) -> std::io::Result<Vec<u8>> {
+fn sut_context(base: &str, binaries: &[(String, PathBuf)]) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     // The engine does not accept GNU sparse entries.
     tar.sparse(false);
     let mut dockerfile = format!("FROM {base}\n");
-    for bin in binaries {
-        let name = bin.file_name().unwrap_or_default().to_string_lossy();
+    for (name, bin) in binaries {
         tar.append_path_with_name(bin, format!("bin/{name}"))?;
     }
     dockerfile.push_str("COPY bin/ /usr/local/bin/\n");
@@ -650,6 +657,24 @@ fn sut_context(base: &str, binaries: &[PathBuf]) -> std::io::Result<Vec<u8>> {
         labels::IMAGE
     ));
     with_dockerfile(tar, &dockerfile)
+}
+
+/// The product's binaries of one release, by the name they are installed under: release N+1's
+/// `NAME-next` replaces `NAME`; a binary with no next build is the same in both.
+fn release_binaries(built: Vec<PathBuf>, next: bool) -> Vec<(String, PathBuf)> {
+    let name = |p: &PathBuf| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let names: Vec<String> = built.iter().map(name).collect();
+    built
+        .into_iter()
+        .filter_map(|bin| {
+            let n = name(&bin);
+            match n.strip_suffix("-next") {
+                Some(base) => next.then(|| (base.to_string(), bin)),
+                None if next && names.contains(&format!("{n}-next")) => None,
+                None => Some((n, bin)),
+            }
+        })
+        .collect()
 }
 
 /// A build context: what `tar` holds, and `dockerfile` as its Dockerfile.

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 
 use crate::clock::Stamp;
 use crate::context::Context;
-use hadrill_model::{Exchange, OpKind, Outcome, Role};
+use hadrill_model::{Exchange, OpKind, Role};
 
 /// An observer watches the system and records facts over time as operations of role
 /// `Observer`: each database member's role (`OpKind::ROLE`, key: the node, value: its role),
@@ -56,10 +56,8 @@ impl Facts {
         }
         self.last.insert(slot, value.to_string());
         let ok = Exchange {
-            outcome: Outcome::Ok,
-            status: None,
-            error: None,
             node: key.map(str::to_string),
+            ..Exchange::OK
         };
         ctx.record(
             Role::Observer.named(&self.observer),

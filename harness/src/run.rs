@@ -7,7 +7,7 @@
 //! left is removed within seconds by its watchdog (`reaper`), and otherwise by the next run
 //! once its owner process is gone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Once};
@@ -95,6 +95,9 @@ pub struct RunOptions {
     /// host's signals. The CLI and hadrill's own test binaries turn it on; without it, the
     /// run's watchdog still removes everything once the process is gone.
     pub handle_signals: bool,
+    /// Images to have ready besides those of the topology's nodes: the releases an
+    /// `upgrade` step installs.
+    pub images: BTreeSet<ImageRef>,
 }
 
 impl RunOptions {
@@ -109,6 +112,7 @@ impl RunOptions {
             detached: false,
             run_dir: None,
             handle_signals: false,
+            images: BTreeSet::new(),
         }
     }
 
@@ -171,10 +175,10 @@ impl Run {
         let builder = ImageBuilder::new(docker.clone(), &options.root);
         let checked = Instant::now();
         let mut images = BTreeMap::new();
-        for image in topology.images() {
-            let ready = builder.ensure(&image).await?;
+        for image in topology.images().union(&options.images) {
+            let ready = builder.ensure(image).await?;
             tracing::debug!("image {} ready ({})", ready.tag, ready.id);
-            images.insert(image, ready);
+            images.insert(image.clone(), ready);
         }
         let owner = if options.detached {
             "detached".to_string()

@@ -139,6 +139,9 @@ pub struct ScenarioSpec {
     /// When to stop injecting before the script ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortSpec>,
+    /// The release the install must serve once the steps are done (the `upgrade` check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSpec>,
     #[serde(default)]
     pub budgets: Budgets,
     #[serde(default)]
@@ -152,6 +155,15 @@ pub struct ScenarioSpec {
     /// own test and its own row, `<scenario>@<topology>`.
     #[serde(default)]
     pub variants: Vec<Variant>,
+}
+
+/// `[upgrade]`: what an upgrade drill's steps must leave the install serving.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeSpec {
+    /// The release every answer after the last step must name (the workload's version
+    /// header: `x-product-version` for the reference product, `[http] version` for others).
+    pub to: String,
 }
 
 /// A workload from a user's code, as a drill's text names it.
@@ -383,6 +395,18 @@ impl ScenarioSpec {
 }
 
 impl Scenario {
+    /// The images its `upgrade` steps install (validated when it was loaded).
+    pub fn upgrade_images(&self) -> Vec<crate::images::ImageRef> {
+        self.spec
+            .steps
+            .iter()
+            .filter_map(|s| match &s.fault {
+                Some(Fault::Upgrade { image, .. }) => self.topology.image(image).ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Loads `<root>/scenarios/<name>.toml` (or a path) and the topology it names; with
     /// `<name>@<topology>`, on that topology instead, with what the scenario's variant for it
     /// declares.
@@ -536,6 +560,7 @@ impl Scenario {
             .run_dir
             .get_or_insert_with(|| new_run_dir(&options.runs_dir, &self.name))
             .clone();
+        options.images.extend(self.upgrade_images());
         let started = Run::start(self.topology.clone(), &options).await;
         let mut run = match started {
             Ok(run) => run,
@@ -1127,6 +1152,11 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     }
     plan.extend(availability.map(|a| Box::new(a) as Box<dyn Check>));
     plan.push(Box::new(checks::exercise::Exercise));
+    if let Some(upgrade) = &spec.upgrade {
+        plan.push(Box::new(checks::upgrade::Upgrade {
+            to: upgrade.to.clone(),
+        }));
+    }
     // Agents of the reference cluster's protocol or of a user's own: reconnection is the same.
     if spec.agents.is_some() || spec.code_workloads.iter().any(|w| w.agents) {
         plan.push(Box::new(checks::reconnection::Reconnection));

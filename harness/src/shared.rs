@@ -150,6 +150,7 @@ pub(crate) fn record(
         outcome: ex.outcome,
         error: ex.error,
         node: ex.node,
+        version: ex.version,
     }));
 }
 

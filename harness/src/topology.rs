@@ -451,6 +451,29 @@ impl Topology {
     pub fn images(&self) -> BTreeSet<ImageRef> {
         self.nodes.values().map(|n| n.image.clone()).collect()
     }
+
+    /// The image a node's `image` (or an `upgrade` step's) names: one hadrill builds, one of
+    /// this topology's `[images]`, or one in the engine.
+    pub fn image(&self, name: &str) -> Result<ImageRef, String> {
+        resolve_image(&self.images, name)
+    }
+}
+
+fn resolve_image(images: &BTreeMap<String, Recipe>, name: &str) -> Result<ImageRef, String> {
+    match images.get(name) {
+        Some(r) => Ok(ImageRef::Recipe(Box::new(r.clone()))),
+        None => ImageRef::parse(name).map_err(|msg| {
+            if images.is_empty() {
+                msg
+            } else {
+                let declared = images.keys().cloned().collect::<Vec<_>>();
+                format!(
+                    "{msg}, or one of this topology's [images]: {}",
+                    declared.join(", ")
+                )
+            }
+        }),
+    }
 }
 
 /// The names in `${kind:NAME}` placeholders of `text`, in order.
@@ -824,25 +847,13 @@ impl Ctx<'_> {
             validate_name(self, "node", &node_name, key.span())?;
             let field = |f: &str| format!("nodes.{node_name}.{f}");
 
-            let image = match images.get(node.image.get_ref()) {
-                Some(r) => ImageRef::Recipe(Box::new(r.clone())),
-                None => ImageRef::parse(node.image.get_ref()).map_err(|msg| {
-                    let declared = images.keys().cloned().collect::<Vec<_>>();
-                    let msg = if declared.is_empty() {
-                        msg
-                    } else {
-                        format!(
-                            "{msg}, or one of this topology's [images]: {}",
-                            declared.join(", ")
-                        )
-                    };
-                    self.error(
-                        node.image.span(),
-                        format!("{}: {msg}", field("image")),
-                        None,
-                    )
-                })?,
-            };
+            let image = resolve_image(&images, node.image.get_ref()).map_err(|msg| {
+                self.error(
+                    node.image.span(),
+                    format!("{}: {msg}", field("image")),
+                    None,
+                )
+            })?;
 
             let mut node_networks = Vec::new();
             for net in &node.networks {

@@ -122,7 +122,40 @@ pub enum Fault {
     Exec {
         node: String,
         command: Vec<String>,
+        /// What its exit status must be for the step to succeed.
+        #[serde(default, skip_serializing_if = "Expect::is_success")]
+        expect: Expect,
     },
+    /// Replaces each target's container with one of `image` (a topology image name), as
+    /// installing a new release on a VM does: the same name, networks, config, environment
+    /// and ports; the old one gets SIGTERM and `timeout` to stop. What the node held in its
+    /// container filesystem is gone, as on a reinstall; readiness is a separate `wait`.
+    Upgrade {
+        targets: Vec<String>,
+        image: String,
+        #[serde(with = "humantime_serde", default = "default_stop_timeout")]
+        timeout: Duration,
+    },
+}
+
+/// What an operator command's exit status must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// Exit 0, else the step fails.
+    #[default]
+    Success,
+    /// A non-zero exit, e.g. a planted failure the product must report; exit 0 fails the step.
+    Failure,
+    /// Either: the status is recorded in the fault's record and the checks judge what follows
+    /// (a re-run of a migration that a defect left half done).
+    Any,
+}
+
+impl Expect {
+    pub fn is_success(&self) -> bool {
+        *self == Expect::Success
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -563,7 +596,8 @@ impl Fault {
             | Fault::SkewClock { targets, .. }
             | Fault::FillDisk { targets, .. }
             | Fault::LimitMemory { targets, .. }
-            | Fault::RotateSecret { targets, .. } => vec![("targets", targets)],
+            | Fault::RotateSecret { targets, .. }
+            | Fault::Upgrade { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
             Fault::Split { nodes, .. } => vec![("nodes", nodes)],
@@ -600,6 +634,7 @@ impl Fault {
             Fault::Heal => "heal",
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",
+            Fault::Upgrade { .. } => "upgrade",
         }
     }
 }

@@ -99,6 +99,7 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             node: Some(node.into()),
+            version: None,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod steady;
 pub mod verdict;
 
 pub use fault::{
+    Expect,
     Bandwidth, ByteSize, ClockOffset, Direction, Effect, Fault, ProcessSignal, Selector, Shape,
 };
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal, StoreRead};

@@ -48,6 +48,9 @@ pub struct OpRecord {
     /// The node that answered (e.g. named by a response header), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The product release that answered (e.g. named by a response header), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The error `classify::http` records for an HTTP 401: the system refused the operation for
@@ -228,6 +231,7 @@ pub struct Exchange {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub node: Option<String>,
+    pub version: Option<String>,
 }
 
 impl Exchange {
@@ -237,6 +241,7 @@ impl Exchange {
         status: None,
         error: None,
         node: None,
+        version: None,
     };
 }
 

@@ -43,6 +43,7 @@ mod tests {
             outcome,
             error: None,
             node: None,
+            version: None,
         })
     }
 

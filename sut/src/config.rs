@@ -80,6 +80,38 @@ pub enum Fixture {
     /// The worker acknowledges a job in the queue before its result is committed: a worker
     /// that dies between the two loses the job.
     AckBeforeCommit,
+    /// Not a defect: `web database migrate` fails migration 2 after its first statement, as a
+    /// migration meeting bad data would. Its transaction is rolled back, so the schema stays
+    /// at version 1, intact, and a later migrate without the fixture succeeds.
+    MigrationFailsHalfway,
+    /// The same planted failure, but `web database migrate` runs each statement on its own,
+    /// outside the migration's transaction: the first stays committed while version 2 is not
+    /// recorded. The schema is half-migrated yet says version 1, the command still reports
+    /// it rolled back, and a later migrate fails (the column it adds already exists).
+    HalfMigrates,
+}
+
+impl Fixture {
+    pub const ALL: &[Fixture] = &[
+        Fixture::None,
+        Fixture::AckBeforeStore,
+        Fixture::LocalClock,
+        Fixture::AckBeforeCommit,
+        Fixture::MigrationFailsHalfway,
+        Fixture::HalfMigrates,
+    ];
+
+    /// The fixture's `HADRILL_FIXTURE` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fixture::None => "none",
+            Fixture::AckBeforeStore => "ack-before-store",
+            Fixture::LocalClock => "local-clock",
+            Fixture::AckBeforeCommit => "ack-before-commit",
+            Fixture::MigrationFailsHalfway => "migration-fails-halfway",
+            Fixture::HalfMigrates => "half-migrates",
+        }
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -285,18 +317,21 @@ impl Config {
         })?;
 
         let fixture = match map.get("HADRILL_FIXTURE").map(String::as_str) {
-            None | Some("") | Some("none") => Fixture::None,
-            Some("ack-before-store") => Fixture::AckBeforeStore,
-            Some("local-clock") => Fixture::LocalClock,
-            Some("ack-before-commit") => Fixture::AckBeforeCommit,
-            Some(other) => {
-                return Err(invalid(
-                    "HADRILL_FIXTURE",
-                    format!(
-                        "unknown fixture `{other}` (known: ack-before-store, local-clock, ack-before-commit)"
-                    ),
-                ));
-            }
+            None | Some("") => Fixture::None,
+            Some(name) => *Fixture::ALL
+                .iter()
+                .find(|f| f.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<_> = Fixture::ALL
+                        .iter()
+                        .filter(|f| **f != Fixture::None)
+                        .map(|f| f.name())
+                        .collect();
+                    invalid(
+                        "HADRILL_FIXTURE",
+                        format!("unknown fixture `{name}` (known: {})", known.join(", ")),
+                    )
+                })?,
         };
         let analysis_ms_per_mib = match map.get("ANALYSIS_MS_PER_MIB").map(String::as_str) {
             None | Some("") => 0,
@@ -469,6 +504,30 @@ mod tests {
                 "{key}={value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn fixtures_are_parsed_by_name() {
+        for (name, fixture) in [
+            ("", Fixture::None),
+            ("none", Fixture::None),
+            ("ack-before-store", Fixture::AckBeforeStore),
+            ("local-clock", Fixture::LocalClock),
+            ("ack-before-commit", Fixture::AckBeforeCommit),
+            ("migration-fails-halfway", Fixture::MigrationFailsHalfway),
+            ("half-migrates", Fixture::HalfMigrates),
+        ] {
+            assert_eq!(with("HADRILL_FIXTURE", name).unwrap().fixture, fixture);
+        }
+        for &f in Fixture::ALL {
+            assert_eq!(with("HADRILL_FIXTURE", f.name()).unwrap().fixture, f);
+        }
+        let err = with("HADRILL_FIXTURE", "half-migrated").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "HADRILL_FIXTURE is invalid: unknown fixture `half-migrated` (known: \
+             ack-before-store, local-clock, ack-before-commit, migration-fails-halfway, half-migrates)"
+        );
     }
 
     #[test]

@@ -8,9 +8,11 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod queue;
+pub mod release;
 pub mod schedule;
 pub mod storage;
 pub mod web;
+pub mod web_cli;
 
 use std::time::Duration;
 

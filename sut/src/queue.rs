@@ -1,4 +1,5 @@
-//! The job queue: a Redis Stream read through a consumer group, at-least-once.
+//! The job queue: a Redis Stream read through a consumer group, at-least-once. The same
+//! Redis holds the maintenance flag.
 
 use std::time::Duration;
 
@@ -10,6 +11,10 @@ use redis::{AsyncCommands, RedisError};
 
 pub const STREAM: &str = "traces:jobs";
 pub const GROUP: &str = "analysers";
+/// Set while uploads are paused (`web maintenance on`). In Redis rather than the database, so
+/// that every app server of either release sees it at once, needing no schema change, and it
+/// stays readable while a migration holds the tables locked.
+pub const MAINTENANCE: &str = "web:maintenance";
 
 #[derive(Clone)]
 pub struct Queue {
@@ -57,6 +62,20 @@ impl Queue {
             ],
         )
         .await
+    }
+
+    pub async fn maintenance(&self) -> Result<bool, RedisError> {
+        let mut c = self.conn.clone();
+        c.exists(MAINTENANCE).await
+    }
+
+    pub async fn set_maintenance(&self, on: bool) -> Result<(), RedisError> {
+        let mut c = self.conn.clone();
+        if on {
+            c.set(MAINTENANCE, "on").await
+        } else {
+            c.del(MAINTENANCE).await
+        }
     }
 
     pub async fn ensure_group(&self) -> Result<(), RedisError> {

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,12 +21,17 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Fixture};
 use crate::queue::Queue;
+use crate::release::Release;
 use crate::storage::Storage;
 
 /// Uploads above this are refused (the guides' `client_max_body_size 200m`).
 pub const MAX_UPLOAD: u64 = 200 << 20;
 const SESSION: &str = "session";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// While the schema is behind, how often it is asked again.
+const SCHEMA_RECHECK: Duration = Duration::from_secs(1);
+/// What a refused upload is told to wait while in maintenance mode, in seconds.
+const MAINTENANCE_RETRY_AFTER: u64 = 5;
 
 #[derive(Clone)]
 pub struct App {
@@ -35,8 +41,85 @@ pub struct App {
     pub key: Key,
     pub node: Arc<str>,
     pub fixture: Fixture,
+    pub release: Release,
+    pub schema: Arc<SchemaGate>,
     /// Set on SIGTERM: `/readyz` fails so the load balancer stops sending before we stop.
     pub draining: Arc<AtomicBool>,
+}
+
+/// Whether the schema is recent enough for this release. A yes is kept; a no is asked again at
+/// most once per `SCHEMA_RECHECK`, so a server waiting for `web database migrate` does not
+/// query the database on every request.
+pub struct SchemaGate {
+    release: Release,
+    schema: String,
+    ok: AtomicBool,
+    last_no: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl SchemaGate {
+    pub fn new(release: Release, schema: &str) -> SchemaGate {
+        SchemaGate {
+            release,
+            schema: schema.to_string(),
+            // Release N predates the check: it uses only what every schema version has.
+            ok: AtomicBool::new(!release.records_release()),
+            last_no: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Ok` once the schema is recent enough; otherwise why not.
+    pub async fn check(&self, pool: &deadpool_postgres::Pool) -> Result<(), String> {
+        if self.ok.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut last_no = self.last_no.lock().await;
+        if self.ok.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if let Some((at, no)) = &*last_no
+            && at.elapsed() < SCHEMA_RECHECK
+        {
+            return Err(no.clone());
+        }
+        let found = match pool.get().await {
+            Ok(c) => crate::db::version(&c, &self.schema).await,
+            Err(e) => Err(e.into()),
+        };
+        let no = match found {
+            Ok(found) => shortfall(found, self.release),
+            // `{:#}`: the server's message is at the end of the error's chain.
+            Err(e) => Some(format!(
+                "schema version unknown: {:#}",
+                anyhow::Error::from(e)
+            )),
+        };
+        match no {
+            None => {
+                self.ok.store(true, Ordering::Relaxed);
+                *last_no = None;
+                Ok(())
+            }
+            Some(no) => {
+                *last_no = Some((Instant::now(), no.clone()));
+                Err(no)
+            }
+        }
+    }
+}
+
+/// Why a schema at version `found` cannot serve `release`, if it cannot.
+fn shortfall(found: Option<i32>, release: Release) -> Option<String> {
+    let (needs, version) = (release.schema_version(), release.version());
+    match found {
+        Some(found) if found >= needs => None,
+        Some(found) => Some(format!(
+            "schema at version {found}, release {version} needs {needs}: run `web database migrate`"
+        )),
+        None => Some(format!(
+            "schema not initialised, release {version} needs version {needs}: run `web database init`"
+        )),
+    }
 }
 
 impl FromRef<App> for Key {
@@ -46,7 +129,7 @@ impl FromRef<App> for Key {
 }
 
 impl App {
-    pub async fn new(config: &Config) -> anyhow::Result<App> {
+    pub async fn new(config: &Config, release: Release) -> anyhow::Result<App> {
         Ok(App {
             pool: crate::db::connect(&config.database)?,
             storage: Storage::connect(&config.s3)?,
@@ -54,6 +137,8 @@ impl App {
             key: Key::derive_from(&config.secret_key),
             node: crate::hostname().into(),
             fixture: config.fixture,
+            release,
+            schema: Arc::new(SchemaGate::new(release, &config.database.schema)),
             draining: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -86,6 +171,7 @@ impl App {
 
     pub fn router(self) -> Router {
         let node = HeaderValue::from_str(&self.node).unwrap_or(HeaderValue::from_static("unknown"));
+        let version = HeaderValue::from_static(self.release.version());
         Router::new()
             .route("/login", post(login))
             .route("/me", get(me))
@@ -98,11 +184,13 @@ impl App {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .with_state(self)
-            // Which app server answered: the harness and the guides' checks need to know.
+            // Which app server answered, running which release: the harness and the guides'
+            // checks need to know, an upgrade drill the more so.
             .layer(axum::middleware::map_response(move |mut r: Response| {
-                let node = node.clone();
+                let (node, version) = (node.clone(), version.clone());
                 async move {
                     r.headers_mut().insert("x-served-by", node);
+                    r.headers_mut().insert("x-product-version", version);
                     r
                 }
             }))
@@ -134,6 +222,14 @@ fn user(jar: &SignedCookieJar) -> Option<String> {
 
 fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "no valid session")
+}
+
+/// 503 while in maintenance mode (`web maintenance on`), with when to try again.
+fn in_maintenance() -> Response {
+    let mut r = unavailable("maintenance: uploads are paused for an upgrade; retry later");
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(MAINTENANCE_RETRY_AFTER));
+    r
 }
 
 #[derive(Deserialize)]
@@ -172,12 +268,16 @@ struct Uploaded {
 /// row, enqueues the job, and only then answers 201.
 async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Response {
     let Some(owner) = user(&jar) else {
-        // Read the body first (up to a bound) so the client, still sending it, gets the 401:
-        // answering at once and closing left it with a broken connection and no answer
-        // (measured: 3 uploads ended unknown after a secret rotation instead of refused).
-        drain(body, UNAUTHORIZED_DRAIN).await;
-        return unauthorized();
+        return refuse(body, unauthorized()).await;
     };
+    match app.queue.maintenance().await {
+        Ok(false) => {}
+        Ok(true) => return refuse(body, in_maintenance()).await,
+        Err(e) => return refuse(body, unavailable(format!("queue unavailable: {e}"))).await,
+    }
+    if let Err(behind) = app.schema.check(&app.pool).await {
+        return refuse(body, unavailable(behind)).await;
+    }
     let spool = match tempfile::NamedTempFile::new() {
         Ok(f) => f,
         Err(e) => return unavailable(format!("spool: {e}")),
@@ -249,7 +349,16 @@ async fn upload(State(app): State<App>, jar: SignedCookieJar, body: Body) -> Res
 }
 
 /// How much of a refused upload's body is read so its client gets the answer.
-const UNAUTHORIZED_DRAIN: u64 = 16 << 20;
+const REFUSED_DRAIN: u64 = 16 << 20;
+
+/// Answers an upload refused before anything was stored, having read its body first (up to
+/// a bound) so the client, still sending it, gets the answer: answering at once and closing
+/// left it with a broken connection and no answer (measured: 3 uploads ended unknown after a
+/// secret rotation instead of refused).
+async fn refuse(body: Body, response: Response) -> Response {
+    drain(body, REFUSED_DRAIN).await;
+    response
+}
 
 /// Reads and discards up to `limit` bytes of a body.
 async fn drain(body: Body, limit: u64) {
@@ -273,20 +382,28 @@ async fn insert_trace(
     key: &str,
 ) -> Result<i64, Response> {
     let client = app.pool.get().await.map_err(unavailable)?;
-    client
-        .query_one(
-            "INSERT INTO traces (sha256, size, owner, object_key) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&sha256, &size, &owner, &key],
-        )
-        .await
-        .map(|row| row.get(0))
-        .map_err(|e| {
-            if crate::db::refused(&e) {
-                unavailable(e)
-            } else {
-                outcome_unknown(e)
-            }
-        })
+    let inserted = if app.release.records_release() {
+        client
+            .query_one(
+                "INSERT INTO traces (sha256, size, owner, object_key, release) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&sha256, &size, &owner, &key, &app.release.version()],
+            )
+            .await
+    } else {
+        client
+            .query_one(
+                "INSERT INTO traces (sha256, size, owner, object_key) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&sha256, &size, &owner, &key],
+            )
+            .await
+    };
+    inserted.map(|row| row.get(0)).map_err(|e| {
+        if crate::db::refused(&e) {
+            unavailable(e)
+        } else {
+            outcome_unknown(e)
+        }
+    })
 }
 
 async fn delete_trace(app: &App, id: i64) -> anyhow::Result<()> {
@@ -340,21 +457,21 @@ async fn trace(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
-    let row = client
-        .query_opt(
-            "SELECT t.sha256, t.size, t.owner, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                    a.lines, a.bytes, a.sha256_ok, a.worker
-               FROM traces t LEFT JOIN analyses a ON a.trace_id = t.id WHERE t.id = $1",
-            &[&id],
-        )
-        .await;
+    let records_release = app.release.records_release();
+    let sql = format!(
+        "SELECT t.sha256, t.size, t.owner, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                a.lines, a.bytes, a.sha256_ok, a.worker{}
+           FROM traces t LEFT JOIN analyses a ON a.trace_id = t.id WHERE t.id = $1",
+        if records_release { ", t.release" } else { "" }
+    );
+    let row = client.query_opt(&sql, &[&id]).await;
     match row {
         Ok(Some(r)) => {
             let lines: Option<i64> = r.get(4);
             let analysis = lines.map(|lines| {
                 json!({ "lines": lines, "bytes": r.get::<_, i64>(5), "sha256_ok": r.get::<_, bool>(6), "worker": r.get::<_, String>(7) })
             });
-            Json(json!({
+            let mut body = json!({
                 "id": id,
                 "sha256": r.get::<_, String>(0),
                 "size": r.get::<_, i64>(1),
@@ -362,8 +479,12 @@ async fn trace(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i64>
                 "created_at": r.get::<_, String>(3),
                 "analysis_status": if analysis.is_some() { "done" } else { "pending" },
                 "analysis": analysis,
-            }))
-            .into_response()
+            });
+            if records_release {
+                // Null for a trace release N uploaded.
+                body["release"] = json!(r.get::<_, Option<String>>(8));
+            }
+            Json(body).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no trace {id}")),
         Err(e) => unavailable(e),
@@ -423,6 +544,12 @@ async fn readyz(State(app): State<App>) -> Response {
         within(async { app.storage.ping().await.map_err(|e| e.to_string()) }),
     );
     let ready = pg == "ok" && redis == "ok" && s3 == "ok";
+    if ready {
+        let schema = within(app.schema.check(&app.pool)).await;
+        if schema != "ok" {
+            return unavailable(schema);
+        }
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -433,4 +560,32 @@ async fn readyz(State(app): State<App>) -> Response {
         Json(json!({ "postgres": pg, "redis": redis, "s3": s3 })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_behind_the_release_says_what_to_run() {
+        assert_eq!(shortfall(Some(2), Release::Next), None);
+        assert_eq!(shortfall(Some(3), Release::Next), None);
+        assert_eq!(shortfall(Some(1), Release::Current), None);
+        assert_eq!(shortfall(Some(2), Release::Current), None);
+        assert_eq!(
+            shortfall(Some(1), Release::Next).unwrap(),
+            "schema at version 1, release 2 needs 2: run `web database migrate`"
+        );
+        assert_eq!(
+            shortfall(None, Release::Next).unwrap(),
+            "schema not initialised, release 2 needs version 2: run `web database init`"
+        );
+    }
+
+    #[test]
+    fn maintenance_refusal_says_when_to_retry() {
+        let r = in_maintenance();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
 }

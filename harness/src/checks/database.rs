@@ -654,6 +654,7 @@ mod tests {
             outcome,
             error: None,
             node: None,
+            version: None,
         })
     }
 

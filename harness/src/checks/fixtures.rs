@@ -23,6 +23,7 @@ pub fn agent_op(
         outcome,
         error: None,
         node: None,
+        version: None,
     })
 }
 
@@ -65,5 +66,6 @@ pub fn op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome) -> OpRecord {
         outcome,
         error: (outcome != Outcome::Ok).then(|| "HTTP 503".into()),
         node: None,
+        version: None,
     }
 }

@@ -294,6 +294,7 @@ mod tests {
             outcome,
             error: None,
             node: None,
+            version: None,
         })
     }
 

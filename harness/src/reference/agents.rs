@@ -236,9 +236,9 @@ impl Ctx {
 fn ex(outcome: Outcome, error: Option<String>, node: Option<String>) -> Exchange {
     Exchange {
         outcome,
-        status: None,
         error,
         node,
+        ..Exchange::OK
     }
 }
 

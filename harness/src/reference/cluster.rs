@@ -518,6 +518,7 @@ mod integrity_tests {
             outcome: Outcome::Ok,
             error: None,
             node: None,
+            version: None,
         })
     }
 

@@ -22,12 +22,16 @@ use crate::clock::Stamp;
 use crate::workload::{Context, Size, Workload, user_agent};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
 
-/// The header in which the reference product names the app server that answered.
-const SERVED_BY: &str = "x-served-by";
+/// The headers in which the reference product names the app server and the release that
+/// answered.
+const ANSWERER: crate::classify::Answerer<'static> = crate::classify::Answerer {
+    node: Some("x-served-by"),
+    version: Some("x-product-version"),
+};
 
 /// An exchange with the product, classified by the common rules.
 fn answer(r: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
-    crate::classify::http(r, Some(SERVED_BY))
+    crate::classify::http(r, ANSWERER)
 }
 
 /// What the clients do, as a scenario declares it under `[workload]`.
@@ -432,7 +436,7 @@ async fn probe(ctx: Arc<Ctx>) {
                     .and_then(|l| {
                         let node = l
                             .headers()
-                            .get("x-served-by")
+                            .get(ANSWERER.node.unwrap_or_default())
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string);
                         let cookie = l.headers().get("set-cookie")?.to_str().ok()?;

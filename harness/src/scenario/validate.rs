@@ -764,6 +764,10 @@ impl Validator<'_> {
             Fault::Stop { timeout, .. } | Fault::Restart { timeout, .. } => {
                 self.duration(&format!("{at}.timeout"), *timeout, true)
             }
+            Fault::Upgrade { image, timeout, .. } => match self.topology().image(image) {
+                Err(msg) => Err(self.error(&format!("{at}.image"), msg, None)),
+                Ok(_) => self.duration(&format!("{at}.timeout"), *timeout, true),
+            },
             Fault::Signal { process, .. } if process.trim().is_empty() => Err(self.error(
                 &format!("{at}.process"),
                 "is empty: give a pattern of the process's command line (`patroni`)".into(),

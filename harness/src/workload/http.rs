@@ -59,6 +59,8 @@ pub struct HttpSpec {
     /// A response header naming the server that answered (set by the product or the load
     /// balancer), for `@last-served` and the drain check.
     pub served_by: Option<String>,
+    /// A response header naming the product release that answered, for the `upgrade` check.
+    pub version: Option<String>,
     /// Signs each user (and the probe) in before its first request.
     pub login: Option<HttpLogin>,
     /// The writes users make, drawn by weight.
@@ -84,6 +86,7 @@ impl Default for HttpSpec {
             headers: BTreeMap::new(),
             unknown_status: vec![500, 502, 504],
             served_by: None,
+            version: None,
             login: None,
             writes: Vec::new(),
             op_timeout: Duration::from_secs(10),
@@ -640,7 +643,13 @@ impl HttpWorkload {
     /// An answer as the scenario's statuses say: `ack` (or any 2xx) acknowledges, the
     /// unknown statuses may have taken effect, any other is a refusal.
     fn exchange(&self, r: &Result<reqwest::Response, reqwest::Error>, ack: &[u16]) -> Exchange {
-        let mut ex = crate::classify::http(r, self.spec.served_by.as_deref());
+        let mut ex = crate::classify::http(
+            r,
+            crate::classify::Answerer {
+                node: self.spec.served_by.as_deref(),
+                version: self.spec.version.as_deref(),
+            },
+        );
         if let Some(status) = ex.status {
             let acked = if ack.is_empty() {
                 (200..300).contains(&status)

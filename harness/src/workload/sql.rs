@@ -142,9 +142,8 @@ where
 fn refused(error: String) -> Exchange {
     Exchange {
         outcome: Outcome::Fail,
-        status: None,
         error: Some(error),
-        node: None,
+        ..Exchange::OK
     }
 }
 
@@ -289,7 +288,7 @@ async fn read_replication(ctx: &Ctx, wctx: &Context, claim: Replication) {
         outcome,
         status: None,
         error,
-        node: None,
+        ..Exchange::OK
     };
     let (value, exchange) = loop {
         let read = async {

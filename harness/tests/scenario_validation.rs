@@ -225,8 +225,8 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "when-zero.toml",
-        "6:22",
-        &["steps[0].when.in_flight", "is 0"],
+        "6:19",
+        &["steps[0].when.agents", "is 0"],
     ),
     (
         "abort-without-probe.toml",

@@ -66,8 +66,10 @@ impl Check for Exercise {
 fn judge_one(f: &FaultRecord, agents: usize) -> Result<String, String> {
     if let Some(aim) = f.aim.as_ref().filter(|a| !a.met) {
         let mut wanted = Vec::new();
-        if let Some(n) = aim.in_flight {
-            wanted.push(format!("{n} item(s) in flight on each target"));
+        match aim.in_flight {
+            Some(0) => wanted.push("its targets to go idle".to_string()),
+            Some(n) => wanted.push(format!("{n} item(s) in flight on each target")),
+            None => {}
         }
         if let Some(n) = aim.agents {
             wanted.push(format!("{n} agent(s) connected"));
@@ -97,6 +99,13 @@ fn judge_one(f: &FaultRecord, agents: usize) -> Result<String, String> {
     let aimed_at_agents = f.aim.as_ref().is_some_and(|a| a.agents.is_some());
     if aimed_at_agents && agents > 0 {
         hit.push(format!("{agents} agents connected"));
+    }
+    let aimed_at_idle = f.aim.as_ref().is_some_and(|a| a.in_flight == Some(0));
+    if aimed_at_idle {
+        return match hit.is_empty() {
+            true => Ok("nothing, as aimed: its targets were idle".into()),
+            false => Err(format!("was aimed at idle targets and hit {}", hit.join(", "))),
+        };
     }
     if hit.is_empty() {
         let what = if aimed_at_agents {
@@ -173,6 +182,24 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
         assert!(r.summary.contains("after 30000 ms"), "{}", r.summary);
         assert!(r.summary.contains("1 item(s) in flight"), "{}", r.summary);
+    }
+
+    /// `in_flight = 0`: a fault aimed at idle targets (an upgrade after the workers drained)
+    /// passes when they held nothing, and is unknown when it fired on work anyway.
+    #[test]
+    fn a_fault_aimed_at_idle_targets_passes_only_if_they_held_nothing() {
+        let idle = |met| Aim {
+            in_flight: Some(0),
+            agents: None,
+            waited_ms: 120,
+            met,
+        };
+        let r = judge(&[held(&[], Some(idle(true)))]).unwrap();
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert!(r.summary.contains("as aimed"), "{}", r.summary);
+        let busy = judge(&[held(&["trace 3"], Some(idle(false)))]).unwrap();
+        assert_eq!(busy.verdict, Verdict::Unknown, "{}", busy.summary);
+        assert!(busy.summary.contains("go idle"), "{}", busy.summary);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::secs;
 use crate::clock::Stamp;
 use hadrill_model::{
-    Check, CheckResult, Event, Evidence, Fault, OpRecord, Outcome, Verdict, faults, ops,
+    Check, CheckResult, Event, Evidence, Fault, OpRecord, Outcome, Role, Verdict, faults, ops,
 };
 
 /// The `upgrade` check of a scenario with `[upgrade]`.
@@ -76,6 +76,18 @@ fn upgrade(events: &[Event], to: &str) -> CheckResult {
         _ => 0,
     };
 
+    // Users refused while the steps ran (a maintenance window refuses uploads): from the
+    // first refusal to the last.
+    let first_start = fs.iter().map(|f| f.start).min().unwrap_or(Stamp(0));
+    let refused: Vec<_> = all
+        .iter()
+        .filter(|o| o.role == Role::User && o.outcome == Outcome::Fail)
+        .filter(|o| o.invoke >= first_start && o.invoke <= last_end)
+        .collect();
+    let refused_ms = match (refused.first(), refused.last()) {
+        (Some(a), Some(b)) => b.complete.since(a.invoke).as_millis() as u64,
+        _ => 0,
+    };
     let after: Vec<_> = all.iter().filter(|o| o.invoke >= last_end).collect();
     let stale: Vec<_> = after
         .iter()
@@ -91,6 +103,8 @@ fn upgrade(events: &[Event], to: &str) -> CheckResult {
         "last_step_end_s": secs(last_end),
         "answers_by_release": by_release,
         "mixed_versions_ms": mixed_ms,
+        "users_refused_during_steps": refused.len(),
+        "users_refused_window_ms": refused_ms,
         "first_answer_of_new_release_s": first_new.map(secs),
         "requests_after_last_step": after.len(),
         "served_by_new_release_after_last_step": served_new,
@@ -141,7 +155,8 @@ fn upgrade(events: &[Event], to: &str) -> CheckResult {
         (
             Verdict::Pass,
             format!(
-                "release {to} served all {served_new} answered request(s) after the last step; both releases answered for {mixed_ms} ms{steps_said}"
+                "release {to} served all {served_new} answered request(s) after the last step; both releases answered for {mixed_ms} ms; {} user request(s) refused during the steps, over {refused_ms} ms{steps_said}",
+                refused.len()
             ),
         )
     };
@@ -151,7 +166,7 @@ fn upgrade(events: &[Event], to: &str) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hadrill_model::{FaultRecord, OpKind, Role};
+    use hadrill_model::{FaultRecord, OpKind};
 
     fn answer(id: u64, at_ms: u64, version: Option<&str>, outcome: Outcome) -> Event {
         Event::Op(OpRecord {

@@ -13,7 +13,8 @@ use crate::shared::Shared;
 use hadrill_model::{Aim, agents_on};
 
 /// `when = { in_flight = 1, timeout = "30s" }` on a step: fire once each target holds at
-/// least `in_flight` items of work (its topology's `in_flight` command lists them) and, with
+/// least `in_flight` items of work (its topology's `in_flight` command lists them), or none
+/// with `in_flight = 0` (the guides' "wait for workers to go idle" before an upgrade), and, with
 /// `agents`, once that many agents are connected to the targets, so the fault lands where it
 /// hurts; after `timeout` it fires anyway, and the exercise check says the step hit less than
 /// it meant to.
@@ -60,7 +61,10 @@ impl Shared {
                 (Some(n), Some(held)) => {
                     held.unknown.is_empty()
                         && !held.items.is_empty()
-                        && held.items.values().all(|items| items.len() >= n)
+                        && held.items.values().all(|items| match n {
+                            0 => items.is_empty(),
+                            n => items.len() >= n,
+                        })
                 }
                 _ => true,
             };

@@ -861,14 +861,13 @@ impl Validator<'_> {
             ));
         }
         let example = "write it like `when = { in_flight = 1, timeout = \"30s\" }` or `when = { agents = 10, timeout = \"30s\" }`";
-        for (field, value) in [("in_flight", when.in_flight), ("agents", when.agents)] {
-            if value == Some(0) {
-                return Err(self.error(
-                    &format!("{at}.{field}"),
-                    "is 0: a fault aimed at nothing is not aimed".into(),
-                    Some(example.into()),
-                ));
-            }
+        // `in_flight = 0` aims at idle targets; no agents is no aim.
+        if when.agents == Some(0) {
+            return Err(self.error(
+                &format!("{at}.agents"),
+                "is 0: a fault aimed at nothing is not aimed".into(),
+                Some(example.into()),
+            ));
         }
         if when.in_flight.is_none() && when.agents.is_none() {
             return Err(self.error(

@@ -17,7 +17,10 @@ pub struct Answerer<'a> {
 
 /// An HTTP exchange. A 5xx that may follow processing (500, and the load balancer's 502/504)
 /// is `unknown`; a 503 or a 4xx is a refusal; a connection that was never made is `fail`.
-pub fn http(result: &Result<reqwest::Response, reqwest::Error>, answerer: Answerer<'_>) -> Exchange {
+pub fn http(
+    result: &Result<reqwest::Response, reqwest::Error>,
+    answerer: Answerer<'_>,
+) -> Exchange {
     match result {
         Ok(r) => {
             let status = r.status().as_u16();

@@ -562,7 +562,11 @@ impl Shared {
                             });
                         }
                         Expect::Failure => {
-                            notes.push(format!("{}: exit {:?}, as expected", n.name(), out.exit_code));
+                            notes.push(format!(
+                                "{}: exit {:?}, as expected",
+                                n.name(),
+                                out.exit_code
+                            ));
                             out
                         }
                     };

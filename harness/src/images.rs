@@ -314,7 +314,11 @@ impl ImageBuilder {
                 source,
             })?);
         }
-        let repo = if next { "hadrill-sut-next" } else { "hadrill-sut" };
+        let repo = if next {
+            "hadrill-sut-next"
+        } else {
+            "hadrill-sut"
+        };
         let tag = format!("{repo}:{}", &hex::encode(h.finalize())[..16]);
         if let Some(ready) = self.present(&tag).await? {
             return Ok(ready);
@@ -662,7 +666,12 @@ fn sut_context(base: &str, binaries: &[(String, PathBuf)]) -> std::io::Result<Ve
 /// The product's binaries of one release, by the name they are installed under: release N+1's
 /// `NAME-next` replaces `NAME`; a binary with no next build is the same in both.
 fn release_binaries(built: Vec<PathBuf>, next: bool) -> Vec<(String, PathBuf)> {
-    let name = |p: &PathBuf| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
     let names: Vec<String> = built.iter().map(name).collect();
     built
         .into_iter()

@@ -34,12 +34,44 @@ pub async fn connect(
         .password(password)
         .dbname(database)
         .connect_timeout(timeout);
-    let (client, conn) = tokio::time::timeout(timeout, cfg.connect(tokio_postgres::NoTls))
-        .await
+    let tls = node.spec().tls.as_ref().filter(|t| t.port == port);
+    let connected = match tls {
+        None => tokio::time::timeout(timeout, cfg.connect(tokio_postgres::NoTls))
+            .await
+            .map(|r| r.map(|(client, conn)| (client, tokio::spawn(conn)))),
+        Some(tls) => {
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let connector = verify_ca(tls).map_err(|e| format!("TLS setup: {e}"))?;
+            tokio::time::timeout(timeout, cfg.connect(connector))
+                .await
+                .map(|r| r.map(|(client, conn)| (client, tokio::spawn(conn))))
+        }
+    };
+    let (client, _conn) = connected
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
-    tokio::spawn(conn);
     Ok(client)
+}
+
+/// libpq's `sslmode=verify-ca`: the server's chain must lead to the node's CA; its name is
+/// not checked (the harness connects to 127.0.0.1, the certificate names the node).
+fn verify_ca(
+    tls: &crate::topology::NodeTls,
+) -> Result<postgres_openssl::MakeTlsConnector, openssl::error::ErrorStack> {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    builder.set_ca_file(&tls.ca)?;
+    if let Some((cert, key)) = &tls.client {
+        builder.set_certificate_chain_file(cert)?;
+        builder.set_private_key_file(key, SslFiletype::PEM)?;
+    }
+    builder.set_verify(SslVerifyMode::PEER);
+    let mut connector = postgres_openssl::MakeTlsConnector::new(builder.build());
+    connector.set_callback(|conf, _| {
+        conf.set_verify_hostname(false);
+        Ok(())
+    });
+    Ok(connector)
 }
 
 /// A primary's timeline is the first eight hex digits of its current WAL file's name; a

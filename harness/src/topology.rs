@@ -157,6 +157,28 @@ pub struct NodeSpec {
     /// prints the work it holds right now, one item per line (jobs, requests, transactions).
     /// A fault on the node records what it held, and a step may wait until it holds some.
     pub in_flight: Option<Vec<String>>,
+    /// `tls = { port = 443, ca = "…/ca.crt" }`: the harness reaches `port` over TLS and
+    /// trusts `ca`, presenting `cert` and `key` if given (a database that wants a client
+    /// certificate).
+    pub tls: Option<NodeTls>,
+}
+
+impl NodeSpec {
+    /// The port the harness's HTTP clients use when a workload names `port`: the node's TLS
+    /// port if it serves TLS (a TLS entry point is reached over HTTPS whatever the default).
+    pub fn http_port(&self, port: u16) -> u16 {
+        self.tls.as_ref().map_or(port, |t| t.port)
+    }
+}
+
+/// How a node serves TLS to the harness's clients: on which port, under which CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTls {
+    pub port: u16,
+    /// A PEM file of the CA the node's certificate chains to.
+    pub ca: PathBuf,
+    /// The client certificate and key (PEM) the harness presents.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// The file libfaketime reads a node's clock offset from; absent, the clock is true.
@@ -206,6 +228,7 @@ impl NodeSpec {
             faketime: false,
             tmpfs: BTreeMap::new(),
             in_flight: None,
+            tls: None,
         }
     }
 
@@ -616,6 +639,16 @@ struct RawNode {
     #[serde(default)]
     tmpfs: BTreeMap<String, Spanned<String>>,
     in_flight: Option<Spanned<Vec<String>>>,
+    tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    port: u16,
+    ca: Spanned<String>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -956,6 +989,45 @@ impl Ctx<'_> {
                 ));
             }
 
+            let tls = match &node.tls {
+                None => None,
+                Some(t) if !node.ports.contains(&t.get_ref().port) => {
+                    return Err(self.error(
+                        t.span(),
+                        format!(
+                            "{}: port {} is not one of the node's `ports`",
+                            field("tls"),
+                            t.get_ref().port
+                        ),
+                        Some("clients reach a published port: add it to `ports`".into()),
+                    ));
+                }
+                Some(t) => {
+                    let raw = t.get_ref();
+                    let file = |name: &str, source: &Spanned<String>| {
+                        self.config_file(config_roots, &field(&format!("tls.{name}")), "/", source)
+                    };
+                    let client = match (&raw.cert, &raw.key) {
+                        (Some(cert), Some(key)) => Some((file("cert", cert)?, file("key", key)?)),
+                        (None, None) => None,
+                        _ => {
+                            return Err(self.error(
+                                t.span(),
+                                format!("{}: `cert` and `key` go together", field("tls")),
+                                Some(
+                                    "give both (the client certificate and its key), or neither"
+                                        .into(),
+                                ),
+                            ));
+                        }
+                    };
+                    Some(NodeTls {
+                        port: raw.port,
+                        ca: file("ca", &raw.ca)?,
+                        client,
+                    })
+                }
+            };
             nodes.insert(
                 node_name.clone(),
                 NodeSpec {
@@ -979,6 +1051,7 @@ impl Ctx<'_> {
                     faketime,
                     tmpfs,
                     in_flight: node.in_flight.map(Spanned::into_inner),
+                    tls,
                 },
             );
         }

@@ -83,15 +83,58 @@ pub trait Workload: Send + Sync + 'static {
     }
 }
 
-/// An HTTP client as a user's browser is one: it keeps cookies, gives up on a request after
-/// `timeout`, and on a connection after a second.
-pub fn user_agent(timeout: std::time::Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(timeout)
-        .connect_timeout(std::time::Duration::from_secs(1))
-        .build()
-        .expect("HTTP client")
+/// Where the host's clients reach a node's HTTP port: its base URL, HTTPS with the
+/// topology's CA as the only trusted root when the node serves TLS there (`tls`).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub base: String,
+    ca: Option<reqwest::Certificate>,
+}
+
+impl Endpoint {
+    /// `node`'s entry on `port`; a node that serves TLS is reached on its TLS port, whatever
+    /// `port` the workload names by default.
+    pub fn of(node: &crate::node::Node, port: u16) -> Result<Endpoint, String> {
+        let port = node.spec().http_port(port);
+        let ca = match &node.spec().tls {
+            Some(tls) => {
+                let pem = std::fs::read(&tls.ca)
+                    .map_err(|e| format!("cannot read the CA {}: {e}", tls.ca.display()))?;
+                let ca = reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| format!("the CA {} is not PEM: {e}", tls.ca.display()))?;
+                Some(ca)
+            }
+            None => None,
+        };
+        let addr = node
+            .host_addr(port)
+            .ok_or_else(|| format!("{} publishes no port {port}", node.name()))?;
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        Ok(Endpoint {
+            base: format!("{scheme}://{addr}"),
+            ca,
+        })
+    }
+
+    /// A client builder that trusts what this endpoint serves.
+    pub fn builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder();
+        match &self.ca {
+            Some(ca) => builder.add_root_certificate(ca.clone()),
+            None => builder,
+        }
+    }
+
+    /// An HTTP client as a user's browser is one: it keeps cookies, gives up on a request
+    /// after `timeout`, and on a connection (a TLS handshake included) after a second.
+    pub fn user_agent(&self, timeout: std::time::Duration) -> reqwest::Client {
+        self.builder()
+            .cookie_store(true)
+            .timeout(timeout)
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .build()
+            .expect("HTTP client")
+    }
 }
 
 /// A final read of key → value, as the continuity check of a `write_kind` reads it.

@@ -223,11 +223,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "6:19",
         &["steps[0].when.agents", "no `[agents]`"],
     ),
-    (
-        "when-zero.toml",
-        "6:19",
-        &["steps[0].when.agents", "is 0"],
-    ),
+    ("when-zero.toml", "6:19", &["steps[0].when.agents", "is 0"]),
     (
         "abort-without-probe.toml",
         "11:19",

@@ -15,8 +15,8 @@ pub mod steady;
 pub mod verdict;
 
 pub use fault::{
-    Expect,
-    Bandwidth, ByteSize, ClockOffset, Direction, Effect, Fault, ProcessSignal, Selector, Shape,
+    Bandwidth, ByteSize, ClockOffset, Direction, Effect, Expect, Fault, ProcessSignal, Selector,
+    Shape,
 };
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal, StoreRead};
 pub use hits::{Hit, SERVING_WINDOW, agents_on, hits};

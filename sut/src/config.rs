@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// Every key the product reads.
 pub const KEYS: &[&str] = &[
     "REDIS_URL",
+    "REDIS_TLS_CA",
+    "REDIS_TLS_CERT",
+    "REDIS_TLS_KEY",
     "DATABASE_URL",
     "DATABASE_SCHEMA",
     "S3_ENDPOINT",
@@ -43,6 +46,24 @@ pub enum SslMode {
     Prefer,
     Require,
     VerifyCa,
+}
+
+/// `REDIS_URL` and the TLS files for a `rediss://` one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    pub url: String,
+    /// `REDIS_TLS_CA`: a PEM file of the CA the server's certificate must chain to, instead
+    /// of the public web roots. The host name is verified against the certificate either way.
+    pub tls_ca: Option<PathBuf>,
+    /// `REDIS_TLS_CERT` and `REDIS_TLS_KEY`, for a server with `tls-auth-clients yes`.
+    pub tls_client: Option<RedisClientCert>,
+}
+
+/// A client certificate (chain) and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `DATABASE_URL` split into what tokio-postgres understands and the libpq TLS options it
@@ -116,7 +137,7 @@ impl Fixture {
 
 #[derive(Clone, PartialEq)]
 pub struct Config {
-    pub redis_url: String,
+    pub redis: RedisConfig,
     pub database: DatabaseConfig,
     pub s3: S3Config,
     /// 32 bytes from `SECRET_KEY` (64 hex characters): signs session cookies.
@@ -131,7 +152,9 @@ pub struct Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_url", &redact_url(&self.redis.url))
+            .field("redis_tls_ca", &self.redis.tls_ca)
+            .field("redis_tls_client", &self.redis.tls_client)
             .field("database_url", &redact_url(&self.database.url))
             .field("sslmode", &self.database.sslmode)
             .field("schema", &self.database.schema)
@@ -243,6 +266,7 @@ impl Config {
                 format!("scheme must be redis:// or rediss://, got {scheme}://"),
             ));
         }
+        let redis = parse_redis_tls(map, redis_url, &scheme)?;
 
         let schema = map.get("DATABASE_SCHEMA").map_or("public", String::as_str);
         let schema_ok = !schema.is_empty()
@@ -344,7 +368,7 @@ impl Config {
         };
 
         Ok(Config {
-            redis_url: redis_url.to_string(),
+            redis,
             database,
             s3,
             secret_key,
@@ -352,6 +376,58 @@ impl Config {
             fixture,
         })
     }
+}
+
+/// `REDIS_TLS_CA`, `REDIS_TLS_CERT`, `REDIS_TLS_KEY`: only with `rediss://`, the last two
+/// together. An empty value counts as unset.
+fn parse_redis_tls(
+    map: &BTreeMap<String, String>,
+    url: &str,
+    scheme: &str,
+) -> Result<RedisConfig, ConfigError> {
+    let path = |key: &str| map.get(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let (ca, cert, key) = (
+        path("REDIS_TLS_CA"),
+        path("REDIS_TLS_CERT"),
+        path("REDIS_TLS_KEY"),
+    );
+    let given = [
+        ("REDIS_TLS_CA", ca.is_some()),
+        ("REDIS_TLS_CERT", cert.is_some()),
+        ("REDIS_TLS_KEY", key.is_some()),
+    ];
+    if scheme != "rediss"
+        && let Some((k, _)) = given.into_iter().find(|(_, set)| *set)
+    {
+        return Err(ConfigError::Invalid {
+            key: k,
+            problem: format!(
+                "only meaningful with TLS, but REDIS_URL is {scheme}://: use rediss:// or unset {k}"
+            ),
+        });
+    }
+    let tls_client = match (cert, key) {
+        (Some(cert), Some(key)) => Some(RedisClientCert { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid {
+                key: "REDIS_TLS_CERT",
+                problem: "given without REDIS_TLS_KEY: the client certificate needs its key".into(),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "REDIS_TLS_KEY",
+                problem: "given without REDIS_TLS_CERT: the client key needs its certificate"
+                    .into(),
+            });
+        }
+    };
+    Ok(RedisConfig {
+        url: url.to_string(),
+        tls_ca: ca,
+        tls_client,
+    })
 }
 
 fn parse_database_url(raw: &str, schema: &str) -> Result<DatabaseConfig, String> {
@@ -449,7 +525,7 @@ mod tests {
     #[test]
     fn every_key_is_read() {
         let c = Config::from_map(&full(), "test.conf").unwrap();
-        assert_eq!(c.redis_url, "redis://redis:6379");
+        assert_eq!(c.redis.url, "redis://redis:6379");
         assert_eq!(c.database.url, "postgresql://app:pw@db:5432/traces");
         assert_eq!(c.database.sslmode, SslMode::Disable);
         assert_eq!(c.database.schema, "public");
@@ -458,6 +534,8 @@ mod tests {
         assert!(!c.s3.use_put);
         assert_eq!(hex::encode(c.secret_key), SECRET);
         assert_eq!(c.fixture, Fixture::None);
+        assert_eq!(c.redis.tls_ca, None);
+        assert_eq!(c.redis.tls_client, None);
     }
 
     #[test]
@@ -560,6 +638,107 @@ mod tests {
         );
     }
 
+    fn with_all(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut m = full();
+        for (k, v) in pairs {
+            m.insert(k.to_string(), v.to_string());
+        }
+        Config::from_map(&m, "test.conf")
+    }
+
+    #[test]
+    fn redis_tls_files_are_read_with_rediss() {
+        let c = with_all(&[
+            ("REDIS_URL", "rediss://redis:6380"),
+            ("REDIS_TLS_CA", "/tls/ca.pem"),
+            ("REDIS_TLS_CERT", "/tls/client.pem"),
+            ("REDIS_TLS_KEY", "/tls/client.key"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis,
+            RedisConfig {
+                url: "rediss://redis:6380".into(),
+                tls_ca: Some("/tls/ca.pem".into()),
+                tls_client: Some(RedisClientCert {
+                    cert: "/tls/client.pem".into(),
+                    key: "/tls/client.key".into(),
+                }),
+            }
+        );
+        // A CA alone: the server is verified, no client certificate is sent.
+        let c = with_all(&[
+            ("REDIS_URL", "rediss://redis:6380"),
+            ("REDIS_TLS_CA", "/tls/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis.tls_ca.as_deref(), Some(Path::new("/tls/ca.pem")));
+        assert_eq!(c.redis.tls_client, None);
+        // Empty values count as unset.
+        let c = with_all(&[
+            ("REDIS_TLS_CA", ""),
+            ("REDIS_TLS_CERT", ""),
+            ("REDIS_TLS_KEY", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.redis.tls_ca, None);
+        assert_eq!(c.redis.tls_client, None);
+    }
+
+    #[test]
+    fn redis_tls_files_without_rediss_are_rejected_naming_the_key() {
+        for key in ["REDIS_TLS_CA", "REDIS_TLS_CERT", "REDIS_TLS_KEY"] {
+            let err = with(key, "/tls/x.pem").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{key} is invalid: only meaningful with TLS, but REDIS_URL is redis://: \
+                     use rediss:// or unset {key}"
+                )
+            );
+        }
+        let err = with_all(&[
+            ("REDIS_TLS_CERT", "/tls/client.pem"),
+            ("REDIS_TLS_KEY", "/tls/client.key"),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "REDIS_TLS_CERT",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redis_client_cert_and_key_go_together() {
+        let err = with_all(&[
+            ("REDIS_URL", "rediss://redis:6380"),
+            ("REDIS_TLS_CA", "/tls/ca.pem"),
+            ("REDIS_TLS_CERT", "/tls/client.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "REDIS_TLS_CERT is invalid: given without REDIS_TLS_KEY: the client certificate \
+             needs its key"
+        );
+        let err = with_all(&[
+            ("REDIS_URL", "rediss://redis:6380"),
+            ("REDIS_TLS_KEY", "/tls/client.key"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "REDIS_TLS_KEY is invalid: given without REDIS_TLS_CERT: the client key needs its \
+             certificate"
+        );
+    }
+
     #[test]
     fn file_is_parsed_and_the_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
@@ -572,7 +751,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.database.schema, "from_file");
-        assert_eq!(c.redis_url, "redis://redis:6379");
+        assert_eq!(c.redis.url, "redis://redis:6379");
 
         // SAFETY: this is the only test touching DATABASE_SCHEMA; nextest runs it in its own process.
         unsafe { std::env::set_var("DATABASE_SCHEMA", "from_env") };

@@ -133,7 +133,7 @@ impl App {
         Ok(App {
             pool: crate::db::connect(&config.database)?,
             storage: Storage::connect(&config.s3)?,
-            queue: Queue::connect(&config.redis_url).await?,
+            queue: Queue::connect(&config.redis).await?,
             key: Key::derive_from(&config.secret_key),
             node: crate::hostname().into(),
             fixture: config.fixture,

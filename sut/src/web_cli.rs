@@ -138,7 +138,7 @@ async fn run(command: Command, config: Config, release: Release) -> anyhow::Resu
             Ok(())
         }
         Command::Maintenance { action } => {
-            let queue = Queue::connect(&config.redis_url).await?;
+            let queue = Queue::connect(&config.redis).await?;
             let on = match action {
                 MaintenanceAction::On => {
                     queue.set_maintenance(true).await?;

@@ -104,7 +104,10 @@ fn judge_one(f: &FaultRecord, agents: usize) -> Result<String, String> {
     if aimed_at_idle {
         return match hit.is_empty() {
             true => Ok("nothing, as aimed: its targets were idle".into()),
-            false => Err(format!("was aimed at idle targets and hit {}", hit.join(", "))),
+            false => Err(format!(
+                "was aimed at idle targets and hit {}",
+                hit.join(", ")
+            )),
         };
     }
     if hit.is_empty() {

@@ -57,7 +57,9 @@ fn upgrade(events: &[Event], to: &str) -> CheckResult {
     let answered: Vec<_> = all.iter().filter(|o| o.version.is_some()).collect();
     let mut by_release: BTreeMap<&str, usize> = BTreeMap::new();
     for o in &answered {
-        *by_release.entry(o.version.as_deref().unwrap_or("")).or_default() += 1;
+        *by_release
+            .entry(o.version.as_deref().unwrap_or(""))
+            .or_default() += 1;
     }
     let first_new = answered
         .iter()
@@ -218,7 +220,10 @@ mod tests {
     #[test]
     fn passes_when_only_the_new_release_answers_after_the_last_step() {
         let r = upgrade(
-            &history(&[(4_000, Some("2"), Outcome::Ok), (4_100, None, Outcome::Fail)]),
+            &history(&[
+                (4_000, Some("2"), Outcome::Ok),
+                (4_100, None, Outcome::Fail),
+            ]),
             "2",
         );
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
@@ -239,11 +244,18 @@ mod tests {
         assert_eq!(broken.verdict, Verdict::Fail, "{}", broken.summary);
 
         let refusing = upgrade(
-            &history(&[(4_000, Some("2"), Outcome::Ok), (4_100, Some("2"), Outcome::Fail)]),
+            &history(&[
+                (4_000, Some("2"), Outcome::Ok),
+                (4_100, Some("2"), Outcome::Fail),
+            ]),
             "2",
         );
         assert_eq!(refusing.verdict, Verdict::Fail, "{}", refusing.summary);
-        assert!(refusing.summary.contains("HTTP 503"), "{}", refusing.summary);
+        assert!(
+            refusing.summary.contains("HTTP 503"),
+            "{}",
+            refusing.summary
+        );
 
         let silent = upgrade(&history(&[]), "2");
         assert_eq!(silent.verdict, Verdict::Unknown, "{}", silent.summary);

@@ -116,25 +116,17 @@ pub(super) async fn connect_db(
     ctx: &Context,
     f: &ProductRead,
 ) -> Result<tokio_postgres::Client, String> {
-    let addr = ctx
-        .node(&f.database_node)
-        .map_err(|e| e.to_string())?
-        .host_addr(f.database_port)
-        .ok_or_else(|| format!("{} publishes no port {}", f.database_node, f.database_port))?;
+    let node = ctx.node(&f.database_node).map_err(|e| e.to_string())?;
     let password = ctx.secret(&f.password_secret).unwrap_or_default();
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(addr.ip().to_string())
-        .port(addr.port())
-        .user(&f.database_user)
-        .password(password)
-        .dbname(&f.database_name)
-        .connect_timeout(Duration::from_secs(5));
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(client)
+    crate::postgres::connect(
+        &node,
+        f.database_port,
+        &f.database_user,
+        &password,
+        &f.database_name,
+        Duration::from_secs(5),
+    )
+    .await
 }
 
 /// Trace ids of the acknowledged uploads.

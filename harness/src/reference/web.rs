@@ -19,7 +19,7 @@ use super::finals::{
 };
 use super::verbs;
 use crate::clock::Stamp;
-use crate::workload::{Context, Size, Workload, user_agent};
+use crate::workload::{Context, Endpoint, Size, Workload};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
 
 /// The headers in which the reference product names the app server and the release that
@@ -116,7 +116,7 @@ pub struct IssuedSession {
 pub struct WebWorkload {
     spec: WorkloadSpec,
     read: ProductRead,
-    base: OnceLock<String>,
+    entry: OnceLock<Endpoint>,
     sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
 }
 
@@ -124,7 +124,7 @@ struct Ctx {
     /// The run, as every workload sees it.
     run: Context,
     spec: WorkloadSpec,
-    base: String,
+    entry: Endpoint,
     ops: AtomicU64,
     sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
 }
@@ -135,7 +135,7 @@ impl WebWorkload {
         WebWorkload {
             spec,
             read,
-            base: OnceLock::new(),
+            entry: OnceLock::new(),
             sessions: Arc::default(),
         }
     }
@@ -150,19 +150,20 @@ impl Workload for WebWorkload {
         Box::pin(async move {
             let spec = &self.spec;
             let entry = ctx.node(&spec.entry).map_err(|e| e.to_string())?;
-            let addr = entry
-                .host_addr(spec.entry_port)
-                .ok_or_else(|| format!("{} publishes no port {}", spec.entry, spec.entry_port))?;
-            let _ = self.base.set(format!("http://{addr}"));
+            let _ = self.entry.set(Endpoint::of(&entry, spec.entry_port)?);
             Ok(())
         })
     }
 
     fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            // Prepared before the run: no entry, no users.
+            let Some(entry) = self.entry.get().cloned() else {
+                return;
+            };
             let ctx = Arc::new(Ctx {
                 run: ctx.clone(),
-                base: self.base.get().cloned().unwrap_or_default(),
+                entry,
                 ops: AtomicU64::new(0),
                 sessions: self.sessions.clone(),
                 spec: self.spec.clone(),
@@ -205,7 +206,7 @@ impl Ctx {
 async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     let invoke = ctx.run.now();
     let r = http
-        .post(format!("{}/login", ctx.base))
+        .post(format!("{}/login", ctx.entry.base))
         .json(&serde_json::json!({ "user": name }))
         .send()
         .await;
@@ -241,7 +242,7 @@ async fn login(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
 /// One user: log in, then upload, read back and check the session, at the configured rate.
 async fn user(ctx: Arc<Ctx>, index: usize) {
     let name = format!("user-{index}");
-    let http = user_agent(ctx.spec.op_timeout);
+    let http = ctx.entry.user_agent(ctx.spec.op_timeout);
     let pause = Duration::from_secs_f64(ctx.spec.users as f64 / ctx.spec.rate.max(0.001));
     let mut logged_in = false;
     let mut mine: Vec<(i64, String)> = Vec::new();
@@ -282,7 +283,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
     let sha = hex::encode(Sha256::digest(&body));
     let invoke = ctx.run.now();
     let r = http
-        .post(format!("{}/traces", ctx.base))
+        .post(format!("{}/traces", ctx.entry.base))
         .body(body)
         .send()
         .await;
@@ -317,7 +318,7 @@ async fn upload(ctx: &Ctx, http: &reqwest::Client, name: &str) -> Option<(i64, S
 
 async fn read(ctx: &Ctx, http: &reqwest::Client, name: &str, id: i64, sha: &str) {
     let invoke = ctx.run.now();
-    let (ex, _) = read_trace(http, &ctx.base, id, sha).await;
+    let (ex, _) = read_trace(http, &ctx.entry.base, id, sha).await;
     ctx.run.record(
         Role::User.named(name),
         verbs::READ,
@@ -369,7 +370,7 @@ pub(crate) async fn read_trace(
 /// Returns whether the session is still valid (if not, the user logs in again).
 async fn session(ctx: &Ctx, http: &reqwest::Client, name: &str) -> bool {
     let invoke = ctx.run.now();
-    let r = http.get(format!("{}/me", ctx.base)).send().await;
+    let r = http.get(format!("{}/me", ctx.entry.base)).send().await;
     let ex = answer(&r);
     let rejected = ex.status == Some(401);
     ctx.run.record(
@@ -394,7 +395,9 @@ type ProbeSession = (String, Option<String>);
 /// beside it and recorded as `liveness`.
 async fn probe(ctx: Arc<Ctx>) {
     // No cookie store: the probe keeps its one session itself, with who issued it.
-    let http = reqwest::Client::builder()
+    let http = ctx
+        .entry
+        .builder()
         .timeout(Duration::from_secs(1))
         .connect_timeout(Duration::from_secs(1))
         .build()
@@ -403,9 +406,9 @@ async fn probe(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / ctx.spec.probe_hz.max(1.0)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut inflight = JoinSet::new();
-    let url = format!("{}{}", ctx.base, ctx.spec.probe_path);
+    let url = format!("{}{}", ctx.entry.base, ctx.spec.probe_path);
     let liveness = (!ctx.spec.liveness_path.is_empty())
-        .then(|| format!("{}{}", ctx.base, ctx.spec.liveness_path));
+        .then(|| format!("{}{}", ctx.entry.base, ctx.spec.liveness_path));
     while !ctx.run.is_stopped() {
         tokio::select! {
             _ = ctx.run.stopped() => break,
@@ -426,7 +429,7 @@ async fn probe(ctx: Arc<Ctx>) {
             let mut r = read(current.map(|s| s.0)).await;
             if r.as_ref().is_ok_and(|r| r.status() == 401) {
                 let login = h
-                    .post(format!("{}/login", c.base))
+                    .post(format!("{}/login", c.entry.base))
                     .json(&serde_json::json!({ "user": "probe" }))
                     .send()
                     .await;
@@ -576,23 +579,23 @@ async fn final_state(
         .map_err(|e| e.to_string())?;
     state.rollup_slots = row.get(0);
     state.current_slot = row.get(1);
-    let entry = ctx
-        .node(&spec.entry)
-        .map_err(|e| e.to_string())?
-        .host_addr(spec.entry_port)
-        .ok_or("the entry point publishes no port")?;
-    let http = reqwest::Client::builder()
+    let entry = Endpoint::of(
+        &ctx.node(&spec.entry).map_err(|e| e.to_string())?,
+        spec.entry_port,
+    )?;
+    let http = entry
+        .builder()
         .cookie_store(true)
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    http.post(format!("http://{entry}/login"))
+    http.post(format!("{}/login", entry.base))
         .json(&serde_json::json!({ "user": "verifier" }))
         .send()
         .await
         .and_then(|r| r.error_for_status())
         .map_err(|e| format!("verifier login: {e}"))?;
-    let base = format!("http://{entry}");
+    let base = entry.base;
     for (id, sha) in state.rows.clone() {
         let invoke = ctx.now();
         let (mut ex, content) = read_trace(&http, &base, id, &sha).await;

@@ -255,6 +255,13 @@ impl Validator<'_> {
         Err(self.error(field, format!("`{name}` needs {needs}"), None))
     }
 
+    /// The port HTTP clients use on `node` for `port` (its TLS port, if it serves TLS).
+    fn http_port(&self, node: &str, port: u16) -> u16 {
+        self.topology()
+            .node(node)
+            .map_or(port, |n| n.http_port(port))
+    }
+
     /// Each of `nodes` publishes `port`: the harness reaches nodes only through published
     /// ports.
     fn publishes(&self, field: &str, nodes: &[String], port: u16) -> Checked {
@@ -389,7 +396,11 @@ impl Validator<'_> {
             self.path("workload.liveness_path", &w.liveness_path)?;
         }
         let entry = self.node("workload.entry", &w.entry)?;
-        self.publishes("workload.entry_port", &entry, w.entry_port)?;
+        self.publishes(
+            "workload.entry_port",
+            &entry,
+            self.http_port(&w.entry, w.entry_port),
+        )?;
         self.count("workload.max_ops", w.max_ops, 1..=u64::MAX)?;
         self.duration("workload.op_timeout", w.op_timeout, false)
     }
@@ -456,7 +467,7 @@ impl Validator<'_> {
     fn http(&self, h: &HttpSpec) -> Checked {
         self.workload_name("http.name", &h.name)?;
         let entry = self.node("http.entry", &h.entry)?;
-        self.publishes("http.port", &entry, h.port)?;
+        self.publishes("http.port", &entry, self.http_port(&h.entry, h.port))?;
         self.count("http.users", h.users as u64, 1..=MAX_CLIENTS)?;
         self.per_second("http.rate", h.rate, MAX_RATE)?;
         self.per_second("http.probe_hz", h.probe_hz, MAX_HZ)?;

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::template::{Template, Var};
 use crate::clock::Stamp;
-use crate::workload::{Context, Size, Workload, store_read, user_agent};
+use crate::workload::{Context, Endpoint, Size, Workload, store_read};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
 
 /// The kind of a user's sign-in.
@@ -600,7 +600,7 @@ pub struct HttpWorkload {
     compiled: Compiled,
     /// What is wrong with a spec that skipped validation: `prepare` ends the run with it.
     problem: Option<String>,
-    base: OnceLock<String>,
+    entry: OnceLock<Endpoint>,
     written: Mutex<Vec<Written>>,
     ops: AtomicU64,
 }
@@ -630,14 +630,25 @@ impl HttpWorkload {
             spec,
             compiled,
             problem,
-            base: OnceLock::new(),
+            entry: OnceLock::new(),
             written: Mutex::new(Vec::new()),
             ops: AtomicU64::new(0),
         }
     }
 
     fn base(&self) -> &str {
-        self.base.get().map(String::as_str).unwrap_or_default()
+        self.entry
+            .get()
+            .map(|e| e.base.as_str())
+            .unwrap_or_default()
+    }
+
+    /// A user's client for the entry point (prepared before any runs).
+    fn user_agent(&self, timeout: std::time::Duration) -> reqwest::Client {
+        match self.entry.get() {
+            Some(entry) => entry.user_agent(timeout),
+            None => reqwest::Client::new(),
+        }
     }
 
     /// An answer as the scenario's statuses say: `ack` (or any 2xx) acknowledges, the
@@ -762,7 +773,7 @@ impl HttpWorkload {
     /// One user: signs in, then writes at its share of the rate until stopped.
     async fn user(self: Arc<Self>, ctx: Context, index: usize) {
         let name = format!("u{index}");
-        let http = user_agent(self.spec.op_timeout);
+        let http = self.user_agent(self.spec.op_timeout);
         let mut state = UserState::default();
         let per_user = self.spec.rate / self.spec.users.max(1) as f64;
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_user.max(0.01)));
@@ -920,7 +931,7 @@ impl HttpWorkload {
     /// GETs the probe path at `probe_hz`, each probe in its own task so a held one does not
     /// delay the next.
     async fn probe(self: Arc<Self>, ctx: Context) {
-        let http = user_agent(self.spec.probe_timeout);
+        let http = self.user_agent(self.spec.probe_timeout);
         let mut state = UserState::default();
         while self.compiled.login.is_some()
             && !ctx.is_stopped()
@@ -1097,10 +1108,7 @@ impl Workload for HttpWorkload {
                 return Err(problem.clone());
             }
             let entry = ctx.node(&self.spec.entry).map_err(|e| e.to_string())?;
-            let addr = entry.host_addr(self.spec.port).ok_or_else(|| {
-                format!("{} publishes no port {}", self.spec.entry, self.spec.port)
-            })?;
-            let _ = self.base.set(format!("http://{addr}"));
+            let _ = self.entry.set(Endpoint::of(&entry, self.spec.port)?);
             Ok(())
         })
     }
@@ -1124,7 +1132,7 @@ impl Workload for HttpWorkload {
     /// that is there anyway is caught), as a `StoreRead` keyed by write.
     fn final_read(self: Arc<Self>, ctx: Context) -> BoxFuture<'static, Read> {
         Box::pin(async move {
-            let http = user_agent(self.spec.op_timeout);
+            let http = self.user_agent(self.spec.op_timeout);
             let mut state = UserState::default();
             if !self
                 .login(&ctx, &http, "verifier", Role::Verifier, &mut state)

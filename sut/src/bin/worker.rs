@@ -53,7 +53,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let w = Worker {
         pool: db::connect(&config.database)?,
         storage: Storage::connect(&config.s3)?,
-        queue: Queue::connect(&config.redis_url).await?,
+        queue: Queue::connect(&config.redis).await?,
         name: hostname(),
         ms_per_mib: config.analysis_ms_per_mib,
         fixture: config.fixture,

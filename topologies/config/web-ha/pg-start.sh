@@ -4,9 +4,20 @@
 # The initial files are not fsynced (--no-sync, fsync off in single-user mode): saves seconds
 # per run, and a container's files outlive its kill (the host does not crash). The server
 # itself runs with fsync and synchronous_commit on.
+#
+# With PG_TLS (a directory holding db.crt, db.key and ca.crt), other hosts may connect only
+# over TLS, with a client certificate of that CA as well as their password
+# (clientcert=verify-ca). The key is copied where PostgreSQL accepts it (owned by postgres,
+# mode 0600): mounts are read-only copies.
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 PGDATA=/var/lib/postgresql/data
+if [ -n "${PG_TLS:-}" ]; then
+    TLS=/var/lib/postgresql/tls
+    mkdir -p "$TLS"
+    cp "$PG_TLS/db.crt" "$PG_TLS/db.key" "$PG_TLS/ca.crt" "$TLS/"
+    chmod 600 "$TLS/db.key"
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     "$BIN/initdb" --no-sync -D "$PGDATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     cat >> "$PGDATA/postgresql.conf" <<CONF
@@ -18,7 +29,19 @@ fsync = on
 synchronous_commit = on
 max_connections = 200
 CONF
-    echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    if [ -n "${PG_TLS:-}" ]; then
+        cat >> "$PGDATA/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = '$TLS/db.crt'
+ssl_key_file = '$TLS/db.key'
+ssl_ca_file = '$TLS/ca.crt'
+CONF
+        # The node's own health check over 127.0.0.1 as without TLS.
+        echo "host all all 127.0.0.1/32 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+        echo "hostssl all all 0.0.0.0/0 scram-sha-256 clientcert=verify-ca" >> "$PGDATA/pg_hba.conf"
+    else
+        echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    fi
     "$BIN/postgres" --single -c fsync=off -D "$PGDATA" postgres >/dev/null <<SQL
 CREATE ROLE app LOGIN PASSWORD '$APP_DB_PASSWORD';
 CREATE DATABASE ${APP_DB_NAME:-traces} OWNER app;

@@ -852,3 +852,42 @@ pub async fn list_built(docker: &Docker) -> Result<Vec<ReadyImage>, DockerError>
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Release N leaves the next build out; release N+1 installs it under the plain name, in
+    /// place of release N's, and keeps the binaries that have no next build.
+    #[test]
+    fn each_release_installs_its_own_build_of_each_binary() {
+        let built: Vec<PathBuf> = [
+            "target/debug/web",
+            "target/debug/web-next",
+            "target/debug/worker",
+        ]
+        .map(PathBuf::from)
+        .to_vec();
+        let installed = |next| -> Vec<(String, String)> {
+            release_binaries(built.clone(), next)
+                .into_iter()
+                .map(|(name, bin)| (name, bin.display().to_string()))
+                .collect()
+        };
+        let pair = |n: &str, p: &str| (n.to_string(), p.to_string());
+        assert_eq!(
+            installed(false),
+            [
+                pair("web", "target/debug/web"),
+                pair("worker", "target/debug/worker")
+            ]
+        );
+        assert_eq!(
+            installed(true),
+            [
+                pair("web", "target/debug/web-next"),
+                pair("worker", "target/debug/worker")
+            ]
+        );
+    }
+}

@@ -34,22 +34,31 @@ pub async fn connect(
         .password(password)
         .dbname(database)
         .connect_timeout(timeout);
-    let tls = node.spec().tls.as_ref().filter(|t| t.port == port);
-    let connected = match tls {
-        None => tokio::time::timeout(timeout, cfg.connect(tokio_postgres::NoTls))
-            .await
-            .map(|r| r.map(|(client, conn)| (client, tokio::spawn(conn)))),
+    match node.spec().tls.as_ref().filter(|t| t.port == port) {
+        None => open(&cfg, tokio_postgres::NoTls, timeout).await,
         Some(tls) => {
             cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
             let connector = verify_ca(tls).map_err(|e| format!("TLS setup: {e}"))?;
-            tokio::time::timeout(timeout, cfg.connect(connector))
-                .await
-                .map(|r| r.map(|(client, conn)| (client, tokio::spawn(conn))))
+            open(&cfg, connector, timeout).await
         }
-    };
-    let (client, _conn) = connected
+    }
+}
+
+/// Connects through `tls` within `timeout`; the connection is driven by its own task.
+async fn open<T>(
+    cfg: &tokio_postgres::Config,
+    tls: T,
+    timeout: Duration,
+) -> Result<tokio_postgres::Client, String>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = tokio::time::timeout(timeout, cfg.connect(tls))
+        .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
+    tokio::spawn(conn);
     Ok(client)
 }
 

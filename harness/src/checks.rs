@@ -18,6 +18,7 @@ pub mod exercise;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod reconnection;
+pub mod restore;
 pub mod upgrade;
 pub mod writes;
 

@@ -546,6 +546,7 @@ impl Shared {
                 node,
                 command,
                 expect,
+                ..
             } => {
                 let mut notes = Vec::new();
                 for n in self.handles(std::slice::from_ref(node))? {
@@ -593,22 +594,9 @@ impl Shared {
                     .ok_or_else(|| FaultError::NoImage {
                         image: image.clone(),
                     })?;
-                let t = timeout.as_secs_f64().ceil() as i32;
-                each(self.handles(targets)?, |n| {
-                    let tag = tag.clone();
-                    async move {
-                        let done = upgrade::reinstall(&n, &tag, t).await?;
-                        // A new container: nothing a fault changed in the old one is left.
-                        self.altered
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(n.name());
-                        self.stop_drift(n.name());
-                        Ok(done)
-                    }
-                })
-                .await
+                self.reinstall(targets, Some(tag), *timeout).await
             }
+            Fault::Replace { targets, timeout } => self.reinstall(targets, None, *timeout).await,
             Fault::Delay {
                 targets,
                 port,
@@ -777,6 +765,27 @@ impl Shared {
                 altered.remove(node);
             }
         }
+    }
+
+    /// Replaces each target's container (`upgrade`, `replace`): a new container, so nothing a
+    /// fault changed in the old one is left.
+    async fn reinstall(
+        self: &Arc<Self>,
+        targets: &[String],
+        image: Option<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<String>, FaultError> {
+        let t = timeout.as_secs_f64().ceil() as i32;
+        each(self.handles(targets)?, |n| {
+            let image = image.clone();
+            async move {
+                let done = upgrade::reinstall(&n, image.as_deref(), t).await?;
+                self.forget(n.name());
+                self.stop_drift(n.name());
+                Ok(done)
+            }
+        })
+        .await
     }
 
     fn stop_drift(&self, node: &str) {

@@ -92,6 +92,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "libfaketime",
     // venv and its bundled pip: an image recipe's PyPI packages install into /opt/venv.
     "python3-venv",
+    // rclone: the object store's backup and restore, as operators of any S3-compatible store
+    // do it (`rclone sync`).
+    "rclone",
 ];
 const SUITE: &str = "bookworm";
 const WEED_VERSION: &str = "4.48";

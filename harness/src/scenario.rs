@@ -1098,6 +1098,9 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
         plan.push(Box::new(checks::Drain(reference::TRAFFIC)));
         plan.push(Box::new(reference::checks::Sessions));
         plan.push(Box::new(reference::checks::Historian));
+        if reference::license::drills(spec.steps.iter().filter_map(|s| s.fault.as_ref())) {
+            plan.push(Box::new(reference::license::License));
+        }
     }
     if let Some(http) = &spec.http {
         plan.push(Box::new(checks::writes::WriteContinuity {
@@ -1152,6 +1155,10 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     }
     plan.extend(availability.map(|a| Box::new(a) as Box<dyn Check>));
     plan.push(Box::new(checks::exercise::Exercise));
+    let marked = |s: &Step| matches!(s.fault, Some(Fault::Exec { marks: Some(_), .. }));
+    if spec.steps.iter().any(marked) {
+        plan.push(Box::new(checks::restore::Restore));
+    }
     if let Some(upgrade) = &spec.upgrade {
         plan.push(Box::new(checks::upgrade::Upgrade {
             to: upgrade.to.clone(),

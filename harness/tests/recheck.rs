@@ -41,7 +41,7 @@ fn every_saved_run_is_judged_again_to_the_same_verdicts() {
         .iter()
         .map(|r| r.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for kind in ["web", "database", "cluster"] {
+    for kind in ["web", "database", "cluster", "restore"] {
         assert!(
             kinds.iter().any(|k| k == kind),
             "no {kind} run among {kinds:?}"

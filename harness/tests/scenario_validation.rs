@@ -383,7 +383,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "8:12",
         &[
             "variants: no topology `web-ha-nginks`",
-            "web-ha, web-ha-liveness, web-ha-nginx",
+            "web-ha-liveness, web-ha-nginx, web-ha-nginx-tuned",
         ],
     ),
 ];

@@ -125,6 +125,11 @@ pub enum Fault {
         /// What its exit status must be for the step to succeed.
         #[serde(default, skip_serializing_if = "Expect::is_success")]
         expect: Expect,
+        /// The command takes the backup a later one restores (its start is the recovery
+        /// point), or restores it (its end is when the install is back): what the `restore`
+        /// check and continuity judge by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        marks: Option<Mark>,
     },
     /// Replaces each target's container with one of `image` (a topology image name), as
     /// installing a new release on a VM does: the same name, networks, config, environment
@@ -136,6 +141,24 @@ pub enum Fault {
         #[serde(with = "humantime_serde", default = "default_stop_timeout")]
         timeout: Duration,
     },
+    /// Replaces each target's container with a fresh one of its own image, as a lost VM is
+    /// reinstalled: the same name, networks, config, environment and ports, nothing of what
+    /// the old one held on disk. The old one gets SIGTERM and `timeout` to stop.
+    Replace {
+        targets: Vec<String>,
+        #[serde(with = "humantime_serde", default = "default_stop_timeout")]
+        timeout: Duration,
+    },
+}
+
+/// What an operator command stands for in a backup and restore drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mark {
+    /// It takes the backup: what was acknowledged before it started must survive a restore.
+    Backup,
+    /// It restores the last backup: the install is back when it ends.
+    Restore,
 }
 
 /// What an operator command's exit status must be.
@@ -597,7 +620,8 @@ impl Fault {
             | Fault::FillDisk { targets, .. }
             | Fault::LimitMemory { targets, .. }
             | Fault::RotateSecret { targets, .. }
-            | Fault::Upgrade { targets, .. } => vec![("targets", targets)],
+            | Fault::Upgrade { targets, .. }
+            | Fault::Replace { targets, .. } => vec![("targets", targets)],
             Fault::Exec { node, .. } => vec![("node", std::slice::from_ref(node))],
             Fault::Partition { a, b, .. } => vec![("a", a), ("b", b)],
             Fault::Split { nodes, .. } => vec![("nodes", nodes)],
@@ -635,6 +659,7 @@ impl Fault {
             Fault::RotateSecret { .. } => "rotate-secret",
             Fault::Exec { .. } => "exec",
             Fault::Upgrade { .. } => "upgrade",
+            Fault::Replace { .. } => "replace",
         }
     }
 }

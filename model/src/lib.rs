@@ -8,6 +8,7 @@ pub mod finals;
 pub mod hits;
 pub mod op;
 pub mod percentile;
+pub mod restore;
 pub mod results;
 pub mod roles;
 pub mod stamp;
@@ -15,8 +16,8 @@ pub mod steady;
 pub mod verdict;
 
 pub use fault::{
-    Bandwidth, ByteSize, ClockOffset, Direction, Effect, Expect, Fault, ProcessSignal, Selector,
-    Shape,
+    Bandwidth, ByteSize, ClockOffset, Direction, Effect, Expect, Fault, Mark, ProcessSignal,
+    Selector, Shape,
 };
 pub use finals::{ClusterFinal, MemberFinal, MemberStatus, SQL_READ, SqlFinal, StoreRead};
 pub use hits::{Hit, SERVING_WINDOW, agents_on, hits};
@@ -25,6 +26,7 @@ pub use op::{
     UNAUTHORIZED, abort, faults, ops,
 };
 pub use percentile::percentile;
+pub use restore::Restore;
 pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;

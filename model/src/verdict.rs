@@ -174,4 +174,19 @@ pub struct Budgets {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_drain: Option<Duration>,
+    /// How old the restored backup may be when the data is destroyed: the recovery point
+    /// objective of a backup and restore drill.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_rpo: Option<Duration>,
+    /// From the disaster to the end of the restore: the drill's restore time.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_restore: Option<Duration>,
 }

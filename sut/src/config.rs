@@ -23,6 +23,8 @@ pub const KEYS: &[&str] = &[
     "STORAGE_USE_PUT",
     "SECRET_KEY",
     "ANALYSIS_MS_PER_MIB",
+    "LICENSE_PATH",
+    "APP_SERVERS",
     "HADRILL_FIXTURE",
 ];
 
@@ -110,6 +112,9 @@ pub enum Fixture {
     /// recorded. The schema is half-migrated yet says version 1, the command still reports
     /// it rolled back, and a later migrate fails (the column it adds already exists).
     HalfMigrates,
+    /// An app server keeps a licence another one synchronised to it in memory only, not on
+    /// its disk: it holds it until it restarts, then holds none.
+    LicenseInMemory,
 }
 
 impl Fixture {
@@ -120,6 +125,7 @@ impl Fixture {
         Fixture::AckBeforeCommit,
         Fixture::MigrationFailsHalfway,
         Fixture::HalfMigrates,
+        Fixture::LicenseInMemory,
     ];
 
     /// The fixture's `HADRILL_FIXTURE` value.
@@ -131,6 +137,7 @@ impl Fixture {
             Fixture::AckBeforeCommit => "ack-before-commit",
             Fixture::MigrationFailsHalfway => "migration-fails-halfway",
             Fixture::HalfMigrates => "half-migrates",
+            Fixture::LicenseInMemory => "license-in-memory",
         }
     }
 }
@@ -145,6 +152,11 @@ pub struct Config {
     /// How long the worker's analysis takes per MiB of trace, as real analysis would (0: as
     /// fast as the digest). Drills set it so a job is still in flight when a worker dies.
     pub analysis_ms_per_mib: u64,
+    /// `LICENSE_PATH`: where this VM keeps its licence file.
+    pub license_path: PathBuf,
+    /// `APP_SERVERS`: every app server as `host:port`, comma-separated; a licence is
+    /// synchronised to each of them but this one.
+    pub app_servers: Vec<String>,
     pub fixture: Fixture,
 }
 
@@ -162,6 +174,8 @@ impl fmt::Debug for Config {
             .field("s3_bucket", &self.s3.bucket)
             .field("secret_key", &"<redacted>")
             .field("analysis_ms_per_mib", &self.analysis_ms_per_mib)
+            .field("license_path", &self.license_path)
+            .field("app_servers", &self.app_servers)
             .field("fixture", &self.fixture)
             .finish()
     }
@@ -367,15 +381,43 @@ impl Config {
             })?,
         };
 
+        let license_path = PathBuf::from(
+            map.get("LICENSE_PATH")
+                .filter(|v| !v.is_empty())
+                .map_or(crate::license::DEFAULT_PATH, String::as_str),
+        );
+        let app_servers = match map.get("APP_SERVERS") {
+            None => Vec::new(),
+            Some(raw) => parse_app_servers(raw).map_err(|p| invalid("APP_SERVERS", p))?,
+        };
+
         Ok(Config {
             redis,
             database,
             s3,
             secret_key,
             analysis_ms_per_mib,
+            license_path,
+            app_servers,
             fixture,
         })
     }
+}
+
+/// `host:port` entries separated by commas (blank: none).
+fn parse_app_servers(raw: &str) -> Result<Vec<String>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(s.to_string())
+            }
+            _ => Err(format!(
+                "`{s}` is not host:port (list every app server, e.g. app1:8080,app2:8080)"
+            )),
+        })
+        .collect()
 }
 
 /// `REDIS_TLS_CA`, `REDIS_TLS_CERT`, `REDIS_TLS_KEY`: only with `rediss://`, the last two
@@ -536,6 +578,32 @@ mod tests {
         assert_eq!(c.fixture, Fixture::None);
         assert_eq!(c.redis.tls_ca, None);
         assert_eq!(c.redis.tls_client, None);
+        assert_eq!(c.license_path, Path::new("/var/lib/product/license"));
+        assert!(c.app_servers.is_empty());
+    }
+
+    #[test]
+    fn app_servers_and_the_license_path_are_read() {
+        let c = with_all(&[
+            ("APP_SERVERS", " app1:8080, app2:8080 ,"),
+            ("LICENSE_PATH", "/srv/licence"),
+        ])
+        .unwrap();
+        assert_eq!(c.app_servers, ["app1:8080", "app2:8080"]);
+        assert_eq!(c.license_path, Path::new("/srv/licence"));
+        for bad in ["app1", "app1:http", ":8080", "app1:8080,app2"] {
+            let err = with("APP_SERVERS", bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        key: "APP_SERVERS",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
@@ -594,6 +662,7 @@ mod tests {
             ("ack-before-commit", Fixture::AckBeforeCommit),
             ("migration-fails-halfway", Fixture::MigrationFailsHalfway),
             ("half-migrates", Fixture::HalfMigrates),
+            ("license-in-memory", Fixture::LicenseInMemory),
         ] {
             assert_eq!(with("HADRILL_FIXTURE", name).unwrap().fixture, fixture);
         }
@@ -604,7 +673,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "HADRILL_FIXTURE is invalid: unknown fixture `half-migrated` (known: \
-             ack-before-store, local-clock, ack-before-commit, migration-fails-halfway, half-migrates)"
+             ack-before-store, local-clock, ack-before-commit, migration-fails-halfway, half-migrates, \
+             license-in-memory)"
         );
     }
 

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod license;
 pub mod queue;
 pub mod release;
 pub mod schedule;

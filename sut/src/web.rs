@@ -1,4 +1,5 @@
-//! The web process: sessions, trace uploads and reads, health and readiness.
+//! The web process: sessions, trace uploads and reads, health and readiness, and the licence
+//! this VM holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use axum_extra::extract::SignedCookieJar;
 use axum_extra::extract::cookie::{Cookie, Key, SameSite};
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Fixture};
+use crate::license;
 use crate::queue::Queue;
 use crate::release::Release;
 use crate::storage::Storage;
@@ -43,6 +45,8 @@ pub struct App {
     pub fixture: Fixture,
     pub release: Release,
     pub schema: Arc<SchemaGate>,
+    /// This VM's licence, and the key its synchronisation is authenticated with.
+    pub license: Arc<license::Store>,
     /// Set on SIGTERM: `/readyz` fails so the load balancer stops sending before we stop.
     pub draining: Arc<AtomicBool>,
 }
@@ -139,6 +143,7 @@ impl App {
             fixture: config.fixture,
             release,
             schema: Arc::new(SchemaGate::new(release, &config.database.schema)),
+            license: Arc::new(license::Store::new(config)),
             draining: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -183,6 +188,8 @@ impl App {
             .route("/traces/{id}/content", get(content))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
+            .route("/license", get(license_held))
+            .route("/internal/license", put(license_synchronised))
             .with_state(self)
             // Which app server answered, running which release: the harness and the guides'
             // checks need to know, an upgrade drill the more so.
@@ -516,6 +523,41 @@ async fn content(State(app): State<App>, jar: SignedCookieJar, Path(id): Path<i6
             format!("trace {id}: its object {key} is missing from the store"),
         ),
         Err(e) => unavailable(e),
+    }
+}
+
+/// The licence this VM holds (200), or why it holds none and what to do (404).
+async fn license_held(State(app): State<App>) -> Response {
+    match app.license.held() {
+        Ok(l) => Json(l).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+/// A licence another app server synchronises to this one (`web license synchronize`),
+/// authenticated with this install's `SECRET_KEY`; kept only if valid.
+async fn license_synchronised(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    text: String,
+) -> Response {
+    let tag = headers
+        .get(license::SYNC_AUTH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !app.license.sync_tag_matches(&text, tag) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "licence synchronisation refused: not authenticated with this install's SECRET_KEY",
+        );
+    }
+    match app.license.accept_synchronised(&text) {
+        Ok(l) => {
+            tracing::info!("synchronised {}", l.describe());
+            Json(l).into_response()
+        }
+        Err(e @ license::StoreError::Refused(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `web`'s command line: the app server (`web serve`), the install steps
-//! (`web database init|migrate`) and the upgrade procedure's switch (`web maintenance`). Both
-//! releases' binaries (`web`, `web-next`) are this, each with its own `Release`.
+//! (`web database init|migrate`), the upgrade procedure's switch (`web maintenance`) and the
+//! licence (`web license`). Both releases' binaries (`web`, `web-next`) are this, each with its
+//! own `Release`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::license::{self, Store};
 use crate::queue::Queue;
 use crate::release::Release;
 use crate::web::App;
@@ -46,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         action: MaintenanceAction,
     },
+    /// The licence: uploaded to one VM, installed there and synchronised from there.
+    License {
+        #[command(subcommand)]
+        action: LicenseAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,6 +72,22 @@ enum MaintenanceAction {
     /// Print `maintenance on` or `maintenance off`.
     Status,
 }
+
+#[derive(Subcommand)]
+enum LicenseAction {
+    /// Check a licence file and keep it on this VM (at LICENSE_PATH).
+    Install {
+        /// The licence file as the vendor issued it.
+        file: PathBuf,
+    },
+    /// Send this VM's licence to every other app server of APP_SERVERS.
+    Synchronize,
+    /// Print this VM's licence; exit 1 if it holds no valid one.
+    Status,
+}
+
+/// How long a peer may take to accept a synchronised licence.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `web` binary of `release`.
 pub fn main(release: Release) {
@@ -153,5 +176,80 @@ async fn run(command: Command, config: Config, release: Release) -> anyhow::Resu
             println!("maintenance {}", if on { "on" } else { "off" });
             Ok(())
         }
+        Command::License { action } => {
+            let store = Store::new(&config);
+            match action {
+                LicenseAction::Install { file } => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        anyhow::anyhow!("cannot read the licence file {}: {e}", file.display())
+                    })?;
+                    let l = store.install(&text)?;
+                    println!("installed {} at {}", l.describe(), store.path().display());
+                }
+                LicenseAction::Synchronize => synchronize(&store, &config.app_servers).await?,
+                LicenseAction::Status => {
+                    let l = store.held()?;
+                    println!("{} at {}", l.describe(), store.path().display());
+                }
+            }
+            Ok(())
+        }
     }
+}
+
+/// Sends this VM's licence to every app server but this one; fails naming each peer that
+/// did not take it.
+async fn synchronize(store: &Store, app_servers: &[String]) -> anyhow::Result<()> {
+    let l = store.held()?;
+    if app_servers.is_empty() {
+        anyhow::bail!(
+            "APP_SERVERS is not set: list every app server as host:port (e.g. app1:8080,app2:8080)"
+        );
+    }
+    let me = crate::hostname();
+    let peers = license::peers(app_servers, &me);
+    if peers.is_empty() {
+        println!("no app server in APP_SERVERS but this one ({me}): nothing to synchronise");
+        return Ok(());
+    }
+    let http = reqwest::Client::builder().timeout(SYNC_TIMEOUT).build()?;
+    let tag = store.sync_tag(&l.text);
+    let sent = peers.iter().map(|peer| {
+        let request = http
+            .put(format!("http://{peer}/internal/license"))
+            .header(license::SYNC_AUTH_HEADER, &tag)
+            .body(l.text.clone());
+        async move {
+            let answer = match request.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => {
+                    let status = r.status();
+                    Err(format!(
+                        "HTTP {status}: {}",
+                        r.text().await.unwrap_or_default()
+                    ))
+                }
+                // `{:#}`: reqwest says why (refused, timed out) only in the error's chain.
+                Err(e) => Err(format!("{:#}", anyhow::Error::from(e))),
+            };
+            (*peer, answer)
+        }
+    });
+    let mut failed = Vec::new();
+    for (peer, answer) in futures_util::future::join_all(sent).await {
+        match answer {
+            Ok(()) => println!("synchronised licence {} to {peer}", l.id),
+            Err(e) => failed.push(format!("{peer} ({})", e.trim())),
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "licence {} not synchronised to {} of {} app servers: {}",
+            l.id,
+            failed.len(),
+            peers.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(())
 }

@@ -39,7 +39,8 @@ pub fn continuity(
         );
     };
     let held: BTreeMap<String, Option<String>> = keys.iter().map(|k| (k.clone(), None)).collect();
-    let audit = Audit::new(&all, &OpKind::INSERT, &held);
+    let restore = hadrill_model::Restore::of(events);
+    let audit = Audit::new(&all, &OpKind::INSERT, &held, restore.as_ref());
     let read_back_misses = all
         .iter()
         .filter(|o| o.kind == OpKind::READ_BACK && o.outcome == Outcome::Fail)

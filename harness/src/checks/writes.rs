@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::{judged, secs};
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, StoreRead, Verdict,
-    ops,
+    Budgets, Check, CheckResult, Event, Evidence, OpKind, OpRecord, Outcome, Restore, StoreRead,
+    Verdict, ops,
 };
 
 /// Writes of one kind set against what the store holds afterwards.
@@ -21,6 +21,11 @@ pub(crate) struct Audit<'a> {
     pub failed: BTreeMap<&'a str, &'a OpRecord>,
     /// Acknowledged and not held, or held with another value than the one written.
     pub lost: Vec<&'a OpRecord>,
+    /// As `lost`, but acknowledged after a backup that a restore then brought back: gone by
+    /// design, within the recovery point (`Restore::at_risk`), not a defect.
+    pub within_rpo: Vec<&'a OpRecord>,
+    /// Whether the run restored a backup (`within_rpo` is reported only then).
+    pub restored: bool,
     pub unknown_took_effect: usize,
     /// Refused for certain, and held anyway.
     pub failed_present: Vec<&'a str>,
@@ -29,11 +34,13 @@ pub(crate) struct Audit<'a> {
 }
 
 impl<'a> Audit<'a> {
-    /// `held`: key → value held (`None`: the store says only that the key is there).
+    /// `held`: key → value held (`None`: the store says only that the key is there);
+    /// `restore`: the run's backup and restore, if it restored one.
     pub fn new(
         writes: &'a [OpRecord],
         kind: &OpKind,
         held: &'a BTreeMap<String, Option<String>>,
+        restore: Option<&Restore>,
     ) -> Audit<'a> {
         let with = |outcome| -> BTreeMap<&'a str, &'a OpRecord> {
             writes
@@ -47,7 +54,7 @@ impl<'a> Audit<'a> {
             with(Outcome::Unknown),
             with(Outcome::Fail),
         );
-        let lost = acked
+        let (within_rpo, lost) = acked
             .iter()
             .filter(|(k, o)| match (held.get(**k), &o.value) {
                 (None, _) => true,
@@ -55,7 +62,7 @@ impl<'a> Audit<'a> {
                 (Some(_), _) => false,
             })
             .map(|(_, o)| *o)
-            .collect();
+            .partition(|o| restore.is_some_and(|r| r.at_risk(o)));
         let unknown_took_effect = unknown.keys().filter(|k| held.contains_key(**k)).count();
         let failed_present = failed
             .keys()
@@ -74,6 +81,8 @@ impl<'a> Audit<'a> {
             unknown,
             failed,
             lost,
+            within_rpo,
+            restored: restore.is_some(),
             unknown_took_effect,
             failed_present,
             unexplained,
@@ -87,9 +96,9 @@ impl<'a> Audit<'a> {
             self.lost.iter().map(|o| o.complete).min().map(secs),
             self.lost.iter().map(|o| o.complete).max().map(secs),
         );
-        json!({
+        let mut figures = json!({
             "acknowledged": self.acked.len(),
-            "verified": self.acked.len() - self.lost.len(),
+            "verified": self.acked.len() - self.lost.len() - self.within_rpo.len(),
             "lost": self.lost.len(),
             "lost_acknowledged_between_s": [lost_span.0, lost_span.1],
             "lost_keys": self.lost.iter().take(50).filter_map(|o| o.key.clone()).collect::<Vec<_>>(),
@@ -97,7 +106,11 @@ impl<'a> Audit<'a> {
             "unknown_that_took_effect": self.unknown_took_effect,
             "unexplained_keys": self.unexplained.iter().take(50).collect::<Vec<_>>(),
             "budget_lost": budgets.max_lost_writes,
-        })
+        });
+        if self.restored {
+            figures["lost_within_rpo"] = json!(self.within_rpo.len());
+        }
+        figures
     }
 
     /// What makes the check fail; `writes` names them (`commits`, `writes`).
@@ -167,6 +180,7 @@ pub fn continuity(
     budgets: &Budgets,
 ) -> CheckResult {
     let writes = ops(events);
+    let restore = Restore::of(events);
     let read = match read {
         Ok(r) => r,
         Err(why) => return CheckResult::unknown("continuity", why.clone()),
@@ -194,7 +208,7 @@ pub fn continuity(
         .filter(|k| !read.unreadable.contains_key(*k) && !explained(k))
         .collect();
     for kind in kinds {
-        let mut audit = Audit::new(&writes, kind, &held);
+        let mut audit = Audit::new(&writes, kind, &held, restore.as_ref());
         // Judged against every kind at once, below.
         audit.unexplained.clear();
         let unreadable: Vec<(&str, &str)> = audit
@@ -202,12 +216,15 @@ pub fn continuity(
             .keys()
             .filter_map(|k| read.unreadable.get(*k).map(|why| (*k, why.as_str())))
             .collect();
-        audit.lost.retain(|o| {
+        let readable = |o: &&OpRecord| {
             !o.key
                 .as_deref()
                 .is_some_and(|k| read.unreadable.contains_key(k))
-        });
-        let verified = audit.acked.len() - audit.lost.len() - unreadable.len();
+        };
+        audit.lost.retain(readable);
+        audit.within_rpo.retain(readable);
+        let verified =
+            audit.acked.len() - audit.lost.len() - audit.within_rpo.len() - unreadable.len();
         for (total, n) in totals.iter_mut().zip([
             audit.acked.len(),
             verified,

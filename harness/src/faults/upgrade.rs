@@ -1,5 +1,6 @@
-//! A node reinstalled from another image, as an upgrade installs a new release on a VM: the
-//! container is replaced by one of the new image with everything else as it was (name,
+//! A node reinstalled, from another image as an upgrade installs a new release on a VM, or from
+//! its own as a lost VM is replaced: the container is replaced by a new one with everything
+//! but its filesystem as it was (name,
 //! hostname, labels, networks and the alias other nodes reach it by, config mounts,
 //! environment, capabilities, published ports). The engine cannot change a container's image,
 //! so the old one is stopped, removed and created anew.
@@ -17,12 +18,16 @@ use super::FaultError;
 use crate::docker::DockerError;
 use crate::node::Node;
 
-/// Replaces `n`'s container by one of `image` (an engine tag), stopping the old one with
-/// SIGTERM and `timeout_s` to exit. Returns what it did, for the fault's notes.
-pub(super) async fn reinstall(n: &Node, image: &str, timeout_s: i32) -> Result<String, FaultError> {
+/// Replaces `n`'s container by one of `image` (an engine tag; `None`: its own image), stopping
+/// the old one with SIGTERM and `timeout_s` to exit. Returns what it did, for the fault's notes.
+pub(super) async fn reinstall(
+    n: &Node,
+    image: Option<&str>,
+    timeout_s: i32,
+) -> Result<String, FaultError> {
     let docker = &n.shared.docker;
     let container = n.container();
-    let api = |what: &str| DockerError::api(format!("upgrade {}: {what}", n.name()));
+    let api = |what: &str| DockerError::api(format!("reinstall {}: {what}", n.name()));
     let old = docker
         .inspect_container(&container, None)
         .await
@@ -30,6 +35,7 @@ pub(super) async fn reinstall(n: &Node, image: &str, timeout_s: i32) -> Result<S
     let config = old.config.unwrap_or_default();
     let host_config = old.host_config.unwrap_or_default();
     let old_image = config.image.clone().unwrap_or_default();
+    let image = image.unwrap_or(&old_image).to_string();
     // The old image's own environment (PATH and the like) is the new image's business.
     let image_env = docker
         .inspect_image(&old_image)
@@ -81,7 +87,7 @@ pub(super) async fn reinstall(n: &Node, image: &str, timeout_s: i32) -> Result<S
         .await
         .map_err(api("remove the old container"))?;
     let body = ContainerCreateBody {
-        image: Some(image.to_string()),
+        image: Some(image.clone()),
         cmd: config.cmd,
         entrypoint: config.entrypoint,
         env: Some(env),
@@ -123,5 +129,8 @@ pub(super) async fn reinstall(n: &Node, image: &str, timeout_s: i32) -> Result<S
         .await
         .map_err(api("start"))?;
     n.refresh().await?;
-    Ok(format!("{}: {old_image} replaced by {image}", n.name()))
+    Ok(match image == old_image {
+        true => format!("{}: a fresh container of {image}", n.name()),
+        false => format!("{}: {old_image} replaced by {image}", n.name()),
+    })
 }

@@ -1,7 +1,7 @@
 //! The reference product's own checks: every acknowledged upload readable with its bytes and
 //! its row, every job analysed once in effect, the historian's roll-ups, and its sessions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::json;
 
@@ -9,7 +9,7 @@ use super::finals::{Content, FinalState, WEB_READ};
 use super::verbs;
 use crate::checks::judged;
 use hadrill_model::{
-    Budgets, Check, CheckResult, Event, Evidence, OpRecord, Outcome, Verdict, faults, ops,
+    Budgets, Check, CheckResult, Event, Evidence, OpRecord, Outcome, Restore, Verdict, faults, ops,
 };
 
 /// Every acknowledged upload is afterwards readable with identical bytes and its row present;
@@ -20,11 +20,21 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         .into_iter()
         .filter(|o| o.kind == verbs::UPLOAD)
         .collect();
-    let acked: BTreeMap<i64, String> = uploads
+    // Not keyed by id: after a restore the database hands out again the ids of uploads that
+    // were acknowledged after its backup, so two acknowledged uploads may share one.
+    let acked: Vec<(i64, &OpRecord)> = uploads
         .iter()
-        .filter(|o| o.outcome == Outcome::Ok)
-        .filter_map(|o| Some((o.key.as_ref()?.parse().ok()?, o.value.clone()?)))
+        .filter(|o| o.outcome == Outcome::Ok && o.value.is_some())
+        .filter_map(|o| Some((o.key.as_ref()?.parse().ok()?, o)))
         .collect();
+    let mut seen = BTreeSet::new();
+    let ids_reused: BTreeSet<i64> = acked
+        .iter()
+        .filter(|(id, _)| !seen.insert(*id))
+        .map(|(id, _)| *id)
+        .collect();
+    let restore = Restore::of(events);
+    let at_risk = |o: &OpRecord| restore.as_ref().is_some_and(|r| r.at_risk(o));
     let unknown: BTreeSet<&str> = uploads
         .iter()
         .filter(|o| o.outcome == Outcome::Unknown)
@@ -48,12 +58,15 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     };
 
     let mut lost = Vec::new();
+    // Acknowledged after a backup that a restore brought back: gone by design.
+    let mut within_rpo = Vec::new();
     // Acknowledged writes whose content could not be read back (a 503 or a timeout while
     // verifying): neither kept nor lost as far as the evidence goes.
     let mut unreadable = Vec::new();
     let mut unanalysed = Vec::new();
     let mut redelivered = 0;
-    for (id, sha) in &acked {
+    for (id, upload) in &acked {
+        let sha = upload.value.as_deref().unwrap_or_default();
         let why = match (state.rows.get(id), state.content.get(id)) {
             (None, _) => Some("row missing"),
             (Some(row), _) if row != sha => Some("row has another digest"),
@@ -70,11 +83,15 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             }
         };
         if let Some(why) = why {
-            lost.push(json!({ "id": id, "why": why }));
+            match at_risk(upload) {
+                true => within_rpo.push(json!({ "id": id, "why": why })),
+                false => lost.push(json!({ "id": id, "why": why })),
+            }
             continue;
         }
         let a = state.analyses.get(id).copied().unwrap_or_default();
-        if a.results != 1 {
+        // An analysis finished after the backup is gone with it when its job is not.
+        if a.results != 1 && !at_risk(upload) {
             unanalysed.push(*id);
         }
         redelivered += a.attempts.saturating_sub(1);
@@ -82,7 +99,10 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     let mut orphans = Vec::new();
     let mut unknown_took_effect = 0;
     for (id, sha) in &state.rows {
-        if acked.contains_key(id) {
+        if acked
+            .iter()
+            .any(|(i, o)| i == id && o.value.as_deref() == Some(sha.as_str()))
+        {
             continue;
         }
         if state.content.get(id) == Some(&Content::Missing) {
@@ -98,8 +118,8 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             orphans.push(json!({ "id": id, "why": "no upload explains this row" }));
         }
     }
-    let verified = acked.len() - lost.len() - unreadable.len();
-    let figures = json!({
+    let verified = acked.len() - lost.len() - within_rpo.len() - unreadable.len();
+    let mut figures = json!({
         "acknowledged": acked.len(),
         "verified": verified,
         "lost": lost.len(),
@@ -116,6 +136,12 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         "orphan_detail": orphans,
         "budget_lost": budgets.max_lost_writes,
     });
+    if restore.is_some() {
+        figures["lost_within_rpo"] = json!(within_rpo.len());
+        figures["lost_within_rpo_detail"] = json!(within_rpo);
+        figures["ids_reused"] = json!(ids_reused.len());
+        figures["ids_reused_detail"] = json!(ids_reused.iter().take(50).collect::<Vec<_>>());
+    }
     let mut problems = Vec::new();
     if lost.len() as u64 > budgets.max_lost_writes {
         problems.push(format!(
@@ -146,6 +172,14 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         unknown_took_effect,
         redelivered
     );
+    if restore.is_some() {
+        summary.push_str(&format!(
+            "; {} acknowledged after the restored backup and gone with it (within the RPO), \
+             {} of their ids given to later uploads",
+            within_rpo.len(),
+            ids_reused.len()
+        ));
+    }
     let clean = if unreadable.is_empty() {
         Verdict::Pass
     } else {
@@ -394,6 +428,37 @@ mod tests {
         let (e, s) = good();
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+    }
+
+    #[test]
+    fn after_a_restore_only_what_the_backup_held_must_be_there() {
+        let (mut e, mut s) = good();
+        let backup = |id, at_ms, marks| {
+            let command = vec!["backup.sh".into()];
+            let exec = Fault::Exec {
+                node: "backup".into(),
+                command,
+                expect: Default::default(),
+                marks: Some(marks),
+            };
+            fault_on("backup", id, exec, at_ms)
+        };
+        // Upload 1 (acknowledged at 15 ms) before the backup, upload 2 (25 ms) after it.
+        e.insert(1, backup(1, 16, hadrill_model::Mark::Backup));
+        e.push(backup(2, 40, hadrill_model::Mark::Restore));
+        s.rows.remove(&2);
+        s.analyses.remove(&2);
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["lost_within_rpo"], 1);
+        s.rows.remove(&1);
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(
+            r.verdict,
+            Verdict::Fail,
+            "lost from before the backup: {}",
+            r.summary
+        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! What the reference product holds after a run, and how it is read: its rows, objects,
-//! analyses and roll-ups through its database and its HTTP API; and, after a secret rotation,
-//! the sessions issued before it, tried on every app server.
+//! analyses and roll-ups through its database and its HTTP API; after a secret rotation, the
+//! sessions issued before it, tried on every app server; and, in a licence drill, the licence
+//! each app server holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::verbs;
 use crate::workload::Context;
-use hadrill_model::{Event, Outcome, ops};
+use hadrill_model::{Event, Outcome, Restore, ops};
 
 /// The names under which the product's final read and its cluster's are kept.
 pub const WEB_READ: &str = "web";
@@ -58,6 +59,9 @@ pub struct FinalState {
     /// The historian's roll-up slots, in order, and the slot current at the final read.
     pub rollup_slots: Vec<i64>,
     pub current_slot: i64,
+    /// In a run that drills the licence: what each app server holds, by node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub licenses: BTreeMap<String, super::license::Seen>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,11 +135,15 @@ pub(super) async fn connect_db(
 
 /// Trace ids of the acknowledged uploads.
 pub(super) fn acknowledged(events: &[Event]) -> Vec<i64> {
-    ops(events)
+    let restore = Restore::of(events);
+    let ids: BTreeSet<i64> = ops(events)
         .iter()
         .filter(|o| o.kind == verbs::UPLOAD && o.outcome == Outcome::Ok)
+        // Gone by design with the backup a restore brought back: nothing to wait for.
+        .filter(|o| !restore.as_ref().is_some_and(|r| r.at_risk(o)))
         .filter_map(|o| o.key.as_ref()?.parse().ok())
-        .collect()
+        .collect();
+    ids.into_iter().collect()
 }
 
 /// Polls until every one of `ids` has its analysis or `timeout` passes; returns how many have.

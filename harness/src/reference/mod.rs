@@ -1,7 +1,7 @@
 //! The reference product (`sut/`, SYSTEMS.md §1 and §4) as a plug-in beside the core: its web
 //! users and their API, its agents and their protocol, what it holds after a run and how that
 //! is read, and the checks only it needs (its uploads and analyses, its historian, its
-//! sessions, its cluster's event store, agent registry and synced files).
+//! sessions, its licence, its cluster's event store, agent registry and synced files).
 //!
 //! The core knows none of this: it plans these checks when a scenario has `[web]` or
 //! `[agents]`, and judges availability, user requests and failover from the verbs declared
@@ -11,6 +11,7 @@ pub mod agents;
 pub mod checks;
 pub mod cluster;
 pub mod finals;
+pub mod license;
 pub mod web;
 
 use crate::checks::Traffic;

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::finals::{
     Analysed, Content, FinalState, ProductRead, WEB_READ, acknowledged, connect_db, wait_analysed,
 };
-use super::verbs;
+use super::{license, verbs};
 use crate::clock::Stamp;
 use crate::workload::{Context, Endpoint, Size, Workload};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role, faults};
@@ -191,7 +191,14 @@ impl Workload for WebWorkload {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             try_old_sessions(&ctx, &self.read, &sessions).await;
-            let state = final_state(&ctx, &self.read, &self.spec).await?;
+            let events = ctx.events();
+            let licenses = if license::drills(faults(&events).iter().map(|f| &f.fault)) {
+                license::read(&ctx, &self.read).await
+            } else {
+                Default::default()
+            };
+            let mut state = final_state(&ctx, &self.read, &self.spec).await?;
+            state.licenses = licenses;
             serde_json::to_value(state).map_err(|e| e.to_string())
         })
     }

@@ -772,7 +772,9 @@ impl Validator<'_> {
             }
         }
         match fault {
-            Fault::Stop { timeout, .. } | Fault::Restart { timeout, .. } => {
+            Fault::Stop { timeout, .. }
+            | Fault::Restart { timeout, .. }
+            | Fault::Replace { timeout, .. } => {
                 self.duration(&format!("{at}.timeout"), *timeout, true)
             }
             Fault::Upgrade { image, timeout, .. } => match self.topology().image(image) {

@@ -9,9 +9,36 @@
 # over TLS, with a client certificate of that CA as well as their password
 # (clientcert=verify-ca). The key is copied where PostgreSQL accepts it (owned by postgres,
 # mode 0600): mounts are read-only copies.
+#
+# With BACKUP_DB_PASSWORD, a `backup` role may take base backups over a replication
+# connection. With RESTORE_FROM (a URL), a node that starts empty restores the base backup
+# found there (base.tar.gz and pg_wal.tar.gz of `pg_basebackup -Ft -z -X stream`) instead of
+# initialising; none there (404) means a new install; anything else stops it, loudly.
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 PGDATA=/var/lib/postgresql/data
+if [ -n "${RESTORE_FROM:-}" ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+    status=$(curl -sS -o /tmp/base.tar.gz -w '%{http_code}' "$RESTORE_FROM/pg/base.tar.gz") || {
+        echo "pg-start: cannot reach the backup at $RESTORE_FROM" >&2
+        exit 1
+    }
+    case "$status" in
+        200)
+            curl -fsS -o /tmp/pg_wal.tar.gz "$RESTORE_FROM/pg/pg_wal.tar.gz"
+            mkdir -p "$PGDATA"
+            chmod 700 "$PGDATA"
+            tar -xzf /tmp/base.tar.gz -C "$PGDATA"
+            tar -xzf /tmp/pg_wal.tar.gz -C "$PGDATA/pg_wal"
+            rm -f /tmp/base.tar.gz /tmp/pg_wal.tar.gz
+            echo "pg-start: restored the base backup from $RESTORE_FROM"
+            ;;
+        404) ;;
+        *)
+            echo "pg-start: fetching the backup from $RESTORE_FROM gave HTTP $status" >&2
+            exit 1
+            ;;
+    esac
+fi
 if [ -n "${PG_TLS:-}" ]; then
     TLS=/var/lib/postgresql/tls
     mkdir -p "$TLS"
@@ -42,9 +69,13 @@ CONF
     else
         echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
     fi
+    if [ -n "${BACKUP_DB_PASSWORD:-}" ]; then
+        echo "host replication backup 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    fi
     "$BIN/postgres" --single -c fsync=off -D "$PGDATA" postgres >/dev/null <<SQL
 CREATE ROLE app LOGIN PASSWORD '$APP_DB_PASSWORD';
 CREATE DATABASE ${APP_DB_NAME:-traces} OWNER app;
+${BACKUP_DB_PASSWORD:+CREATE ROLE backup LOGIN REPLICATION PASSWORD '$BACKUP_DB_PASSWORD';}
 SQL
 fi
 exec "$BIN/postgres" -D "$PGDATA"

@@ -136,6 +136,20 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         "orphan_detail": orphans,
         "budget_lost": budgets.max_lost_writes,
     });
+    // After a restore, objects no restored row points at: the bucket and the database were
+    // brought back to different points.
+    let orphan_objects: Vec<&String> = state
+        .objects
+        .iter()
+        .flatten()
+        .filter(|o| !state.rows.values().any(|sha| sha == *o))
+        .collect();
+    if let Some(objects) = &state.objects {
+        figures["objects"] = json!(objects.len());
+        figures["orphan_objects"] = json!(orphan_objects.len());
+        figures["orphan_objects_detail"] =
+            json!(orphan_objects.iter().take(20).collect::<Vec<_>>());
+    }
     if restore.is_some() {
         figures["lost_within_rpo"] = json!(within_rpo.len());
         figures["lost_within_rpo_detail"] = json!(within_rpo);
@@ -161,6 +175,13 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             "{} rows no acknowledged or unknown upload explains ({})",
             orphans.len(),
             orphans[0]["why"].as_str().unwrap_or_default()
+        ));
+    }
+    if !orphan_objects.is_empty() {
+        problems.push(format!(
+            "{} objects in the bucket no row points at (first: {})",
+            orphan_objects.len(),
+            orphan_objects[0]
         ));
     }
     let mut summary = format!(
@@ -457,6 +478,21 @@ mod tests {
             r.verdict,
             Verdict::Fail,
             "lost from before the backup: {}",
+            r.summary
+        );
+        // The bucket, listed after the restore, must hold no object that no row points at.
+        let mut s = good().1;
+        s.rows.remove(&2);
+        s.objects = Some(["a".to_string()].into());
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        s.objects = Some(["a".to_string(), "b".to_string()].into());
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            r.summary
+                .contains("1 objects in the bucket no row points at (first: b)"),
+            "{}",
             r.summary
         );
     }

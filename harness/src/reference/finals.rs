@@ -30,6 +30,16 @@ pub struct ProductRead {
     pub app_port: u16,
     #[serde(with = "humantime_serde")]
     pub analysis_timeout: Duration,
+    /// The product's bucket, listed after a restore to find objects no row points at.
+    pub bucket_node: String,
+    pub bucket_port: u16,
+    pub bucket: String,
+    /// The start of the objects' keys; the rest is the SHA-256 a row records.
+    pub bucket_prefix: String,
+    pub bucket_region: String,
+    pub bucket_access_key: String,
+    /// The run secret holding the secret access key.
+    pub bucket_secret: String,
 }
 
 impl Default for ProductRead {
@@ -43,6 +53,13 @@ impl Default for ProductRead {
             app_role: "app".into(),
             app_port: 8080,
             analysis_timeout: Duration::from_secs(60),
+            bucket_node: "s3".into(),
+            bucket_port: 8333,
+            bucket: "traces".into(),
+            bucket_prefix: "traces/".into(),
+            bucket_region: "us-east-1".into(),
+            bucket_access_key: "hadrill".into(),
+            bucket_secret: "S3_SECRET_KEY".into(),
         }
     }
 }
@@ -59,6 +76,9 @@ pub struct FinalState {
     /// The historian's roll-up slots, in order, and the slot current at the final read.
     pub rollup_slots: Vec<i64>,
     pub current_slot: i64,
+    /// After a restore: the SHA-256 of every object the bucket holds (`None`: not listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<BTreeSet<String>>,
     /// In a run that drills the licence: what each app server holds, by node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub licenses: BTreeMap<String, super::license::Seen>,
@@ -187,4 +207,39 @@ pub(crate) async fn wait_all_analysed(
             acked.len()
         ))
     }
+}
+
+/// The SHA-256 of every object in the product's bucket, as its keys name them.
+pub(super) async fn list_objects(
+    ctx: &Context,
+    f: &ProductRead,
+) -> Result<BTreeSet<String>, String> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStore;
+    let bucket = crate::workload::s3::Bucket {
+        region: &f.bucket_region,
+        bucket: &f.bucket,
+        access_key: &f.bucket_access_key,
+        secret_key_secret: &f.bucket_secret,
+        timeout: Duration::from_secs(30),
+    };
+    let fail = |e: crate::classify::TcpFailure| format!("listing the bucket: {e:?}");
+    let endpoint =
+        crate::workload::s3::endpoint(ctx, &f.bucket_node, f.bucket_port).map_err(fail)?;
+    let store = bucket.open(ctx, &endpoint).map_err(fail)?;
+    let prefix = object_store::path::Path::from(f.bucket_prefix.trim_end_matches('/'));
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| format!("listing the bucket {}: {e}", f.bucket))?;
+    Ok(listed
+        .into_iter()
+        .map(|o| {
+            let key = o.location.to_string();
+            key.strip_prefix(&f.bucket_prefix)
+                .unwrap_or(&key)
+                .to_string()
+        })
+        .collect())
 }

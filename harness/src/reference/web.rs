@@ -586,6 +586,10 @@ async fn final_state(
         .map_err(|e| e.to_string())?;
     state.rollup_slots = row.get(0);
     state.current_slot = row.get(1);
+    // A restore brings back rows and objects from two backups: whether they agree is judged.
+    if hadrill_model::Restore::of(&ctx.events()).is_some() {
+        state.objects = Some(super::finals::list_objects(ctx, f).await?);
+    }
     let entry = Endpoint::of(
         &ctx.node(&spec.entry).map_err(|e| e.to_string())?,
         spec.entry_port,

@@ -142,46 +142,71 @@ struct S3Client {
 impl S3Client {
     fn store(&self) -> Result<Arc<AmazonS3>, TcpFailure> {
         let s = &self.spec;
-        let addr = self
-            .ctx
-            .node(&s.node)
-            .map_err(|e| TcpFailure::NotSent(e.to_string()))?
-            .host_addr(s.port)
-            .ok_or_else(|| {
-                TcpFailure::NotSent(format!("{} publishes no port {}", s.node, s.port))
-            })?;
-        let endpoint = format!("http://{addr}");
+        let endpoint = endpoint(&self.ctx, &s.node, s.port)?;
         let mut cached = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, store)) = cached.as_ref().filter(|(at, _)| *at == endpoint) {
             return Ok(store.clone());
         }
-        let secret = self
-            .ctx
-            .secret(&s.secret_key_secret)
-            .ok_or_else(|| TcpFailure::NotSent(format!("no secret `{}`", s.secret_key_secret)))?;
-        let store = AmazonS3Builder::new()
-            .with_endpoint(&endpoint)
-            .with_region(&s.region)
-            .with_bucket_name(&s.bucket)
-            .with_access_key_id(&s.access_key)
+        let bucket = Bucket {
+            region: &s.region,
+            bucket: &s.bucket,
+            access_key: &s.access_key,
+            secret_key_secret: &s.secret_key_secret,
+            timeout: s.op_timeout,
+        };
+        let store = Arc::new(bucket.open(&self.ctx, &endpoint)?);
+        *cached = Some((endpoint, store.clone()));
+        Ok(store)
+    }
+}
+
+/// The endpoint of an S3 server, as the harness reaches it: `node`'s published `port`.
+pub(crate) fn endpoint(ctx: &Context, node: &str, port: u16) -> Result<String, TcpFailure> {
+    let addr = ctx
+        .node(node)
+        .map_err(|e| TcpFailure::NotSent(e.to_string()))?
+        .host_addr(port)
+        .ok_or_else(|| TcpFailure::NotSent(format!("{node} publishes no port {port}")))?;
+    Ok(format!("http://{addr}"))
+}
+
+/// A bucket and how to sign in to it: a workload's, or a product's that a final read lists.
+pub(crate) struct Bucket<'a> {
+    pub region: &'a str,
+    pub bucket: &'a str,
+    pub access_key: &'a str,
+    /// The topology secret that holds the secret access key.
+    pub secret_key_secret: &'a str,
+    /// How long a request may take.
+    pub timeout: Duration,
+}
+
+impl Bucket<'_> {
+    /// A client of the bucket at `endpoint`, making one request per operation: a retry
+    /// would hide the outcome being judged.
+    pub(crate) fn open(&self, ctx: &Context, endpoint: &str) -> Result<AmazonS3, TcpFailure> {
+        let secret = ctx.secret(self.secret_key_secret).ok_or_else(|| {
+            TcpFailure::NotSent(format!("no secret `{}`", self.secret_key_secret))
+        })?;
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_region(self.region)
+            .with_bucket_name(self.bucket)
+            .with_access_key_id(self.access_key)
             .with_secret_access_key(secret)
             .with_virtual_hosted_style_request(false)
             .with_client_options(
                 ClientOptions::new()
                     .with_allow_http(true)
                     .with_connect_timeout(Duration::from_secs(1))
-                    .with_timeout(s.op_timeout),
+                    .with_timeout(self.timeout),
             )
-            // One request per operation: a retry would hide the outcome being judged.
             .with_retry(RetryConfig {
                 max_retries: 0,
                 ..Default::default()
             })
             .build()
-            .map_err(|e| TcpFailure::NotSent(e.to_string()))?;
-        let store = Arc::new(store);
-        *cached = Some((endpoint, store.clone()));
-        Ok(store)
+            .map_err(|e| TcpFailure::NotSent(e.to_string()))
     }
 }
 

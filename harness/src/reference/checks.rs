@@ -497,7 +497,6 @@ mod tests {
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         // An upload refused after storing its object leaves it behind: counted, not a defect.
-        let mut e = e;
         e.push(upload(9, 9, "c", Outcome::Fail));
         s.objects = Some(["a".to_string(), "c".to_string()].into());
         let r = continuity(&e, Some(&s), &Budgets::default());

@@ -1155,8 +1155,11 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     }
     plan.extend(availability.map(|a| Box::new(a) as Box<dyn Check>));
     plan.push(Box::new(checks::exercise::Exercise));
-    let marked = |s: &Step| matches!(s.fault, Some(Fault::Exec { marks: Some(_), .. }));
-    if spec.steps.iter().any(marked) {
+    if spec
+        .steps
+        .iter()
+        .any(|s| s.fault.as_ref().and_then(Fault::marks).is_some())
+    {
         plan.push(Box::new(checks::restore::Restore));
     }
     if let Some(upgrade) = &spec.upgrade {

@@ -638,6 +638,14 @@ impl Fault {
         )
     }
 
+    /// What an operator command stands for in a backup and restore drill, if anything.
+    pub fn marks(&self) -> Option<Mark> {
+        match self {
+            Fault::Exec { marks, .. } => *marks,
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Kill { .. } => "kill",

@@ -22,10 +22,8 @@ impl Restore {
     /// The run's backup and restore, if it took a backup and restored it successfully.
     pub fn of(events: &[Event]) -> Option<Restore> {
         let all = faults(events);
-        let marked = |f: &FaultRecord, mark: Mark| {
-            f.outcome == Outcome::Ok
-                && matches!(&f.fault, Fault::Exec { marks: Some(m), .. } if *m == mark)
-        };
+        let marked =
+            |f: &FaultRecord, mark: Mark| f.outcome == Outcome::Ok && f.fault.marks() == Some(mark);
         let restore = all.iter().find(|r| {
             marked(r, Mark::Restore)
                 && all

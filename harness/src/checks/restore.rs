@@ -9,8 +9,7 @@ use serde_json::json;
 
 use super::{judged, secs};
 use hadrill_model::{
-    Check, CheckResult, Evidence, Fault, Mark, Outcome, Restore as Drill, Role, Verdict, faults,
-    ops,
+    Check, CheckResult, Evidence, Mark, Outcome, Restore as Drill, Role, Verdict, faults, ops,
 };
 
 /// The `restore` check of a scenario whose steps take and restore a backup (`exec` with
@@ -27,9 +26,7 @@ impl Check for Restore {
             let marked = |mark: Mark| {
                 faults(e.events)
                     .into_iter()
-                    .filter(
-                        |f| matches!(&f.fault, Fault::Exec { marks: Some(m), .. } if *m == mark),
-                    )
+                    .filter(|f| f.fault.marks() == Some(mark))
                     .map(|f| match f.outcome {
                         Outcome::Ok => format!("#{} ok", f.id),
                         _ => format!(
@@ -120,7 +117,7 @@ mod tests {
     use super::*;
     use crate::checks::fixtures::op;
     use crate::clock::Stamp;
-    use hadrill_model::{Budgets, Event, FaultRecord, OpKind};
+    use hadrill_model::{Budgets, Event, Fault, FaultRecord, OpKind};
     use std::collections::BTreeMap;
 
     fn ms(ms: u64) -> Stamp {

@@ -142,6 +142,9 @@ impl Fixture {
     }
 }
 
+/// Where a VM keeps its licence unless `LICENSE_PATH` says otherwise.
+const DEFAULT_LICENSE_PATH: &str = "/var/lib/product/license";
+
 #[derive(Clone, PartialEq)]
 pub struct Config {
     pub redis: RedisConfig,
@@ -384,7 +387,7 @@ impl Config {
         let license_path = PathBuf::from(
             map.get("LICENSE_PATH")
                 .filter(|v| !v.is_empty())
-                .map_or(crate::license::DEFAULT_PATH, String::as_str),
+                .map_or(DEFAULT_LICENSE_PATH, String::as_str),
         );
         let app_servers = match map.get("APP_SERVERS") {
             None => Vec::new(),

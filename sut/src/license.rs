@@ -23,9 +23,6 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Fixture};
 
-/// Where a VM keeps its licence unless `LICENSE_PATH` says otherwise.
-pub const DEFAULT_PATH: &str = "/var/lib/product/license";
-
 /// The vendor's signing key. A real vendor signs with a private key and ships the public one;
 /// a key compiled into the product stands in for it here (anyone holding the binary could
 /// sign), which is enough for the drills: a licence altered by hand is refused.

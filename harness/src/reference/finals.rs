@@ -81,7 +81,33 @@ pub struct FinalState {
     pub objects: Option<BTreeSet<String>>,
     /// In a run that drills the licence: what each app server holds, by node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub licenses: BTreeMap<String, super::license::Seen>,
+    pub licenses: BTreeMap<String, Seen>,
+}
+
+/// The licence an app server serves on `GET /license`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub id: String,
+    pub customer: String,
+    pub expires: String,
+    pub sha256: String,
+}
+
+/// What an app server was found holding after the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Seen {
+    Held(Held),
+    /// It answered that it holds none (404), and why.
+    Absent {
+        why: String,
+    },
+    /// It runs but could not be asked, or gave no answer that says.
+    Unreachable {
+        why: String,
+    },
+    /// Its container is not running (the script left it down): nothing to judge.
+    Down,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

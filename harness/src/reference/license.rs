@@ -7,10 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::finals::{FinalState, ProductRead, WEB_READ};
+use super::finals::{FinalState, Held, ProductRead, Seen, WEB_READ};
 use crate::checks::judged;
 use crate::workload::{Context, Endpoint};
 use hadrill_model::{Check, CheckResult, Event, Evidence, Fault, Outcome, Verdict, faults};
@@ -39,32 +38,6 @@ pub fn action(fault: &Fault) -> Option<&str> {
 /// licence, so the `license` check runs and the final read asks each app server for it.
 pub fn drills<'a>(faults: impl IntoIterator<Item = &'a Fault>) -> bool {
     faults.into_iter().any(|f| action(f).is_some())
-}
-
-/// The licence an app server serves on `GET /license`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Held {
-    pub id: String,
-    pub customer: String,
-    pub expires: String,
-    pub sha256: String,
-}
-
-/// What an app server was found holding after the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum Seen {
-    Held(Held),
-    /// It answered that it holds none (404), and why.
-    Absent {
-        why: String,
-    },
-    /// It runs but could not be asked, or gave no answer that says.
-    Unreachable {
-        why: String,
-    },
-    /// Its container is not running (the script left it down): nothing to judge.
-    Down,
 }
 
 /// Asks every app server (by role, directly on `app_port`) which licence it holds.

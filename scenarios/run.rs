@@ -1,7 +1,8 @@
 //! Each `scenarios/*.toml` is one test, named after its file: `cargo nextest run -E
-//! 'test(kill-active-app)'`. A scenario passes only when every check passes; `unknown` fails
-//! the test too, since a sign-off needs proof. Each run is also judged again from its saved
-//! files (`hadrill check`), which must give the same verdicts.
+//! 'test(kill-active-app)'`; `[scenario-alone] …` when it must have the machine to itself
+//! (`hadrill::scenario::weight`). A scenario passes only when every check passes; `unknown`
+//! fails the test too, since a sign-off needs proof. Each run is also judged again from its
+//! saved files (`hadrill check`), which must give the same verdicts.
 
 use std::path::Path;
 
@@ -19,7 +20,12 @@ fn main() {
         .into_iter()
         .map(|name| {
             let root = root.clone();
-            Trial::test(name.clone(), move || run(&root, &name)).with_kind("scenario")
+            // Nextest runs a run that needs the machine to itself alone (.config/nextest.toml).
+            let kind = match scenario::weight(&root, &name, None) {
+                1 => "scenario",
+                _ => "scenario-alone",
+            };
+            Trial::test(name.clone(), move || run(&root, &name)).with_kind(kind)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use hadrill::scenario::{Scenario, ScenarioError, available};
+use hadrill::scenario::{ALONE, Scenario, ScenarioError, available, weight};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -471,6 +471,23 @@ fn a_variant_is_its_own_test_on_its_topology_with_its_own_expectations() {
         on_nginx.spec.budgets.max_unavailability,
         Some(std::time::Duration::from_secs(2))
     );
+}
+
+/// A run takes its topology's weight in `--jobs` slots, and all of them when its outage
+/// budget is under a second, a variant's budget included.
+#[test]
+fn a_drill_with_a_sub_second_outage_budget_runs_alone() {
+    let w = |name: &str| weight(&root(), name, None);
+    assert_eq!(w("kill-active-app"), 1, "2 s budget");
+    assert_eq!(w("mlflow-kill-active"), 2, "MLflow's topology weighs 2");
+    assert_eq!(w("rolling-restart"), ALONE, "0 ms budget");
+    assert_eq!(w("stop-app-graceful"), ALONE, "0 ms budget");
+    assert_eq!(
+        w("stop-app-graceful@web-ha-nginx-tuned"),
+        1,
+        "its variant's 2 s"
+    );
+    assert_eq!(w("no-such-scenario"), 1, "its run says why it cannot load");
 }
 
 /// The fixture scenarios the Docker tests run pass validation too.

@@ -3,14 +3,14 @@
 # harness itself cost (CPU over the run and while the workloads ran, peak memory), the
 # operations recorded per second by role, and, where agents ran, the reconnection p50/p99/max
 # after the fault. Not a test: it judges nothing on time; the run's own checks give its verdict.
-#   bash ci/bench.sh agents [count]   # benches/cluster-kill-worker-agents.toml, 8,500 agents or `count`
+#   bash ci/bench.sh agents [count]   # benches/cluster-kill-worker-agents.toml, 10,000 agents or `count`
 #   bash ci/bench.sh load             # benches/web-200-ops.toml, 200 user operations a second
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/bench
 case "${1:-}" in
 agents)
-    count="${2:-8500}"
+    count="${2:-10000}"
     scenario="target/bench/cluster-kill-worker-$count.toml"
     sed "s/^count = [0-9]*$/count = $count/" benches/cluster-kill-worker-agents.toml >"$scenario"
     ;;

@@ -289,6 +289,15 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "agents-report-unknown-lb.toml",
+        "6:25",
+        &[
+            "agents.report[1]",
+            "unknown node `cluster-lb9`",
+            "cluster-lb",
+        ],
+    ),
+    (
         "agents-report-ports.toml",
         "6:16",
         &[

@@ -38,10 +38,13 @@ pub struct AgentsSpec {
     /// Enrolment: node and container port (the load balancer, forwarding to the master).
     pub enrol: String,
     pub enrol_port: u16,
-    /// Reporting: node and container port (the load balancer, `balance leastconn`), or several
-    /// ports of that node, the agents spread over them in turn: each published port is its own
-    /// engine proxy, and one proxy here held about 3,300 connections before it died.
-    pub report: String,
+    /// Reporting: node and container port (the load balancer, `balance leastconn`). Several
+    /// nodes (load balancers side by side, as DNS round robin gives) or several ports spread
+    /// the agents over them in turn: one HAProxy holds two open files per agent within the
+    /// container's limit of 20,000, and each published port is its own engine proxy, one of
+    /// which held about 3,300 connections here before it died.
+    #[serde(deserialize_with = "one_or_many")]
+    pub report: Vec<String>,
     #[serde(alias = "report_port", deserialize_with = "one_or_many")]
     pub report_ports: Vec<u16>,
     /// Failover-list mode: no load balancer; each agent knows these nodes and moves to the
@@ -73,18 +76,38 @@ pub struct AgentsSpec {
     pub store_password_secret: String,
 }
 
-/// One port (`1514`) or a list of them (`[1514, 1520]`).
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+/// One value (`1514`, `"cluster-lb"`) or a list of them (`[1514, 1520]`).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Ports {
-        One(u16),
-        Many(Vec<u16>),
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
     }
-    Ok(match Ports::deserialize(d)? {
-        Ports::One(p) => vec![p],
-        Ports::Many(ps) => ps,
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(vs) => vs,
     })
+}
+
+impl AgentsSpec {
+    /// Where agent `index` reports, on its `target`-th node of a failover list. Behind load
+    /// balancers, the agents take the balancers in turn and, on each, its ports in turn, so
+    /// every (balancer, port) pair carries its share.
+    fn report_to(&self, index: usize, target: usize) -> (&str, u16) {
+        let ports = &self.report_ports;
+        if self.failover_list.is_empty() {
+            let n = self.report.len();
+            (&self.report[index % n], ports[(index / n) % ports.len()])
+        } else {
+            let list = &self.failover_list;
+            (&list[target % list.len()], ports[index % ports.len()])
+        }
+    }
 }
 
 impl Default for AgentsSpec {
@@ -95,7 +118,7 @@ impl Default for AgentsSpec {
             late_after: Duration::from_secs(20),
             enrol: "cluster-lb".into(),
             enrol_port: 1515,
-            report: "cluster-lb".into(),
+            report: vec!["cluster-lb".into()],
             report_ports: vec![1514],
             failover_list: Vec::new(),
             expect_on: Vec::new(),
@@ -374,19 +397,10 @@ async fn agent(ctx: Arc<Ctx>, name: String, delay: Duration, index: usize) {
     let mut seq = 0u64;
     let mut target = index;
     while !ctx.stop.is_cancelled() {
-        let node_name = if ctx.spec.failover_list.is_empty() {
-            ctx.spec.report.clone()
-        } else {
-            ctx.spec.failover_list[target % ctx.spec.failover_list.len()].clone()
-        };
+        let (node_name, port) = ctx.spec.report_to(index, target);
         let invoke = ctx.run.now();
         let hello = async {
-            let addr = ctx
-                .addr(
-                    &node_name,
-                    ctx.spec.report_ports[index % ctx.spec.report_ports.len()],
-                )
-                .map_err(TcpFailure::NotSent)?;
+            let addr = ctx.addr(node_name, port).map_err(TcpFailure::NotSent)?;
             let hello = Msg::Hello {
                 id: id.clone(),
                 key: key.clone(),
@@ -673,5 +687,28 @@ mod tests {
         assert_eq!(ports("report_port = 1520"), [1520]);
         assert_eq!(ports("report_ports = [1514, 1520]"), [1514, 1520]);
         assert!(toml::from_str::<AgentsSpec>("report_ports = \"x\"").is_err());
+    }
+
+    #[test]
+    fn agents_take_each_load_balancer_and_each_of_its_ports_in_turn() {
+        let spec = |text: &str| toml::from_str::<AgentsSpec>(text).unwrap();
+        let one = spec("report = \"lb\"\nreport_ports = [1514, 1520]");
+        assert_eq!(one.report, ["lb"]);
+        fn at(s: &AgentsSpec) -> Vec<(&str, u16)> {
+            (0..4).map(|i| s.report_to(i, i)).collect()
+        }
+        assert_eq!(
+            at(&one),
+            [("lb", 1514), ("lb", 1520), ("lb", 1514), ("lb", 1520)]
+        );
+        let two = spec("report = [\"a\", \"b\"]\nreport_ports = [1514, 1520]");
+        assert_eq!(
+            at(&two),
+            [("a", 1514), ("b", 1514), ("a", 1520), ("b", 1520)]
+        );
+        // A failover list: the agent's own port, on the node it has moved on to.
+        let list = spec("failover_list = [\"m\", \"w\"]\nreport_ports = [1514, 1520]");
+        assert_eq!(list.report_to(1, 1), ("w", 1520));
+        assert_eq!(list.report_to(1, 2), ("m", 1520));
     }
 }

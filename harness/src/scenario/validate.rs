@@ -621,7 +621,23 @@ impl Validator<'_> {
             ));
         }
         let report = if a.failover_list.is_empty() {
-            self.node("agents.report", &a.report)?
+            if a.report.is_empty() {
+                return Err(self.error(
+                    "agents.report",
+                    "no node to report to".into(),
+                    Some("give a load balancer (`report = \"cluster-lb\"`) or several".into()),
+                ));
+            }
+            let mut nodes = Vec::new();
+            for (i, name) in a.report.iter().enumerate() {
+                // A single node is written as a string: name the field, not an element.
+                let field = match a.report.len() {
+                    1 => "agents.report".to_string(),
+                    _ => format!("agents.report[{i}]"),
+                };
+                nodes.extend(self.node(&field, name)?);
+            }
+            nodes
         } else {
             let mut nodes = Vec::new();
             for (i, name) in a.failover_list.iter().enumerate() {

@@ -454,26 +454,28 @@ pub fn render_trend(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
     write(out.join("trend.html"), html)
 }
 
-/// Worst unavailability per run as a small inline SVG (failed runs marked red).
+/// Worst unavailability per run as a small inline SVG (failed runs marked red). A run that did
+/// not measure it (no availability check) gets no point: it is not a 0 ms run.
 fn sparkline(rows: &[Json]) -> String {
-    let (w, h) = (240.0, 40.0);
-    let max = rows
-        .iter()
-        .filter_map(|r| r["unavailable_ms"].as_f64())
-        .fold(1.0, f64::max);
-    let step = w / (rows.len().max(2) - 1) as f64;
-    let mut svg =
-        format!(r#"<svg class="spark" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">"#);
-    let pts: Vec<String> = rows
+    let measured: Vec<(usize, &Json, f64)> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let v = r["unavailable_ms"].as_f64().unwrap_or(0.0);
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                h - 4.0 - (v / max) * (h - 8.0)
-            )
+        .filter_map(|(i, r)| Some((i, r, r["unavailable_ms"].as_f64()?)))
+        .collect();
+    if measured.is_empty() {
+        return r#"<span class="muted">not measured</span>"#.to_string();
+    }
+    let (w, h) = (240.0, 40.0);
+    let max = measured.iter().map(|(.., v)| *v).fold(1.0, f64::max);
+    let step = w / (rows.len().max(2) - 1) as f64;
+    let at = |i: usize, v: f64| (i as f64 * step, h - 4.0 - (v / max) * (h - 8.0));
+    let mut svg =
+        format!(r#"<svg class="spark" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">"#);
+    let pts: Vec<String> = measured
+        .iter()
+        .map(|&(i, _, v)| {
+            let (x, y) = at(i, v);
+            format!("{x:.1},{y:.1}")
         })
         .collect();
     let _ = write!(
@@ -481,14 +483,12 @@ fn sparkline(rows: &[Json]) -> String {
         r##"<polyline fill="none" stroke="#446" points="{}"/>"##,
         pts.join(" ")
     );
-    for (i, r) in rows.iter().enumerate() {
-        let v = r["unavailable_ms"].as_f64().unwrap_or(0.0);
+    for &(i, r, v) in &measured {
         let class = r["verdict"].as_str().unwrap_or("unknown");
+        let (x, y) = at(i, v);
         let _ = write!(
             svg,
-            r#"<circle class="{class}" cx="{:.1}" cy="{:.1}" r="3"><title>{}: {} ms</title></circle>"#,
-            i as f64 * step,
-            h - 4.0 - (v / max) * (h - 8.0),
+            r#"<circle class="{class}" cx="{x:.1}" cy="{y:.1}" r="3"><title>{}: {} ms</title></circle>"#,
             escape(r["started_at"].as_str().unwrap_or("")),
             v
         );

@@ -162,6 +162,39 @@ fn the_trend_page_gives_each_scenarios_pass_rate_and_budgeted_figures() {
     );
 }
 
+/// A scenario with no availability or continuity check (a cluster drill judges reconnection)
+/// did not measure unavailability or lost writes: both pages say so, and never show it as 0 ms
+/// or "none".
+#[test]
+fn a_figure_no_check_measured_is_not_shown_as_zero() {
+    let (tmp, dir) = staged();
+    let path = dir.join("results.json");
+    let mut results: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    results["checks"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c["check"] != "availability" && c["check"] != "continuity");
+    std::fs::write(&path, results.to_string()).unwrap();
+    let out = tmp.path().join("suite");
+    std::fs::create_dir_all(&out).unwrap();
+    let dirs = [dir.clone()];
+    let suite = std::fs::read_to_string(render_suite(&dirs, &out).unwrap()).unwrap();
+    let trend = std::fs::read_to_string(render_trend(&dirs, &out).unwrap()).unwrap();
+    for page in [&suite, &trend] {
+        assert!(page.contains("not measured"), "{page}");
+        for shown in [
+            "<td>none</td>",
+            "none / none",
+            "None ms",
+            "none ms",
+            ": 0 ms",
+        ] {
+            assert!(!page.contains(shown), "{shown}: {page}");
+        }
+    }
+}
+
 /// A run whose faults a nemesis drew says from which seed, and how to replay it; a scripted
 /// run says nothing of the kind.
 #[test]

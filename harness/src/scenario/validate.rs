@@ -210,6 +210,22 @@ impl Validator<'_> {
         }
     }
 
+    /// Each name of a list field a node; an unknown one named at its element, or at the field
+    /// where the file wrote a single name rather than a list.
+    fn node_list(&self, field: &str, names: &[String]) -> Result<Vec<String>, ScenarioError> {
+        let mut nodes = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let element = format!("{field}[{i}]");
+            let at = if self.locate(&element).1 {
+                element.as_str()
+            } else {
+                field
+            };
+            nodes.extend(self.node(at, name)?);
+        }
+        Ok(nodes)
+    }
+
     /// The nodes a node or group name stands for.
     fn nodes(&self, field: &str, name: &str, kind: Names) -> Result<Vec<String>, ScenarioError> {
         self.topology().resolve(name).ok_or_else(|| {
@@ -628,29 +644,14 @@ impl Validator<'_> {
                     Some("give a load balancer (`report = \"cluster-lb\"`) or several".into()),
                 ));
             }
-            let mut nodes = Vec::new();
-            for (i, name) in a.report.iter().enumerate() {
-                // A single node is written as a string: name the field, not an element.
-                let field = match a.report.len() {
-                    1 => "agents.report".to_string(),
-                    _ => format!("agents.report[{i}]"),
-                };
-                nodes.extend(self.node(&field, name)?);
-            }
-            nodes
+            self.node_list("agents.report", &a.report)?
         } else {
-            let mut nodes = Vec::new();
-            for (i, name) in a.failover_list.iter().enumerate() {
-                nodes.extend(self.node(&format!("agents.failover_list[{i}]"), name)?);
-            }
-            nodes
+            self.node_list("agents.failover_list", &a.failover_list)?
         };
         for port in &a.report_ports {
             self.publishes(ports_field, &report, *port)?;
         }
-        for (i, name) in a.expect_on.iter().enumerate() {
-            self.node(&format!("agents.expect_on[{i}]"), name)?;
-        }
+        self.node_list("agents.expect_on", &a.expect_on)?;
         let master = self.node("agents.master", &a.master)?;
         self.publishes("agents.api_port", &master, a.api_port)?;
         let nodes = self.nodes("agents.nodes", &a.nodes, Names::NodesAndGroups)?;

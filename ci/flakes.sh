@@ -16,7 +16,7 @@ failed=()
 for i in $(seq 1 "$count"); do
     echo "flakes: iteration $i of $count, shard $shard"
     cargo nextest run --workspace --profile flakes --partition "hash:$shard" \
-        -E 'package(hadrill-scenarios)' || failed+=("$i")
+        -E 'package(hadrill-scenarios)' --no-tests warn || failed+=("$i")
 done
 echo "flakes: $((count - ${#failed[@]})) of $count iterations passed, shard $shard${failed[*]:+ (failed: ${failed[*]})}"
 [ "${#failed[@]}" -eq 0 ]

@@ -14,6 +14,7 @@ mod aim;
 mod clock;
 mod delay;
 mod disk;
+mod host;
 mod memory;
 mod upgrade;
 
@@ -28,7 +29,7 @@ use bollard::query_parameters::{
 use futures_util::future::join_all;
 
 use crate::docker::{DockerError, ExecOutput};
-use crate::node::Node;
+use crate::node::{BackendError, Node};
 use crate::run::Run;
 use crate::shared::{Change, POLL, Shared};
 use hadrill_model::{
@@ -127,6 +128,18 @@ pub enum FaultError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot {fault} host `{node}`: {why}")]
+    #[diagnostic(help(
+        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal and exec (docs/hosts.md)"
+    ))]
+    NotOnHost {
+        node: String,
+        fault: String,
+        why: String,
+    },
 }
 
 impl Run {
@@ -381,6 +394,9 @@ impl Shared {
         match fault {
             Fault::Kill { targets } => {
                 each(self.handles(targets)?, |n| async move {
+                    if n.host().is_some() {
+                        return host::service(self, &n, host::Action::Kill).await;
+                    }
                     docker
                         .kill_container(
                             &n.container(),
@@ -400,6 +416,14 @@ impl Shared {
                 let restart = matches!(fault, Fault::Restart { .. });
                 let t = Some(timeout.as_secs_f64().ceil() as i32);
                 each(self.handles(targets)?, |n| async move {
+                    if n.host().is_some() {
+                        let action = if restart {
+                            host::Action::Restart
+                        } else {
+                            host::Action::Stop
+                        };
+                        return host::service(self, &n, action).await;
+                    }
                     let what = format!("{} {}", fault.name(), n.name());
                     if restart {
                         docker
@@ -428,6 +452,9 @@ impl Shared {
             }
             Fault::Start { targets } => {
                 each(self.handles(targets)?, |n| async move {
+                    if n.host().is_some() {
+                        return host::service(self, &n, host::Action::Start).await;
+                    }
                     docker
                         .start_container(&n.container(), None)
                         .await
@@ -439,6 +466,9 @@ impl Shared {
             }
             Fault::Pause { targets } => {
                 each(self.handles(targets)?, |n| async move {
+                    if n.host().is_some() {
+                        return host::service(self, &n, host::Action::Pause).await;
+                    }
                     docker
                         .pause_container(&n.container())
                         .await
@@ -449,6 +479,9 @@ impl Shared {
             }
             Fault::Resume { targets } => {
                 each(self.handles(targets)?, |n| async move {
+                    if n.host().is_some() {
+                        return host::service(self, &n, host::Action::Resume).await;
+                    }
                     docker
                         .unpause_container(&n.container())
                         .await
@@ -674,6 +707,7 @@ impl Shared {
                         notes.push(match change {
                             Change::Memory => memory::lift(&n, running).await?,
                             _ if !running => continue,
+                            Change::Network if n.host().is_some() => host::heal(self, &n).await?,
                             Change::Network => {
                                 run_script(&n, &heal_network_script()).await?;
                                 "network healed".to_string()
@@ -889,10 +923,9 @@ impl Shared {
                     .map(move |t| format!("iptables -w -A {m} {t}"))
             })
             .collect();
-        let script = format!("set -e; {CHAINS} {}", rules.join("; "));
         let n_rules = rules.len();
         let applied = self
-            .change_network(ruled, &script, |node| {
+            .change_network(ruled, NetChange::Rules(&rules), |node| {
                 format!("{node} holds {n_rules} rule(s): {}", effect.describe())
             })
             .await?;
@@ -900,19 +933,39 @@ impl Shared {
         Ok(notes)
     }
 
-    /// Runs `script` as root in each of `nodes`, each running, and remembers them so `heal`
-    /// visits them; `note` says what each now holds.
+    /// Changes the network of each of `nodes` as root, each running, and remembers them so
+    /// `heal` visits them; `note` says what each now holds. A container gets the change as one
+    /// script; a host gets cut rules one command at a time, its undo journalled first.
     async fn change_network(
         self: &Arc<Self>,
         nodes: &[String],
-        script: &str,
+        change: NetChange<'_>,
         note: impl Fn(&str) -> String,
     ) -> Result<Vec<String>, FaultError> {
         let note = &note;
+        let script = &match change {
+            NetChange::Rules(rules) => format!("set -e; {CHAINS} {}", rules.join("; ")),
+            NetChange::Script(s) => s.to_string(),
+        };
         each(self.handles(nodes)?, |n| async move {
             self.running(&n).await?;
-            self.remember(n.name(), Change::Network);
-            run_script(&n, script).await?;
+            match (n.host(), change) {
+                (Some(_), NetChange::Rules(rules)) => {
+                    self.remember(n.name(), Change::Network);
+                    host::cut(self, &n, rules).await?
+                }
+                (Some(_), NetChange::Script(_)) => {
+                    return Err(FaultError::NotOnHost {
+                        node: n.name().to_string(),
+                        fault: "throttle".into(),
+                        why: "bandwidth limits on hosts are not built yet".into(),
+                    });
+                }
+                (None, _) => {
+                    self.remember(n.name(), Change::Network);
+                    run_script(&n, script).await?
+                }
+            }
             Ok(note(n.name()))
         })
         .await
@@ -929,11 +982,15 @@ impl Shared {
         })
     }
 
-    /// The nodes of `nodes` that cannot have their network changed from inside.
+    /// The nodes of `nodes` that cannot have their network changed from inside (a host is
+    /// changed as root, through sudo).
     fn lacking_net_admin(&self, nodes: &[String]) -> Vec<String> {
         nodes
             .iter()
-            .filter(|n| !self.topology.nodes[n.as_str()].has_capability("NET_ADMIN"))
+            .filter(|n| {
+                let spec = &self.topology.nodes[n.as_str()];
+                spec.host.is_none() && !spec.has_capability("NET_ADMIN")
+            })
             .cloned()
             .collect()
     }
@@ -953,11 +1010,18 @@ impl Shared {
             "set -e; for dev in $(ls /sys/class/net); do [ \"$dev\" = lo ] || \
              tc qdisc replace dev \"$dev\" root tbf rate {bps}bit burst {burst} latency 200ms; done"
         );
-        self.change_network(nodes, &script, |node| {
+        self.change_network(nodes, NetChange::Script(&script), |node| {
             format!("{node} sends at most {}", String::from(rate))
         })
         .await
     }
+}
+
+/// A change to a node's network: cut rules (iptables commands), or a script.
+#[derive(Clone, Copy)]
+enum NetChange<'a> {
+    Rules(&'a [String]),
+    Script(&'a str),
 }
 
 /// Removes hadrill's cut rules and bandwidth limits, each where present.
@@ -1017,7 +1081,7 @@ async fn await_exit<F, Fut>(
 ) -> Result<Option<i64>, FaultError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<crate::node::Status, DockerError>>,
+    Fut: std::future::Future<Output = Result<crate::node::Status, BackendError>>,
 {
     let deadline = Instant::now() + limit;
     loop {
@@ -1052,7 +1116,7 @@ mod tests {
     use super::*;
     use crate::node::Status;
 
-    fn status(running: bool) -> Result<Status, DockerError> {
+    fn status(running: bool) -> Result<Status, BackendError> {
         Ok(Status {
             running,
             paused: false,

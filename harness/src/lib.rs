@@ -20,8 +20,10 @@ pub mod docker;
 mod drill;
 pub mod faults;
 pub mod history;
+pub mod hosts;
 pub mod images;
 pub mod interrupt;
+pub mod journal;
 /// The pure model (`hadrill-model`): what every layer shares.
 pub use hadrill_model as model;
 pub mod node;
@@ -34,6 +36,7 @@ pub mod reference;
 pub mod run;
 pub mod scenario;
 mod shared;
+pub mod ssh;
 pub mod tasks;
 pub mod topology;
 mod usage;

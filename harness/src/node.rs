@@ -11,14 +11,26 @@ use futures_util::StreamExt;
 
 use crate::docker::{self, DockerError, ExecOutput};
 use crate::shared::{NodeState, POLL, Shared, log_path};
-use crate::topology::NodeSpec;
+use crate::ssh::SshError;
+use crate::topology::{HostSpec, NodeSpec};
+
+/// What failed while reaching a node: the engine, for a container; SSH, for a host.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum BackendError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Ssh(#[from] SshError),
+}
 
 /// A node that did not come up, with the end of its log.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum NodeError {
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Docker(#[from] DockerError),
+    Backend(#[from] BackendError),
     #[error("node `{node}` failed to start: {reason}\n--- last lines of its log ---\n{log_tail}")]
     #[diagnostic(help("the full log is in {}; the topology file is {}", log.display(), topology.display()))]
     Start {
@@ -92,6 +104,11 @@ impl Node {
         &self.shared.topology.nodes[&self.name]
     }
 
+    /// The existing host this node is, when it is one (`[hosts.NAME]`).
+    pub fn host(&self) -> Option<&HostSpec> {
+        self.spec().host.as_deref()
+    }
+
     pub fn container(&self) -> String {
         self.shared.container_name(&self.name)
     }
@@ -117,7 +134,10 @@ impl Node {
     }
 
     /// Re-reads addresses and published ports: they change when a container restarts.
-    pub async fn refresh(&self) -> Result<Status, DockerError> {
+    pub async fn refresh(&self) -> Result<Status, BackendError> {
+        if let Some(host) = self.host() {
+            return self.refresh_host(host).await;
+        }
         let info = self
             .shared
             .docker
@@ -146,33 +166,76 @@ impl Node {
         })
     }
 
-    pub async fn status(&self) -> Result<Status, DockerError> {
+    /// A host's address is its topology's; its ports are its `entry`; it runs while its
+    /// service's status command says so.
+    async fn refresh_host(&self, host: &HostSpec) -> Result<Status, BackendError> {
+        let ips = host.address.parse().into_iter().collect();
+        self.shared
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                self.name.clone(),
+                NodeState {
+                    ips,
+                    ports: host.entry.clone(),
+                },
+            );
+        let status: Vec<&str> = host.service.status.iter().map(String::as_str).collect();
+        let out = self.run(&status, true, EXEC_TIMEOUT).await?;
+        let running = out.success()
+            && host
+                .service
+                .running_prefix
+                .as_ref()
+                .is_none_or(|p| out.output.trim_start().starts_with(p.as_str()));
+        Ok(Status {
+            running,
+            paused: running
+                && host.service.running_prefix.is_some()
+                && out.output.contains("paused"),
+            exit_code: None,
+            oom_killed: false,
+        })
+    }
+
+    pub async fn status(&self) -> Result<Status, BackendError> {
         self.refresh().await
     }
 
-    /// Runs a command inside the node (at most 30 s).
-    pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerError> {
-        docker::exec(
-            &self.shared.docker,
-            &self.container(),
-            cmd,
-            None,
-            EXEC_TIMEOUT,
-        )
-        .await
+    /// Runs a command inside the node (at most 30 s): in its container, or on its host as the
+    /// SSH user.
+    pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, BackendError> {
+        self.run(cmd, false, EXEC_TIMEOUT).await
     }
 
     /// Runs `cmd` inside the node as root, whatever user the node runs as (e.g. firewall rules
-    /// in a node that runs as `postgres`).
-    pub async fn exec_as_root(&self, cmd: &[&str]) -> Result<ExecOutput, DockerError> {
-        docker::exec(
-            &self.shared.docker,
-            &self.container(),
-            cmd,
-            Some("root"),
-            EXEC_TIMEOUT,
-        )
-        .await
+    /// in a node that runs as `postgres`); on a host, through `sudo -n`.
+    pub async fn exec_as_root(&self, cmd: &[&str]) -> Result<ExecOutput, BackendError> {
+        self.run(cmd, true, EXEC_TIMEOUT).await
+    }
+
+    async fn run(
+        &self,
+        cmd: &[&str],
+        root: bool,
+        limit: Duration,
+    ) -> Result<ExecOutput, BackendError> {
+        match self.host() {
+            Some(host) => Ok(self
+                .shared
+                .hosts
+                .run(&self.name, &host.ssh, cmd, root, limit)
+                .await?),
+            None => Ok(docker::exec(
+                &self.shared.docker,
+                &self.container(),
+                cmd,
+                root.then_some("root"),
+                limit,
+            )
+            .await?),
+        }
     }
 
     /// The work the node holds right now, as its topology's `in_flight` command lists it (one
@@ -218,15 +281,7 @@ impl Node {
             };
             let cmd: Vec<&str> = health.cmd.iter().map(String::as_str).collect();
             let left = deadline.saturating_duration_since(Instant::now());
-            let last = match docker::exec(
-                &self.shared.docker,
-                &self.container(),
-                &cmd,
-                None,
-                left.max(POLL),
-            )
-            .await
-            {
+            let last = match self.run(&cmd, false, left.max(POLL)).await {
                 Ok(out) if out.success() => return Ok(()),
                 Ok(out) => {
                     format!(
@@ -281,8 +336,26 @@ impl Node {
         }
     }
 
-    /// The last `lines` lines of the container's output.
+    /// The last `lines` lines of the container's output; of a host's service journal and log
+    /// files.
     pub async fn log_tail(&self, lines: usize) -> String {
+        if let Some(host) = self.host() {
+            let n = lines.to_string();
+            let mut text = String::new();
+            if let Some(journal) = &host.service.journal {
+                let mut argv: Vec<&str> = journal.iter().map(String::as_str).collect();
+                argv.extend(["-n", &n]);
+                if let Ok(out) = self.exec_as_root(&argv).await {
+                    text.push_str(&out.output);
+                }
+            }
+            for file in &host.logs {
+                if let Ok(out) = self.exec_as_root(&["tail", "-n", &n, file]).await {
+                    text.push_str(&format!("--- {file} ---\n{}", out.output));
+                }
+            }
+            return text;
+        }
         let mut stream = self.shared.docker.logs(
             &self.container(),
             Some(LogsOptions {

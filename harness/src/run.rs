@@ -29,7 +29,8 @@ use crate::clock::Clock;
 use crate::docker::{self, DockerError, labels};
 use crate::history::History;
 use crate::images::{ImageBuilder, ImageError, ImageRef, ReadyImage};
-use crate::node::{Node, NodeError};
+use crate::journal::Journal;
+use crate::node::{BackendError, Node, NodeError};
 use crate::progress::Progress;
 use crate::reaper;
 use crate::shared::{
@@ -55,6 +56,9 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Backend(#[from] BackendError),
     #[error("no node `{0}` in this run")]
     NoSuchNode(String),
     #[error("node `{node}` refers to `${{address:{spec}}}`, which names no address of this run")]
@@ -158,6 +162,9 @@ impl Run {
     /// Builds missing images, starts every node in dependency order and waits until each is
     /// healthy. On failure everything started so far is removed and its logs kept.
     pub async fn start(topology: Topology, options: &RunOptions) -> Result<Run, RunError> {
+        if topology.is_hosts() {
+            return Run::reach(topology, options).await;
+        }
         let docker = docker::connect().await?;
         // A dead run's leftovers cannot collide with this run (its names are its own), so a
         // leftover that will not go yet is reported, not a reason to refuse to start.
@@ -223,6 +230,109 @@ impl Run {
             return Err(e);
         }
         Ok(run)
+    }
+
+    /// A run over an install that already runs on its own hosts (`[hosts]`): nothing is
+    /// started. Each host is reached over SSH and its service must be healthy; each clock is
+    /// measured. Undos a dead run left pending in its heal journal are replayed first.
+    async fn reach(topology: Topology, options: &RunOptions) -> Result<Run, RunError> {
+        for journal in crate::journal::orphaned(&options.runs_dir, owner_is_dead) {
+            heal_journal(&journal).await;
+        }
+        // The engine is never asked anything in a run of hosts; this client only exists
+        // because a run holds one, and connects on first use.
+        let docker =
+            Docker::connect_with_defaults().map_err(|source| DockerError::Unreachable {
+                host: docker::engine_host(),
+                source,
+            })?;
+        let shared = new_shared(docker, topology, BTreeMap::new(), options, BTreeMap::new())?;
+        let (id, dir) = (shared.id.clone(), shared.dir.clone());
+        create_private_dir(&id, &owner_label()).map_err(io_err(
+            "cannot create the run's private directory",
+            &private_dir(&id),
+        ))?;
+        if options.handle_signals {
+            SIGNALS.call_once(install_signal_handler);
+        }
+        register_live(&id, &dir);
+        let mut run = Run {
+            shared,
+            torn_down: false,
+        };
+        if let Err(e) = run.reach_hosts().await {
+            if let Err(t) = run.teardown().await {
+                tracing::error!("teardown after a failed start also failed: {t}");
+            }
+            return Err(e);
+        }
+        Ok(run)
+    }
+
+    async fn reach_hosts(&self) -> Result<(), RunError> {
+        let s = &self.shared;
+        let started = Instant::now();
+        let nodes = self.nodes();
+        let start = crate::hosts::clock_offsets(&nodes).await?;
+        for (host, c) in &start {
+            tracing::info!("{}", crate::hosts::clock_line(host, c));
+        }
+        *s.hosts_report.lock().unwrap_or_else(|e| e.into_inner()) = crate::hosts::HostsReport {
+            start,
+            end: BTreeMap::new(),
+        };
+        for result in join_all(
+            nodes
+                .iter()
+                .map(|n| n.wait_healthy(n.spec().startup_timeout)),
+        )
+        .await
+        {
+            result?;
+        }
+        s.phase("topology", "hosts reached", started.elapsed());
+        tracing::info!(
+            "{} hosts of {} reached and healthy in {:.1}s (run {})",
+            nodes.len(),
+            s.topology.name,
+            started.elapsed().as_secs_f64(),
+            s.id
+        );
+        Ok(())
+    }
+
+    /// Puts back what the run changed on its hosts, measures their clocks again, and keeps
+    /// their logs.
+    async fn leave_hosts(&self) {
+        let s = &self.shared;
+        if let Some(j) = &s.journal {
+            for line in crate::journal::replay(j.path(), &s.hosts)
+                .await
+                .unwrap_or_else(|e| vec![Err(e.to_string())])
+            {
+                match line {
+                    Ok(l) => tracing::info!("{l}"),
+                    Err(l) => {
+                        tracing::error!("{l}; `hadrill heal {}` tries again", s.dir.display())
+                    }
+                }
+            }
+        }
+        let nodes = self.nodes();
+        let end = crate::hosts::clock_offsets(&nodes)
+            .await
+            .unwrap_or_default();
+        let report = {
+            let mut r = s.hosts_report.lock().unwrap_or_else(|e| e.into_inner());
+            r.end = end;
+            r.clone()
+        };
+        for w in crate::hosts::clock_warnings(&report) {
+            tracing::warn!("{w}");
+        }
+        crate::hosts::save_report(&s.dir, &report);
+        crate::hosts::save_logs(s, &nodes).await;
+        s.hosts.close().await;
     }
 
     /// A run over containers hadrill did not start (testcontainers', a compose project's), so
@@ -585,6 +695,15 @@ impl Run {
             return Ok(Removed::default());
         }
         self.torn_down = true;
+        if self.shared.topology.is_hosts() {
+            self.leave_hosts().await;
+            let private = private_dir(&self.shared.id);
+            if let Err(e) = std::fs::remove_dir_all(&private) {
+                tracing::debug!("cannot remove {}: {e}", private.display());
+            }
+            unregister_live(&self.shared.id);
+            return Ok(Removed::default());
+        }
         // Containers another tool owns outlive the run: leave them as they were found.
         if !self.shared.adopted.is_empty()
             && let Err(e) = self.inject(Fault::Heal).await
@@ -637,7 +756,17 @@ fn new_shared(
     let history = History::create(&dir.join("history.jsonl"))
         .map_err(io_err("cannot create history in", &dir))?;
 
+    let journal = match topology.is_hosts() {
+        true => Some(
+            Journal::create(&dir, &owner_label())
+                .map_err(io_err("cannot create the heal journal in", &dir))?,
+        ),
+        false => None,
+    };
     Ok(Arc::new(Shared {
+        hosts: crate::ssh::Connections::new(private_dir(&id).join("ssh")),
+        journal,
+        hosts_report: Mutex::new(Default::default()),
         id,
         dir,
         clock: Clock::start(),
@@ -819,6 +948,16 @@ pub fn remove_run_blocking(run_id: &str, run_dir: Option<&Path>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // A run of hosts created nothing in the engine: what it changed is in its journal.
+        if let Some(journal) = run_dir
+            .as_deref()
+            .map(|d| d.join(crate::journal::FILE))
+            .filter(|j| j.is_file())
+        {
+            rt.block_on(heal_journal(&journal));
+            let _ = std::fs::remove_dir_all(private_dir(&run_id));
+            return Ok(Removed::default());
+        }
         rt.block_on(async {
             let docker = docker::connect().await?;
             remove_run(&docker, &run_id, run_dir.as_deref()).await
@@ -838,6 +977,29 @@ pub fn remove_run_blocking(run_id: &str, run_dir: Option<&Path>) {
             eprintln!("hadrill: cleanup thread panicked; run `hadrill clean` to remove leftovers")
         }
     }
+}
+
+/// Replays what a heal journal holds pending, over connections of its own; prints what it
+/// did. Returns whether everything was undone.
+pub async fn heal_journal(journal: &Path) -> bool {
+    let control = std::env::temp_dir().join(format!("hadrill-heal-{}", std::process::id()));
+    let conns = crate::ssh::Connections::new(control.clone());
+    let report = crate::journal::replay(journal, &conns)
+        .await
+        .unwrap_or_else(|e| vec![Err(format!("cannot read {}: {e}", journal.display()))]);
+    conns.close().await;
+    let _ = std::fs::remove_dir_all(&control);
+    let mut all = true;
+    for line in report {
+        match line {
+            Ok(l) => tracing::info!("healed {l}"),
+            Err(l) => {
+                all = false;
+                eprintln!("hadrill: {l}");
+            }
+        }
+    }
+    all
 }
 
 /// `<pid>:<start time in clock ticks>:<host>`: the start time tells a reused pid apart.

@@ -66,6 +66,12 @@ pub(crate) struct Shared {
     /// Nodes that are containers hadrill did not start (`Run::attach`): node → container id.
     /// Their owner removes them; hadrill only acts on them and heals what it did.
     pub adopted: BTreeMap<String, String>,
+    /// SSH connections to the run's hosts, when its nodes are existing hosts.
+    pub hosts: crate::ssh::Connections,
+    /// The undo of every change made to a host, for a run of existing hosts.
+    pub journal: Option<crate::journal::Journal>,
+    /// Each host's clock against the controller's, for a run of existing hosts.
+    pub hosts_report: Mutex<crate::hosts::HostsReport>,
 }
 
 impl Shared {

@@ -16,6 +16,9 @@ use toml::Spanned;
 use crate::images::ImageRef;
 use crate::images::recipe::{self, Recipe};
 
+mod host;
+pub use host::{HostSpec, Service, SshTarget};
+
 /// The network every node joins when a topology declares none.
 pub const DEFAULT_NETWORK: &str = "main";
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,6 +164,8 @@ pub struct NodeSpec {
     /// trusts `ca`, presenting `cert` and `key` if given (a database that wants a client
     /// certificate).
     pub tls: Option<NodeTls>,
+    /// An existing host reached over SSH (`[hosts.NAME]`), not a container hadrill starts.
+    pub host: Option<Box<HostSpec>>,
 }
 
 impl NodeSpec {
@@ -229,6 +234,7 @@ impl NodeSpec {
             tmpfs: BTreeMap::new(),
             in_flight: None,
             tls: None,
+            host: None,
         }
     }
 
@@ -470,9 +476,18 @@ impl Topology {
         waves
     }
 
-    /// Images this topology needs, deduplicated.
+    /// Images this topology needs, deduplicated (none for existing hosts).
     pub fn images(&self) -> BTreeSet<ImageRef> {
-        self.nodes.values().map(|n| n.image.clone()).collect()
+        self.nodes
+            .values()
+            .filter(|n| n.host.is_none())
+            .map(|n| n.image.clone())
+            .collect()
+    }
+
+    /// Its nodes are existing hosts reached over SSH, not containers.
+    pub fn is_hosts(&self) -> bool {
+        self.nodes.values().any(|n| n.host.is_some())
     }
 
     /// The image a node's `image` (or an `upgrade` step's) names: one hadrill builds, one of
@@ -595,6 +610,9 @@ struct RawTopology {
     nodes: BTreeMap<Spanned<String>, RawNode>,
     #[serde(default)]
     images: BTreeMap<Spanned<String>, RawRecipe>,
+    /// Existing hosts reached over SSH.
+    #[serde(default)]
+    hosts: BTreeMap<Spanned<String>, host::RawHost>,
 }
 
 /// `[images.NAME]`: an image built from the base image, as the user declares it.
@@ -712,7 +730,7 @@ impl Ctx<'_> {
                 None => networks.push(DEFAULT_NETWORK.to_string()),
             }
         }
-        if raw.nodes.is_empty() && base.is_none() {
+        if raw.nodes.is_empty() && raw.hosts.is_empty() && base.is_none() {
             return Err(self.error(0..0, "a topology needs at least one node".into(), None));
         }
         let mut secrets = base.as_ref().map(|b| b.secrets.clone()).unwrap_or_default();
@@ -787,8 +805,12 @@ impl Ctx<'_> {
             None => base.as_ref().map_or(1, |b| b.weight),
         };
         let cycle_spans = raw.nodes_spans();
-        let mut node_names: BTreeSet<String> =
-            raw.nodes.keys().map(|k| k.get_ref().clone()).collect();
+        let mut node_names: BTreeSet<String> = raw
+            .nodes
+            .keys()
+            .chain(raw.hosts.keys())
+            .map(|k| k.get_ref().clone())
+            .collect();
         let mut images = base.as_ref().map(|b| b.images.clone()).unwrap_or_default();
         let (mut groups, mut nodes, description) = match base {
             Some(b) => {
@@ -1052,10 +1074,30 @@ impl Ctx<'_> {
                     tmpfs,
                     in_flight: node.in_flight.map(Spanned::into_inner),
                     tls,
+                    host: None,
                 },
             );
         }
 
+        for (key, h) in raw.hosts {
+            validate_name(self, "host", key.get_ref(), key.span())?;
+            if nodes.contains_key(key.get_ref()) {
+                return Err(self.error(
+                    key.span(),
+                    format!("hosts: `{}` is already the name of a node", key.get_ref()),
+                    None,
+                ));
+            }
+            nodes.insert(key.get_ref().clone(), self.host(key.get_ref(), h)?);
+        }
+        let hosts = nodes.values().filter(|n| n.host.is_some()).count();
+        if hosts > 0 && hosts < nodes.len() {
+            return Err(self.error(
+                0..0,
+                "a topology is either containers hadrill starts (`[nodes]`) or hosts it reaches over SSH (`[hosts]`), not both".into(),
+                Some("drill the install you run with a topology of `[hosts]` only".into()),
+            ));
+        }
         let topology = Topology {
             name,
             path: self.path.to_path_buf(),

@@ -1,0 +1,244 @@
+//! The heal journal: before hadrill changes an existing host, it writes how to undo the change
+//! into the run directory; when the change is undone, it writes that too. Whatever ends the
+//! run (teardown, Ctrl-C, a failed step, the harness killed), what is still pending can be
+//! undone from the file alone: at teardown, by `hadrill heal <run-dir>`, or at the next start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ssh::Connections;
+use crate::topology::SshTarget;
+
+/// The journal's file in a run directory.
+pub const FILE: &str = "heal-journal.jsonl";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    /// The process that writes the journal (`hadrill heal` leaves a live one alone).
+    Owner(String),
+    /// How to undo a change about to be made to `node`; `key` names the change.
+    Undo(Undo),
+    /// The change `key` of `node` is undone.
+    Done { node: String, key: String },
+}
+
+/// The undo of one change: commands run as root on the host, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub node: String,
+    pub key: String,
+    pub ssh: SshTarget,
+    pub commands: Vec<Vec<String>>,
+    /// Each command may fail (e.g. a rule that was never added): the undo is done anyway.
+    pub best_effort: bool,
+}
+
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl Journal {
+    /// Creates the journal of a run in `dir`, owned by `owner`.
+    pub fn create(dir: &Path, owner: &str) -> std::io::Result<Journal> {
+        let path = dir.join(FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let j = Journal {
+            path,
+            file: Mutex::new(file),
+        };
+        j.write(&Entry::Owner(owner.to_string()))?;
+        Ok(j)
+    }
+
+    fn write(&self, e: &Entry) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(e).map_err(std::io::Error::other)?;
+        line.push('\n');
+        // One write of the whole line to a file opened for appending: a reader sees it whole,
+        // and a harness killed right after it has still written it.
+        self.file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(line.as_bytes())
+    }
+
+    /// Notes how to undo a change before it is made.
+    pub fn undo(&self, undo: Undo) -> std::io::Result<()> {
+        self.write(&Entry::Undo(undo))
+    }
+
+    /// Notes that the change `key` of `node` is undone (or was never made).
+    pub fn done(&self, node: &str, key: &str) -> std::io::Result<()> {
+        self.write(&Entry::Done {
+            node: node.into(),
+            key: key.into(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What a journal file says: its owner and the undos still pending, latest first.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub owner: Option<String>,
+    pub undos: Vec<Undo>,
+}
+
+pub fn pending(path: &Path) -> std::io::Result<Pending> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = Pending::default();
+    let mut undos: Vec<Undo> = Vec::new();
+    for line in text.lines() {
+        // A line cut short by a crash is not an instruction.
+        let Ok(entry) = serde_json::from_str::<Entry>(line) else {
+            continue;
+        };
+        match entry {
+            Entry::Owner(o) => out.owner = Some(o),
+            Entry::Undo(u) => {
+                undos.retain(|p| !(p.node == u.node && p.key == u.key));
+                undos.push(u);
+            }
+            Entry::Done { node, key } => undos.retain(|p| !(p.node == node && p.key == key)),
+        }
+    }
+    undos.reverse();
+    out.undos = undos;
+    Ok(out)
+}
+
+/// Runs every pending undo of the journal at `path`, latest first, over `hosts`, and notes
+/// each one done. Returns one line per undo; an undo that failed is left pending.
+pub async fn replay(
+    path: &Path,
+    hosts: &Connections,
+) -> std::io::Result<Vec<Result<String, String>>> {
+    let pending = pending(path)?;
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    let journal = Journal {
+        path: path.to_path_buf(),
+        file: Mutex::new(file),
+    };
+    let mut report = Vec::new();
+    for u in pending.undos {
+        match run_undo(&u, hosts).await {
+            Ok(()) => {
+                journal.done(&u.node, &u.key)?;
+                report.push(Ok(format!("{}: {} undone", u.node, u.key)));
+            }
+            Err(e) => report.push(Err(format!("{}: {} not undone: {e}", u.node, u.key))),
+        }
+    }
+    Ok(report)
+}
+
+const UNDO_LIMIT: Duration = Duration::from_secs(60);
+
+async fn run_undo(u: &Undo, hosts: &Connections) -> Result<(), String> {
+    for cmd in &u.commands {
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = hosts
+            .run(&u.node, &u.ssh, &argv, true, UNDO_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.success() && !u.best_effort {
+            return Err(format!(
+                "`{}` exited {:?}: {}",
+                cmd.join(" "),
+                out.exit_code,
+                out.output.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The journals under `runs_dir` with undos pending whose owner is gone.
+pub fn orphaned(runs_dir: &Path, owner_is_dead: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path().join(FILE))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            pending(p).is_ok_and(|pend| {
+                !pend.undos.is_empty() && pend.owner.as_deref().is_none_or(&owner_is_dead)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn undo(node: &str, key: &str) -> Undo {
+        Undo {
+            node: node.into(),
+            key: key.into(),
+            ssh: SshTarget {
+                host: "10.0.0.1".into(),
+                port: 22,
+                user: "drill".into(),
+                identity: "id".into(),
+                known_hosts: "kh".into(),
+            },
+            commands: vec![vec!["systemctl".into(), "start".into(), node.into()]],
+            best_effort: false,
+        }
+    }
+
+    #[test]
+    fn pending_undos_are_those_not_done_latest_first_and_a_torn_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), "me").unwrap();
+        j.undo(undo("app1", "service")).unwrap();
+        j.undo(undo("app2", "network")).unwrap();
+        j.undo(undo("db", "service")).unwrap();
+        j.done("app1", "service").unwrap();
+        // The same change made again after it was undone is pending again.
+        j.undo(undo("app1", "service")).unwrap();
+        j.done("db", "service").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(j.path())
+            .unwrap();
+        f.write_all(b"{\"undo\":{\"node\":\"x\",\"ke").unwrap();
+        let p = pending(j.path()).unwrap();
+        assert_eq!(p.owner.as_deref(), Some("me"));
+        let left: Vec<(&str, &str)> = p
+            .undos
+            .iter()
+            .map(|u| (u.node.as_str(), u.key.as_str()))
+            .collect();
+        assert_eq!(left, [("app1", "service"), ("app2", "network")]);
+    }
+
+    #[test]
+    fn a_journal_whose_owner_lives_is_not_orphaned() {
+        let runs = tempfile::tempdir().unwrap();
+        for (run, owner) in [("a", "alive"), ("b", "dead")] {
+            let dir = runs.path().join(run);
+            std::fs::create_dir_all(&dir).unwrap();
+            Journal::create(&dir, owner)
+                .unwrap()
+                .undo(undo("app1", "network"))
+                .unwrap();
+        }
+        let found = orphaned(runs.path(), |o| o == "dead");
+        assert_eq!(found, [runs.path().join("b").join(FILE)]);
+    }
+}

@@ -320,6 +320,17 @@ impl Shared {
             Fault::Heal => self.altered().into_keys().collect(),
             _ => self.targets_of(&fault).await?,
         };
+        if let Some(host) = nodes
+            .iter()
+            .find(|n| self.topology.nodes[n.as_str()].host.is_some())
+            && !fault.runs_on_hosts()
+        {
+            return Err(FaultError::NotOnHost {
+                node: host.clone(),
+                fault: fault.name().to_string(),
+                why: "this fault is not built for existing hosts yet".into(),
+            });
+        }
         let (aim, sampled) = match when {
             Some(when) => {
                 let (aim, sampled) = self.aim(&nodes, when).await;
@@ -884,45 +895,7 @@ impl Shared {
             }
             peer_ips.extend(ips);
         }
-        let mut matches = Vec::new();
-        for ip in &peer_ips {
-            match (direction, outbound) {
-                (Direction::Both, _) => {
-                    matches.push(format!("{CHAIN_IN} -s {ip}"));
-                    matches.push(format!("{CHAIN_OUT} -d {ip}"));
-                }
-                // `a` holds the rules: what it sends as a connection's initiator.
-                (Direction::OneWay, true) => {
-                    matches.push(format!("{CHAIN_OUT} -d {ip} -m conntrack --ctdir ORIGINAL"))
-                }
-                // `b` holds the rules: what arrives from `a` as a connection's initiator.
-                (Direction::OneWay, false) => {
-                    matches.push(format!("{CHAIN_IN} -s {ip} -m conntrack --ctdir ORIGINAL"))
-                }
-            }
-        }
-        let targets: &[String] = &match effect {
-            Effect::Drop => vec!["-j DROP".into()],
-            // TCP gets a reset, the rest a port-unreachable. Resets and ICMP pass: the refusal
-            // one side's rule makes must reach through the other side's rule to its sender.
-            Effect::Reset => vec![
-                "-p tcp --tcp-flags RST RST -j RETURN".into(),
-                "-p icmp -j RETURN".into(),
-                "-p tcp -j REJECT --reject-with tcp-reset".into(),
-                "-j REJECT".into(),
-            ],
-            Effect::Loss(p) => vec![format!(
-                "-m statistic --mode random --probability {p} -j DROP"
-            )],
-        };
-        let rules: Vec<String> = matches
-            .iter()
-            .flat_map(|m| {
-                targets
-                    .iter()
-                    .map(move |t| format!("iptables -w -A {m} {t}"))
-            })
-            .collect();
+        let rules = cut_rules(&peer_ips, direction, outbound, effect);
         let n_rules = rules.len();
         let applied = self
             .change_network(ruled, NetChange::Rules(&rules), |node| {
@@ -1015,6 +988,55 @@ impl Shared {
         })
         .await
     }
+}
+
+/// The iptables commands of a cut that holds traffic to and from `peer_ips` on the side that
+/// holds them (`outbound`: the side a one-way cut starts from).
+pub(crate) fn cut_rules(
+    peer_ips: &[std::net::IpAddr],
+    direction: Direction,
+    outbound: bool,
+    effect: Effect,
+) -> Vec<String> {
+    let mut matches = Vec::new();
+    for ip in peer_ips {
+        match (direction, outbound) {
+            (Direction::Both, _) => {
+                matches.push(format!("{CHAIN_IN} -s {ip}"));
+                matches.push(format!("{CHAIN_OUT} -d {ip}"));
+            }
+            // `a` holds the rules: what it sends as a connection's initiator.
+            (Direction::OneWay, true) => {
+                matches.push(format!("{CHAIN_OUT} -d {ip} -m conntrack --ctdir ORIGINAL"))
+            }
+            // `b` holds the rules: what arrives from `a` as a connection's initiator.
+            (Direction::OneWay, false) => {
+                matches.push(format!("{CHAIN_IN} -s {ip} -m conntrack --ctdir ORIGINAL"))
+            }
+        }
+    }
+    let targets: &[String] = &match effect {
+        Effect::Drop => vec!["-j DROP".into()],
+        // TCP gets a reset, the rest a port-unreachable. Resets and ICMP pass: the refusal
+        // one side's rule makes must reach through the other side's rule to its sender.
+        Effect::Reset => vec![
+            "-p tcp --tcp-flags RST RST -j RETURN".into(),
+            "-p icmp -j RETURN".into(),
+            "-p tcp -j REJECT --reject-with tcp-reset".into(),
+            "-j REJECT".into(),
+        ],
+        Effect::Loss(p) => vec![format!(
+            "-m statistic --mode random --probability {p} -j DROP"
+        )],
+    };
+    matches
+        .iter()
+        .flat_map(|m| {
+            targets
+                .iter()
+                .map(move |t| format!("iptables -w -A {m} {t}"))
+        })
+        .collect()
 }
 
 /// A change to a node's network: cut rules (iptables commands), or a script.

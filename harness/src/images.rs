@@ -95,6 +95,10 @@ pub const BASE_PACKAGES: &[&str] = &[
     // rclone: the object store's backup and restore, as operators of any S3-compatible store
     // do it (`rclone sync`).
     "rclone",
+    // The SSH test bed's "VMs": an SSH server, a service manager and sudo, as on a real host.
+    "openssh-server",
+    "runit",
+    "sudo",
 ];
 const SUITE: &str = "bookworm";
 const WEED_VERSION: &str = "4.48";
@@ -546,6 +550,10 @@ impl ImageBuilder {
         .arg(
             "--customize-hook=chroot \"$1\" sh -c 'mkdir -p /var/lib/postgresql /var/run/postgresql \
              && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql'",
+        )
+        // Host keys are each host's own: none is baked into an image every node shares.
+        .arg(
+            "--customize-hook=chroot \"$1\" sh -c 'rm -f /etc/ssh/ssh_host_*'",
         )
         .arg(SUITE)
         .arg(&rootfs)

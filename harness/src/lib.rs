@@ -38,6 +38,7 @@ pub mod scenario;
 mod shared;
 pub mod ssh;
 pub mod tasks;
+pub mod testbed;
 pub mod topology;
 mod usage;
 pub mod workload;

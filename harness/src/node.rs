@@ -169,7 +169,7 @@ impl Node {
     /// A host's address is its topology's; its ports are its `entry`; it runs while its
     /// service's status command says so.
     async fn refresh_host(&self, host: &HostSpec) -> Result<Status, BackendError> {
-        let ips = host.address.parse().into_iter().collect();
+        let ips = host.addresses.clone();
         self.shared
             .nodes
             .lock()

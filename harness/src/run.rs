@@ -59,6 +59,12 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Backend(#[from] BackendError),
+    #[error("the install's secret {name} is not given")]
+    #[diagnostic(help(
+        "set HADRILL_SECRET_{name}, or add a line `{name}=…` to the file `secrets_file` names in {} (keep it readable by you only)",
+        topology.display()
+    ))]
+    SecretNotGiven { name: String, topology: PathBuf },
     #[error("no node `{0}` in this run")]
     NoSuchNode(String),
     #[error("node `{node}` refers to `${{address:{spec}}}`, which names no address of this run")]
@@ -252,6 +258,28 @@ impl Run {
             "cannot create the run's private directory",
             &private_dir(&id),
         ))?;
+        let given = match &shared.topology.secrets_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(io_err("cannot read the install's secrets from", f))?,
+            None => String::new(),
+        };
+        for name in &shared.topology.secrets {
+            let from_file = given.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            });
+            let value = std::env::var(format!("HADRILL_SECRET_{name}"))
+                .ok()
+                .or(from_file)
+                .ok_or_else(|| RunError::SecretNotGiven {
+                    name: name.clone(),
+                    topology: shared.topology.path.clone(),
+                })?;
+            shared.keep_secret(name, value).map_err(io_err(
+                "cannot keep the run's secrets in",
+                &private_dir(&id),
+            ))?;
+        }
         if options.handle_signals {
             SIGNALS.call_once(install_signal_handler);
         }

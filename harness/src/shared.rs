@@ -114,7 +114,12 @@ impl Shared {
 
     /// A new value of secret `name`, remembered so every artifact is redacted of it.
     pub fn issue_secret(&self, name: &str) -> std::io::Result<String> {
-        let value = new_secret();
+        self.keep_secret(name, new_secret())
+    }
+
+    /// Secret `name` as the install already has it (a run of existing hosts), remembered so
+    /// every artifact is redacted of it.
+    pub fn keep_secret(&self, name: &str, value: String) -> std::io::Result<String> {
         remember_secret(&self.id, &value)?;
         self.secrets
             .lock()

@@ -97,6 +97,8 @@ pub struct Topology {
     /// Names of the secrets generated for each run (32 random bytes, hex). Config files and
     /// `env` values refer to them as `${secret:NAME}`.
     pub secrets: Vec<String>,
+    /// Where an install's secrets are read from (`secrets_file`), for existing hosts.
+    pub secrets_file: Option<PathBuf>,
     /// Tunables of the deployment (`[settings]`, e.g. Patroni's ttl), written into config files
     /// and `env` as `${setting:NAME}`, inherited through `extends` and reported with results.
     pub settings: BTreeMap<String, String>,
@@ -269,6 +271,7 @@ impl Topology {
             groups: BTreeMap::new(),
             nodes: BTreeMap::new(),
             secrets: Vec::new(),
+            secrets_file: None,
             settings: BTreeMap::new(),
             replication: None,
             images: BTreeMap::new(),
@@ -613,6 +616,8 @@ struct RawTopology {
     /// Existing hosts reached over SSH.
     #[serde(default)]
     hosts: BTreeMap<Spanned<String>, host::RawHost>,
+    /// For existing hosts: a file of `NAME=value` lines holding the install's secrets.
+    secrets_file: Option<Spanned<String>>,
 }
 
 /// `[images.NAME]`: an image built from the base image, as the user declares it.
@@ -804,6 +809,7 @@ impl Ctx<'_> {
             Some(w) => *w.get_ref(),
             None => base.as_ref().map_or(1, |b| b.weight),
         };
+        let inherited_secrets_file = base.as_ref().and_then(|b| b.secrets_file.clone());
         let cycle_spans = raw.nodes_spans();
         let mut node_names: BTreeSet<String> = raw
             .nodes
@@ -1098,9 +1104,24 @@ impl Ctx<'_> {
                 Some("drill the install you run with a topology of `[hosts]` only".into()),
             ));
         }
+        let secrets_file = match &raw.secrets_file {
+            None => inherited_secrets_file,
+            Some(f) => {
+                let p = self.path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
+                if !p.is_file() {
+                    return Err(self.error(
+                        f.span(),
+                        format!("secrets_file: `{}` does not exist", p.display()),
+                        Some("a file of `NAME=value` lines, relative to the topology file".into()),
+                    ));
+                }
+                Some(p)
+            }
+        };
         let topology = Topology {
             name,
             path: self.path.to_path_buf(),
+            secrets_file,
             description: if raw.description.is_empty() {
                 description
             } else {

@@ -638,6 +638,26 @@ impl Fault {
         )
     }
 
+    /// Whether hadrill can do it to an existing host over SSH (with the host's service commands,
+    /// iptables and the operator's own commands).
+    pub fn runs_on_hosts(&self) -> bool {
+        matches!(
+            self,
+            Fault::Kill { .. }
+                | Fault::Stop { .. }
+                | Fault::Start { .. }
+                | Fault::Restart { .. }
+                | Fault::Pause { .. }
+                | Fault::Resume { .. }
+                | Fault::Partition { .. }
+                | Fault::Isolate { .. }
+                | Fault::Split { .. }
+                | Fault::Signal { .. }
+                | Fault::Exec { .. }
+                | Fault::Heal
+        )
+    }
+
     /// What an operator command stands for in a backup and restore drill, if anything.
     pub fn marks(&self) -> Option<Mark> {
         match self {

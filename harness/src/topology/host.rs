@@ -2,7 +2,7 @@
 //! starts or removes it: it runs the service's own commands on it and undoes what it changed.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -17,9 +17,9 @@ use crate::images::ImageRef;
 /// How hadrill reaches and drives one existing host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSpec {
-    /// The host's address as its peers see it (an IP or a name the host resolves): what a
-    /// partition cuts.
-    pub address: String,
+    /// The host's addresses as its peers reach it (one per network it is on): what a partition
+    /// cuts.
+    pub addresses: Vec<IpAddr>,
     pub ssh: SshTarget,
     pub service: Service,
     /// A port the workloads name → where the controller reaches it.
@@ -115,7 +115,8 @@ impl Service {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHost {
     role: Option<String>,
-    address: Spanned<String>,
+    /// An IP address, or a list of them.
+    address: Spanned<toml::Value>,
     ssh: Spanned<RawSsh>,
     service: Spanned<RawService>,
     /// A port the workloads name → where the controller reaches it, `host:port`.
@@ -158,14 +159,24 @@ impl Ctx<'_> {
     /// The node a `[hosts.NAME]` entry declares.
     pub(super) fn host(&self, name: &str, raw: RawHost) -> Result<NodeSpec, TopologyError> {
         let field = |f: &str| format!("hosts.{name}.{f}");
-        let address = raw.address.get_ref().trim().to_string();
-        if address.is_empty() {
+        let words: Option<Vec<&str>> = match raw.address.get_ref() {
+            toml::Value::String(a) => Some(vec![a.as_str()]),
+            toml::Value::Array(list) => list.iter().map(toml::Value::as_str).collect(),
+            _ => None,
+        };
+        let addresses: Option<Vec<IpAddr>> = words
+            .filter(|w| !w.is_empty())
+            .and_then(|w| w.iter().map(|a| a.trim().parse().ok()).collect());
+        let Some(addresses) = addresses else {
             return Err(self.error(
                 raw.address.span(),
-                format!("{}: must not be empty", field("address")),
-                Some("the host's address as its peers reach it, e.g. \"10.0.0.11\"".into()),
+                format!("{}: give the host's IP address, or a list of them", field("address")),
+                Some(
+                    "the addresses its peers reach it at, e.g. `address = \"10.0.0.11\"` or `[\"10.0.0.11\", \"10.1.0.11\"]`: a partition cuts these"
+                        .into(),
+                ),
             ));
-        }
+        };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let file = |f: &str, v: &Spanned<String>| -> Result<PathBuf, TopologyError> {
             let p = dir.join(v.get_ref());
@@ -181,7 +192,7 @@ impl Ctx<'_> {
         };
         let ssh = raw.ssh.get_ref();
         let target = SshTarget {
-            host: ssh.host.clone().unwrap_or_else(|| address.clone()),
+            host: ssh.host.clone().unwrap_or_else(|| addresses[0].to_string()),
             port: ssh.port.unwrap_or(22),
             user: ssh.user.clone(),
             identity: file("ssh.identity", &ssh.identity)?,
@@ -230,7 +241,7 @@ impl Ctx<'_> {
         }
         let mut spec = NodeSpec::attached(
             name,
-            ImageRef::External(format!("host {address}")),
+            ImageRef::External(format!("host {}", addresses[0])),
             Vec::new(),
             None,
         );
@@ -240,7 +251,7 @@ impl Ctx<'_> {
         spec.startup_timeout = raw.startup_timeout.map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0);
         spec.in_flight = raw.in_flight.map(Spanned::into_inner);
         spec.host = Some(Box::new(HostSpec {
-            address,
+            addresses,
             ssh: target,
             service,
             entry,

@@ -16,6 +16,7 @@ mod delay;
 mod disk;
 mod host;
 mod memory;
+mod plan;
 mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,7 @@ use hadrill_model::{
 
 use aim::Held;
 pub use aim::When;
+pub use plan::{Planned, needs, plan};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FaultError {

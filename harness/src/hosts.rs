@@ -2,7 +2,7 @@
 //! each host over SSH, checks what the planned faults need, measures each host's clock against
 //! the controller's, and at the end puts back what it changed and fetches the logs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +10,9 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::node::{BackendError, Node};
+use crate::run::{Run, RunError};
 use crate::shared::{Shared, log_path};
+use hadrill_model::Fault;
 
 /// One host's clock against the controller's, as measured over SSH.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -127,50 +129,75 @@ pub(crate) async fn save_logs(shared: &Shared, nodes: &[Node]) {
     .await;
 }
 
-/// What a host must have for the faults a run plans: a command, found on its PATH or
-/// allowed by sudo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Need {
-    pub command: Vec<String>,
-    pub root: bool,
-    /// Why: the fault that needs it.
-    pub for_fault: String,
+/// Before a run of hosts injects anything: every command its faults would run (`plan`) must
+/// be installed on its host, and each root one allowed by sudo without a password. A fault
+/// that cannot run on hosts at all is refused too. Nothing is changed.
+pub async fn preflight(run: &Run, faults: &[Fault]) -> Result<(), RunError> {
+    let mut planned = Vec::new();
+    let mut problems = Vec::new();
+    for f in faults {
+        match crate::faults::plan(f, run.topology()) {
+            Ok(p) => planned.extend(p),
+            Err(e) => problems.push(e),
+        }
+    }
+    let needs = crate::faults::needs(&planned);
+    let checks = run.nodes().into_iter().map(|n| {
+        let mine: Vec<_> = needs
+            .iter()
+            .filter(|(node, ..)| node == n.name())
+            .cloned()
+            .collect();
+        async move { check_needs(&n, &mine).await }
+    });
+    for found in join_all(checks).await {
+        problems.extend(found?);
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.sort();
+    problems.dedup();
+    Err(RunError::HostsNotReady {
+        problems: problems.join("\n"),
+    })
 }
 
-/// Checks each need on the host: the tool is installed, and a root command is allowed by
-/// `sudo -n -l` (no password). Returns one line per missing thing.
-pub async fn check_needs(n: &Node, needs: &[Need]) -> Result<Vec<String>, BackendError> {
+/// Checks each needed command on the host: its tool is installed, and a root command is
+/// allowed by `sudo -n -l` (no password). Returns one line per missing thing.
+async fn check_needs(
+    n: &Node,
+    needs: &[(String, Vec<String>, bool, String)],
+) -> Result<Vec<String>, BackendError> {
     let mut missing = Vec::new();
     let user = n.host().map(|h| h.ssh.user.clone()).unwrap_or_default();
-    for need in needs {
-        let tool = need.command[0].as_str();
-        let found = n
-            .exec(&["sh", "-c", "command -v \"$1\"", "sh", tool])
-            .await?;
-        let sbin = n
-            .exec(&["test", "-x", &format!("/usr/sbin/{tool}")])
-            .await?
-            .success()
-            || n.exec(&["test", "-x", &format!("/sbin/{tool}")])
-                .await?
-                .success();
-        if !found.success() && !sbin {
+    let mut absent = BTreeSet::new();
+    let tools: BTreeSet<&str> = needs.iter().map(|(_, c, ..)| c[0].as_str()).collect();
+    for tool in tools {
+        // On PATH, or in sbin (a user's PATH may leave sbin out; sudo's does not).
+        let script = "command -v \"$1\" || test -x \"/usr/sbin/$1\" || test -x \"/sbin/$1\"";
+        if !n.exec(&["sh", "-c", script, "sh", tool]).await?.success() {
+            absent.insert(tool);
+        }
+    }
+    let mut asked = BTreeSet::new();
+    for (_, command, root, why) in needs {
+        let tool = command[0].as_str();
+        if absent.contains(tool) {
             missing.push(format!(
-                "{}: `{tool}` is not installed (needed for {})",
-                n.name(),
-                need.for_fault
+                "{}: `{tool}` is not installed (needed for {why})",
+                n.name()
             ));
             continue;
         }
-        if need.root && user != "root" {
+        if *root && user != "root" && asked.insert(command.clone()) {
             let mut argv = vec!["sudo", "-n", "-l", "--"];
-            argv.extend(need.command.iter().map(String::as_str));
+            argv.extend(command.iter().map(String::as_str));
             if !n.exec(&argv).await?.success() {
                 missing.push(format!(
-                    "{}: sudo does not let {user} run `{}` without a password (needed for {})",
+                    "{}: sudo does not let {user} run `{}` without a password (needed for {why})",
                     n.name(),
-                    need.command.join(" "),
-                    need.for_fault
+                    command.join(" "),
                 ));
             }
         }

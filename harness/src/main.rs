@@ -54,6 +54,18 @@ enum Command {
         /// networks and ports). Their log lines are prefixed with the scenario's name.
         #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u32).range(1..=16))]
         jobs: u32,
+        /// Print every command each existing host would run for the scenarios' faults (and
+        /// how each is undone), and run nothing.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Put back what a run changed on existing hosts, from its heal journal: firewall chains
+    /// removed, stopped services started, paused ones continued. For a run whose harness was
+    /// killed; a run that ended normally has nothing left to heal.
+    Heal {
+        /// The run's directory (it holds heal-journal.jsonl).
+        #[arg(required = true)]
+        runs: Vec<std::path::PathBuf>,
     },
     /// Shrink a failed run of a `[nemesis]` scenario: run ever smaller parts of its random
     /// schedule until the smallest that still fails the same way is found, and write it as a
@@ -127,10 +139,18 @@ fn main() -> Result<()> {
             Command::Run {
                 scenarios,
                 topology,
+                plan: true,
+                ..
+            } => plan(scenarios, topology),
+            Command::Run {
+                scenarios,
+                topology,
                 seed,
                 repeat,
                 jobs,
+                plan: false,
             } => run_scenarios(scenarios, topology, seed, repeat, jobs).await,
+            Command::Heal { runs } => heal(&runs).await,
             Command::Report {
                 runs,
                 out,
@@ -158,6 +178,87 @@ fn main() -> Result<()> {
             Command::Clean { images } => clean(images).await,
         }
     })
+}
+
+/// Prints what each scenario's faults would run on its existing hosts; runs nothing.
+fn plan(names: Vec<String>, topology: Option<String>) -> Result<()> {
+    let root = project_root();
+    let names = if names.is_empty() {
+        scenario::available(&root)
+    } else {
+        names
+    };
+    for name in names {
+        let name = match &topology {
+            Some(t) if !name.contains('@') => format!("{name}@{t}"),
+            _ => name,
+        };
+        let s = scenario::Scenario::load(&root, &name)?;
+        println!("== {} on {}", s.name, s.topology.name);
+        if !s.topology.is_hosts() {
+            println!("   (containers hadrill starts: no command runs on a host of yours)");
+            continue;
+        }
+        for (i, step) in s.spec.steps.iter().enumerate() {
+            let Some(fault) = &step.fault else { continue };
+            println!("step {}: {}", i + 1, fault.name());
+            match hadrill::faults::plan(fault, &s.topology) {
+                Ok(planned) => {
+                    for p in planned {
+                        let sudo = if p.root { "sudo -n " } else { "" };
+                        println!(
+                            "   {:<10} {sudo}{:<48}  # {}",
+                            p.node,
+                            p.argv.join(" "),
+                            p.why
+                        );
+                    }
+                }
+                Err(e) => println!("   refused: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replays the heal journals of runs: what they changed on their hosts is put back.
+async fn heal(runs: &[std::path::PathBuf]) -> Result<()> {
+    let mut all = true;
+    for dir in runs {
+        let journal = dir.join(hadrill::journal::FILE);
+        if !journal.is_file() {
+            return Err(miette::miette!(
+                help = "`hadrill heal` takes the directory of a run of existing hosts (`[hosts]`); a container run leaves nothing on any host",
+                "{} holds no heal journal",
+                dir.display()
+            ));
+        }
+        let pending = hadrill::journal::pending(&journal).into_diagnostic()?;
+        if pending.undos.is_empty() {
+            println!("{}: nothing to heal", dir.display());
+            continue;
+        }
+        println!(
+            "{}: {} change(s) to undo",
+            dir.display(),
+            pending.undos.len()
+        );
+        all &= run::heal_journal(&journal).await;
+        let left = hadrill::journal::pending(&journal).into_diagnostic()?;
+        println!(
+            "{}: {} undone, {} left",
+            dir.display(),
+            pending.undos.len() - left.undos.len(),
+            left.undos.len()
+        );
+    }
+    if all {
+        Ok(())
+    } else {
+        Err(miette::miette!(
+            "some changes could not be undone; see above"
+        ))
+    }
 }
 
 /// Scenarios at once by default: two, which overlap well on 2 cores. A run that needs the

@@ -59,6 +59,11 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Backend(#[from] BackendError),
+    #[error("the hosts are not ready for this run's faults:\n{problems}")]
+    #[diagnostic(help(
+        "install what is missing, and give the SSH user sudo without a password for exactly those commands (docs/hosts.md lists the sudo rules); `hadrill run --plan` prints every command each host would run"
+    ))]
+    HostsNotReady { problems: String },
     #[error("the install's secret {name} is not given")]
     #[diagnostic(help(
         "set HADRILL_SECRET_{name}, or add a line `{name}=…` to the file `secrets_file` names in {} (keep it readable by you only)",

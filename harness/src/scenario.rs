@@ -573,6 +573,25 @@ impl Scenario {
                 return Ok(results);
             }
         };
+        if run.topology().is_hosts() {
+            let faults: Vec<Fault> = self
+                .spec
+                .steps
+                .iter()
+                .filter_map(|s| s.fault.clone())
+                .collect();
+            if let Err(e) = crate::hosts::preflight(&run, &faults).await {
+                if let Err(t) = run.teardown().await {
+                    tracing::error!("teardown after a refused run also failed: {t}");
+                }
+                let mut results = errored_results(self.name.clone(), &dir, started_at, &e);
+                results.description = self.spec.description.clone();
+                results.topology = self.topology.name.clone();
+                results.wall_seconds = wall.elapsed().as_secs_f64();
+                save_results(&results)?;
+                return Ok(results);
+            }
+        }
         let driven = self.drive(&run).await;
         let read = Instant::now();
         let finals = self.read_finals(&run, &driven).await;

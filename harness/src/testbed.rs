@@ -92,12 +92,16 @@ impl TestBed {
                 ("run", run),
                 ("sudoers", sudoers.clone()),
                 ("authorized_keys", client_key.with_extension("pub")),
-                ("ssh_host_ed25519_key", node_dir.join("ssh_host_ed25519_key")),
+                (
+                    "ssh_host_ed25519_key",
+                    node_dir.join("ssh_host_ed25519_key"),
+                ),
             ];
-            spec.config.extend(mounts.into_iter().map(|(f, source)| ConfigMount {
-                source,
-                target: format!("/etc/hadrill/vm/{f}"),
-            }));
+            spec.config
+                .extend(mounts.into_iter().map(|(f, source)| ConfigMount {
+                    source,
+                    target: format!("/etc/hadrill/vm/{f}"),
+                }));
             spec.command = vec!["sh".into(), "/etc/hadrill/vm/boot.sh".into()];
             spec.user = None;
             spec.ports.push(22);
@@ -126,15 +130,26 @@ impl TestBed {
             let node = self.run.node(name)?;
             let spec = node.spec();
             let ssh_at = node.host_addr(22).expect("a VM publishes its SSH port");
-            let public = std::fs::read_to_string(self.dir.join(name).join("ssh_host_ed25519_key.pub"))
-                .map_err(io("cannot read", &self.dir))?;
+            let public =
+                std::fs::read_to_string(self.dir.join(name).join("ssh_host_ed25519_key.pub"))
+                    .map_err(io("cannot read", &self.dir))?;
             let key: Vec<&str> = public.split_whitespace().take(2).collect();
-            known_hosts.push_str(&format!("[{}]:{} {}\n", ssh_at.ip(), ssh_at.port(), key.join(" ")));
+            known_hosts.push_str(&format!(
+                "[{}]:{} {}\n",
+                ssh_at.ip(),
+                ssh_at.port(),
+                key.join(" ")
+            ));
             let mut h = toml::Table::new();
             h.insert("role".into(), Value::String(spec.role.clone()));
             h.insert(
                 "address".into(),
-                Value::Array(node.ips().iter().map(|ip| Value::String(ip.to_string())).collect()),
+                Value::Array(
+                    node.ips()
+                        .iter()
+                        .map(|ip| Value::String(ip.to_string()))
+                        .collect(),
+                ),
             );
             let mut ssh = toml::Table::new();
             ssh.insert("host".into(), Value::String(ssh_at.ip().to_string()));
@@ -150,7 +165,12 @@ impl TestBed {
                 .ports
                 .iter()
                 .filter(|p| **p != 22)
-                .filter_map(|p| Some((p.to_string(), Value::String(node.host_addr(*p)?.to_string()))))
+                .filter_map(|p| {
+                    Some((
+                        p.to_string(),
+                        Value::String(node.host_addr(*p)?.to_string()),
+                    ))
+                })
                 .collect();
             h.insert("entry".into(), Value::Table(entry));
             if let Some(health) = &spec.health {
@@ -165,13 +185,19 @@ impl TestBed {
             if let Some(cmd) = &spec.in_flight {
                 h.insert("in_flight".into(), words(cmd));
             }
-            h.insert("logs".into(), Value::Array(vec![Value::String(SERVICE_LOG.into())]));
+            h.insert(
+                "logs".into(),
+                Value::Array(vec![Value::String(SERVICE_LOG.into())]),
+            );
             hosts.insert(name.clone(), Value::Table(h));
         }
         let mut top = toml::Table::new();
         top.insert(
             "description".into(),
-            Value::String(format!("{} as existing hosts reached over SSH (hadrill's test bed)", t.name)),
+            Value::String(format!(
+                "{} as existing hosts reached over SSH (hadrill's test bed)",
+                t.name
+            )),
         );
         if !t.secrets.is_empty() {
             top.insert("secrets".into(), words(&t.secrets));
@@ -198,8 +224,11 @@ impl TestBed {
             .groups
             .iter()
             .map(|(g, members)| {
-                let kept: Vec<String> =
-                    members.iter().filter(|m| self.vms.contains(m)).cloned().collect();
+                let kept: Vec<String> = members
+                    .iter()
+                    .filter(|m| self.vms.contains(m))
+                    .cloned()
+                    .collect();
                 (g.clone(), words(&kept))
             })
             .collect();
@@ -227,7 +256,10 @@ impl TestBed {
 
     /// The container of each VM.
     pub fn containers(&self) -> Vec<String> {
-        self.vms.iter().map(|n| self.run.shared().container_name(n)).collect()
+        self.vms
+            .iter()
+            .map(|n| self.run.shared().container_name(n))
+            .collect()
     }
 
     /// The engine's events about the VMs' containers between two instants (Unix seconds):
@@ -320,12 +352,23 @@ fn write_private(path: &Path, text: &str) -> Result<(), TestBedError> {
 /// A new ed25519 key pair at `path` (and `path.pub`), with no passphrase.
 fn keygen(path: &Path) -> Result<PathBuf, TestBedError> {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "hadrill-testbed", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "hadrill-testbed",
+            "-f",
+        ])
         .arg(path)
         .output()
         .map_err(|e| TestBedError::Keygen(e.to_string()))?;
     if !out.status.success() {
-        return Err(TestBedError::Keygen(String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(TestBedError::Keygen(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     Ok(path.to_path_buf())
 }

@@ -1107,7 +1107,11 @@ impl Ctx<'_> {
         let secrets_file = match &raw.secrets_file {
             None => inherited_secrets_file,
             Some(f) => {
-                let p = self.path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
+                let p = self
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(f.get_ref());
                 if !p.is_file() {
                     return Err(self.error(
                         f.span(),

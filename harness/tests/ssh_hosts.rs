@@ -1,12 +1,14 @@
-//! The SSH backend, proven on a test bed of "VM" containers (sshd + runit) running the
-//! reference product's web-ha install: once the test bed is up, hadrill drills it only over
-//! SSH, as an existing install, and the engine's own event log shows no call touched the VMs.
+//! The SSH backend, proven on test beds of "VM" containers (sshd + runit) running the reference
+//! product's installs: once a test bed is up, hadrill drills it only over SSH, as an existing
+//! install with the same scenario files and checks, and the engine's own event log shows that
+//! no call touched the VMs from then until the drills ended.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hadrill::model::Verdict;
+use hadrill::model::{Results, Verdict};
 use hadrill::scenario;
 use hadrill::testbed::TestBed;
 
@@ -17,31 +19,114 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn web_ha_drills_pass_over_ssh_and_touch_the_vms_only_through_ssh() {
-    let root = common::root();
-    let options = common::options();
-    let bed = match TestBed::start(&root, "web-ha", &options).await {
+async fn bed(topology: &str) -> TestBed {
+    match TestBed::start(&common::root(), topology, &common::options()).await {
         Ok(b) => b,
         Err(e) => panic!("{:?}", miette::Report::new(e)),
-    };
+    }
+}
+
+async fn drill(bed: &TestBed, scenario: &str) -> Results {
+    let root = common::root();
     let hosts = bed.hosts_topology().to_string_lossy().into_owned();
+    let results =
+        scenario::run_in_suite(&root, scenario, Some(&hosts), None, &common::options()).await;
+    println!("{}", results.summary());
+    results
+}
+
+fn failed_checks(r: &Results) -> BTreeSet<&str> {
+    r.checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .map(|c| c.check.as_str())
+        .collect()
+}
+
+/// What the drills left on the VMs: any hadrill chain in the firewall, any service not running.
+async fn leftovers(bed: &TestBed) -> Vec<String> {
+    let mut left = Vec::new();
+    for container in bed.containers() {
+        for (cmd, bad) in [
+            ("iptables -S | grep -c HADRILL || true", "chain"),
+            ("sv status main | grep -v '^run:' || true", "service"),
+        ] {
+            let out = hadrill::docker::exec(
+                bed.run().docker(),
+                &container,
+                &["sh", "-c", cmd],
+                Some("root"),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            let text = out.output.trim();
+            if !(text.is_empty() || text == "0") {
+                left.push(format!("{container}: {bad}: {text}"));
+            }
+        }
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn web_ha_drills_pass_over_ssh_and_touch_the_vms_only_through_ssh() {
+    let bed = bed("web-ha").await;
     let up = unix_now();
     let mut failures = Vec::new();
-    for name in ["kill-active-app"] {
-        let results =
-            scenario::run_in_suite(&root, name, Some(&hosts), None, &options).await;
-        println!("{}", results.summary());
-        if results.verdict != Verdict::Pass {
-            failures.push(format!("{name}: {}", results.summary()));
+    for name in ["kill-active-app", "stop-app-graceful", "cut-app-from-db"] {
+        let r = drill(&bed, name).await;
+        if r.verdict != Verdict::Pass {
+            failures.push(format!("{name}: {}", r.summary()));
         }
     }
     let down = unix_now();
     let events = bed.engine_events(up, down).await.unwrap();
+    let left = leftovers(&bed).await;
     bed.teardown().await.unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
         events.is_empty(),
         "the engine acted on the VMs during the SSH drills: {events:?}"
     );
+    assert!(
+        left.is_empty(),
+        "the drills left changes on the hosts: {left:?}"
+    );
+}
+
+/// Negative controls over SSH: a broken install must fail the same checks it fails in
+/// containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broken_installs_fail_their_checks_over_ssh() {
+    // nginx's passive health checks keep sending users to an app server cut from its database.
+    let nginx = bed("web-ha-nginx-tuned").await;
+    let cut = drill(&nginx, "cut-app-from-db").await;
+    let left = leftovers(&nginx).await;
+    nginx.teardown().await.unwrap();
+    assert_eq!(cut.verdict, Verdict::Fail, "{}", cut.summary());
+    let failed = failed_checks(&cut);
+    for check in ["availability", "user-requests"] {
+        assert!(
+            failed.contains(check),
+            "{check} did not fail: {}",
+            cut.summary()
+        );
+    }
+    assert!(
+        left.is_empty(),
+        "the drill left changes on the hosts: {left:?}"
+    );
+
+    // Workers that acknowledge a job before committing it lose the job an aimed kill hits.
+    let workers = bed("web-ha-worker-ack-before-commit").await;
+    let kill = drill(&workers, "kill-worker-ack-before-commit").await;
+    workers.teardown().await.unwrap();
+    let continuity = kill.checks.iter().find(|c| c.check == "continuity");
+    assert!(
+        continuity.is_some_and(|c| c.verdict == Verdict::Fail && c.expected_to_fail),
+        "continuity did not catch the lost job: {}",
+        kill.summary()
+    );
+    assert_eq!(kill.verdict, Verdict::Pass, "{}", kill.summary());
 }

@@ -67,7 +67,11 @@ impl Default for ProductRead {
 /// What the system holds after the run, read through the product and its database.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FinalState {
-    /// Every trace row: id → recorded SHA-256.
+    /// The highest trace id the install held before the run's load began: those rows are
+    /// not the run's (an existing install keeps what earlier runs and users wrote).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub before_run_up_to: i64,
+    /// Every trace row the run could have written: id → recorded SHA-256.
     pub rows: BTreeMap<i64, String>,
     /// Per row: what reading its content gave.
     pub content: BTreeMap<i64, Content>,
@@ -268,4 +272,8 @@ pub(super) async fn list_objects(
                 .to_string()
         })
         .collect())
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }

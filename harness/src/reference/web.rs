@@ -117,6 +117,8 @@ pub struct WebWorkload {
     spec: WorkloadSpec,
     read: ProductRead,
     entry: OnceLock<Endpoint>,
+    /// The highest trace id before the load began (`FinalState::before_run_up_to`).
+    before: OnceLock<i64>,
     sessions: Arc<std::sync::Mutex<Vec<IssuedSession>>>,
 }
 
@@ -136,6 +138,7 @@ impl WebWorkload {
             spec,
             read,
             entry: OnceLock::new(),
+            before: OnceLock::new(),
             sessions: Arc::default(),
         }
     }
@@ -151,6 +154,15 @@ impl Workload for WebWorkload {
             let spec = &self.spec;
             let entry = ctx.node(&spec.entry).map_err(|e| e.to_string())?;
             let _ = self.entry.set(Endpoint::of(&entry, spec.entry_port)?);
+            let db = connect_db(&ctx, &self.read)
+                .await
+                .map_err(|e| format!("cannot read the product's database before the load: {e}"))?;
+            let before: i64 = db
+                .query_one("SELECT coalesce(max(id), 0)::bigint FROM traces", &[])
+                .await
+                .map_err(|e| format!("cannot read the product's traces before the load: {e}"))?
+                .get(0);
+            let _ = self.before.set(before);
             Ok(())
         })
     }
@@ -197,7 +209,8 @@ impl Workload for WebWorkload {
             } else {
                 Default::default()
             };
-            let mut state = final_state(&ctx, &self.read, &self.spec).await?;
+            let mut state =
+                final_state(&ctx, &self.read, &self.spec, self.before.get().copied()).await?;
             state.licenses = licenses;
             serde_json::to_value(state).map_err(|e| e.to_string())
         })
@@ -546,14 +559,19 @@ async fn final_state(
     ctx: &Context,
     f: &ProductRead,
     spec: &WorkloadSpec,
+    before: Option<i64>,
 ) -> Result<FinalState, String> {
     let acked = acknowledged(&ctx.events());
     let db = connect_db(ctx, f).await?;
     // Unanalysed uploads are the continuity check's to judge, not an error here.
     wait_analysed(&db, &acked, f.analysis_timeout).await?;
-    let mut state = FinalState::default();
+    let before = before.unwrap_or(0);
+    let mut state = FinalState {
+        before_run_up_to: before,
+        ..FinalState::default()
+    };
     for r in db
-        .query("SELECT id, sha256 FROM traces", &[])
+        .query("SELECT id, sha256 FROM traces WHERE id > $1", &[&before])
         .await
         .map_err(|e| e.to_string())?
     {
@@ -562,8 +580,9 @@ async fn final_state(
     for r in db
         .query(
             "SELECT t.id, (SELECT count(*) FROM analyses a WHERE a.trace_id = t.id),
-                    (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t",
-            &[],
+                    (SELECT count(*) FROM analysis_attempts x WHERE x.trace_id = t.id) FROM traces t
+             WHERE t.id > $1",
+            &[&before],
         )
         .await
         .map_err(|e| e.to_string())?

@@ -102,6 +102,13 @@ enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// Stand a topology up as "VMs" (containers running an SSH server and runit, each node's
+    /// service under runit) and write the `[hosts]` topology that reaches them over SSH, to
+    /// try drilling an existing install without one. Ctrl-C removes them.
+    Testbed {
+        /// Topology name or path.
+        topology: String,
+    },
     /// Remove detached runs started with `hadrill up --detach` (or the given run).
     Down { run: Option<String> },
     /// List the runs that have containers or networks in the engine.
@@ -173,6 +180,7 @@ fn main() -> Result<()> {
                 command: ImagesCommand::List,
             } => images_list().await,
             Command::Up { topology, detach } => up(&topology, detach).await,
+            Command::Testbed { topology } => testbed(&topology).await,
             Command::Down { run } => down(run).await,
             Command::Ps => ps().await,
             Command::Clean { images } => clean(images).await,
@@ -666,6 +674,9 @@ async fn images_list() -> Result<()> {
 async fn up(name: &str, detach: bool) -> Result<()> {
     let root = project_root();
     let topology = Topology::load(&root, name)?;
+    if topology.is_hosts() {
+        return up_hosts(topology).await;
+    }
     let mut options = RunOptions::new(&root).with_signal_handler();
     options.detached = detach;
     let t0 = Instant::now();
@@ -712,6 +723,76 @@ async fn up(name: &str, detach: bool) -> Result<()> {
     println!("ready; press Ctrl-C to tear down");
     // Ctrl-C reaches the run's signal handler, which removes everything and exits.
     let _run = run;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// `up` on existing hosts starts nothing: it reaches each host, checks its service is
+/// healthy, measures its clock, and checks what every fault hadrill can do to it needs (tools,
+/// sudo), then leaves.
+async fn up_hosts(topology: Topology) -> Result<()> {
+    use hadrill::Fault;
+    let root = project_root();
+    let options = RunOptions::new(&root).with_signal_handler();
+    let t0 = Instant::now();
+    let mut run = Run::start(topology, &options).await?;
+    println!(
+        "{} hosts of {} reached, services healthy, in {:.1}s",
+        run.nodes().len(),
+        run.topology().name,
+        t0.elapsed().as_secs_f64()
+    );
+    let clocks = hadrill::hosts::clock_offsets(&run.nodes()).await?;
+    println!("{:<12} {:<10} {:<28} {:<24} clock", "HOST", "ROLE", "SSH", "ADDRESSES");
+    for node in run.nodes() {
+        let host = node.host().expect("a node of a hosts topology");
+        let addrs: Vec<String> = host.addresses.iter().map(|a| a.to_string()).collect();
+        let clock = clocks
+            .get(node.name())
+            .map(|c| format!("{:+.1} ms (± {:.1} ms)", c.offset_ms, c.within_ms))
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:<10} {:<28} {:<24} {clock}",
+            node.name(),
+            node.spec().role,
+            format!("{}@{}:{}", host.ssh.user, host.ssh.host, host.ssh.port),
+            addrs.join(",")
+        );
+    }
+    // Every fault hadrill can do to each host, so a missing tool or sudo rule shows now.
+    let names: Vec<String> = run.nodes().iter().map(|n| n.name().to_string()).collect();
+    let mut faults = Vec::new();
+    for n in &names {
+        let t = vec![n.clone()];
+        faults.extend([
+            Fault::Kill { targets: t.clone() },
+            Fault::Stop { targets: t.clone(), timeout: std::time::Duration::from_secs(10) },
+            Fault::Start { targets: t.clone() },
+            Fault::Pause { targets: t.clone() },
+            Fault::Resume { targets: t.clone() },
+            Fault::isolate([n.as_str()]),
+        ]);
+    }
+    faults.push(Fault::Heal);
+    let checked = hadrill::hosts::preflight(&run, &faults).await;
+    run.teardown().await.into_diagnostic()?;
+    checked?;
+    println!("every host has the tools and sudo rules hadrill's faults need; nothing was changed");
+    Ok(())
+}
+
+async fn testbed(name: &str) -> Result<()> {
+    let root = project_root();
+    let options = RunOptions::new(&root).with_signal_handler();
+    let bed = hadrill::testbed::TestBed::start(&root, name, &options).await?;
+    println!("{} is up as {} VM(s)", name, bed.containers().len());
+    println!("its [hosts] topology: {}", bed.hosts_topology().display());
+    println!(
+        "drill it over SSH, e.g.: hadrill run kill-active-app --topology {}",
+        bed.hosts_topology().display()
+    );
+    println!("ready; press Ctrl-C to remove it");
+    let _bed = bed;
     std::future::pending::<()>().await;
     Ok(())
 }

@@ -1036,7 +1036,7 @@ pub async fn heal_journal(journal: &Path) -> bool {
 }
 
 /// `<pid>:<start time in clock ticks>:<host>`: the start time tells a reused pid apart.
-fn owner_label() -> String {
+pub(crate) fn owner_label() -> String {
     let pid = std::process::id();
     format!("{pid}:{}:{}", process_start(pid).unwrap_or(0), hostname())
 }

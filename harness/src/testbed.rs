@@ -70,8 +70,10 @@ impl TestBed {
     ) -> Result<TestBed, TestBedError> {
         let mut t = Topology::load(root, topology)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-        let dir = std::env::temp_dir().join(format!("hadrill-testbed-{id}"));
-        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        // A private directory (0700) like a run's: a dead owner's is swept by the next run.
+        let name = format!("testbed-{id}");
+        let dir = crate::shared::create_private_dir(&name, &crate::run::owner_label())
+            .map_err(io("cannot create", &crate::shared::private_dir(&name)))?;
         let client_key = keygen(&dir.join("id_ed25519"))?;
         let boot = write(&dir, "boot.sh", BOOT)?;
         let sudoers = write(&dir, "sudoers", SUDOERS)?;

@@ -154,6 +154,31 @@ const CASES: &[(&str, usize, &[&str])] = &[
         5,
         &["nodes.web1.image", "unknown image `shpo`", "[images]: shop"],
     ),
+    (
+        "host-bad-address.toml",
+        3,
+        &["hosts.app1.address", "IP address"],
+    ),
+    (
+        "host-missing-identity.toml",
+        3,
+        &["hosts.app1.ssh.identity", "does not exist"],
+    ),
+    (
+        "host-service-incomplete.toml",
+        4,
+        &["hosts.app1.service", "no `kill`, `status` command"],
+    ),
+    (
+        "host-bad-entry.toml",
+        5,
+        &["hosts.lb.entry", "not a port and an address"],
+    ),
+    (
+        "hosts-and-nodes.toml",
+        1,
+        &["either containers", "not both"],
+    ),
 ];
 
 #[test]

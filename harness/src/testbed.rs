@@ -16,6 +16,24 @@ use crate::topology::{ConfigMount, NodeSpec, Topology, TopologyError};
 const BOOT: &str = include_str!("testbed/boot.sh");
 /// The VMs' service log, a file the hosts topology names for collection.
 const SERVICE_LOG: &str = "/var/log/hadrill/service.log";
+/// The mark in the environment of every process the service starts: when its main process
+/// ends, runit's `finish` ends every marked one, wherever it went (pg_ctl daemonizes
+/// PostgreSQL into a session of its own), as systemd ends a unit's whole cgroup.
+const MARK: &str = "HADRILL_SERVICE=main";
+const FINISH: &str = r#"#!/bin/sh
+# The service's processes, wherever they went: every one whose environment carries its mark,
+# and their children (PostgreSQL's overwrite their environment with their titles).
+marked=""
+for e in /proc/[0-9]*/environ; do
+    pid=${e#/proc/}; pid=${pid%/environ}
+    [ "$pid" = "$$" ] && continue
+    if tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "$1"; then marked="$marked $pid"; fi
+done
+for pid in $marked; do
+    kill -KILL "$pid" $(pgrep -P "$pid") 2>/dev/null
+done
+exit 0
+"#;
 /// The SSH user, and exactly what sudo lets it run as root: the service manager, the firewall,
 /// and reading processes and logs. Nothing broader (no shell).
 const USER: &str = "drill";
@@ -77,6 +95,7 @@ impl TestBed {
         let client_key = keygen(&dir.join("id_ed25519"))?;
         let boot = write(&dir, "boot.sh", BOOT)?;
         let sudoers = write(&dir, "sudoers", SUDOERS)?;
+        let finish = write(&dir, "finish", &FINISH.replace("\"$1\"", &quote(MARK)))?;
         let vms: Vec<String> = t
             .nodes
             .values()
@@ -92,6 +111,7 @@ impl TestBed {
             let mounts = [
                 ("boot.sh", boot.clone()),
                 ("run", run),
+                ("finish", finish.clone()),
                 ("sudoers", sudoers.clone()),
                 ("authorized_keys", client_key.with_extension("pub")),
                 (
@@ -107,8 +127,12 @@ impl TestBed {
             spec.command = vec!["sh".into(), "/etc/hadrill/vm/boot.sh".into()];
             spec.user = None;
             spec.ports.push(22);
-            if !spec.has_capability("NET_ADMIN") {
-                spec.cap_add.push("NET_ADMIN".into());
+            // A VM's root may change its network, and read every process's environment
+            // (what `finish` finds the service's processes by).
+            for cap in ["NET_ADMIN", "SYS_PTRACE"] {
+                if !spec.has_capability(cap) {
+                    spec.cap_add.push(cap.into());
+                }
             }
         }
         let run = Run::start(t, options).await?;
@@ -302,11 +326,11 @@ impl Drop for TestBed {
 }
 
 /// The runit `run` script of a node's service: its output to the service log, its user, its
-/// command line quoted word by word.
+/// command line quoted word by word, its processes marked for `finish`.
 fn run_script(spec: &NodeSpec) -> String {
     let quoted: Vec<String> = spec.command.iter().map(|w| quote(w)).collect();
     let mut s = String::from("#!/bin/sh\n");
-    s.push_str(&format!("exec >>{SERVICE_LOG} 2>&1\ncd /\n"));
+    s.push_str(&format!("exec >>{SERVICE_LOG} 2>&1\ncd /\nexport {MARK}\n"));
     match &spec.user {
         Some(user) => {
             let u = quote(user);

@@ -130,3 +130,46 @@ async fn broken_installs_fail_their_checks_over_ssh() {
     );
     assert_eq!(kill.verdict, Verdict::Pass, "{}", kill.summary());
 }
+
+/// PostgreSQL under Patroni on VMs: the primary's service is killed over SSH (Patroni and its
+/// PostgreSQL with it, as a unit's kill takes its whole cgroup), the standby is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_primary_passes_over_ssh() {
+    let db = bed("db-ha").await;
+    let r = drill(&db, "kill-primary").await;
+    let left = leftovers(&db).await;
+    db.teardown().await.unwrap();
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+    assert!(left.is_empty(), "the drill left changes on the hosts: {left:?}");
+}
+
+/// The guide's active/passive pair on VMs: the active crashes, then the passive; and, without
+/// the ping node, a peer partition whose split brain the checks must catch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn active_passive_drills_pass_over_ssh_and_a_split_brain_is_caught() {
+    let pair = bed("active-passive").await;
+    let mut failures = Vec::new();
+    for name in ["active-crashes", "passive-crashes"] {
+        let r = drill(&pair, name).await;
+        if r.verdict != Verdict::Pass {
+            failures.push(format!("{name}: {}", r.summary()));
+        }
+    }
+    let left = leftovers(&pair).await;
+    pair.teardown().await.unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(left.is_empty(), "the drills left changes on the hosts: {left:?}");
+
+    let no_ping = bed("active-passive-no-ping").await;
+    let split = drill(&no_ping, "partition-peers-no-ping-node").await;
+    let left = leftovers(&no_ping).await;
+    no_ping.teardown().await.unwrap();
+    let single = split.checks.iter().find(|c| c.check == "single-primary");
+    assert!(
+        single.is_some_and(|c| c.verdict == Verdict::Fail),
+        "the split brain was not caught: {}",
+        split.summary()
+    );
+    assert_eq!(split.verdict, Verdict::Pass, "{}", split.summary());
+    assert!(left.is_empty(), "the drill left changes on the hosts: {left:?}");
+}

@@ -11,6 +11,7 @@ install -m 440 /etc/hadrill/vm/sudoers /etc/sudoers.d/drill
 install -m 600 /etc/hadrill/vm/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key
 mkdir -p /run/sshd /etc/service/main /var/log/hadrill
 install -m 755 /etc/hadrill/vm/run /etc/service/main/run
+install -m 755 /etc/hadrill/vm/finish /etc/service/main/finish
 /usr/sbin/sshd -h /etc/ssh/ssh_host_ed25519_key -o PasswordAuthentication=no \
     -o KbdInteractiveAuthentication=no -E /var/log/hadrill/sshd.log
 exec runsvdir -P /etc/service

@@ -743,7 +743,10 @@ async fn up_hosts(topology: Topology) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let clocks = hadrill::hosts::clock_offsets(&run.nodes()).await?;
-    println!("{:<12} {:<10} {:<28} {:<24} clock", "HOST", "ROLE", "SSH", "ADDRESSES");
+    println!(
+        "{:<12} {:<10} {:<28} {:<24} clock",
+        "HOST", "ROLE", "SSH", "ADDRESSES"
+    );
     for node in run.nodes() {
         let host = node.host().expect("a node of a hosts topology");
         let addrs: Vec<String> = host.addresses.iter().map(|a| a.to_string()).collect();
@@ -766,7 +769,10 @@ async fn up_hosts(topology: Topology) -> Result<()> {
         let t = vec![n.clone()];
         faults.extend([
             Fault::Kill { targets: t.clone() },
-            Fault::Stop { targets: t.clone(), timeout: std::time::Duration::from_secs(10) },
+            Fault::Stop {
+                targets: t.clone(),
+                timeout: std::time::Duration::from_secs(10),
+            },
             Fault::Start { targets: t.clone() },
             Fault::Pause { targets: t.clone() },
             Fault::Resume { targets: t.clone() },

@@ -37,6 +37,7 @@ use crate::shared::{
     OWNER_FILE, PRIVATE_PREFIX, Shared, create_private_dir, log_path, private_dir, redact,
 };
 use crate::topology::{NodeSpec, Topology};
+use hadrill_model::HostClock;
 use hadrill_model::{Fault, Phase};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -310,10 +311,10 @@ impl Run {
         for (host, c) in &start {
             tracing::info!("{}", crate::hosts::clock_line(host, c));
         }
-        *s.hosts_report.lock().unwrap_or_else(|e| e.into_inner()) = crate::hosts::HostsReport {
-            start,
-            end: BTreeMap::new(),
-        };
+        *s.host_clocks.lock().unwrap_or_else(|e| e.into_inner()) = start
+            .into_iter()
+            .map(|(h, start)| (h, HostClock { start, end: None }))
+            .collect();
         for result in join_all(
             nodes
                 .iter()
@@ -334,6 +335,35 @@ impl Run {
         Ok(())
     }
 
+    /// For a run of existing hosts: each host's clock at the start and (measured now, the
+    /// first time this is asked) at the end; a host off or drifting by more than the figures'
+    /// resolution is warned about. Empty for containers.
+    pub async fn host_clocks(&self) -> BTreeMap<String, HostClock> {
+        let s = &self.shared;
+        let measured = s
+            .host_clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|c| c.end.is_some());
+        if !measured && s.topology.is_hosts() {
+            let end = crate::hosts::clock_offsets(&self.nodes())
+                .await
+                .unwrap_or_default();
+            let mut clocks = s.host_clocks.lock().unwrap_or_else(|e| e.into_inner());
+            for (host, c) in clocks.iter_mut() {
+                c.end = end.get(host).copied();
+                if let Some(w) = c.warning() {
+                    tracing::warn!("{host}: clock {w}");
+                }
+            }
+        }
+        s.host_clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Puts back what the run changed on its hosts, measures their clocks again, and keeps
     /// their logs.
     async fn leave_hosts(&self) {
@@ -352,18 +382,7 @@ impl Run {
             }
         }
         let nodes = self.nodes();
-        let end = crate::hosts::clock_offsets(&nodes)
-            .await
-            .unwrap_or_default();
-        let report = {
-            let mut r = s.hosts_report.lock().unwrap_or_else(|e| e.into_inner());
-            r.end = end;
-            r.clone()
-        };
-        for w in crate::hosts::clock_warnings(&report) {
-            tracing::warn!("{w}");
-        }
-        crate::hosts::save_report(&s.dir, &report);
+        self.host_clocks().await;
         crate::hosts::save_logs(s, &nodes).await;
         s.hosts.close().await;
     }
@@ -799,7 +818,7 @@ fn new_shared(
     Ok(Arc::new(Shared {
         hosts: crate::ssh::Connections::new(private_dir(&id).join("ssh")),
         journal,
-        hosts_report: Mutex::new(Default::default()),
+        host_clocks: Mutex::new(BTreeMap::new()),
         id,
         dir,
         clock: Clock::start(),

@@ -926,6 +926,7 @@ impl Scenario {
             faults: faults(events),
             operations: operation_counts(events),
             components: components(run).await,
+            host_clocks: run.host_clocks().await,
             clock_origin_unix_ms: run
                 .clock()
                 .wall_origin()
@@ -943,9 +944,11 @@ impl Scenario {
                 .and_then(|v| v.finding.clone()),
             seed: self.seed,
             scenario_file: Some(self.path.clone()),
+            // A container's privileges; an existing host's are its own (its sudo rules).
             nodes: run
                 .nodes()
                 .iter()
+                .filter(|n| n.host().is_none())
                 .map(|n| {
                     let spec = n.spec();
                     let privileges = NodePrivileges {

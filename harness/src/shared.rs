@@ -71,7 +71,7 @@ pub(crate) struct Shared {
     /// The undo of every change made to a host, for a run of existing hosts.
     pub journal: Option<crate::journal::Journal>,
     /// Each host's clock against the controller's, for a run of existing hosts.
-    pub hosts_report: Mutex<crate::hosts::HostsReport>,
+    pub host_clocks: Mutex<BTreeMap<String, hadrill_model::HostClock>>,
 }
 
 impl Shared {

@@ -140,7 +140,10 @@ async fn kill_primary_passes_over_ssh() {
     let left = leftovers(&db).await;
     db.teardown().await.unwrap();
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
-    assert!(left.is_empty(), "the drill left changes on the hosts: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the drill left changes on the hosts: {left:?}"
+    );
 }
 
 /// The guide's active/passive pair on VMs: the active crashes, then the passive; and, without
@@ -158,7 +161,10 @@ async fn active_passive_drills_pass_over_ssh_and_a_split_brain_is_caught() {
     let left = leftovers(&pair).await;
     pair.teardown().await.unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(left.is_empty(), "the drills left changes on the hosts: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the drills left changes on the hosts: {left:?}"
+    );
 
     let no_ping = bed("active-passive-no-ping").await;
     let split = drill(&no_ping, "partition-peers-no-ping-node").await;
@@ -171,5 +177,8 @@ async fn active_passive_drills_pass_over_ssh_and_a_split_brain_is_caught() {
         split.summary()
     );
     assert_eq!(split.verdict, Verdict::Pass, "{}", split.summary());
-    assert!(left.is_empty(), "the drill left changes on the hosts: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the drill left changes on the hosts: {left:?}"
+    );
 }

@@ -27,7 +27,10 @@ pub use op::{
 };
 pub use percentile::percentile;
 pub use restore::Restore;
-pub use results::{HarnessUsage, NodePrivileges, Phase, Results, verdict_word};
+pub use results::{
+    CLOCK_RESOLUTION_MS, ClockReading, HarnessUsage, HostClock, NodePrivileges, Phase, Results,
+    verdict_word,
+};
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;
 pub use steady::{QUIET, steady};

@@ -59,6 +59,47 @@ pub struct Results {
     /// What the harness itself used during the run, to show it was not the bottleneck.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness: Option<HarnessUsage>,
+    /// For existing hosts: each host's wall clock against the controller's, at the start and
+    /// the end of the run. The history is on the controller's clock whatever they say.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_clocks: BTreeMap<String, HostClock>,
+}
+
+/// A host's clock against the controller's, measured over SSH at a run's start and end.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HostClock {
+    pub start: ClockReading,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<ClockReading>,
+}
+
+/// One measurement of a host's clock: its wall clock minus the controller's, known to within
+/// `within_ms` (half the round trip the reading was bracketed by).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClockReading {
+    pub offset_ms: f64,
+    pub within_ms: f64,
+}
+
+/// The figures' resolution: a host clock off, or drifting, by more is warned about.
+pub const CLOCK_RESOLUTION_MS: f64 = 100.0;
+
+impl HostClock {
+    /// What the report must warn of: a clock off by more than the figures' resolution, or one
+    /// that drifted by more during the run.
+    pub fn warning(&self) -> Option<String> {
+        let drift = self.end.map(|e| e.offset_ms - self.start.offset_ms);
+        match drift {
+            Some(d) if d.abs() > CLOCK_RESOLUTION_MS => Some(format!(
+                "drifted {d:+.1} ms during the run, more than the figures' {CLOCK_RESOLUTION_MS} ms resolution"
+            )),
+            _ if self.start.offset_ms.abs() > CLOCK_RESOLUTION_MS => Some(format!(
+                "{:+.1} ms from the controller's clock: the product's own timestamps on this host are off by that much; the history stays on the controller's clock",
+                self.start.offset_ms
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The harness process's own cost over a run.
@@ -131,6 +172,7 @@ impl Default for Results {
             nodes: BTreeMap::new(),
             phases: Vec::new(),
             harness: None,
+            host_clocks: BTreeMap::new(),
         }
     }
 }

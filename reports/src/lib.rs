@@ -156,11 +156,25 @@ pub fn run_html(run: &RunData, signoff: Option<&str>) -> Result<String, ReportEr
         .map(|e| format!("logs/{}", e.file_name().to_string_lossy()))
         .collect();
     files.sort();
+    let clocks: Vec<Json> = r
+        .host_clocks
+        .iter()
+        .map(|(host, c)| {
+            serde_json::json!({
+                "host": host,
+                "start": format!("{:+.1} ms (± {:.1})", c.start.offset_ms, c.start.within_ms),
+                "end": c.end.map(|e| format!("{:+.1} ms (± {:.1})", e.offset_ms, e.within_ms)),
+                "warning": c.warning(),
+            })
+        })
+        .collect();
     env()
         .get_template("run.html")
         .and_then(|t| {
             t.render(context! {
                 r => Value::from_serialize(r),
+                clocks => Value::from_serialize(&clocks),
+                resolution => hadrill_model::CLOCK_RESOLUTION_MS,
                 windows => Value::from_serialize(&windows),
                 hits => Value::from_serialize(&hits),
                 ledger => Value::from_serialize(&continuity),

@@ -426,7 +426,7 @@ async fn client(ctx: Arc<Ctx>, run: Context, i: usize) {
         }
         ctx.ops.fetch_add(1, Ordering::Relaxed);
         n += 1;
-        let key = format!("c{i}-{n}");
+        let key = format!("{}c{i}-{n}", key_prefix(&ctx.shared.id));
         let insert = Op {
             kind: OpKind::INSERT,
             key: Some(key.clone()),
@@ -543,10 +543,19 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
     }
 }
 
-/// After the workload: waits for the replicas to converge, then reads the set through the
-/// routed endpoint (recorded as a `verify` operation) and on every member directly.
+/// The run's own keys start with its id: an existing install's table keeps what earlier runs
+/// wrote, and only this run's rows are this run's to judge.
+fn key_prefix(run_id: &str) -> String {
+    format!("{run_id}-")
+}
+
+/// After the workload: waits for the replicas to converge, then reads the run's keys of the
+/// set through the routed endpoint (recorded as a `verify` operation) and on every member
+/// directly.
 async fn final_state(ctx: &Context, spec: &SqlSpec, reader: &Reader) -> SqlFinal {
     let password = ctx.secret(&spec.password_secret).unwrap_or_default();
+    let mine = format!("{}%", key_prefix(&ctx.shared().id));
+    let mine = &mine;
     let digest = |node: Node| {
         let password = password.clone();
         async move {
@@ -563,9 +572,9 @@ async fn final_state(ctx: &Context, spec: &SqlSpec, reader: &Reader) -> SqlFinal
             let row = c
                 .query_one(
                     &*format!(
-                        "SELECT count(*), coalesce(md5(string_agg(k, ',' ORDER BY k)), '') FROM {SET_TABLE}"
+                        "SELECT count(*), coalesce(md5(string_agg(k, ',' ORDER BY k)), '') FROM {SET_TABLE} WHERE k LIKE $1"
                     ),
-                    &[],
+                    &[mine],
                 )
                 .await
                 .ok()?;
@@ -585,7 +594,13 @@ async fn final_state(ctx: &Context, spec: &SqlSpec, reader: &Reader) -> SqlFinal
             Duration::from_secs(5),
         )
         .await?;
-        match c.query(&*format!("SELECT k FROM {SET_TABLE}"), &[]).await {
+        match c
+            .query(
+                &*format!("SELECT k FROM {SET_TABLE} WHERE k LIKE $1"),
+                &[mine],
+            )
+            .await
+        {
             Ok(rows) => Ok(rows),
             // The table was created (acknowledged) before any insert: a primary without it
             // has lost it and every row in it, which is a finding, not an unreadable state.

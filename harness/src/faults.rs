@@ -431,9 +431,9 @@ impl Shared {
                 each(self.handles(targets)?, |n| async move {
                     if n.host().is_some() {
                         let action = if restart {
-                            host::Action::Restart
+                            host::Action::Restart(*timeout)
                         } else {
-                            host::Action::Stop
+                            host::Action::Stop(*timeout)
                         };
                         return host::service(self, &n, action).await;
                     }
@@ -561,8 +561,14 @@ impl Shared {
                 signal,
             } => {
                 each(self.handles(targets)?, |n| async move {
-                    // pgrep leaves itself out, where a shell matching its own line would not.
-                    let found = n.exec_as_root(&["pgrep", "-f", "--", process]).await?;
+                    // pgrep leaves itself out, where a shell matching its own line would not. On
+                    // a host the pattern also travels in sudo's and the remote shell's command
+                    // lines: written so it does not match itself (`[w]eb` matches `web`).
+                    let pattern = match n.host() {
+                        Some(_) => self_excluding(process),
+                        None => process.clone(),
+                    };
+                    let found = n.exec_as_root(&["pgrep", "-f", "--", &pattern]).await?;
                     // PID 1 is the container's init, whose command line names the service.
                     let pids: Vec<&str> = found
                         .output
@@ -714,7 +720,8 @@ impl Shared {
                     let changes = &altered[n.name()];
                     // A stopped container keeps its memory limit into its next start; the
                     // rest went with its namespace and mounts.
-                    let running = n.refresh().await?.running;
+                    // A host's firewall is the host's, whatever its service is doing.
+                    let running = n.host().is_some() || n.refresh().await?.running;
                     let mut notes = Vec::new();
                     for change in changes {
                         notes.push(match change {
@@ -853,9 +860,10 @@ impl Shared {
             .remove(node);
     }
 
-    /// A change inside a node needs it running: a stopped container has nothing to change.
+    /// A change inside a node needs it running: a stopped container has nothing to change. A
+    /// host is there whatever its service is doing.
     async fn running(&self, n: &Node) -> Result<(), FaultError> {
-        if n.refresh().await?.running {
+        if n.host().is_some() || n.refresh().await?.running {
             Ok(())
         } else {
             Err(FaultError::NotRunning {
@@ -1068,6 +1076,23 @@ async fn shell(node: &Node, script: &str) -> Result<ExecOutput, FaultError> {
     succeeded(node, script, out)
 }
 
+/// A pgrep pattern matching what `pattern` matches, but not a command line that carries the
+/// pattern itself: its first letter or digit (not escaped) becomes a one-character class.
+fn self_excluding(pattern: &str) -> String {
+    let mut prev = None;
+    for (i, c) in pattern.char_indices() {
+        // A class of the pattern's own would take ours inside it: left as written.
+        if c == '[' {
+            break;
+        }
+        if c.is_ascii_alphanumeric() && prev != Some('\\') {
+            return format!("{}[{c}]{}", &pattern[..i], &pattern[i + 1..]);
+        }
+        prev = Some(c);
+    }
+    pattern.to_string()
+}
+
 /// `s` as one shell word.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -1147,6 +1172,14 @@ mod tests {
             exit_code: (!running).then_some(137),
             oom_killed: false,
         })
+    }
+
+    #[test]
+    fn a_host_pattern_matches_the_process_and_not_the_commands_carrying_it() {
+        assert_eq!(self_excluding("web --config"), "[w]eb --config");
+        assert_eq!(self_excluding("/usr/bin/x"), "/[u]sr/bin/x");
+        assert_eq!(self_excluding("\\d+ worker"), "\\d+ [w]orker");
+        assert_eq!(self_excluding("9lives"), "[9]lives");
     }
 
     #[tokio::test]

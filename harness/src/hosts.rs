@@ -23,8 +23,9 @@ fn now_s() -> f64 {
 }
 
 /// The host's clock offset, bracketed: the host's reading is taken between two of ours, so
-/// it lies within half the round trip of their midpoint.
-pub async fn clock_offset(n: &Node) -> Result<ClockReading, BackendError> {
+/// it lies within half the round trip of their midpoint. None when the host never gave a
+/// reading (`date` without `%N`).
+pub async fn clock_offset(n: &Node) -> Result<Option<ClockReading>, BackendError> {
     let mut best: Option<ClockReading> = None;
     for _ in 0..SAMPLES {
         let before = now_s();
@@ -41,20 +42,26 @@ pub async fn clock_offset(n: &Node) -> Result<ClockReading, BackendError> {
             best = Some(sample);
         }
     }
-    Ok(best.unwrap_or(ClockReading {
-        offset_ms: f64::NAN,
-        within_ms: f64::INFINITY,
-    }))
+    Ok(best)
 }
 
-/// Every host's clock offset, measured concurrently.
+/// Every host's clock offset, measured concurrently; a host that gives none is warned about
+/// and left out.
 pub async fn clock_offsets(nodes: &[Node]) -> Result<BTreeMap<String, ClockReading>, BackendError> {
     let measured = join_all(nodes.iter().map(clock_offset)).await;
-    nodes
-        .iter()
-        .zip(measured)
-        .map(|(n, m)| Ok((n.name().to_string(), m?)))
-        .collect()
+    let mut out = BTreeMap::new();
+    for (n, m) in nodes.iter().zip(measured) {
+        match m? {
+            Some(c) => {
+                out.insert(n.name().to_string(), c);
+            }
+            None => tracing::warn!(
+                "{}: `date +%s.%N` gave no time: its clock is not measured",
+                n.name()
+            ),
+        }
+    }
+    Ok(out)
 }
 
 /// How many lines of a host's journal and of each named log file are kept.

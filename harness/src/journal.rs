@@ -6,10 +6,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::docker::ExecOutput;
 use crate::ssh::Connections;
 use crate::topology::SshTarget;
 
@@ -34,8 +36,55 @@ pub struct Undo {
     pub key: String,
     pub ssh: SshTarget,
     pub commands: Vec<Vec<String>>,
-    /// Each command may fail (e.g. a rule that was never added): the undo is done anyway.
+    /// Each command may fail (e.g. a rule that was never added): the undo is done anyway,
+    /// once `verify` agrees.
     pub best_effort: bool,
+    /// What proves the undo done: a command (as root) whose output must not hold a text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+}
+
+/// A check that an undo took: `argv`'s output holds no `absent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verify {
+    pub argv: Vec<String>,
+    pub absent: String,
+}
+
+/// Set once the process is exiting and replaying its journals (a signal): no new change may
+/// start on a host, and the replay waits for the changes under way.
+static CLOSING: AtomicBool = AtomicBool::new(false);
+static CHANGING: AtomicUsize = AtomicUsize::new(0);
+
+/// A change to a host under way (its journal entry and its commands).
+pub struct Changing(());
+
+impl Changing {
+    /// None once the process is closing.
+    pub fn begin() -> Option<Changing> {
+        CHANGING.fetch_add(1, Ordering::SeqCst);
+        if CLOSING.load(Ordering::SeqCst) {
+            CHANGING.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Changing(()))
+    }
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        CHANGING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Refuses new changes to hosts and waits (at most `limit`) for those under way, so a
+/// replay that follows undoes everything they did.
+pub fn close(limit: Duration) {
+    CLOSING.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + limit;
+    while CHANGING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub(crate) struct Journal {
@@ -132,7 +181,7 @@ pub async fn replay(
     };
     let mut report = Vec::new();
     for u in pending.undos {
-        match run_undo(&u, hosts).await {
+        match apply(&u, hosts).await {
             Ok(()) => {
                 journal.done(&u.node, &u.key)?;
                 report.push(Ok(format!("{}: {} undone", u.node, u.key)));
@@ -145,17 +194,33 @@ pub async fn replay(
 
 const UNDO_LIMIT: Duration = Duration::from_secs(60);
 
-async fn run_undo(u: &Undo, hosts: &Connections) -> Result<(), String> {
-    for cmd in &u.commands {
-        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let out = hosts
+/// Runs an undo's commands on its host, then its check.
+pub(crate) async fn apply(u: &Undo, hosts: &Connections) -> Result<(), String> {
+    async fn run(u: &Undo, hosts: &Connections, argv: &[String]) -> Result<ExecOutput, String> {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        hosts
             .run(&u.node, &u.ssh, &argv, true, UNDO_LIMIT)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+    for cmd in &u.commands {
+        let out = run(u, hosts, cmd).await?;
         if !out.success() && !u.best_effort {
             return Err(format!(
                 "`{}` exited {:?}: {}",
                 cmd.join(" "),
+                out.exit_code,
+                out.output.trim()
+            ));
+        }
+    }
+    if let Some(v) = &u.verify {
+        let out = run(u, hosts, &v.argv).await?;
+        if !out.success() || out.output.contains(&v.absent) {
+            return Err(format!(
+                "`{}` still shows `{}` afterwards (exit {:?}): {}",
+                v.argv.join(" "),
+                v.absent,
                 out.exit_code,
                 out.output.trim()
             ));
@@ -198,6 +263,7 @@ mod tests {
             },
             commands: vec![vec!["systemctl".into(), "start".into(), node.into()]],
             best_effort: false,
+            verify: None,
         }
     }
 

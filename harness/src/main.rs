@@ -242,6 +242,15 @@ async fn heal(runs: &[std::path::PathBuf]) -> Result<()> {
             ));
         }
         let pending = hadrill::journal::pending(&journal).into_diagnostic()?;
+        if let Some(owner) = pending.owner.as_deref()
+            && !run::owner_is_dead(owner)
+        {
+            return Err(miette::miette!(
+                help = "its own teardown puts the hosts back; stop it first (Ctrl-C) if it hangs",
+                "the run in {} is still running (process {owner})",
+                dir.display()
+            ));
+        }
         if pending.undos.is_empty() {
             println!("{}: nothing to heal", dir.display());
             continue;
@@ -256,7 +265,7 @@ async fn heal(runs: &[std::path::PathBuf]) -> Result<()> {
         println!(
             "{}: {} undone, {} left",
             dir.display(),
-            pending.undos.len() - left.undos.len(),
+            pending.undos.len().saturating_sub(left.undos.len()),
             left.undos.len()
         );
     }

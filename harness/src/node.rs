@@ -215,6 +215,15 @@ impl Node {
         self.run(cmd, true, EXEC_TIMEOUT).await
     }
 
+    /// `exec_as_root` with a time limit of its own (a service's stop may take its timeout).
+    pub(crate) async fn exec_as_root_within(
+        &self,
+        cmd: &[&str],
+        limit: Duration,
+    ) -> Result<ExecOutput, BackendError> {
+        self.run(cmd, true, limit).await
+    }
+
     async fn run(
         &self,
         cmd: &[&str],
@@ -268,7 +277,9 @@ impl Node {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.refresh().await?;
-            if !status.running {
+            // A container whose process exited will not come up; a host's service may be
+            // starting or restarting under its service manager, until the deadline.
+            if !status.running && self.host().is_none() {
                 return Err(self
                     .start_failure(format!(
                         "its process exited with code {:?}",
@@ -276,31 +287,40 @@ impl Node {
                     ))
                     .await);
             }
-            let Some(health) = &self.spec().health else {
+            let health = self.spec().health.as_ref();
+            let last = match health {
+                _ if !status.running => "its service is not running".to_string(),
+                None => return Ok(()),
+                Some(health) => self.health_check(&health.cmd, deadline).await,
+            };
+            if last.is_empty() {
                 return Ok(());
-            };
-            let cmd: Vec<&str> = health.cmd.iter().map(String::as_str).collect();
-            let left = deadline.saturating_duration_since(Instant::now());
-            let last = match self.run(&cmd, false, left.max(POLL)).await {
-                Ok(out) if out.success() => return Ok(()),
-                Ok(out) => {
-                    format!(
-                        "`{}` exited {:?}: {}",
-                        health.cmd.join(" "),
-                        out.exit_code,
-                        out.output.trim()
-                    )
-                }
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() + health.interval > deadline {
+            }
+            let interval = health.map_or(POLL * 5, |h| h.interval);
+            if Instant::now() + interval > deadline {
                 return Err(self
                     .start_failure(format!(
                         "not healthy within {timeout:?}; last check: {last}"
                     ))
                     .await);
             }
-            tokio::time::sleep(health.interval).await;
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// Runs a health command once: empty when it passed, else what it said.
+    async fn health_check(&self, cmd: &[String], deadline: Instant) -> String {
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.run(&argv, false, left.max(POLL)).await {
+            Ok(out) if out.success() => String::new(),
+            Ok(out) => format!(
+                "`{}` exited {:?}: {}",
+                cmd.join(" "),
+                out.exit_code,
+                out.output.trim()
+            ),
+            Err(e) => e.to_string(),
         }
     }
 

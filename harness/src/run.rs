@@ -60,6 +60,12 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Backend(#[from] BackendError),
+    #[error("a dead run left hosts changed, and not all could be put back ({})", journal.display())]
+    #[diagnostic(help(
+        "the lines above say which change and why; fix that (the host unreachable? sudo?) and run `hadrill heal {}`",
+        journal.parent().map(|p| p.display().to_string()).unwrap_or_default()
+    ))]
+    NotHealed { journal: PathBuf },
     #[error("the hosts are not ready for this run's faults:\n{problems}")]
     #[diagnostic(help(
         "install what is missing, and give the SSH user sudo without a password for exactly those commands (docs/hosts.md lists the sudo rules); `hadrill run --plan` prints every command each host would run"
@@ -248,8 +254,11 @@ impl Run {
     /// started. Each host is reached over SSH and its service must be healthy; each clock is
     /// measured. Undos a dead run left pending in its heal journal are replayed first.
     async fn reach(topology: Topology, options: &RunOptions) -> Result<Run, RunError> {
+        // Hosts a dead run left changed are not drilled again until they are put back.
         for journal in crate::journal::orphaned(&options.runs_dir, owner_is_dead) {
-            heal_journal(&journal).await;
+            if !heal_journal(&journal).await {
+                return Err(RunError::NotHealed { journal });
+            }
         }
         // The engine is never asked anything in a run of hosts; this client only exists
         // because a run holds one, and connects on first use.
@@ -1079,7 +1088,7 @@ fn hostname() -> String {
 
 /// Whether the process named by an owner label is gone. Runs owned on another host, or
 /// detached ones, are never considered dead.
-fn owner_is_dead(owner: &str) -> bool {
+pub fn owner_is_dead(owner: &str) -> bool {
     let mut parts = owner.splitn(3, ':');
     let (Some(pid), Some(start), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -1229,6 +1238,9 @@ fn install_signal_handler() {
                 "\nhadrill: interrupted; removing the containers of {} run(s)",
                 runs.len()
             );
+            // No host change starts from now on; those under way end before the journals are
+            // replayed, so the replay undoes them too.
+            crate::journal::close(Duration::from_secs(10));
             let t0 = Instant::now();
             for (id, dir) in runs {
                 remove_run_blocking(&id, Some(&dir));

@@ -84,8 +84,15 @@ impl Connections {
         limit: Duration,
     ) -> Result<ExecOutput, SshError> {
         let argv = command_line(target, argv, root);
-        let session = self.session(node, target).await?;
         let cmd = argv.join(" ");
+        if argv.is_empty() {
+            return Err(SshError::Command {
+                node: node.to_string(),
+                cmd,
+                reason: "an empty command".into(),
+            });
+        }
+        let session = self.session(node, target).await?;
         let mut command = session.command(argv[0].as_str());
         command.args(&argv[1..]);
         let out = match tokio::time::timeout(limit, command.output()).await {

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use crate::docker::DockerError;
 use crate::run::{Run, RunError, RunOptions};
-use crate::topology::{ConfigMount, NodeSpec, Topology, TopologyError};
+use crate::topology::{ConfigMount, HealthCheck, NodeSpec, Topology, TopologyError};
 
 const BOOT: &str = include_str!("testbed/boot.sh");
 /// The VMs' service log, a file the hosts topology names for collection.
@@ -76,6 +76,8 @@ pub struct TestBed {
     dir: PathBuf,
     hosts: PathBuf,
     vms: Vec<String>,
+    /// Each VM's own health check, as its `[hosts]` entry gives it.
+    health: std::collections::BTreeMap<String, HealthCheck>,
 }
 
 impl TestBed {
@@ -102,6 +104,7 @@ impl TestBed {
             .filter(|n| !n.once && n.autostart)
             .map(|n| n.name.clone())
             .collect();
+        let mut health = std::collections::BTreeMap::new();
         for name in &vms {
             let node_dir = dir.join(name);
             std::fs::create_dir_all(&node_dir).map_err(io("cannot create", &node_dir))?;
@@ -125,6 +128,31 @@ impl TestBed {
                     target: format!("/etc/hadrill/vm/{f}"),
                 }));
             spec.command = vec!["sh".into(), "/etc/hadrill/vm/boot.sh".into()];
+            // Up once runit runs the service and the service is healthy (a check that looks
+            // elsewhere, like a pair's gateway's, would pass before it runs).
+            let mut up = vec![
+                "sh".into(),
+                "-c".into(),
+                "sv status main | grep -q '^run:' && exec \"$@\"".into(),
+                "sh".into(),
+            ];
+            match spec.health.take() {
+                Some(h) => {
+                    up.extend(h.cmd.iter().cloned());
+                    spec.health = Some(HealthCheck {
+                        cmd: up,
+                        interval: h.interval,
+                    });
+                    health.insert(name.clone(), h);
+                }
+                None => {
+                    up.push("true".into());
+                    spec.health = Some(HealthCheck {
+                        cmd: up,
+                        interval: std::time::Duration::from_millis(200),
+                    });
+                }
+            }
             spec.user = None;
             spec.ports.push(22);
             // A VM's root may change its network, and read every process's environment
@@ -141,6 +169,7 @@ impl TestBed {
             run,
             dir,
             vms,
+            health,
         };
         bed.write_hosts_topology(&client_key)?;
         Ok(bed)
@@ -199,7 +228,7 @@ impl TestBed {
                 })
                 .collect();
             h.insert("entry".into(), Value::Table(entry));
-            if let Some(health) = &spec.health {
+            if let Some(health) = self.health.get(name) {
                 let mut hc = toml::Table::new();
                 hc.insert("cmd".into(), words(&health.cmd));
                 hc.insert(

@@ -11,13 +11,13 @@ use crate::node::Node;
 use crate::shared::{POLL, Shared};
 use crate::topology::HostSpec;
 
-/// What a fault does to a host's service.
+/// What a fault does to a host's service; a stop's time to exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Action {
     Kill,
-    Stop,
+    Stop(Duration),
     Start,
-    Restart,
+    Restart(Duration),
     Pause,
     Resume,
 }
@@ -31,32 +31,44 @@ fn host(n: &Node) -> &HostSpec {
     n.host().expect("a host fault on a host node")
 }
 
-/// Writes `undo` to the journal (hadrill's own record of what to put back).
-pub(super) fn journal(
-    shared: &Shared,
-    n: &Node,
-    key: &str,
-    commands: Vec<Vec<String>>,
-    best_effort: bool,
-) -> Result<(), FaultError> {
-    let Some(j) = &shared.journal else {
-        return Ok(());
-    };
-    j.undo(Undo {
+/// Writes `undo` to the journal (hadrill's own record of what to put back) before the change.
+fn journal(shared: &Shared, n: &Node, undo: Undo) -> Result<(), FaultError> {
+    let j = shared
+        .journal
+        .as_ref()
+        .ok_or_else(|| journal_error(n, std::io::Error::other("the run has no heal journal")))?;
+    j.undo(undo).map_err(|e| journal_error(n, e))
+}
+
+fn undo(n: &Node, key: &str, commands: Vec<Vec<String>>) -> Undo {
+    Undo {
         node: n.name().to_string(),
         key: key.to_string(),
         ssh: host(n).ssh.clone(),
         commands,
-        best_effort,
-    })
-    .map_err(|e| journal_error(n, e))
+        best_effort: false,
+        verify: None,
+    }
 }
 
-pub(super) fn journal_done(shared: &Shared, n: &Node, key: &str) -> Result<(), FaultError> {
+fn journal_done(shared: &Shared, n: &Node, key: &str) -> Result<(), FaultError> {
     match &shared.journal {
         Some(j) => j.done(n.name(), key).map_err(|e| journal_error(n, e)),
-        None => Ok(()),
+        None => Err(journal_error(
+            n,
+            std::io::Error::other("the run has no heal journal"),
+        )),
     }
+}
+
+/// A change about to be made to a host: refused once the process is closing (a signal's
+/// cleanup is replaying the journal), and counted until it is done, so that cleanup waits.
+fn changing(n: &Node) -> Result<crate::journal::Changing, FaultError> {
+    crate::journal::Changing::begin().ok_or_else(|| FaultError::NotOnHost {
+        node: n.name().to_string(),
+        fault: "change".into(),
+        why: "hadrill is exiting and putting the hosts back".into(),
+    })
 }
 
 fn journal_error(n: &Node, e: std::io::Error) -> FaultError {
@@ -68,49 +80,53 @@ fn journal_error(n: &Node, e: std::io::Error) -> FaultError {
     }
 }
 
-/// Runs each command as root, in order; the first that fails is the fault's failure.
-pub(super) async fn run_all(n: &Node, commands: &[Vec<String>]) -> Result<(), FaultError> {
+/// Runs each command as root, in order, each within `limit`; the first that fails is the
+/// fault's failure.
+async fn run_all(n: &Node, commands: &[Vec<String>], limit: Duration) -> Result<(), FaultError> {
     for cmd in commands {
         let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let out = n.exec_as_root(&argv).await?;
+        let out = n.exec_as_root_within(&argv, limit).await?;
         super::succeeded(n, &cmd.join(" "), out)?;
     }
     Ok(())
 }
+
+/// How long a service command may take: its own stop timeout and then some.
+fn limit(timeout: Option<Duration>) -> Duration {
+    COMMAND_LIMIT + timeout.unwrap_or_default()
+}
+
+const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 
 pub(super) async fn service(
     shared: &Arc<Shared>,
     n: &Node,
     action: Action,
 ) -> Result<String, FaultError> {
+    let _changing = changing(n)?;
     let s = &host(n).service;
     let name = n.name();
     match action {
-        Action::Kill | Action::Stop => {
-            journal(shared, n, DOWN, s.start.clone(), false)?;
-            run_all(
-                n,
-                if action == Action::Kill {
-                    &s.kill
-                } else {
-                    &s.stop
-                },
-            )
-            .await?;
+        Action::Kill | Action::Stop(_) => {
+            journal(shared, n, undo(n, DOWN, s.start.clone()))?;
+            match action {
+                Action::Stop(t) => run_all(n, &s.stop, limit(Some(t))).await?,
+                _ => run_all(n, &s.kill, limit(None)).await?,
+            }
             await_exit(name, EXIT_WAIT, || n.refresh()).await?;
             Ok(format!("{name}: {} is down", s.name))
         }
         Action::Start => {
-            run_all(n, &s.start).await?;
+            run_all(n, &s.start, limit(None)).await?;
             wait_running(n).await?;
             journal_done(shared, n, DOWN)?;
             Ok(format!("{name}: {} started", s.name))
         }
-        Action::Restart => {
-            journal(shared, n, DOWN, s.start.clone(), false)?;
-            run_all(n, &s.stop).await?;
+        Action::Restart(t) => {
+            journal(shared, n, undo(n, DOWN, s.start.clone()))?;
+            run_all(n, &s.stop, limit(Some(t))).await?;
             await_exit(name, EXIT_WAIT, || n.refresh()).await?;
-            run_all(n, &s.start).await?;
+            run_all(n, &s.start, limit(None)).await?;
             wait_running(n).await?;
             journal_done(shared, n, DOWN)?;
             Ok(format!("{name}: {} restarted", s.name))
@@ -118,12 +134,12 @@ pub(super) async fn service(
         Action::Pause => {
             let resume = missing(n, "resume", &s.resume)?;
             missing(n, "pause", &s.pause)?;
-            journal(shared, n, PAUSED, resume.to_vec(), false)?;
-            run_all(n, &s.pause).await?;
+            journal(shared, n, undo(n, PAUSED, resume.to_vec()))?;
+            run_all(n, &s.pause, limit(None)).await?;
             Ok(format!("{name}: {} paused", s.name))
         }
         Action::Resume => {
-            run_all(n, missing(n, "resume", &s.resume)?).await?;
+            run_all(n, missing(n, "resume", &s.resume)?, limit(None)).await?;
             journal_done(shared, n, PAUSED)?;
             Ok(format!("{name}: {} resumed", s.name))
         }
@@ -166,33 +182,45 @@ async fn wait_running(n: &Node) -> Result<(), FaultError> {
     }
 }
 
-fn words(s: &str) -> Vec<String> {
+/// A command line of plain words (chain names, addresses, numbers) as an argument vector.
+pub(super) fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
-/// Adds `rules` (iptables commands) in hadrill's chains, creating
-/// them and their jumps first, one command at a time: the sudo rules a host needs name
-/// `iptables` and nothing broader.
+/// For each of hadrill's chains: the command that creates it (failing when it exists), the
+/// one that asks whether its jump is in place, and the one that puts it there.
+pub(super) fn chain_setup() -> [[Vec<String>; 3]; 2] {
+    [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")].map(|(chain, builtin)| {
+        [
+            words(&format!("iptables -w -N {chain}")),
+            words(&format!("iptables -w -C {builtin} -j {chain}")),
+            words(&format!("iptables -w -I {builtin} 1 -j {chain}")),
+        ]
+    })
+}
+
+/// Adds `rules` (iptables commands) in hadrill's chains, creating them and their jumps first,
+/// one command at a time: the sudo rules a host needs name `iptables` and nothing broader.
 pub(super) async fn cut(
     shared: &Arc<Shared>,
     n: &Node,
     rules: &[String],
 ) -> Result<(), FaultError> {
-    journal(shared, n, NETWORK, heal_network(), true)?;
-    for (chain, builtin) in [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")] {
-        // Exits 1 when the chain exists already: both are fine.
-        n.exec_as_root(&["iptables", "-w", "-N", chain]).await?;
-        let jump = ["iptables", "-w", "-C", builtin, "-j", chain];
-        if !n.exec_as_root(&jump).await?.success() {
-            run_all(
-                n,
-                &[words(&format!("iptables -w -I {builtin} 1 -j {chain}"))],
-            )
-            .await?;
+    let _changing = changing(n)?;
+    journal(shared, n, network_undo(n))?;
+    for [create, check, insert] in chain_setup() {
+        // Creating fails when the chain exists already: both are fine.
+        n.exec_as_root(&as_strs(&create)).await?;
+        if !n.exec_as_root(&as_strs(&check)).await?.success() {
+            run_all(n, &[insert], limit(None)).await?;
         }
     }
     let commands: Vec<Vec<String>> = rules.iter().map(|r| words(r)).collect();
-    run_all(n, &commands).await
+    run_all(n, &commands, limit(None)).await
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// Removes hadrill's chains and their jumps entirely.
@@ -210,12 +238,30 @@ pub(super) fn heal_network() -> Vec<Vec<String>> {
     .collect()
 }
 
-/// Runs the network heal: every command, whatever each finds.
-pub(super) async fn heal(shared: &Arc<Shared>, n: &Node) -> Result<String, FaultError> {
-    for cmd in heal_network() {
-        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        n.exec_as_root(&argv).await?;
+/// The undo of a cut: every heal command, whatever each finds (a jump never added), then
+/// proof that no rule of hadrill's is left.
+fn network_undo(n: &Node) -> Undo {
+    Undo {
+        best_effort: true,
+        verify: Some(crate::journal::Verify {
+            argv: words("iptables -w -S"),
+            absent: "HADRILL".into(),
+        }),
+        ..undo(n, NETWORK, heal_network())
     }
+}
+
+/// Heals the host's network as its journalled undo says, and notes it done only once the
+/// firewall shows nothing of hadrill's.
+pub(super) async fn heal(shared: &Arc<Shared>, n: &Node) -> Result<String, FaultError> {
+    crate::journal::apply(&network_undo(n), &shared.hosts)
+        .await
+        .map_err(|e| FaultError::Command {
+            node: n.name().to_string(),
+            cmd: "heal the network".into(),
+            code: None,
+            output: e,
+        })?;
     journal_done(shared, n, NETWORK)?;
     Ok("network healed (hadrill's chains removed)".into())
 }

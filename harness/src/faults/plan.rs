@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use super::host::{Action, heal_network};
-use super::{CHAIN_IN, CHAIN_OUT, cut_rules};
+use super::cut_rules;
+use super::host::{chain_setup, heal_network, words};
 use crate::topology::{HostSpec, Topology};
 use hadrill_model::{Direction, Fault};
 
@@ -24,9 +24,15 @@ pub struct Planned {
 /// (`@last-served`) stands for every host it could pick. Err: what cannot run on hosts.
 pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> {
     if !fault.runs_on_hosts() {
+        let targets: Vec<String> = fault
+            .targets()
+            .into_iter()
+            .flat_map(|(_, t)| t.to_vec())
+            .collect();
         return Err(format!(
-            "`{}` is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec and heal)",
-            fault.name()
+            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec and heal)",
+            fault.name(),
+            targets.join(", ")
         ));
     }
     let resolve = |targets: &[String]| -> Result<Vec<(String, String)>, String> {
@@ -73,28 +79,21 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
         | Fault::Restart { targets, .. }
         | Fault::Pause { targets }
         | Fault::Resume { targets } => {
-            let action = match fault {
-                Fault::Kill { .. } => Action::Kill,
-                Fault::Stop { .. } => Action::Stop,
-                Fault::Start { .. } => Action::Start,
-                Fault::Restart { .. } => Action::Restart,
-                Fault::Pause { .. } => Action::Pause,
-                _ => Action::Resume,
-            };
             for (n, sel) in resolve(targets)? {
                 let s = &host(&n)?.service;
-                let (runs, undo): (Vec<&Vec<String>>, Vec<&Vec<String>>) = match action {
-                    Action::Kill => (s.kill.iter().collect(), s.start.iter().collect()),
-                    Action::Stop => (s.stop.iter().collect(), s.start.iter().collect()),
-                    Action::Start => (s.start.iter().collect(), Vec::new()),
-                    Action::Restart => (s.stop.iter().chain(&s.start).collect(), Vec::new()),
-                    Action::Pause => (s.pause.iter().collect(), s.resume.iter().collect()),
-                    Action::Resume => (s.resume.iter().collect(), Vec::new()),
+                // What the fault runs, and the undo it journals first (as `host::service`).
+                let (runs, undo): (Vec<&Vec<String>>, &[Vec<String>]) = match fault {
+                    Fault::Kill { .. } => (s.kill.iter().collect(), &s.start),
+                    Fault::Stop { .. } => (s.stop.iter().collect(), &s.start),
+                    Fault::Start { .. } => (s.start.iter().collect(), &[]),
+                    Fault::Restart { .. } => (s.stop.iter().chain(&s.start).collect(), &s.start),
+                    Fault::Pause { .. } => (s.pause.iter().collect(), &s.resume),
+                    _ => (s.resume.iter().collect(), &[]),
                 };
                 for cmd in runs {
                     push(&n, cmd, true, format!("{name}{sel}"));
                 }
-                if !matches!(action, Action::Pause | Action::Resume) {
+                if !matches!(fault, Fault::Pause { .. } | Fault::Resume { .. }) {
                     push(&n, &s.status, true, format!("{name}: is it running?{sel}"));
                 }
                 for cmd in undo {
@@ -191,28 +190,12 @@ fn cut(
             .ok_or_else(|| format!("`{n}` is not an existing host"))?;
         peers.extend(h.addresses.iter().copied());
     }
-    let words = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
     for (n, sel) in a {
         let why = |what: &str| format!("partition: {what}{sel}");
-        for (chain, builtin) in [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")] {
-            push(
-                n,
-                &words(&format!("iptables -w -N {chain}")),
-                true,
-                why("hadrill's chain"),
-            );
-            push(
-                n,
-                &words(&format!("iptables -w -C {builtin} -j {chain}")),
-                true,
-                why("is the jump there?"),
-            );
-            push(
-                n,
-                &words(&format!("iptables -w -I {builtin} 1 -j {chain}")),
-                true,
-                why("the jump, if not"),
-            );
+        for [create, check, insert] in chain_setup() {
+            push(n, &create, true, why("hadrill's chain"));
+            push(n, &check, true, why("is the jump there?"));
+            push(n, &insert, true, why("the jump, if not"));
         }
         for rule in cut_rules(&peers, direction, true, effect) {
             push(n, &words(&rule), true, why("rule"));

@@ -198,6 +198,17 @@ impl Ctx<'_> {
             identity: file("ssh.identity", &ssh.identity)?,
             known_hosts: file("ssh.known_hosts", &ssh.known_hosts)?,
         };
+        if target.host.starts_with('-') || target.host.is_empty() {
+            return Err(self.error(
+                raw.ssh.span(),
+                format!(
+                    "{}: `{}` is not a host name or address",
+                    field("ssh.host"),
+                    target.host
+                ),
+                None,
+            ));
+        }
         let service = self.service(&field("service"), &raw.service)?;
         let mut ports = Vec::new();
         let mut entry = BTreeMap::new();
@@ -224,6 +235,16 @@ impl Ctx<'_> {
             cmd: h.cmd,
             interval: h.interval.map_or(DEFAULT_HEALTH_INTERVAL, |d| d.0),
         });
+        let empty = |c: Option<&Vec<String>>| c.is_some_and(Vec::is_empty);
+        if empty(health.as_ref().map(|h| &h.cmd))
+            || empty(raw.in_flight.as_ref().map(|c| c.get_ref()))
+        {
+            return Err(self.error(
+                raw.ssh.span(),
+                format!("hosts.{name}: a `health` or `in_flight` command is empty"),
+                Some("give each as a list of words, e.g. `[\"curl\", \"-fsS\", \"http://127.0.0.1:8080/readyz\"]`".into()),
+            ));
+        }
         let mut logs = Vec::new();
         for l in &raw.logs {
             if !l.get_ref().starts_with('/') {

@@ -9,7 +9,6 @@ use futures_util::future::join_all;
 
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
-use crate::shared::{Shared, log_path};
 use hadrill_model::{ClockReading, Fault};
 
 /// How many round trips an offset is measured from: the one with the shortest wins.
@@ -62,21 +61,6 @@ pub async fn clock_offsets(nodes: &[Node]) -> Result<BTreeMap<String, ClockReadi
         }
     }
     Ok(out)
-}
-
-/// How many lines of a host's journal and of each named log file are kept.
-const LOG_LINES: usize = 20_000;
-
-/// Copies each host's service journal and named log files into the run directory.
-pub(crate) async fn save_logs(shared: &Shared, nodes: &[Node]) {
-    join_all(nodes.iter().map(|n| async move {
-        let text = shared.redact(&n.log_tail(LOG_LINES).await);
-        let path = log_path(&shared.dir, n.name());
-        if let Err(e) = std::fs::write(&path, text) {
-            tracing::warn!("cannot save log {}: {e}", path.display());
-        }
-    }))
-    .await;
 }
 
 /// Before a run of hosts injects anything: every command its faults would run (`plan`) must

@@ -356,26 +356,29 @@ impl Node {
         }
     }
 
-    /// The last `lines` lines of the container's output; of a host's service journal and log
-    /// files.
+    /// The last `lines` lines of the container's output, or of a host's service journal; then
+    /// of each of the node's own log files.
     pub async fn log_tail(&self, lines: usize) -> String {
-        if let Some(host) = self.host() {
-            let n = lines.to_string();
-            let mut text = String::new();
-            if let Some(journal) = &host.service.journal {
-                let mut argv: Vec<&str> = journal.iter().map(String::as_str).collect();
-                argv.extend(["-n", &n]);
-                if let Ok(out) = self.exec_as_root(&argv).await {
-                    text.push_str(&out.output);
+        let mut text = match self.host() {
+            Some(host) => match &host.service.journal {
+                Some(journal) => {
+                    let n = lines.to_string();
+                    let mut argv: Vec<&str> = journal.iter().map(String::as_str).collect();
+                    argv.extend(["-n", &n]);
+                    self.exec_as_root(&argv)
+                        .await
+                        .map(|out| out.output)
+                        .unwrap_or_default()
                 }
-            }
-            for file in &host.logs {
-                if let Ok(out) = self.exec_as_root(&["tail", "-n", &n, file]).await {
-                    text.push_str(&format!("--- {file} ---\n{}", out.output));
-                }
-            }
-            return text;
-        }
+                None => String::new(),
+            },
+            None => self.output_tail(lines).await,
+        };
+        text.push_str(&self.log_files(lines).await);
+        text
+    }
+
+    async fn output_tail(&self, lines: usize) -> String {
         let mut stream = self.shared.docker.logs(
             &self.container(),
             Some(LogsOptions {
@@ -391,4 +394,59 @@ impl Node {
         }
         text
     }
+
+    /// The last `lines` lines of each file the node's `logs` names, each under a header: read
+    /// over SSH on a host, copied out of a container (running or not).
+    pub async fn log_files(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for file in &self.spec().logs {
+            let body = match self.host() {
+                Some(_) => {
+                    let n = lines.to_string();
+                    match self.exec_as_root(&["tail", "-n", &n, file]).await {
+                        Ok(out) => out.output,
+                        Err(e) => e.to_string(),
+                    }
+                }
+                None => match self.copy_out(file).await {
+                    Ok(all) => last_lines(&all, lines),
+                    Err(e) => format!("(not read: {e})\n"),
+                },
+            };
+            text.push_str(&format!("--- {file} ---\n{body}"));
+        }
+        text
+    }
+
+    /// A file of the container, through the engine's archive API (a stopped container too).
+    async fn copy_out(&self, path: &str) -> Result<String, String> {
+        use bollard::query_parameters::DownloadFromContainerOptions;
+        let mut stream = self.shared.docker.download_from_container(
+            &self.container(),
+            Some(DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            tar_bytes.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        }
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut entries = archive.entries().map_err(|e| e.to_string())?;
+        let mut entry = entries
+            .next()
+            .ok_or("an empty archive")?
+            .map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+    out.push('\n');
+    out
 }

@@ -392,7 +392,7 @@ impl Run {
         }
         let nodes = self.nodes();
         self.host_clocks().await;
-        crate::hosts::save_logs(s, &nodes).await;
+        keep_logs(s, &nodes).await;
         s.hosts.close().await;
     }
 
@@ -765,6 +765,7 @@ impl Run {
             unregister_live(&self.shared.id);
             return Ok(Removed::default());
         }
+        keep_logs(&self.shared, &self.nodes()).await;
         // Containers another tool owns outlive the run: leave them as they were found.
         if !self.shared.adopted.is_empty()
             && let Err(e) = self.inject(Fault::Heal).await
@@ -1038,6 +1039,32 @@ pub fn remove_run_blocking(run_id: &str, run_dir: Option<&Path>) {
             eprintln!("hadrill: cleanup thread panicked; run `hadrill clean` to remove leftovers")
         }
     }
+}
+
+/// How many lines of a host's journal and of each named log file are kept.
+const LOG_LINES: usize = 20_000;
+
+/// Keeps in the run directory what the engine does not: a host's service journal and log
+/// files (`logs/<host>.log`), a container's own log files (`logs/<node>-files.log`, beside
+/// its output, which `remove_run` keeps).
+async fn keep_logs(shared: &Shared, nodes: &[Node]) {
+    join_all(nodes.iter().map(|n| async move {
+        let (text, path) = match n.host() {
+            Some(_) => (n.log_tail(LOG_LINES).await, log_path(&shared.dir, n.name())),
+            None if n.spec().logs.is_empty() => return,
+            None => (
+                n.log_files(LOG_LINES).await,
+                shared
+                    .dir
+                    .join("logs")
+                    .join(format!("{}-files.log", n.name())),
+            ),
+        };
+        if let Err(e) = std::fs::write(&path, shared.redact(&text)) {
+            tracing::warn!("cannot save log {}: {e}", path.display());
+        }
+    }))
+    .await;
 }
 
 /// Replays what a heal journal holds pending, over connections of its own; prints what it

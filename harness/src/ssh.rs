@@ -14,17 +14,17 @@ use crate::topology::SshTarget;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SshError {
-    #[error("cannot reach host `{node}` over SSH ({user}@{host}:{port}): {reason}")]
+    #[error(
+        "cannot reach host `{node}` over SSH ({}@{}:{}): {reason}",
+        target.user, target.host, target.port
+    )]
     #[diagnostic(help(
-        "check the host is up, that `ssh -i {identity} -p {port} -o UserKnownHostsFile={known_hosts} {user}@{host} true` works from this machine, and that its host key is in that known_hosts file (hadrill never accepts an unknown host key)"
+        "check the host is up, that `ssh -i {} -p {} -o UserKnownHostsFile={} {}@{} true` works from this machine, and that its host key is in that known_hosts file (hadrill never accepts an unknown host key)",
+        target.identity.display(), target.port, target.known_hosts.display(), target.user, target.host
     ))]
     Connect {
         node: String,
-        user: String,
-        host: String,
-        port: u16,
-        identity: String,
-        known_hosts: String,
+        target: Box<SshTarget>,
         reason: String,
     },
     #[error("`{cmd}` on host `{node}` could not be run: {reason}")]
@@ -170,11 +170,7 @@ pub(crate) async fn connect(
 fn connect_error(node: &str, t: &SshTarget, reason: String) -> SshError {
     SshError::Connect {
         node: node.to_string(),
-        user: t.user.clone(),
-        host: t.host.clone(),
-        port: t.port,
-        identity: t.identity.display().to_string(),
-        known_hosts: t.known_hosts.display().to_string(),
+        target: Box::new(t.clone()),
         reason,
     }
 }

@@ -168,6 +168,9 @@ pub struct NodeSpec {
     pub tls: Option<NodeTls>,
     /// An existing host reached over SSH (`[hosts.NAME]`), not a container hadrill starts.
     pub host: Option<Box<HostSpec>>,
+    /// The product's own log files in the node (e.g. PostgreSQL's), kept in the run directory
+    /// at the end and shown when the node does not come up.
+    pub logs: Vec<String>,
 }
 
 impl NodeSpec {
@@ -237,6 +240,7 @@ impl NodeSpec {
             in_flight: None,
             tls: None,
             host: None,
+            logs: Vec::new(),
         }
     }
 
@@ -663,6 +667,8 @@ struct RawNode {
     tmpfs: BTreeMap<String, Spanned<String>>,
     in_flight: Option<Spanned<Vec<String>>>,
     tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    logs: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1017,6 +1023,7 @@ impl Ctx<'_> {
                 ));
             }
 
+            let logs = self.log_files(&field("logs"), &node.logs)?;
             let tls = match &node.tls {
                 None => None,
                 Some(t) if !node.ports.contains(&t.get_ref().port) => {
@@ -1081,6 +1088,7 @@ impl Ctx<'_> {
                     in_flight: node.in_flight.map(Spanned::into_inner),
                     tls,
                     host: None,
+                    logs,
                 },
             );
         }
@@ -1147,6 +1155,27 @@ impl Ctx<'_> {
     }
 
     /// The file `source` names under the config roots, to be placed at the absolute `target`.
+    /// A node's `logs`: absolute paths.
+    fn log_files(
+        &self,
+        field: &str,
+        raw: &[Spanned<String>],
+    ) -> Result<Vec<String>, TopologyError> {
+        raw.iter()
+            .map(|l| {
+                if l.get_ref().starts_with('/') {
+                    Ok(l.get_ref().clone())
+                } else {
+                    Err(self.error(
+                        l.span(),
+                        format!("{field}: `{}` is not an absolute path", l.get_ref()),
+                        Some("name the file as the node sees it, e.g. `logs = [\"/var/log/postgresql/postgresql-15-main.log\"]`".into()),
+                    ))
+                }
+            })
+            .collect()
+    }
+
     fn config_file(
         &self,
         config_roots: &[PathBuf],

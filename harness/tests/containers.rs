@@ -995,3 +995,16 @@ async fn every_container_of_a_web_ha_run_has_least_privilege() {
     assert!(checked >= 8, "a web-ha run has its nodes: {checked}");
     run.teardown().await.unwrap();
 }
+
+/// A node's own log files (`logs`) are kept in the run directory at teardown, copied out of
+/// the container even when it was killed.
+#[tokio::test]
+async fn a_nodes_own_log_files_are_kept_even_after_it_was_killed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/log-files.toml");
+    let mut run = common::start(path.to_str().unwrap()).await;
+    run.node("app").unwrap().kill().await.unwrap();
+    let dir = run.dir().to_path_buf();
+    run.teardown().await.unwrap();
+    let kept = std::fs::read_to_string(dir.join("logs/app-files.log")).unwrap();
+    assert_eq!(kept, "--- /var/log/app/app.log ---\napp started\n");
+}

@@ -24,8 +24,6 @@ pub struct HostSpec {
     pub service: Service,
     /// A port the workloads name → where the controller reaches it.
     pub entry: BTreeMap<u16, SocketAddr>,
-    /// Files on the host copied into the run directory at the end (the product's own logs).
-    pub logs: Vec<String>,
 }
 
 /// An SSH destination. Host keys are checked against `known_hosts`, never accepted blindly.
@@ -245,21 +243,7 @@ impl Ctx<'_> {
                 Some("give each as a list of words, e.g. `[\"curl\", \"-fsS\", \"http://127.0.0.1:8080/readyz\"]`".into()),
             ));
         }
-        let mut logs = Vec::new();
-        for l in &raw.logs {
-            if !l.get_ref().starts_with('/') {
-                return Err(self.error(
-                    l.span(),
-                    format!(
-                        "{}: `{}` is not an absolute path",
-                        field("logs"),
-                        l.get_ref()
-                    ),
-                    None,
-                ));
-            }
-            logs.push(l.get_ref().clone());
-        }
+        let logs = self.log_files(&field("logs"), &raw.logs)?;
         let mut spec = NodeSpec::attached(
             name,
             ImageRef::External(format!("host {}", addresses[0])),
@@ -271,12 +255,12 @@ impl Ctx<'_> {
         spec.health = health;
         spec.startup_timeout = raw.startup_timeout.map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0);
         spec.in_flight = raw.in_flight.map(Spanned::into_inner);
+        spec.logs = logs;
         spec.host = Some(Box::new(HostSpec {
             addresses,
             ssh: target,
             service,
             entry,
-            logs,
         }));
         Ok(spec)
     }

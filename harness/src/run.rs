@@ -222,7 +222,7 @@ impl Run {
         let shared = new_shared(docker, topology, images, options, BTreeMap::new())?;
         let names: Vec<String> = shared.images.keys().map(ToString::to_string).collect();
         shared.phase("images", names.join(" "), images_took);
-        let (id, dir) = (shared.id.clone(), shared.dir.clone());
+        let id = shared.id.clone();
         create_private_dir(&id, &owner).map_err(io_err(
             "cannot create the run's private directory",
             &private_dir(&id),
@@ -233,21 +233,9 @@ impl Run {
                 &private_dir(&id),
             ))?;
         }
-        if options.handle_signals {
-            SIGNALS.call_once(install_signal_handler);
-        }
-        register_live(&id, &dir);
-        let mut run = Run {
-            shared,
-            torn_down: false,
-        };
-        if let Err(e) = run.bring_up(&owner).await {
-            if let Err(t) = run.teardown().await {
-                tracing::error!("teardown after a failed start also failed: {t}");
-            }
-            return Err(e);
-        }
-        Ok(run)
+        let run = Run::live(shared, options);
+        let started = run.bring_up(&owner).await;
+        run.or_teardown(started).await
     }
 
     /// A run over an install that already runs on its own hosts (`[hosts]`): nothing is
@@ -268,7 +256,7 @@ impl Run {
                 source,
             })?;
         let shared = new_shared(docker, topology, BTreeMap::new(), options, BTreeMap::new())?;
-        let (id, dir) = (shared.id.clone(), shared.dir.clone());
+        let id = shared.id.clone();
         create_private_dir(&id, &owner_label()).map_err(io_err(
             "cannot create the run's private directory",
             &private_dir(&id),
@@ -295,21 +283,32 @@ impl Run {
                 &private_dir(&id),
             ))?;
         }
+        let run = Run::live(shared, options);
+        let reached = run.reach_hosts().await;
+        run.or_teardown(reached).await
+    }
+
+    /// A run that the signal handler (if asked for) and `Drop` will clean up.
+    fn live(shared: Arc<Shared>, options: &RunOptions) -> Run {
         if options.handle_signals {
             SIGNALS.call_once(install_signal_handler);
         }
-        register_live(&id, &dir);
-        let mut run = Run {
+        register_live(&shared.id, &shared.dir);
+        Run {
             shared,
             torn_down: false,
-        };
-        if let Err(e) = run.reach_hosts().await {
-            if let Err(t) = run.teardown().await {
+        }
+    }
+
+    /// The run, if it started; else what failed, once everything started so far is removed.
+    async fn or_teardown(mut self, started: Result<(), RunError>) -> Result<Run, RunError> {
+        if let Err(e) = started {
+            if let Err(t) = self.teardown().await {
                 tracing::error!("teardown after a failed start also failed: {t}");
             }
             return Err(e);
         }
-        Ok(run)
+        Ok(self)
     }
 
     async fn reach_hosts(&self) -> Result<(), RunError> {

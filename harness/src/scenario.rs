@@ -562,16 +562,18 @@ impl Scenario {
             .clone();
         options.images.extend(self.upgrade_images());
         let started = Run::start(self.topology.clone(), &options).await;
+        // A run that could not start, or hosts not ready for its faults: an `error` result.
+        let errored = |e: &dyn miette::Diagnostic| {
+            let mut results = errored_results(self.name.clone(), &dir, started_at.clone(), e);
+            results.description = self.spec.description.clone();
+            results.topology = self.topology.name.clone();
+            results.wall_seconds = wall.elapsed().as_secs_f64();
+            save_results(&results)?;
+            Ok(results)
+        };
         let mut run = match started {
             Ok(run) => run,
-            Err(e) => {
-                let mut results = errored_results(self.name.clone(), &dir, started_at, &e);
-                results.description = self.spec.description.clone();
-                results.topology = self.topology.name.clone();
-                results.wall_seconds = wall.elapsed().as_secs_f64();
-                save_results(&results)?;
-                return Ok(results);
-            }
+            Err(e) => return errored(&e),
         };
         if run.topology().is_hosts() {
             let faults: Vec<Fault> = self
@@ -584,12 +586,7 @@ impl Scenario {
                 if let Err(t) = run.teardown().await {
                     tracing::error!("teardown after a refused run also failed: {t}");
                 }
-                let mut results = errored_results(self.name.clone(), &dir, started_at, &e);
-                results.description = self.spec.description.clone();
-                results.topology = self.topology.name.clone();
-                results.wall_seconds = wall.elapsed().as_secs_f64();
-                save_results(&results)?;
-                return Ok(results);
+                return errored(&e);
             }
         }
         let driven = self.drive(&run).await;

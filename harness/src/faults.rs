@@ -39,7 +39,7 @@ use hadrill_model::{
 
 use aim::Held;
 pub use aim::When;
-pub use plan::{Planned, needs, plan};
+pub use plan::{Planned, needs, plan, preflight};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FaultError {

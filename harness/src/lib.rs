@@ -20,7 +20,7 @@ pub mod docker;
 mod drill;
 pub mod faults;
 pub mod history;
-pub mod hosts;
+pub mod host_clock;
 pub mod images;
 pub mod interrupt;
 pub mod journal;

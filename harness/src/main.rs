@@ -751,7 +751,7 @@ async fn up_hosts(topology: Topology) -> Result<()> {
         run.topology().name,
         t0.elapsed().as_secs_f64()
     );
-    let clocks = hadrill::hosts::clock_offsets(&run.nodes()).await?;
+    let clocks = hadrill::host_clock::clock_offsets(&run.nodes()).await?;
     println!(
         "{:<12} {:<10} {:<28} {:<24} clock",
         "HOST", "ROLE", "SSH", "ADDRESSES"
@@ -789,7 +789,7 @@ async fn up_hosts(topology: Topology) -> Result<()> {
         ]);
     }
     faults.push(Fault::Heal);
-    let checked = hadrill::hosts::preflight(&run, &faults).await;
+    let checked = hadrill::faults::preflight(&run, &faults).await;
     run.teardown().await.into_diagnostic()?;
     checked?;
     println!("every host has the tools and sudo rules hadrill's faults need; nothing was changed");

@@ -315,9 +315,9 @@ impl Run {
         let s = &self.shared;
         let started = Instant::now();
         let nodes = self.nodes();
-        let start = crate::hosts::clock_offsets(&nodes).await?;
+        let start = crate::host_clock::clock_offsets(&nodes).await?;
         for (host, c) in &start {
-            tracing::info!("{}", crate::hosts::clock_line(host, c));
+            tracing::info!("{}", crate::host_clock::clock_line(host, c));
         }
         *s.host_clocks.lock().unwrap_or_else(|e| e.into_inner()) = start
             .into_iter()
@@ -355,7 +355,7 @@ impl Run {
             .values()
             .any(|c| c.end.is_some());
         if !measured && s.topology.is_hosts() {
-            let end = crate::hosts::clock_offsets(&self.nodes())
+            let end = crate::host_clock::clock_offsets(&self.nodes())
                 .await
                 .unwrap_or_default();
             let mut clocks = s.host_clocks.lock().unwrap_or_else(|e| e.into_inner());

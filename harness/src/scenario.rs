@@ -582,7 +582,7 @@ impl Scenario {
                 .iter()
                 .filter_map(|s| s.fault.clone())
                 .collect();
-            if let Err(e) = crate::hosts::preflight(&run, &faults).await {
+            if let Err(e) = crate::faults::preflight(&run, &faults).await {
                 if let Err(t) = run.teardown().await {
                     tracing::error!("teardown after a refused run also failed: {t}");
                 }

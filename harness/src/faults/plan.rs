@@ -1,11 +1,15 @@
 //! What a fault would run on each existing host, without running it: `hadrill run --plan`
-//! prints it, and a run of hosts checks before it starts that each host has each tool and
-//! lets sudo run each root command.
+//! prints it, and a run of hosts checks before it starts (`preflight`) that each host has
+//! each tool and lets sudo run each root command.
 
 use std::collections::BTreeSet;
 
+use futures_util::future::join_all;
+
 use super::cut_rules;
 use super::host::{chain_setup, heal_network, words};
+use crate::node::{BackendError, Node};
+use crate::run::{Run, RunError};
 use crate::topology::{HostSpec, Topology};
 use hadrill_model::{Direction, Fault};
 
@@ -217,4 +221,80 @@ pub fn needs(planned: &[Planned]) -> BTreeSet<(String, Vec<String>, bool, String
             (p.node.clone(), argv, p.root, p.why.clone())
         })
         .collect()
+}
+
+/// Before a run of hosts injects anything: every command its faults would run (`plan`) must
+/// be installed on its host, and each root one allowed by sudo without a password. A fault
+/// that cannot run on hosts at all is refused too. Nothing is changed.
+pub async fn preflight(run: &Run, faults: &[Fault]) -> Result<(), RunError> {
+    let mut planned = Vec::new();
+    let mut problems = Vec::new();
+    for f in faults {
+        match plan(f, run.topology()) {
+            Ok(p) => planned.extend(p),
+            Err(e) => problems.push(e),
+        }
+    }
+    let needs = needs(&planned);
+    let checks = run.nodes().into_iter().map(|n| {
+        let mine: Vec<_> = needs
+            .iter()
+            .filter(|(node, ..)| node == n.name())
+            .cloned()
+            .collect();
+        async move { check_needs(&n, &mine).await }
+    });
+    for found in join_all(checks).await {
+        problems.extend(found?);
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.sort();
+    problems.dedup();
+    Err(RunError::HostsNotReady {
+        problems: problems.join("\n"),
+    })
+}
+
+/// Checks each needed command on the host: its tool is installed, and a root command is
+/// allowed by `sudo -n -l` (no password). Returns one line per missing thing.
+async fn check_needs(
+    n: &Node,
+    needs: &[(String, Vec<String>, bool, String)],
+) -> Result<Vec<String>, BackendError> {
+    let mut missing = Vec::new();
+    let user = n.host().map(|h| h.ssh.user.clone()).unwrap_or_default();
+    let mut absent = BTreeSet::new();
+    let tools: BTreeSet<&str> = needs.iter().map(|(_, c, ..)| c[0].as_str()).collect();
+    for tool in tools {
+        // On PATH, or in sbin (a user's PATH may leave sbin out; sudo's does not).
+        let script = "command -v \"$1\" || test -x \"/usr/sbin/$1\" || test -x \"/sbin/$1\"";
+        if !n.exec(&["sh", "-c", script, "sh", tool]).await?.success() {
+            absent.insert(tool);
+        }
+    }
+    let mut asked = BTreeSet::new();
+    for (_, command, root, why) in needs {
+        let tool = command[0].as_str();
+        if absent.contains(tool) {
+            missing.push(format!(
+                "{}: `{tool}` is not installed (needed for {why})",
+                n.name()
+            ));
+            continue;
+        }
+        if *root && user != "root" && asked.insert(command.clone()) {
+            let mut argv = vec!["sudo", "-n", "-l", "--"];
+            argv.extend(command.iter().map(String::as_str));
+            if !n.exec(&argv).await?.success() {
+                missing.push(format!(
+                    "{}: sudo does not let {user} run `{}` without a password (needed for {why})",
+                    n.name(),
+                    command.join(" "),
+                ));
+            }
+        }
+    }
+    Ok(missing)
 }

@@ -595,11 +595,13 @@ async fn a_memory_limit_oom_kills_what_grows_beyond_it_until_heal() {
     get(addr(&web1, 80)).await.expect("nginx serves on");
     let healed = run.inject(Fault::Heal).await.unwrap();
     println!("{:?}", healed.notes);
-    assert!(
-        healed.notes[0].contains("OOM kills in the node: 1"),
-        "{:?}",
-        healed.notes
-    );
+    // At least the grower's: on a loaded machine the kernel has been seen to kill twice
+    // (a second process of the same pipeline) before the first kill freed its memory.
+    let kills: u32 = healed.notes[0]
+        .rsplit_once("OOM kills in the node: ")
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(kills >= 1, "{:?}", healed.notes);
     assert!(web1.exec(&grow).await.unwrap().success(), "lifted, it fits");
     run.teardown().await.unwrap();
 }

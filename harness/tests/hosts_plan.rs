@@ -1,0 +1,125 @@
+//! A topology of existing hosts, and what each fault would run on them (`hadrill run --plan`,
+//! and the preflight that checks it): no host is reached, no Docker needed.
+
+use std::path::Path;
+
+use hadrill::faults::plan;
+use hadrill::model::{Direction, Effect, Fault};
+use hadrill::topology::Topology;
+
+fn pair() -> Topology {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/pair.toml");
+    Topology::load(root, path.to_str().unwrap()).unwrap()
+}
+
+fn lines(fault: &Fault) -> Vec<String> {
+    plan(fault, &pair())
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            format!(
+                "{} {}{}",
+                p.node,
+                if p.root { "sudo " } else { "" },
+                p.argv.join(" ")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_hosts_topology_reads_its_ssh_targets_services_and_entry_points() {
+    let t = pair();
+    assert!(t.is_hosts());
+    assert!(t.images().is_empty(), "hosts need no image");
+    let app1 = t.nodes["app1"].host.as_deref().unwrap();
+    assert_eq!(app1.addresses.len(), 2);
+    assert_eq!(app1.ssh.port, 2201);
+    assert!(app1.ssh.identity.ends_with("keys/id"));
+    assert_eq!(app1.entry[&8080].to_string(), "127.0.0.1:18080");
+    assert_eq!(
+        app1.service.kill,
+        [["systemctl", "kill", "--signal=SIGKILL", "myapp-web"]]
+    );
+    assert_eq!(t.nodes["app1"].logs, ["/var/log/myapp/web.log"]);
+    // The SSH host defaults to the first address, the port to 22.
+    let app2 = t.nodes["app2"].host.as_deref().unwrap();
+    assert_eq!((app2.ssh.host.as_str(), app2.ssh.port), ("10.0.0.12", 22));
+    // A preset's command given explicitly replaces the preset's.
+    let db = t.nodes["db"].host.as_deref().unwrap();
+    assert_eq!(db.service.kill[1], ["pkill", "-KILL", "-u", "postgres"]);
+    assert_eq!(db.service.stop, [["sv", "-w", "30", "down", "postgresql"]]);
+}
+
+#[test]
+fn a_partition_plans_rules_on_one_side_against_every_address_of_the_other_and_its_undo() {
+    let cut = lines(&Fault::Partition {
+        a: vec!["db".into()],
+        b: vec!["app".into()],
+        direction: Direction::Both,
+        effect: Effect::Drop,
+    });
+    // Rules on db only, for each of app1's two addresses and app2's one, in and out.
+    assert!(cut.iter().all(|l| l.starts_with("db ")), "{cut:#?}");
+    for ip in ["10.0.0.11", "10.1.0.11", "10.0.0.12"] {
+        assert!(
+            cut.contains(&format!(
+                "db sudo iptables -w -A HADRILL-IN -s {ip} -j DROP"
+            )),
+            "{cut:#?}"
+        );
+        assert!(
+            cut.contains(&format!(
+                "db sudo iptables -w -A HADRILL-OUT -d {ip} -j DROP"
+            )),
+            "{cut:#?}"
+        );
+    }
+    // Its undo removes the chains, jumps first.
+    let undo = cut
+        .iter()
+        .position(|l| l == "db sudo iptables -w -D INPUT -j HADRILL-IN");
+    let last_rule = cut.iter().rposition(|l| l.contains(" -A "));
+    assert!(undo > last_rule, "{cut:#?}");
+    assert!(cut.contains(&"db sudo iptables -w -X HADRILL-OUT".to_string()));
+}
+
+#[test]
+fn a_kill_plans_the_services_own_commands_its_check_and_its_undo() {
+    assert_eq!(
+        lines(&Fault::kill(["app2"])),
+        [
+            "app2 sudo pkill -KILL -f /opt/app/bin/server",
+            "app2 sudo /opt/app/bin/ctl status",
+            "app2 sudo /opt/app/bin/ctl start",
+        ]
+    );
+    // A selector stands for every host it could pick.
+    let any = plan(&Fault::kill(["@last-served"]), &pair()).unwrap();
+    let hosts: std::collections::BTreeSet<&str> = any.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(
+        hosts.into_iter().collect::<Vec<_>>(),
+        ["app1", "app2", "db"]
+    );
+    assert!(
+        any.iter()
+            .all(|p| p.why.contains("if @last-served picks it"))
+    );
+}
+
+#[test]
+fn a_fault_hosts_cannot_take_is_refused_with_its_targets() {
+    let e = plan(
+        &Fault::FillDisk {
+            targets: vec!["db".into()],
+            path: "/var/lib/postgresql".into(),
+        },
+        &pair(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`fill-disk` of db is not built for existing hosts"),
+        "{e}"
+    );
+}

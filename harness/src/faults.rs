@@ -965,15 +965,11 @@ impl Shared {
         })
     }
 
-    /// The nodes of `nodes` that cannot have their network changed from inside (a host is
-    /// changed as root, through sudo).
+    /// The nodes of `nodes` that cannot have their network changed from inside.
     fn lacking_net_admin(&self, nodes: &[String]) -> Vec<String> {
         nodes
             .iter()
-            .filter(|n| {
-                let spec = &self.topology.nodes[n.as_str()];
-                spec.host.is_none() && !spec.has_capability("NET_ADMIN")
-            })
+            .filter(|n| !self.topology.nodes[n.as_str()].has_capability("NET_ADMIN"))
             .cloned()
             .collect()
     }

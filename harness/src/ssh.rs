@@ -65,7 +65,12 @@ impl Connections {
     async fn session(&self, node: &str, t: &SshTarget) -> Result<Arc<Session>, SshError> {
         let mut sessions = self.sessions.lock().await;
         if let Some(s) = sessions.get(node) {
-            return Ok(s.clone());
+            // The master ends itself after `IDLE` seconds unused (and with the network):
+            // asked through its local socket, no round trip to the host.
+            if s.check().await.is_ok() {
+                return Ok(s.clone());
+            }
+            sessions.remove(node);
         }
         let session = connect(node, t, &self.control_dir).await?;
         let session = Arc::new(session);

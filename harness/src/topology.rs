@@ -259,8 +259,10 @@ impl NodeSpec {
         ]
     }
 
+    /// Whether hadrill may use `cap` inside the node: one the container was given, or any on
+    /// an existing host (its faults run as root there, through sudo).
     pub fn has_capability(&self, cap: &str) -> bool {
-        self.cap_add.iter().any(|c| c.eq_ignore_ascii_case(cap))
+        self.host.is_some() || self.cap_add.iter().any(|c| c.eq_ignore_ascii_case(cap))
     }
 }
 

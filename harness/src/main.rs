@@ -66,6 +66,10 @@ enum Command {
         /// The run's directory (it holds heal-journal.jsonl).
         #[arg(required = true)]
         runs: Vec<std::path::PathBuf>,
+        /// Heal even when the run's owner cannot be seen to be gone (a run directory copied
+        /// from another machine, whose processes this one cannot see).
+        #[arg(long)]
+        force: bool,
     },
     /// Shrink a failed run of a `[nemesis]` scenario: run ever smaller parts of its random
     /// schedule until the smallest that still fails the same way is found, and write it as a
@@ -157,7 +161,7 @@ fn main() -> Result<()> {
                 jobs,
                 plan: false,
             } => run_scenarios(scenarios, topology, seed, repeat, jobs).await,
-            Command::Heal { runs } => heal(&runs).await,
+            Command::Heal { runs, force } => heal(&runs, force).await,
             Command::Report {
                 runs,
                 out,
@@ -230,7 +234,7 @@ fn plan(names: Vec<String>, topology: Option<String>) -> Result<()> {
 }
 
 /// Replays the heal journals of runs: what they changed on their hosts is put back.
-async fn heal(runs: &[std::path::PathBuf]) -> Result<()> {
+async fn heal(runs: &[std::path::PathBuf], force: bool) -> Result<()> {
     let mut all = true;
     for dir in runs {
         let journal = dir.join(hadrill::journal::FILE);
@@ -243,11 +247,12 @@ async fn heal(runs: &[std::path::PathBuf]) -> Result<()> {
         }
         let pending = hadrill::journal::pending(&journal).into_diagnostic()?;
         if let Some(owner) = pending.owner.as_deref()
+            && !force
             && !run::owner_is_dead(owner)
         {
             return Err(miette::miette!(
-                help = "its own teardown puts the hosts back; stop it first (Ctrl-C) if it hangs",
-                "the run in {} is still running (process {owner})",
+                help = "its own teardown puts the hosts back: stop it first (Ctrl-C) if it hangs; a run of another machine (`…:<host>`) cannot be seen from here: `--force` if it is gone",
+                "the run in {} may still be running (owner {owner})",
                 dir.display()
             ));
         }

@@ -9,6 +9,8 @@ command -v python3 >/dev/null || need+=(python3 python3-pip)
 # ci/workflow.py, the local runner of the workflow files, reads them with PyYAML.
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 command -v docker >/dev/null || need+=(docker.io)
+# Existing hosts are reached with the system's OpenSSH (ssh, and ssh-keygen for the test bed).
+command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
 # The report test loads the HTML report in a real headless browser.
 command -v chromium >/dev/null || need+=(chromium)
 

@@ -808,7 +808,7 @@ async fn testbed(name: &str) -> Result<()> {
     println!("{} is up as {} VM(s)", name, bed.containers().len());
     println!("its [hosts] topology: {}", bed.hosts_topology().display());
     println!(
-        "drill it over SSH, e.g.: hadrill run kill-active-app --topology {}",
+        "drill it over SSH: hadrill run <scenario of {name}> --topology {}",
         bed.hosts_topology().display()
     );
     println!("ready; press Ctrl-C to remove it");

@@ -932,22 +932,11 @@ impl Shared {
         };
         each(self.handles(nodes)?, |n| async move {
             self.running(&n).await?;
+            self.remember(n.name(), Change::Network);
+            // A host takes cut rules only (`Fault::runs_on_hosts` refuses a throttle there).
             match (n.host(), change) {
-                (Some(_), NetChange::Rules(rules)) => {
-                    self.remember(n.name(), Change::Network);
-                    host::cut(self, &n, rules).await?
-                }
-                (Some(_), NetChange::Script(_)) => {
-                    return Err(FaultError::NotOnHost {
-                        node: n.name().to_string(),
-                        fault: "throttle".into(),
-                        why: "bandwidth limits on hosts are not built yet".into(),
-                    });
-                }
-                (None, _) => {
-                    self.remember(n.name(), Change::Network);
-                    run_script(&n, script).await?
-                }
+                (Some(_), NetChange::Rules(rules)) => host::cut(self, &n, rules).await?,
+                _ => run_script(&n, script).await?,
             }
             Ok(note(n.name()))
         })

@@ -388,6 +388,45 @@ async fn http_workload_keeps_unknown_writes_apart_from_acknowledged_and_lost() {
 }
 
 /// Runs the scenario `file` of the fixtures; its results and its continuity check.
+/// Whether an answer that does not acknowledge is a refusal is the product's to say. A store
+/// that keeps every fifth write and answers it 503: declared definite, the 503s are refusals
+/// and the writes present anyway fail continuity (the negative control); undeclared, they are
+/// `unknown` and continuity passes (no false alarm on a product that promised nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_is_a_refusal_only_when_the_product_declares_it_definite() {
+    let (results, declared) = run_fixture("refused-but-stored.toml").await;
+    assert_eq!(
+        declared.verdict,
+        hadrill::model::Verdict::Fail,
+        "{declared:?}"
+    );
+    assert!(
+        declared
+            .summary
+            .contains("`put` writes refused by the server are present anyway"),
+        "{}",
+        declared.summary
+    );
+    assert_eq!(
+        results.verdict,
+        hadrill::model::Verdict::Pass,
+        "expect_fail"
+    );
+
+    let (_, undeclared) = run_fixture("refusals-undeclared.toml").await;
+    assert_eq!(
+        undeclared.verdict,
+        hadrill::model::Verdict::Pass,
+        "{undeclared:?}"
+    );
+    let put = &undeclared.figures["kinds"]["put"];
+    assert!(
+        put["unknown_that_took_effect"].as_u64().unwrap() > 0,
+        "{put}"
+    );
+    assert_eq!(put["lost"].as_u64(), Some(0), "{put}");
+}
+
 async fn run_fixture(file: &str) -> (hadrill::Results, hadrill::CheckResult) {
     let path = common::root().join("harness/tests/fixtures").join(file);
     let scenario =

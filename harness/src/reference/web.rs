@@ -29,9 +29,17 @@ const ANSWERER: crate::classify::Answerer<'static> = crate::classify::Answerer {
     version: Some("x-product-version"),
 };
 
+/// The reference product answers 503 only before it stored anything (sut/src/web.rs
+/// `unavailable`), and a 4xx before any work; its 500 means "may be stored".
+fn definite() -> &'static crate::classify::Definite {
+    use crate::classify::{Definite, StatusPattern};
+    static DEFINITE: OnceLock<Definite> = OnceLock::new();
+    DEFINITE.get_or_init(|| Definite(vec![StatusPattern::Class(4), StatusPattern::Code(503)]))
+}
+
 /// An exchange with the product, classified by the common rules.
 fn answer(r: &Result<reqwest::Response, reqwest::Error>) -> Exchange {
-    crate::classify::http(r, ANSWERER)
+    crate::classify::http(r, ANSWERER, definite())
 }
 
 /// What the clients do, as a scenario declares it under `[workload]`.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::template::{Template, Var};
+use crate::classify::Definite;
 use crate::clock::Stamp;
 use crate::workload::{Context, Endpoint, Size, Workload, store_read};
 use hadrill_model::{Exchange, OpKind, Outcome, Read, Role};
@@ -52,10 +53,10 @@ pub struct HttpSpec {
     pub probe_timeout: Duration,
     /// Headers on every request (templates).
     pub headers: BTreeMap<String, String>,
-    /// Statuses after which a request may have taken effect (besides timeouts and
-    /// connections lost after sending); any other status that does not acknowledge is a
-    /// refusal, `fail`.
-    pub unknown_status: Vec<u16>,
+    /// The statuses this product gives only before it processed a request (codes or classes:
+    /// `["4xx", 503]`): a refusal, `fail`. Any other answer that does not acknowledge may
+    /// follow processing and is `unknown` (see `crate::classify::http`).
+    pub definite: Definite,
     /// A response header naming the server that answered (set by the product or the load
     /// balancer), for `@last-served` and the drain check.
     pub served_by: Option<String>,
@@ -84,7 +85,7 @@ impl Default for HttpSpec {
             probe_hz: 20.0,
             probe_timeout: Duration::from_secs(1),
             headers: BTreeMap::new(),
-            unknown_status: vec![500, 502, 504],
+            definite: Definite::default(),
             served_by: None,
             version: None,
             login: None,
@@ -651,8 +652,8 @@ impl HttpWorkload {
         }
     }
 
-    /// An answer as the scenario's statuses say: `ack` (or any 2xx) acknowledges, the
-    /// unknown statuses may have taken effect, any other is a refusal.
+    /// An answer as the scenario's statuses say: `ack` (or any 2xx) acknowledges, a definite
+    /// status is a refusal, any other may have taken effect.
     fn exchange(&self, r: &Result<reqwest::Response, reqwest::Error>, ack: &[u16]) -> Exchange {
         let mut ex = crate::classify::http(
             r,
@@ -660,21 +661,20 @@ impl HttpWorkload {
                 node: self.spec.served_by.as_deref(),
                 version: self.spec.version.as_deref(),
             },
+            &self.spec.definite,
         );
-        if let Some(status) = ex.status {
-            let acked = if ack.is_empty() {
-                (200..300).contains(&status)
-            } else {
-                ack.contains(&status)
-            };
-            ex.outcome = if acked {
-                Outcome::Ok
-            } else if self.spec.unknown_status.contains(&status) {
-                Outcome::Unknown
-            } else {
-                Outcome::Fail
-            };
-            ex.error = (ex.outcome != Outcome::Ok).then(|| format!("HTTP {status}"));
+        // A success other than the acknowledgement the scenario names may still have taken
+        // effect.
+        if let Some(status) = ex.status
+            && !ack.is_empty()
+        {
+            if ack.contains(&status) {
+                ex.outcome = Outcome::Ok;
+                ex.error = None;
+            } else if ex.outcome == Outcome::Ok {
+                ex.outcome = Outcome::Unknown;
+                ex.error = Some(format!("HTTP {status}, not an acknowledgement"));
+            }
         }
         ex
     }

@@ -45,6 +45,10 @@ pub struct RedisSpec {
     pub op_timeout: Duration,
     /// Upper bound on writes, whatever the scenario's length.
     pub max_ops: u64,
+    /// Error codes (the reply's first word: `ERR`, `BUSY`) this product declares definite
+    /// refusals besides Redis's own (`crate::classify::REDIS_REFUSALS`); any other error
+    /// reply may follow the write.
+    pub definite: Vec<String>,
 }
 
 impl Default for RedisSpec {
@@ -60,6 +64,7 @@ impl Default for RedisSpec {
             prefix: "hadrill:".into(),
             op_timeout: Duration::from_secs(1),
             max_ops: 100_000,
+            definite: Vec::new(),
         }
     }
 }
@@ -90,7 +95,11 @@ impl Store for RedisSpec {
     }
 
     fn client(&self, ctx: &Context) -> Box<dyn Client> {
-        Box::new(RedisClient::new(ctx, &self.node, self.port).with_timeout(self.op_timeout))
+        Box::new(
+            RedisClient::new(ctx, &self.node, self.port)
+                .with_timeout(self.op_timeout)
+                .with_definite(&self.definite),
+        )
     }
 
     fn key(&self, client: usize, n: u64) -> String {
@@ -139,13 +148,15 @@ pub async fn connect(
 /// Redis's errors by the honesty rules: an error reply is the server refusing the command;
 /// anything else after the command was sent (a dropped connection, a timeout) may follow its
 /// execution.
-fn failure(e: &redis::RedisError) -> TcpFailure {
+fn failure(e: &redis::RedisError, definite: &[String]) -> TcpFailure {
     if e.is_connection_refusal() {
         TcpFailure::NotSent(e.to_string())
     } else if e.kind() == redis::ErrorKind::IoError || e.is_timeout() || e.is_connection_dropped() {
         TcpFailure::Lost(e.to_string())
-    } else {
+    } else if classify::redis_refusal(e.code(), definite) {
         TcpFailure::Refused(e.to_string())
+    } else {
+        TcpFailure::Lost(e.to_string())
     }
 }
 
@@ -157,6 +168,7 @@ pub struct RedisClient {
     node: String,
     port: u16,
     timeout: Duration,
+    definite: Vec<String>,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
@@ -167,8 +179,15 @@ impl RedisClient {
             node: node.to_string(),
             port,
             timeout: Duration::from_secs(1),
+            definite: Vec::new(),
             conn: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Error codes the product declares definite refusals (`RedisSpec::definite`).
+    pub fn with_definite(mut self, definite: &[String]) -> RedisClient {
+        self.definite = definite.to_vec();
+        self
     }
 
     /// Gives up on connecting and on each answer after `timeout` (1 s unless told).
@@ -220,7 +239,7 @@ impl Client for RedisClient {
                 },
                 Err(e) => {
                     *conn = None;
-                    Answer::of(classify::tcp(&failure(&e)))
+                    Answer::of(classify::tcp(&failure(&e, &self.definite)))
                 }
             }
         })

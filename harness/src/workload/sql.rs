@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::sql as classify;
+use crate::classify::{SqlState, sql as classify};
 use crate::node::Node;
 use crate::patroni::{self, ClusterObserver, ClusterSpec, Reader, StatusSource};
 use crate::postgres::{Login, connect};
@@ -60,6 +60,9 @@ pub struct SqlSpec {
     /// How long the final read waits for replicas to catch up.
     #[serde(with = "humantime_serde")]
     pub converge_timeout: Duration,
+    /// SQLSTATEs (or classes) this product declares definite refusals besides PostgreSQL's
+    /// own (`crate::classify::sqlstate`); any other error may follow the commit.
+    pub definite: Vec<SqlState>,
     #[serde(flatten)]
     pub cluster: ClusterSpec,
 }
@@ -81,6 +84,7 @@ impl Default for SqlSpec {
             op_timeout: Duration::from_secs(5),
             max_ops: 100_000,
             converge_timeout: Duration::from_secs(60),
+            definite: Vec::new(),
             cluster: ClusterSpec::default(),
         }
     }
@@ -119,6 +123,7 @@ async fn execute<F>(
     conn: &mut Option<tokio_postgres::Client>,
     connect: F,
     timeout: Duration,
+    definite: &[SqlState],
     statement: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> (Option<u64>, Exchange)
@@ -132,7 +137,10 @@ where
         }
     }
     let c = conn.as_ref().expect("connected above");
-    let (rows, ex) = classify(tokio::time::timeout(timeout, c.execute(statement, params)).await);
+    let (rows, ex) = classify(
+        tokio::time::timeout(timeout, c.execute(statement, params)).await,
+        definite,
+    );
     if ex.outcome != Outcome::Ok {
         *conn = None;
     }
@@ -373,6 +381,7 @@ impl Client for SqlClient {
                     &mut conn,
                     connect_entry(ctx),
                     ctx.spec.op_timeout,
+                    &ctx.spec.definite,
                     &insert,
                     &[&key],
                 )
@@ -388,7 +397,7 @@ impl Client for SqlClient {
             let keys: Vec<&str> = key.split(',').collect();
             let count = format!("SELECT count(*) FROM {SET_TABLE} WHERE k = ANY($1)");
             let r = tokio::time::timeout(ctx.spec.op_timeout, c.query_one(&*count, &[&keys])).await;
-            let (row, mut ex) = classify(r);
+            let (row, mut ex) = classify(r, &ctx.spec.definite);
             let found = row.map(|r| r.get::<_, i64>(0));
             match found {
                 Some(f) if f != keys.len() as i64 => {
@@ -469,6 +478,7 @@ async fn routed_probe(ctx: Arc<Ctx>) {
                 &mut conn,
                 connect_entry(&ctx),
                 Duration::from_secs(1),
+                &ctx.spec.definite,
                 &format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ('routed', $1)"),
                 &[&this],
             )
@@ -526,6 +536,7 @@ async fn member_probe(ctx: Arc<Ctx>, member: String) {
             &mut conn,
             connect,
             timeout,
+            &ctx.spec.definite,
             &format!("INSERT INTO {PROBE_TABLE} (node, round) VALUES ($1, $2)"),
             &[&member, &this],
         )

@@ -83,6 +83,58 @@ fn tampered_evidence_is_caught() {
     }
 }
 
+/// Every check's summary, judged on a saved run as it is (mostly pass), on its history without
+/// the successful operations (fail) and on an empty history (unknown), reads as prose: no
+/// `null`, `None`, `NaN` or `Some(` leaks from the figures into what a release manager reads,
+/// and a summary never states a success its verdict denies.
+#[test]
+fn every_summary_reads_as_prose_whatever_the_verdict() {
+    let mut seen = Vec::new();
+    for run in runs() {
+        let name = run.file_name().unwrap().to_string_lossy().into_owned();
+        let history = std::fs::read_to_string(run.join(HISTORY_FILE)).unwrap();
+        let without_ok: Vec<&str> = history
+            .lines()
+            .filter(|l| !l.contains(r#""outcome":"ok""#))
+            .collect();
+        for (variant, text) in [
+            ("as saved", history.clone()),
+            ("without its successes", without_ok.join("\n")),
+            ("with no history", String::new()),
+        ] {
+            let dir = scratch(&run, &format!("{name}-prose"));
+            std::fs::write(dir.join(HISTORY_FILE), &text).unwrap();
+            let recheck = scenario::recheck(&dir).unwrap();
+            for c in &recheck.recomputed.checks {
+                seen.push(c.verdict);
+                for leak in ["null", "None", "NaN", "Some(", "inf ms"] {
+                    assert!(
+                        !c.summary.contains(leak),
+                        "{name} {variant}: {} {:?} says `{leak}`: {}",
+                        c.check,
+                        c.verdict,
+                        c.summary
+                    );
+                }
+                if c.verdict == Verdict::Fail {
+                    for claim in ["hold the master's files", "nothing lost", "all verified"] {
+                        assert!(
+                            !c.summary.contains(claim),
+                            "{name} {variant}: {} fails yet says `{claim}`: {}",
+                            c.check,
+                            c.summary
+                        );
+                    }
+                }
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    for v in [Verdict::Pass, Verdict::Fail, Verdict::Unknown] {
+        assert!(seen.contains(&v), "no check judged {v:?}: {seen:?}");
+    }
+}
+
 #[test]
 fn a_run_without_its_final_reads_cannot_be_rechecked_and_says_why() {
     let run = &runs()[0];

@@ -310,19 +310,19 @@ pub fn integrity(
             figures,
         );
     }
+    // Figures only: whether they amount to a pass is the problems' to say.
     let summary = if windows.is_empty() {
-        format!("{} nodes hold the master's files", nodes.len())
+        format!("{} nodes' files observed", nodes.len())
     } else {
         windows
             .iter()
             .filter(|w| w["judged_at_next_fault"] != true)
             .map(|w| {
-                format!(
-                    "#{} {}: converged {} ms after it",
-                    w["fault"],
-                    w["kind"].as_str().unwrap_or(""),
-                    w["converged_ms"]
-                )
+                let after = match w["converged_ms"].as_u64() {
+                    Some(ms) => format!("converged {ms} ms after it"),
+                    None => "never converged".to_string(),
+                };
+                format!("#{} {}: {after}", w["fault"], w["kind"].as_str().unwrap_or(""))
             })
             .collect::<Vec<_>>()
             .join("; ")
@@ -487,14 +487,18 @@ mod tests {
         let r = integrity(&events, "master", &synced, &budgets);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         assert_eq!(r.figures["windows"][0]["converged_ms"], 2_000);
-        let never = &events[..4];
+        let never = integrity(&events[..4], "master", &synced, &budgets);
+        assert_eq!(never.verdict, Verdict::Fail);
+        // Each summary says what failed and never contradicts it, nor prints `null`.
         assert_eq!(
-            integrity(never, "master", &synced, &budgets).verdict,
-            Verdict::Fail
+            never.summary,
+            "fault #1: the workers never held the master's files afterwards; #1 heal: never converged"
         );
+        let unsynced = integrity(&events[..2], "master", &AgentsFinal::default(), &budgets);
+        assert_eq!(unsynced.verdict, Verdict::Fail);
         assert_eq!(
-            integrity(&events, "master", &AgentsFinal::default(), &budgets).verdict,
-            Verdict::Fail
+            unsynced.summary,
+            "after the run, the running nodes did not all hold the master's files; 2 nodes' files observed"
         );
     }
 }

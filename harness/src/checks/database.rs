@@ -226,11 +226,26 @@ fn can_remove_primary(f: &FaultRecord) -> bool {
 /// routed endpoint after the promotion, each on the run's clock. A fault that did not hit the
 /// primary must not cause a promotion.
 pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> CheckResult {
+    let writes_kinds = writes;
     let all = ops(events);
     let observed = |kind: OpKind| -> Vec<&OpRecord> {
         all.iter().filter(|o| o.kind == kind).collect::<Vec<_>>()
     };
     let (roles, leaders) = (observed(OpKind::ROLE), observed(OpKind::LEADER));
+    let members: BTreeSet<&str> = roles.iter().filter_map(|o| o.key.as_deref()).collect();
+    // The members seen primary by `t`, each by its last role observed by then.
+    let primaries_at = |t: Stamp| -> Vec<&str> {
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for o in roles.iter().filter(|o| o.invoke <= t) {
+            if let (Some(k), Some(v)) = (o.key.as_deref(), o.value.as_deref()) {
+                last.insert(k, v);
+            }
+        }
+        last.into_iter()
+            .filter(|(_, r)| is_primary(r))
+            .map(|(m, _)| m)
+            .collect()
+    };
     // Writes through the application (the kinds the workloads declare: SQL inserts, a
     // product's uploads) and the routed write probe.
     let writes: Vec<&OpRecord> = all
@@ -295,10 +310,32 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
             .iter()
             .filter(in_window)
             .find(|o| o.key == old && !is_primary(o.value.as_deref().unwrap_or("")));
+        let new = promoted.and_then(|p| p.key.as_deref());
+        // A write counts for the new primary only if it took it: by the node that answered
+        // when that is a member, else because no other member was seen primary when it was
+        // sent (a deposed primary cut off and still taking writes is not a failover).
+        let on_new = |w: &OpRecord| match w.node.as_deref() {
+            Some(n) if members.contains(n) => Some(n) == new,
+            _ => primaries_at(w.invoke) == new.into_iter().collect::<Vec<_>>(),
+        };
         let first_write = promoted.and_then(|p| {
             writes
                 .iter()
-                .find(|w| w.outcome == Outcome::Ok && w.invoke >= p.invoke)
+                .find(|w| w.outcome == Outcome::Ok && w.invoke >= p.invoke && on_new(w))
+        });
+        // Writes the old primary took after another was promoted: by the answering node, or
+        // by the write probes sent to it directly.
+        let deposed_writes = promoted.map_or(0, |p| {
+            all.iter()
+                .filter(|w| {
+                    w.outcome == Outcome::Ok
+                        && w.invoke >= p.invoke
+                        && w.invoke < until
+                        && (w.kind.is_any(writes_kinds) || w.kind == OpKind::WRITE_PROBE)
+                        && w.node.is_some()
+                        && w.node == old
+                })
+                .count()
         });
         let since = |o: Option<&&OpRecord>, at: fn(&OpRecord) -> Stamp| {
             o.map(|o| ms_between(f.start, at(o)))
@@ -317,8 +354,17 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
             "promoted_ms": since(promoted, |o| o.invoke),
             "new_primary": promoted.and_then(|o| o.key.clone()),
             "first_write_ms": to_write,
+            "deposed_primary_writes": deposed_writes,
             "budget_ms": budgets.max_failover.map(|b| b.as_millis() as u64),
         }));
+        if deposed_writes > 0 {
+            problems.push(format!(
+                "fault #{}: the deposed primary {} took {deposed_writes} writes after {} was promoted",
+                f.id,
+                old.as_deref().unwrap_or("?"),
+                new.unwrap_or("?")
+            ));
+        }
         match (promoted, to_write) {
             (None, _) => problems.push(format!(
                 "fault #{} ({} {}): no other member was seen promoted",
@@ -327,8 +373,9 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
                 f.nodes.join(",")
             )),
             (Some(_), None) => problems.push(format!(
-                "fault #{}: a member was promoted but no write succeeded through the routed endpoint afterwards",
-                f.id
+                "fault #{}: {} was promoted but no write it took succeeded afterwards",
+                f.id,
+                new.unwrap_or("a member")
             )),
             (Some(_), Some(ms)) => {
                 if let Some(b) = budgets.max_failover
@@ -682,6 +729,16 @@ mod tests {
         )
     }
 
+    fn partition(a: &str, b: &str, ms: u64) -> Event {
+        Event::Fault(FaultRecord::applied(
+            1,
+            Fault::partition([a], [b]),
+            &[a, b],
+            at(ms),
+            at(ms + 100),
+        ))
+    }
+
     fn kill(node: &str, ms: u64) -> Event {
         Event::Fault(FaultRecord::applied(
             1,
@@ -798,19 +855,10 @@ mod tests {
 
     #[test]
     fn a_partition_hits_the_primary_only_from_side_a() {
-        let partition = |a: &str, b: &str| {
-            Event::Fault(FaultRecord::applied(
-                1,
-                Fault::partition([a], [b]),
-                &[a, b],
-                at(1_000),
-                at(1_100),
-            ))
-        };
         let base = vec![role("pg1", "primary", 0), role("pg2", "replica", 0)];
         // The standby cut off: no failover is called for, and none must happen.
         let mut quiet = base.clone();
-        quiet.push(partition("pg2", "pg1"));
+        quiet.push(partition("pg2", "pg1", 1_000));
         assert_eq!(
             failover(&quiet, &[OpKind::INSERT], &Budgets::default()).verdict,
             Verdict::Pass
@@ -823,7 +871,7 @@ mod tests {
         );
         // The primary cut off: a promotion is required.
         let mut cut = base;
-        cut.push(partition("@primary", "pg2"));
+        cut.push(partition("@primary", "pg2", 1_000));
         assert_eq!(
             failover(&cut, &[OpKind::INSERT], &Budgets::default()).verdict,
             Verdict::Fail
@@ -882,6 +930,54 @@ mod tests {
         let r = failover(&events, &[OpKind::INSERT], &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         assert_eq!(r.figures["failovers"][0]["new_primary"], "pg2");
+    }
+
+    /// A primary cut off from its peers but still taking writes: the first write after the
+    /// promotion counts only once the old primary is no longer seen primary, and each write
+    /// the deposed primary took after the promotion fails the check.
+    #[test]
+    fn failover_is_judged_on_the_promoted_member() {
+        let member_probe = |node: &str, ms: u64| {
+            let mut e = op(
+                OpKind::WRITE_PROBE,
+                "member-probe",
+                node,
+                "",
+                ms,
+                Outcome::Ok,
+            );
+            if let Event::Op(o) = &mut e {
+                o.node = Some(node.into());
+            }
+            e
+        };
+        let cut_off = |deposed_writes: bool| {
+            let mut events = vec![
+                role("pg1", "primary", 0),
+                role("pg2", "replica", 0),
+                partition("@primary", "pg2", 1_000),
+                role("pg2", "primary", 9_000),
+                // Both claim to be primary: a write now may have gone to either.
+                insert("a", 9_500, Outcome::Ok),
+                role("pg1", "replica", 12_000),
+                insert("b", 12_500, Outcome::Ok),
+            ];
+            if deposed_writes {
+                events.push(member_probe("pg1", 10_000));
+            }
+            events
+        };
+        let r = failover(&cut_off(false), &[OpKind::INSERT], &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["failovers"][0]["first_write_ms"], 11_502);
+        let r = failover(&cut_off(true), &[OpKind::INSERT], &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert!(
+            r.summary
+                .contains("the deposed primary pg1 took 1 writes after pg2 was promoted"),
+            "{}",
+            r.summary
+        );
     }
 
     #[test]

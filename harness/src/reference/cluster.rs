@@ -322,7 +322,11 @@ pub fn integrity(
                     Some(ms) => format!("converged {ms} ms after it"),
                     None => "never converged".to_string(),
                 };
-                format!("#{} {}: {after}", w["fault"], w["kind"].as_str().unwrap_or(""))
+                format!(
+                    "#{} {}: {after}",
+                    w["fault"],
+                    w["kind"].as_str().unwrap_or("")
+                )
             })
             .collect::<Vec<_>>()
             .join("; ")

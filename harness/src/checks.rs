@@ -17,6 +17,7 @@ pub mod database;
 pub mod exercise;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod reads;
 pub mod reconnection;
 pub mod restore;
 pub mod upgrade;

@@ -1161,7 +1161,12 @@ fn plan(spec: &ScenarioSpec) -> Vec<Box<dyn Check>> {
     for (name, kind) in stores {
         plan.push(Box::new(checks::writes::WriteContinuity {
             workload: name.clone(),
-            kinds: vec![kind],
+            kinds: vec![kind.clone()],
+        }));
+        plan.push(Box::new(checks::reads::FreshReads {
+            workload: name.clone(),
+            writes: vec![kind],
+            reads: crate::workload::keyed::READ,
         }));
     }
     for w in &spec.code_workloads {

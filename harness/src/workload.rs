@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use hadrill_model::{OpKind, Read};
 
 pub mod http;
-mod keyed;
+pub(crate) mod keyed;
 pub mod redis;
 pub mod s3;
 pub mod sql;

@@ -34,6 +34,9 @@ fn continuity<'a>(results: &'a Results, name: &str) -> &'a CheckResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_and_s3_keep_unknown_writes_apart_from_acknowledged_and_lost() {
     let results = run_fixture("stores-pause.toml").await;
+    for fresh in results.checks.iter().filter(|c| c.check == "fresh-reads") {
+        assert_eq!(fresh.verdict, Verdict::Pass, "{}", fresh.summary);
+    }
     let events = hadrill::history::History::load(&results.run_dir.join("history.jsonl")).unwrap();
     let writes = ops(&events);
     for (store, kind) in [("redis", "set"), ("s3", "put")] {
@@ -91,12 +94,39 @@ async fn redis_continuity_fails_when_the_store_is_emptied_behind_its_back() {
             .starts_with("hadrill:events:"),
         "{xadd}"
     );
-    assert_eq!(
-        results.verdict,
-        Verdict::Pass,
-        "expected to fail: {}",
-        results.summary()
+    // A read that follows its write across the FLUSHALL (about 2 % of runs) is stale, as it
+    // should be: fresh-reads may fail too; every other check holds.
+    for c in results.checks.iter().filter(|c| c.check != "continuity") {
+        assert!(
+            c.verdict == Verdict::Pass || c.check == "fresh-reads",
+            "{}: {}",
+            c.check,
+            c.summary
+        );
+    }
+}
+
+/// The negative control of `fresh-reads`: writes to a Redis read back at once from its
+/// asynchronous replica, cut from it for 3 s. Reads that miss a write acknowledged before
+/// they began are named; the pause drill above, reading from the primary, passes the same
+/// check.
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_from_a_lagging_replica_are_caught_stale() {
+    let results = run_fixture("stale-replica-reads.toml").await;
+    let check = results
+        .checks
+        .iter()
+        .find(|c| c.check == "fresh-reads")
+        .unwrap();
+    assert_eq!(check.verdict, Verdict::Fail, "{}", check.summary);
+    assert!(check.figures["stale"].as_u64().unwrap() > 0);
+    assert!(
+        check.summary.contains("missing the write acknowledged at"),
+        "{}",
+        check.summary
     );
+    assert_eq!(continuity(&results, "redis").verdict, Verdict::Pass);
+    assert_eq!(results.verdict, Verdict::Pass, "{}", results.summary());
 }
 
 /// `[http]` multipart uploads into SeaweedFS's filer. The uploads acknowledged after the

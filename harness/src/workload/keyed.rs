@@ -1,6 +1,7 @@
 //! What the `[redis]` and `[s3]` workloads share: clients writing fresh keys into a store at
-//! a rate, a probe reading through it, and after the run every write read back, each through
-//! the store's own `Client`. A store says how to reach it and what a write is; the driving,
+//! a rate, each reading its acknowledged write back at once (through the store's read
+//! endpoint: a replica, a cache, where the product reads), a probe reading through it, and
+//! after the run every write read back, each through the store's own `Client`. A store says how to reach it and what a write is; the driving,
 //! the recording and the final read are here, the same for every store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::workload::{Client, Context, Op, Workload, store_read};
 use hadrill_model::{OpKind, Outcome, Read, Role};
+
+/// The kind of the reads that follow each acknowledged write, judged by `fresh-reads`.
+pub const READ: OpKind = OpKind::new("read");
 
 /// Read-backs run side by side after the run.
 const READ_BACK_CONCURRENCY: usize = 8;
@@ -43,6 +47,10 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn kind(&self) -> OpKind;
     /// A client of its own, for one writer, the probe or the read-back.
     fn client(&self, ctx: &Context) -> Box<dyn Client>;
+    /// A client for the reads that follow each write, where the product reads from.
+    fn read_client(&self, ctx: &Context) -> Box<dyn Client> {
+        self.client(ctx)
+    }
     /// The key of writer `client`'s `n`th write (from 1): unique in the run.
     fn key(&self, client: usize, n: u64) -> String;
     /// The write of `key`, with the value its read-back must show.
@@ -75,6 +83,7 @@ impl<S: Store> Keyed<S> {
     async fn writer(self: Arc<Self>, ctx: Context, index: usize) {
         let actor = format!("{}-{index}", self.name);
         let client = self.store.client(&ctx);
+        let reader = self.store.read_client(&ctx);
         let per_client = self.pace.rate / self.pace.clients.max(1) as f64;
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_client.max(0.01)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,7 +101,11 @@ impl<S: Store> Keyed<S> {
             self.written
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((key, acknowledged));
+                .push((key.clone(), acknowledged));
+            if acknowledged {
+                ctx.invoke(Role::User.named(&actor), &*reader, Op::read(READ, key))
+                    .await;
+            }
         }
     }
 

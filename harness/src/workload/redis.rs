@@ -45,6 +45,10 @@ pub struct RedisSpec {
     pub op_timeout: Duration,
     /// Upper bound on writes, whatever the scenario's length.
     pub max_ops: u64,
+    /// Where the read after each write goes (a replica, a cache in front), node and container
+    /// port; default: `node` and `port`.
+    pub read_node: Option<String>,
+    pub read_port: Option<u16>,
     /// Error codes (the reply's first word: `ERR`, `BUSY`) this product declares definite
     /// refusals besides Redis's own (`crate::classify::REDIS_REFUSALS`); any other error
     /// reply may follow the write.
@@ -64,12 +68,20 @@ impl Default for RedisSpec {
             prefix: "hadrill:".into(),
             op_timeout: Duration::from_secs(1),
             max_ops: 100_000,
+            read_node: None,
+            read_port: None,
             definite: Vec::new(),
         }
     }
 }
 
 impl RedisSpec {
+    fn client_of(&self, ctx: &Context, node: &str, port: u16) -> RedisClient {
+        RedisClient::new(ctx, node, port)
+            .with_timeout(self.op_timeout)
+            .with_definite(&self.definite)
+    }
+
     /// The kind of its writes: `set`, or `xadd` with a stream.
     pub fn write_kind(&self) -> OpKind {
         OpKind::new(if self.stream.is_some() { "xadd" } else { "set" })
@@ -95,11 +107,12 @@ impl Store for RedisSpec {
     }
 
     fn client(&self, ctx: &Context) -> Box<dyn Client> {
-        Box::new(
-            RedisClient::new(ctx, &self.node, self.port)
-                .with_timeout(self.op_timeout)
-                .with_definite(&self.definite),
-        )
+        Box::new(self.client_of(ctx, &self.node, self.port))
+    }
+
+    fn read_client(&self, ctx: &Context) -> Box<dyn Client> {
+        let node = self.read_node.as_deref().unwrap_or(&self.node);
+        Box::new(self.client_of(ctx, node, self.read_port.unwrap_or(self.port)))
     }
 
     fn key(&self, client: usize, n: u64) -> String {

@@ -1,6 +1,8 @@
 //! Reconnection of a fleet of clients (agents) after a fault dropped their connections: each
 //! agent records `connect` and `disconnect` operations (role `Agent`, keyed by its name), and
-//! this check measures, per fault, how long the dropped ones took to come back.
+//! this check measures, per fault, how long the dropped ones took to come back. Every agent is
+//! accounted for, fault or not: one that tried and never connected, or was refused for longer
+//! than the budget at any time, fails it by name with the refusals it got.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,8 +93,20 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
             ));
         }
     }
+    let shut_out = shut_out(
+        &per_agent,
+        budgets.max_reconnect,
+        all.last().map(|o| o.complete),
+    );
+    for s in &shut_out {
+        problems.push(s.to_string());
+    }
     let figures = json!({
         "agents": per_agent.len(),
+        "shut_out": shut_out.iter().take(20).map(|s| json!({
+            "agent": s.agent, "from_s": secs(s.from), "for_ms": s.for_ms,
+            "connected_after": s.connected_after, "refusals": s.refusals,
+        })).collect::<Vec<_>>(),
         "windows": windows,
         "budget_ms": budgets.max_reconnect.map(|b| b.as_millis() as u64),
     });
@@ -109,15 +123,104 @@ pub fn reconnection(events: &[Event], budgets: &Budgets) -> CheckResult {
         ws => ws
             .iter()
             .map(|w| {
+                let ms = |k: &str| w[k].as_u64().map_or("—".into(), |v| format!("{v} ms"));
                 format!(
-                    "#{}: {} dropped, p50 {} ms, p99 {} ms, max {} ms",
-                    w["fault"], w["dropped"], w["p50_ms"], w["p99_ms"], w["max_ms"]
+                    "#{}: {} dropped, p50 {}, p99 {}, max {}",
+                    w["fault"],
+                    w["dropped"],
+                    ms("p50_ms"),
+                    ms("p99_ms"),
+                    ms("max_ms")
                 )
             })
             .collect::<Vec<_>>()
             .join("; "),
     };
     judged("reconnection", &problems, Verdict::Pass, summary, figures)
+}
+
+/// An agent that could not connect: from its first refused attempt since it was last
+/// connected, for how long, and what it was told.
+#[derive(Debug)]
+struct ShutOut<'a> {
+    agent: &'a str,
+    from: Stamp,
+    for_ms: u64,
+    /// Whether it connected in the end.
+    connected_after: bool,
+    refusals: Vec<String>,
+}
+
+impl std::fmt::Display for ShutOut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.connected_after {
+            write!(
+                f,
+                "agent {} could not connect for {} ms from t={:.2}s",
+                self.agent,
+                self.for_ms,
+                secs(self.from)
+            )?;
+        } else {
+            write!(
+                f,
+                "agent {} never connected after t={:.2}s",
+                self.agent,
+                secs(self.from)
+            )?;
+        }
+        write!(f, " (told: {})", self.refusals.join(" | "))
+    }
+}
+
+/// Each agent's spans of failed connection attempts: the ones that never ended in a
+/// connection, and, with a budget, the ones longer than it. Fault or no fault: an agent
+/// refused for the whole run is as lost to its users as one a fault dropped.
+fn shut_out<'a>(
+    per_agent: &BTreeMap<&'a str, Vec<&'a OpRecord>>,
+    budget: Option<Duration>,
+    end: Option<Stamp>,
+) -> Vec<ShutOut<'a>> {
+    let mut out = Vec::new();
+    for (agent, history) in per_agent {
+        let mut span: Option<(Stamp, Vec<String>)> = None;
+        let connects = history.iter().filter(|o| o.kind == OpKind::CONNECT);
+        for o in connects {
+            if o.outcome == Outcome::Ok {
+                if let Some((from, refusals)) = span.take() {
+                    let for_ms = o.complete.since(from).as_millis() as u64;
+                    if budget.is_some_and(|b| Duration::from_millis(for_ms) > b) {
+                        out.push(ShutOut {
+                            agent,
+                            from,
+                            for_ms,
+                            connected_after: true,
+                            refusals,
+                        });
+                    }
+                }
+            } else {
+                let (_, refusals) = span.get_or_insert_with(|| (o.invoke, Vec::new()));
+                let why = o
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}", o.outcome));
+                if !refusals.contains(&why) && refusals.len() < 3 {
+                    refusals.push(why);
+                }
+            }
+        }
+        if let Some((from, refusals)) = span {
+            out.push(ShutOut {
+                agent,
+                from,
+                for_ms: end.map_or(0, |e| e.since(from).as_millis() as u64),
+                connected_after: false,
+                refusals,
+            });
+        }
+    }
+    out
 }
 
 /// `reconnection` as a scenario's check.
@@ -166,5 +269,52 @@ mod tests {
             ..Budgets::default()
         };
         assert_eq!(reconnection(&events[..5], &tight).verdict, Verdict::Fail);
+    }
+
+    /// No fault needed: an agent refused for the whole run, or for longer than the budget,
+    /// fails the check by name with what it was told.
+    #[test]
+    fn every_agent_is_accounted_for_fault_or_not() {
+        let refused = |agent: &str, ms: u64| {
+            let mut e = op(OpKind::CONNECT, agent, ms, Outcome::Fail, None);
+            if let Event::Op(o) = &mut e {
+                o.error = Some("rejected: unknown key".into());
+            }
+            e
+        };
+        let budgets = Budgets {
+            max_reconnect: Some(Duration::from_secs(5)),
+            ..Budgets::default()
+        };
+        let mut events = vec![
+            op(OpKind::CONNECT, "a1", 0, Outcome::Ok, None),
+            refused("a2", 0),
+            refused("a2", 1_000),
+            op(OpKind::CONNECT, "a2", 2_000, Outcome::Ok, None),
+        ];
+        let r = reconnection(&events, &budgets);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        events.extend([refused("a3", 0), refused("a3", 9_000)]);
+        let r = reconnection(&events, &budgets);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            r.summary.starts_with(
+                "agent a3 never connected after t=0.00s (told: rejected: unknown key)"
+            ),
+            "{}",
+            r.summary
+        );
+        events.extend([
+            refused("a4", 0),
+            op(OpKind::CONNECT, "a4", 7_000, Outcome::Ok, None),
+        ]);
+        let r = reconnection(&events, &budgets);
+        assert!(
+            r.summary
+                .contains("agent a4 could not connect for 7001 ms from t=0.00s"),
+            "{}",
+            r.summary
+        );
+        assert!(!r.summary.contains("null"), "{}", r.summary);
     }
 }

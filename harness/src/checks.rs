@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::clock::Stamp;
 use hadrill_model::{
     Budgets, Check, CheckResult, Event, Evidence, Fault, FaultRecord, OpKind, OpRecord, Outcome,
-    Role, Verdict, faults, ops,
+    RequestBudget, Role, Verdict, faults, ops,
 };
 
 pub mod database;
@@ -440,6 +440,22 @@ pub fn user_requests(events: &[Event], traffic: &Traffic, budgets: &Budgets) -> 
     }
     let count = |c: &str| users.iter().filter(|o| class(o) == c).count() as u64;
     let (failed, unknown, excused) = (count("fail"), count("unknown"), count("expected"));
+    // The requests a fraction budget is a share of: those sent from the first fault on.
+    let first_fault = faults(events).first().map(|f| f.start);
+    let exposed = users
+        .iter()
+        .filter(|o| first_fault.is_some_and(|t| o.invoke >= t))
+        .count() as u64;
+    let (allowed_failed, allowed_unknown) = (
+        budgets.max_failed_requests.allows(exposed),
+        budgets.max_unknown_requests.allows(exposed),
+    );
+    let budget = |b: RequestBudget, allowed: u64| match b {
+        RequestBudget::Count(_) => format!("budget {allowed}"),
+        RequestBudget::Fraction(_) => {
+            format!("budget {b} of {exposed} from the first fault on: {allowed}")
+        }
+    };
     let last = users.iter().map(|o| o.invoke).max().unwrap_or(Stamp(0));
     // One-second buckets, wider for long runs: at most 120 columns.
     let bucket_s = (secs(last) / 120.0).ceil().max(1.0) as u64;
@@ -492,8 +508,9 @@ pub fn user_requests(events: &[Event], traffic: &Traffic, budgets: &Budgets) -> 
         "expected_rejections": excused,
         "expected_why": (excused > 0).then_some(
             "sessions refused after the secret rotation by a server holding the other secret"),
-        "budget_failed": budgets.max_failed_requests,
-        "budget_unknown": budgets.max_unknown_requests,
+        "budget_failed": allowed_failed,
+        "budget_unknown": allowed_unknown,
+        "requests_from_first_fault": exposed,
         "servers": servers,
         "traffic": {
             "bucket_s": bucket_s,
@@ -502,17 +519,13 @@ pub fn user_requests(events: &[Event], traffic: &Traffic, budgets: &Budgets) -> 
         "failure_detail": detail,
     });
     let mut problems = Vec::new();
-    if failed > budgets.max_failed_requests {
-        problems.push(format!(
-            "{failed} failed user requests, budget {}",
-            budgets.max_failed_requests
-        ));
+    let failed_budget = budget(budgets.max_failed_requests, allowed_failed);
+    let unknown_budget = budget(budgets.max_unknown_requests, allowed_unknown);
+    if failed > allowed_failed {
+        problems.push(format!("{failed} failed user requests, {failed_budget}"));
     }
-    if unknown > budgets.max_unknown_requests {
-        problems.push(format!(
-            "{unknown} unknown user requests, budget {}",
-            budgets.max_unknown_requests
-        ));
+    if unknown > allowed_unknown {
+        problems.push(format!("{unknown} unknown user requests, {unknown_budget}"));
     }
     let shares = totals
         .iter()
@@ -525,10 +538,8 @@ pub fn user_requests(events: &[Event], traffic: &Traffic, budgets: &Budgets) -> 
         .collect::<Vec<_>>()
         .join(", ");
     let mut summary = format!(
-        "{} user requests: {failed} failed (budget {}), {unknown} unknown (budget {})",
+        "{} user requests: {failed} failed ({failed_budget}), {unknown} unknown ({unknown_budget})",
         users.len(),
-        budgets.max_failed_requests,
-        budgets.max_unknown_requests
     );
     if excused > 0 {
         summary.push_str(&format!(
@@ -899,7 +910,10 @@ mod tests {
     #[test]
     fn user_request_budgets_default_to_zero() {
         let b: Budgets = toml::from_str("max_lost_writes = 0").unwrap();
-        assert_eq!((b.max_failed_requests, b.max_unknown_requests), (0, 0));
+        assert_eq!(
+            (b.max_failed_requests, b.max_unknown_requests),
+            (RequestBudget::Count(0), RequestBudget::Count(0))
+        );
         let e = vec![
             user_op(1, UPLOAD, 100, Outcome::Ok, "app1"),
             user_op(2, UPLOAD, 200, Outcome::Fail, "app2"),
@@ -938,7 +952,7 @@ mod tests {
         );
         // Each budget judges its own count.
         let b = Budgets {
-            max_failed_requests: 3,
+            max_failed_requests: RequestBudget::Count(3),
             ..Default::default()
         };
         let r = user_requests(&e, &TRAFFIC, &b);
@@ -949,11 +963,53 @@ mod tests {
             r.summary
         );
         let b = Budgets {
-            max_failed_requests: 3,
-            max_unknown_requests: 2,
+            max_failed_requests: RequestBudget::Count(3),
+            max_unknown_requests: RequestBudget::Count(2),
             ..Default::default()
         };
         assert_eq!(user_requests(&e, &TRAFFIC, &b).verdict, Verdict::Pass);
+    }
+
+    /// A share of the requests sent from the first fault on: a product that fails fast and
+    /// one that fails slowly, with the same share failing, are judged alike.
+    #[test]
+    fn a_fraction_budget_is_a_share_of_the_requests_from_the_first_fault_on() {
+        let b: Budgets =
+            toml::from_str("max_failed_requests = \"25%\"\nmax_unknown_requests = 1").unwrap();
+        assert_eq!(b.max_failed_requests, RequestBudget::Fraction(0.25));
+        let history = |sent: u64| {
+            let mut e = vec![fault_on("app1", 1, kill_on("app1"), 1_000)];
+            // Before the fault: not exposed. From it on: one in four fails.
+            e.push(user_op(1, READ, 500, Outcome::Ok, "app1"));
+            e.extend((0..sent).map(|i| {
+                let outcome = if i % 4 == 0 {
+                    Outcome::Fail
+                } else {
+                    Outcome::Ok
+                };
+                user_op(10 + i, READ, 1_000 + i * 100, outcome, "app2")
+            }));
+            e
+        };
+        for sent in [8, 40] {
+            let r = user_requests(&history(sent), &TRAFFIC, &b);
+            assert_eq!(r.verdict, Verdict::Pass, "{sent}: {}", r.summary);
+            assert!(
+                r.summary
+                    .contains(&format!("budget 25% of {sent} from the first fault on")),
+                "{}",
+                r.summary
+            );
+        }
+        let mut worse = history(8);
+        worse.push(user_op(99, READ, 1_950, Outcome::Fail, "app2"));
+        assert_eq!(user_requests(&worse, &TRAFFIC, &b).verdict, Verdict::Fail);
+        for bad in ["\"5\"", "\"150%\"", "\"x%\""] {
+            let e = toml::from_str::<Budgets>(&format!("max_failed_requests = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not a request budget"), "{bad}: {e}");
+        }
     }
 
     #[test]

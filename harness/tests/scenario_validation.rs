@@ -474,8 +474,14 @@ fn a_variant_is_its_own_test_on_its_topology_with_its_own_expectations() {
     // A variant's budgets replace the scenario's on its topology, and only there.
     let own = Scenario::load(&root(), "stop-app-graceful").unwrap();
     let on_nginx = Scenario::load(&root(), "stop-app-graceful@web-ha-nginx-tuned").unwrap();
-    assert_eq!(own.spec.budgets.max_unknown_requests, 0);
-    assert_eq!(on_nginx.spec.budgets.max_unknown_requests, 2);
+    assert_eq!(
+        own.spec.budgets.max_unknown_requests,
+        hadrill::model::RequestBudget::Count(0)
+    );
+    assert_eq!(
+        on_nginx.spec.budgets.max_unknown_requests,
+        hadrill::model::RequestBudget::Count(2)
+    );
     assert_eq!(
         on_nginx.spec.budgets.max_unavailability,
         Some(std::time::Duration::from_secs(2))

@@ -34,4 +34,4 @@ pub use results::{
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;
 pub use steady::{QUIET, steady};
-pub use verdict::{Budgets, Check, CheckResult, Evidence, Read, Verdict};
+pub use verdict::{Budgets, Check, CheckResult, Evidence, Read, RequestBudget, Verdict};

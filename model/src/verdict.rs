@@ -121,6 +121,72 @@ impl CheckResult {
     }
 }
 
+/// How many user requests may end a way: a count (`40`), or a fraction of the requests sent
+/// from the first fault on (`"5%"`), so that a product that fails slowly (fewer attempts,
+/// fewer failures) is held to the same share as one that fails fast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RequestBudget {
+    Count(u64),
+    Fraction(f64),
+}
+
+impl Default for RequestBudget {
+    fn default() -> Self {
+        RequestBudget::Count(0)
+    }
+}
+
+impl RequestBudget {
+    /// How many it allows when `exposed` requests were sent from the first fault on.
+    pub fn allows(self, exposed: u64) -> u64 {
+        match self {
+            RequestBudget::Count(n) => n,
+            RequestBudget::Fraction(f) => (f * exposed as f64).floor() as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for RequestBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBudget::Count(n) => write!(f, "{n}"),
+            RequestBudget::Fraction(x) => write!(f, "{}%", x * 100.0),
+        }
+    }
+}
+
+impl Serialize for RequestBudget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestBudget::Count(n) => s.serialize_u64(*n),
+            RequestBudget::Fraction(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestBudget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Percent(String),
+        }
+        let bad = |s: &str| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a request budget: a count (`40`) or a share of the requests from the first fault on (`\"5%\"`, 0 to 100)"
+            ))
+        };
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(RequestBudget::Count(n)),
+            Raw::Percent(s) => match s.trim().strip_suffix('%').map(|p| p.trim().parse::<f64>()) {
+                Some(Ok(p)) if (0.0..=100.0).contains(&p) => Ok(RequestBudget::Fraction(p / 100.0)),
+                _ => Err(bad(&s)),
+            },
+        }
+    }
+}
+
 /// The thresholds a scenario sets (`[budgets]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,11 +201,11 @@ pub struct Budgets {
     /// Web users' requests that ended `fail` (default 0), not counting the rejections the
     /// `user-requests` check names as expected (sessions refused after a secret rotation).
     #[serde(default)]
-    pub max_failed_requests: u64,
+    pub max_failed_requests: RequestBudget,
     /// Web users' requests that ended `unknown`: they may or may not have taken effect
     /// (default 0).
     #[serde(default)]
-    pub max_unknown_requests: u64,
+    pub max_unknown_requests: RequestBudget,
     /// Acknowledged writes (uploads, commits) lost (default 0); in a database's asynchronous
     /// mode this is the RPO allowed.
     #[serde(default)]

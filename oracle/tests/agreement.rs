@@ -220,7 +220,7 @@ async fn an_app_server_kill_measures_what_an_outside_prober_sees() {
         // one per user (measured here: 1 of 358 in one CI run). This drill is about timing.
         .budgets(Budgets {
             max_unavailability: Some(Duration::from_secs(2)),
-            max_unknown_requests: 4,
+            max_unknown_requests: hadrill::model::RequestBudget::Count(4),
             ..Budgets::default()
         });
     let probe = Probe::Http {

@@ -174,8 +174,11 @@ impl std::fmt::Display for ShutOut<'_> {
 }
 
 /// Each agent's spans of failed connection attempts: the ones that never ended in a
-/// connection, and, with a budget, the ones longer than it. Fault or no fault: an agent
-/// refused for the whole run is as lost to its users as one a fault dropped.
+/// connection, and, with a budget, the ones longer than it once the agent had been connected.
+/// Fault or no fault: an agent refused for the whole run is as lost to its users as one a
+/// fault dropped. Before its first connection an agent waits for the product to admit it
+/// (a registry synchronised to the workers, judged by `integrity`), so only never being
+/// admitted fails it here.
 fn shut_out<'a>(
     per_agent: &BTreeMap<&'a str, Vec<&'a OpRecord>>,
     budget: Option<Duration>,
@@ -184,12 +187,14 @@ fn shut_out<'a>(
     let mut out = Vec::new();
     for (agent, history) in per_agent {
         let mut span: Option<(Stamp, Vec<String>)> = None;
+        let mut admitted = false;
         let connects = history.iter().filter(|o| o.kind == OpKind::CONNECT);
         for o in connects {
             if o.outcome == Outcome::Ok {
+                let was_admitted = std::mem::replace(&mut admitted, true);
                 if let Some((from, refusals)) = span.take() {
                     let for_ms = o.complete.since(from).as_millis() as u64;
-                    if budget.is_some_and(|b| Duration::from_millis(for_ms) > b) {
+                    if was_admitted && budget.is_some_and(|b| Duration::from_millis(for_ms) > b) {
                         out.push(ShutOut {
                             agent,
                             from,
@@ -304,14 +309,22 @@ mod tests {
             "{}",
             r.summary
         );
+        // Waiting 7 s to be admitted at first is the product's registry sync, not a drop;
+        // refused as long once it had been connected is.
         events.extend([
             refused("a4", 0),
             op(OpKind::CONNECT, "a4", 7_000, Outcome::Ok, None),
         ]);
         let r = reconnection(&events, &budgets);
+        assert!(!r.summary.contains("agent a4"), "{}", r.summary);
+        events.extend([
+            refused("a4", 8_000),
+            op(OpKind::CONNECT, "a4", 15_000, Outcome::Ok, None),
+        ]);
+        let r = reconnection(&events, &budgets);
         assert!(
             r.summary
-                .contains("agent a4 could not connect for 7001 ms from t=0.00s"),
+                .contains("agent a4 could not connect for 7001 ms from t=8.00s"),
             "{}",
             r.summary
         );

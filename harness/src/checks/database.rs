@@ -233,6 +233,12 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
     };
     let (roles, leaders) = (observed(OpKind::ROLE), observed(OpKind::LEADER));
     let members: BTreeSet<&str> = roles.iter().filter_map(|o| o.key.as_deref()).collect();
+    // The direct write probes, by member: who took writes, whatever its status API said (a
+    // primary cut from its DCS may still call itself primary while refusing writes).
+    let member_probes: Vec<&OpRecord> = all
+        .iter()
+        .filter(|o| o.kind == OpKind::WRITE_PROBE && o.node.is_some())
+        .collect();
     // The members seen primary by `t`, each by its last role observed by then.
     let primaries_at = |t: Stamp| -> Vec<&str> {
         let mut last: BTreeMap<&str, &str> = BTreeMap::new();
@@ -245,6 +251,20 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
             .filter(|(_, r)| is_primary(r))
             .map(|(m, _)| m)
             .collect()
+    };
+    // Whether `member` may have taken a write sent at `t`: its last direct write probe
+    // answered by then succeeded, or, with no probe of it, it was seen primary.
+    let accepting_at = |member: &str, t: Stamp| -> bool {
+        let probes = member_probes
+            .iter()
+            .filter(|o| o.node.as_deref() == Some(member));
+        match probes.clone().next() {
+            Some(_) => probes
+                .filter(|o| o.complete <= t)
+                .max_by_key(|o| o.complete)
+                .is_some_and(|o| o.outcome == Outcome::Ok),
+            None => primaries_at(t).contains(&member),
+        }
     };
     // Writes through the application (the kinds the workloads declare: SQL inserts, a
     // product's uploads) and the routed write probe.
@@ -316,7 +336,10 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
         // sent (a deposed primary cut off and still taking writes is not a failover).
         let on_new = |w: &OpRecord| match w.node.as_deref() {
             Some(n) if members.contains(n) => Some(n) == new,
-            _ => primaries_at(w.invoke) == new.into_iter().collect::<Vec<_>>(),
+            _ => members
+                .iter()
+                .filter(|m| Some(**m) != new)
+                .all(|m| !accepting_at(m, w.invoke)),
         };
         let first_write = promoted.and_then(|p| {
             writes
@@ -970,6 +993,16 @@ mod tests {
         let r = failover(&cut_off(false), &[OpKind::INSERT], &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         assert_eq!(r.figures["failovers"][0]["first_write_ms"], 11_502);
+        // Its status API still says primary, but its direct write probes are refused: the
+        // writes went to the new one.
+        let mut refusing = cut_off(false);
+        let mut refused = member_probe("pg1", 9_200);
+        if let Event::Op(o) = &mut refused {
+            o.outcome = Outcome::Fail;
+        }
+        refusing.push(refused);
+        let r = failover(&refusing, &[OpKind::INSERT], &Budgets::default());
+        assert_eq!(r.figures["failovers"][0]["first_write_ms"], 8_502);
         let r = failover(&cut_off(true), &[OpKind::INSERT], &Budgets::default());
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert!(

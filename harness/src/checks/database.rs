@@ -225,8 +225,7 @@ fn can_remove_primary(f: &FaultRecord) -> bool {
 /// old primary demoted → another member promoted → first write acknowledged through the
 /// routed endpoint after the promotion, each on the run's clock. A fault that did not hit the
 /// primary must not cause a promotion.
-pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> CheckResult {
-    let writes_kinds = writes;
+pub fn failover(events: &[Event], write_kinds: &[OpKind], budgets: &Budgets) -> CheckResult {
     let all = ops(events);
     let observed = |kind: OpKind| -> Vec<&OpRecord> {
         all.iter().filter(|o| o.kind == kind).collect::<Vec<_>>()
@@ -270,7 +269,9 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
     // product's uploads) and the routed write probe.
     let writes: Vec<&OpRecord> = all
         .iter()
-        .filter(|o| o.kind.is_any(writes) || (o.kind == OpKind::PROBE && o.client == "sql-probe"))
+        .filter(|o| {
+            o.kind.is_any(write_kinds) || (o.kind == OpKind::PROBE && o.client == "sql-probe")
+        })
         .collect();
     let triggers: Vec<FaultRecord> = faults(events)
         .into_iter()
@@ -354,7 +355,7 @@ pub fn failover(events: &[Event], writes: &[OpKind], budgets: &Budgets) -> Check
                     w.outcome == Outcome::Ok
                         && w.invoke >= p.invoke
                         && w.invoke < until
-                        && (w.kind.is_any(writes_kinds) || w.kind == OpKind::WRITE_PROBE)
+                        && (w.kind.is_any(write_kinds) || w.kind == OpKind::WRITE_PROBE)
                         && w.node.is_some()
                         && w.node == old
                 })

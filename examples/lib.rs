@@ -84,6 +84,7 @@ mod tests {
             complete: Stamp(at_ms * 1_000_000 + 1),
             outcome,
             error: None,
+            status: None,
             node: None,
             version: None,
         })

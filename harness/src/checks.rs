@@ -178,70 +178,166 @@ fn expected_rejections(
 }
 
 /// One fault's unavailability: the window, its uncertainty, when service recovered (`None`
-/// for all three if it never did), and the failures seen in the fault's window.
-type Outage = (Option<Duration>, Option<Duration>, Option<Stamp>, usize);
+/// for all three if it never did), the failures seen in the fault's window, and the request
+/// class (kind of operation) whose outage was the worst, or that never recovered.
+#[derive(Debug, Clone, PartialEq)]
+struct Outage {
+    window: Option<Duration>,
+    uncertainty: Option<Duration>,
+    recovered: Option<Stamp>,
+    /// Where the worst window began: the fault's start, or a later first failure.
+    from: Stamp,
+    failures: usize,
+    class: Option<String>,
+    /// A class whose last request in the window failed and that was never tried again: its
+    /// recovery was not observed, so the window cannot be decided.
+    untried: Option<String>,
+}
 
-/// A probe or request as availability sees it: sent, succeeded, answered.
-type Sample = (Stamp, bool, Stamp);
+/// A probe or request as availability sees it: when it counts from, whether it succeeded,
+/// when it was answered, and its class (the kind of operation: one user path).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Sample<'a> {
+    at: Stamp,
+    ok: bool,
+    answered: Stamp,
+    class: &'a str,
+}
 
-/// `o` as availability sees it. A failure in flight when a disturbing fault began counts from
+/// `o` as availability sees it: up when it succeeded or was served all the same (answered with
+/// a 2xx to 4xx: a read of something gone, a body that differs, a session refused — the
+/// correctness checks' to judge, not an outage). A failure in flight when a disturbing fault began counts from
 /// that fault (the first it ran into): a request sent a moment before a kill and cut by it
 /// belongs to the kill, not to the fault before, whose window it would otherwise stretch to
 /// its end. Bringing a node back cuts nothing: a request sent during an outage that fails
 /// after a `start` stays the outage's.
-fn sample(o: &OpRecord, faults: &[FaultRecord]) -> Sample {
-    let ok = o.outcome == Outcome::Ok;
+fn sample<'a>(o: &'a OpRecord, faults: &[FaultRecord]) -> Sample<'a> {
+    let ok = o.outcome == Outcome::Ok || o.status.is_some_and(|s| (200..500).contains(&s));
     let ran_into = faults
         .iter()
         .filter(|f| f.fault.disturbs())
         .map(|f| f.start)
         .filter(|&t| !ok && o.invoke < t && t <= o.complete)
         .min();
-    (ran_into.unwrap_or(o.invoke), ok, o.complete)
+    Sample {
+        at: ran_into.unwrap_or(o.invoke),
+        ok,
+        answered: o.complete,
+        class: o.kind.as_str(),
+    }
 }
 
-/// Per fault, the unavailability measured from `samples`: fault start → the first answer to a
-/// success sent after the last failure in the fault's window. The answer, not the sending: a
-/// request sent during the outage that waited for the service to come back says the service
-/// was back when it was answered. The first answer, not the first sent: a request held by a
-/// paused server and answered seconds later was slow, while those sent after it and answered
-/// at once show the service was back.
+/// How long a class must answer with no failure sent before its outage is over: failures
+/// closer together than this are one outage (a path failing every other request is down, not
+/// up), one further apart starts another (a lone timeout seconds after the service came back
+/// is its own short window, not the fault's outage stretched to it). A path that failed for
+/// this long to its last attempt never recovered.
+const STEADY: Duration = Duration::from_secs(1);
+
+/// Per fault, the unavailability measured from `samples`, per class — a path is back only when
+/// that path succeeds again, whatever the others do. A class's outage runs from the fault's
+/// start (or, when the class was seen succeeding after the fault, from its first failure) to
+/// the first answer to a success sent after its last failure, failures less than `STEADY`
+/// apart counting as one outage. The answer, not the sending: a request sent during the outage
+/// that waited for the service to come back says the service was back when it was answered.
+/// The first answer, not the first sent: a request held by a paused server and answered
+/// seconds later was slow, while those sent after it and answered at once show the service
+/// was back. The fault's window is its worst class's.
 fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
+    let classes: BTreeSet<&str> = samples.iter().map(|s| s.class).collect();
     let mut out = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let until = faults.get(i + 1).map_or(end, |n| n.start);
-        let in_window: Vec<&Sample> = samples
-            .iter()
-            .filter(|(t, _, _)| *t >= f.start && *t < until)
-            .collect();
-        let failures = in_window.iter().filter(|(_, ok, _)| !ok).count();
-        let last_failure = in_window.iter().rev().find(|(_, ok, _)| !ok);
-        out.push(match last_failure {
-            None => (Some(Duration::ZERO), Some(Duration::ZERO), Some(f.start), 0),
-            Some((lf, _, _)) => match samples
+        let mut outage = Outage {
+            window: Some(Duration::ZERO),
+            uncertainty: Some(Duration::ZERO),
+            recovered: Some(f.start),
+            from: f.start,
+            failures: 0,
+            class: None,
+            untried: None,
+        };
+        for &class in &classes {
+            let of: Vec<&Sample> = samples.iter().filter(|s| s.class == class).collect();
+            let failures: Vec<&Sample> = of
                 .iter()
-                .filter(|(t, ok, _)| t > lf && *ok)
-                .min_by_key(|(_, _, answered)| *answered)
-            {
-                Some((sent, _, ok_at)) => {
-                    // The outage may outlast this fault's window: the uncertainty is the gap to
-                    // the last failure before that first success, wherever it fell.
-                    let before = samples
+                .copied()
+                .filter(|s| !s.ok && s.at >= f.start && s.at < until)
+                .collect();
+            outage.failures += failures.len();
+            // The first success answered after a failure sent at `t`, among those sent after it.
+            let back_after = |t: Stamp| {
+                of.iter()
+                    .filter(|s| s.ok && s.at > t)
+                    .min_by_key(|s| s.answered)
+            };
+            let mut k = 0;
+            while k < failures.len() {
+                // Gather the failures of one outage: until the class answered and held for
+                // `STEADY` with no failure sent.
+                let first = failures[k];
+                let mut last = first;
+                let back = loop {
+                    let back = back_after(last.at);
+                    let next = failures.get(k + 1);
+                    match (back, next) {
+                        (Some(b), Some(n))
+                            if n.at < b.answered || n.at.since(b.answered) < STEADY =>
+                        {
+                            k += 1;
+                            last = n;
+                        }
+                        (None, Some(n)) => {
+                            k += 1;
+                            last = n;
+                        }
+                        _ => break back,
+                    }
+                };
+                k += 1;
+                // Seen succeeding after the fault and before this outage: it began here.
+                let seen_up = of
+                    .iter()
+                    .any(|s| s.ok && s.at >= f.start && s.answered <= first.at);
+                let begin = if seen_up { first.at } else { f.start };
+                match back {
+                    Some(b) => {
+                        let window = b.answered.since(begin);
+                        if outage.window.is_some_and(|w| window > w) {
+                            // The uncertainty: from the last failure before that success,
+                            // wherever it fell, to the success's answer.
+                            let before = of
+                                .iter()
+                                .filter(|s| !s.ok && s.at < b.at)
+                                .map(|s| s.at)
+                                .max()
+                                .unwrap_or(last.at);
+                            outage.window = Some(window);
+                            outage.uncertainty = Some(b.answered.since(before));
+                            outage.from = begin;
+                            outage.class = Some(class.to_string());
+                        }
+                        outage.recovered = outage.recovered.map(|r| r.max(b.answered));
+                    }
+                    // Kept failing for a second or more to its last attempt: never
+                    // recovered. A last failure or two at the very end say nothing of it.
+                    None if of
                         .iter()
-                        .filter(|(t, ok, _)| t < sent && !ok)
-                        .map(|(t, _, _)| *t)
+                        .map(|s| s.at)
                         .max()
-                        .unwrap_or(*lf);
-                    (
-                        Some(ok_at.since(f.start)),
-                        Some(ok_at.since(before)),
-                        Some(*ok_at),
-                        failures,
-                    )
+                        .is_some_and(|t| t.since(first.at) >= STEADY) =>
+                    {
+                        outage.window = None;
+                        outage.uncertainty = None;
+                        outage.recovered = None;
+                        outage.from = begin;
+                        outage.class = Some(class.to_string());
+                    }
+                    None => outage.untried = Some(class.to_string()),
                 }
-                None => (None, None, None, failures),
-            },
-        });
+            }
+        }
+        out.push(outage);
     }
     out
 }
@@ -250,13 +346,12 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
 fn worst_of(windows: &[Outage]) -> Option<Duration> {
     windows
         .iter()
-        .try_fold(Duration::ZERO, |w, x| x.0.map(|x| w.max(x)))
+        .try_fold(Duration::ZERO, |w, x| x.window.map(|x| w.max(x)))
 }
 
-/// Per fault: the unavailability window as users saw it — from the fault's start to the
-/// first answer to a success sent after the last failure, over the availability probe (a read a user makes,
-/// through the entry point) and the web users' own requests together — and success rate and
-/// latency before, during and after. A liveness probe, if one ran, is measured the same way
+/// Per fault: the unavailability window as users saw it, per path (`outage_windows`) over the
+/// availability probe (a read a user makes, through the entry point) and each kind of the web
+/// users' own requests — and success rate and latency before, during and after. A liveness probe, if one ran, is measured the same way
 /// and reported apart; it never decides the verdict.
 pub fn availability(
     events: &[Event],
@@ -303,45 +398,46 @@ pub fn availability(
                 && o.outcome != Outcome::Ok
         })
         .count();
-    let end = samples.last().map_or(Stamp(0), |s| s.0);
+    let end = samples.last().map_or(Stamp(0), |s| s.at);
     let measured = outage_windows(&samples, &faults, end);
     let worst = worst_of(&measured);
     let live_windows = outage_windows(
         &liveness,
         &faults,
-        liveness.last().map_or(Stamp(0), |s| s.0),
+        liveness.last().map_or(Stamp(0), |s| s.at),
     );
     let mut last_recovery = faults.first().map_or(Stamp(0), |f| f.start);
     let mut windows = Vec::new();
-    for (i, (f, (window, uncertainty, recovered, failures))) in
-        faults.iter().zip(&measured).enumerate()
-    {
-        if let Some(r) = recovered {
-            last_recovery = last_recovery.max(*r);
+    for (i, (f, m)) in faults.iter().zip(&measured).enumerate() {
+        if let Some(r) = m.recovered {
+            last_recovery = last_recovery.max(r);
         }
         let until = faults.get(i + 1).map_or(end, |n| n.start);
         let inside = |o: &&&OpRecord| {
-            let (at, ok, _) = sample(o, &faults);
-            at >= f.start && at < until && !ok
+            let s = sample(o, &faults);
+            s.at >= f.start && s.at < until && !s.ok
         };
         windows.push(json!({
             "fault": f.id,
             "kind": f.fault.name(),
             "nodes": f.nodes,
             "start_s": f.start.as_duration().as_secs_f64(),
-            "unavailable_ms": window.map(|w| w.as_millis() as u64),
-            "uncertainty_ms": uncertainty.map(|w| w.as_millis() as u64),
+            "unavailable_ms": m.window.map(|w| w.as_millis() as u64),
+            "from_s": secs(m.from),
+            "uncertainty_ms": m.uncertainty.map(|w| w.as_millis() as u64),
+            "path": m.class,
+            "not_tried_again": m.untried,
             "failed_probes": probes.iter().filter(inside).count(),
             "failed_user_requests": users.iter().filter(inside).count(),
-            "failures": failures,
+            "failures": m.failures,
             "liveness_unavailable_ms": (!liveness.is_empty())
-                .then(|| live_windows[i].0.map(|w| w.as_millis() as u64)),
+                .then(|| live_windows[i].window.map(|w| w.as_millis() as u64)),
         }));
     }
     let liveness_figures = (!liveness.is_empty()).then(|| {
         json!({
             "probes": liveness.len(),
-            "failed": liveness.iter().filter(|(_, ok, _)| !ok).count(),
+            "failed": liveness.iter().filter(|s| !s.ok).count(),
             "worst_unavailable_ms": worst_of(&live_windows).map(|w| w.as_millis() as u64),
         })
     });
@@ -350,8 +446,8 @@ pub fn availability(
     // keeps no schedule).
     let resolution = measured
         .iter()
-        .filter(|m| m.0.is_some() && m.0 == worst)
-        .filter_map(|m| m.1)
+        .filter(|m| m.window.is_some() && m.window == worst)
+        .filter_map(|m| m.uncertainty)
         .fold(probe_period, Duration::max);
     let first = faults.first().map_or(end, |f| f.start);
     let figures = json!({
@@ -377,9 +473,22 @@ pub fn availability(
         };
         return CheckResult::new("availability", Verdict::Unknown, why.into(), figures);
     }
+    // The path and fault of the worst window (or of the one that never recovered).
+    let worst_at = faults
+        .iter()
+        .zip(&measured)
+        .find(|(_, m)| m.window == worst)
+        .map(|(f, m)| (f, m.class.as_deref().unwrap_or("probe")));
     let mut problems = Vec::new();
     match (worst, budgets.max_unavailability) {
-        (None, _) => problems.push("the service never recovered after a fault".to_string()),
+        (None, _) => problems.push(match worst_at {
+            Some((f, path)) => format!(
+                "`{path}` never recovered after the {} at {:.1} s",
+                f.fault.name(),
+                secs(f.start)
+            ),
+            None => "the service never recovered after a fault".to_string(),
+        }),
         (Some(w), Some(b)) if w > b => problems.push(format!(
             "unavailable for {} ms, budget {} ms",
             w.as_millis(),
@@ -389,14 +498,37 @@ pub fn availability(
     }
     let mut summary = format!(
         "worst unavailability {} (±{} ms resolution) from {} probes and {} user requests",
-        worst.map_or("never recovered".into(), |w| format!(
-            "{} ms",
-            w.as_millis()
-        )),
+        match (worst, worst_at) {
+            (Some(w), Some((_, path))) if w > Duration::ZERO =>
+                format!("{} ms on `{path}`", w.as_millis()),
+            (Some(w), _) => format!("{} ms", w.as_millis()),
+            (None, _) => "never recovered".into(),
+        },
         resolution.as_millis(),
         probes.len(),
         users.len(),
     );
+    // A path whose last request in a fault's window failed and that was not tried again: its
+    // recovery was never observed, and the verdict cannot rest on it.
+    let untried: Vec<String> = faults
+        .iter()
+        .zip(&measured)
+        .filter_map(|(f, m)| {
+            m.untried.as_ref().map(|path| {
+                format!(
+                    "`{path}` failed after the {} at {:.1} s and was not tried again: whether it recovered is not known",
+                    f.fault.name(),
+                    secs(f.start)
+                )
+            })
+        })
+        .collect();
+    let clean = if untried.is_empty() {
+        Verdict::Pass
+    } else {
+        summary = format!("{}; {summary}", untried.join("; "));
+        Verdict::Unknown
+    };
     if !liveness.is_empty() {
         summary.push_str(&format!(
             "; liveness probe alone: {} (not judged)",
@@ -406,7 +538,7 @@ pub fn availability(
             ))
         ));
     }
-    judged("availability", &problems, Verdict::Pass, summary, figures)
+    judged("availability", &problems, clean, summary, figures)
 }
 
 /// The web users' requests: how many failed and how many ended unknown, each against its
@@ -821,6 +953,68 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
     }
 
+    /// The CI run behind this rule: a kill cost the probe 100 ms, and one probe timed out 3 s
+    /// later while every other probe and request was answered. That lone timeout is a window of
+    /// its own (sent, then answered again 50 ms later), not the kill's outage stretched to it.
+    #[test]
+    fn a_lone_failure_long_after_the_recovery_is_its_own_window() {
+        let mut e = outage(3100);
+        let late = 6000 / 50 + 1;
+        if let Event::Op(o) = &mut e[late] {
+            o.outcome = Outcome::Unknown;
+            o.complete = Stamp(7_000 * 1_000_000);
+        }
+        let budgets = Budgets {
+            max_unavailability: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let r = availability(&e, Duration::from_millis(50), &TRAFFIC, &budgets);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
+        assert_eq!(r.figures["worst_unavailable_ms"], 105, "{}", r.summary);
+        // Failures less than a second apart are one outage: a path failing every other
+        // request for 3 s was down for 3 s.
+        let mut flapping = outage(3000);
+        for t in (3000..6000).step_by(100) {
+            if let Event::Op(o) = &mut flapping[t / 50 + 1] {
+                o.outcome = Outcome::Fail;
+            }
+        }
+        let r = availability(&flapping, Duration::from_millis(50), &TRAFFIC, &budgets);
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert_eq!(r.figures["worst_unavailable_ms"], 2955, "{}", r.summary);
+    }
+
+    /// A path is back when it succeeds again: uploads that fail from the kill to the end fail
+    /// availability as never recovered, though every probe and read was answered.
+    #[test]
+    fn a_path_that_never_recovers_fails_whatever_the_others_do() {
+        let mut e = outage(3000);
+        for (i, t) in (0..10_000).step_by(200).enumerate() {
+            let outcome = if t < 3000 { Outcome::Ok } else { Outcome::Fail };
+            e.push(user_op(1000 + i as u64, UPLOAD, t, outcome, "app2"));
+            e.push(user_op(2000 + i as u64, READ, t + 100, Outcome::Ok, "app2"));
+        }
+        let r = availability(&e, Duration::from_millis(50), &TRAFFIC, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        assert!(
+            r.summary
+                .contains("`upload` never recovered after the kill at 3.0 s"),
+            "{}",
+            r.summary
+        );
+        // A path whose one failure was its last attempt: its recovery was never seen.
+        let mut e = outage(3000);
+        e.push(user_op(999, LOGIN, 4000, Outcome::Fail, "app2"));
+        let r = availability(&e, Duration::from_millis(50), &TRAFFIC, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
+        assert!(
+            r.summary
+                .contains("`login` failed after the kill at 3.0 s and was not tried again"),
+            "{}",
+            r.summary
+        );
+    }
+
     /// A web user's request at `at_ms`, answered by `node`.
     fn user_op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome, node: &str) -> Event {
         let mut o = op(id, kind, at_ms, outcome);
@@ -848,8 +1042,12 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert_eq!(r.figures["windows"][0]["failed_probes"], 0);
         assert_eq!(r.figures["windows"][0]["failed_user_requests"], 25);
+        // The reads are back when a read succeeds again (sent at 7 900 ms), not when the
+        // probe does.
         assert!(
-            r.summary.contains("unavailable for 4855 ms"),
+            r.summary.contains(
+                "unavailable for 4905 ms, budget 2000 ms; worst unavailability 4905 ms on `read`"
+            ),
             "{}",
             r.summary
         );

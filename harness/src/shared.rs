@@ -160,6 +160,7 @@ pub(crate) fn record(
         complete: shared.clock.now(),
         outcome: ex.outcome,
         error: ex.error,
+        status: ex.status,
         node: ex.node,
         version: ex.version,
     }));

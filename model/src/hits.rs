@@ -98,6 +98,7 @@ mod tests {
             complete: Stamp(to_ms * 1_000_000),
             outcome: Outcome::Ok,
             error: None,
+            status: None,
             node: Some(node.into()),
             version: None,
         })

@@ -45,6 +45,10 @@ pub struct OpRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The protocol's status of the answer (an HTTP status), when there was one: a request
+    /// answered 404 or with the wrong body was served, though it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// The node that answered (e.g. named by a response header), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

@@ -123,6 +123,7 @@ mod tests {
             complete: ms(complete_ms),
             outcome: Outcome::Ok,
             error: None,
+            status: None,
             node: None,
             version: None,
         }

@@ -42,6 +42,7 @@ mod tests {
             complete: Stamp((at_ms + 5) * 1_000_000),
             outcome,
             error: None,
+            status: None,
             node: None,
             version: None,
         })

@@ -583,7 +583,9 @@ pub fn timeline_svg(run: &RunData) -> String {
         .cloned()
         .unwrap_or_default();
     for w in &windows {
-        let (Some(s), Some(ms)) = (w["start_s"].as_f64(), w["unavailable_ms"].as_f64()) else {
+        // From where the worst window began (older results: the fault's start).
+        let from = w["from_s"].as_f64().or(w["start_s"].as_f64());
+        let (Some(s), Some(ms)) = (from, w["unavailable_ms"].as_f64()) else {
             continue;
         };
         if ms <= 0.0 {
@@ -591,11 +593,15 @@ pub fn timeline_svg(run: &RunData) -> String {
         }
         let _ = write!(
             svg,
-            r#"<rect class="outage" x="{:.1}" y="{top}" width="{:.1}" height="{:.1}"><title>unavailable {ms} ms after {}</title></rect>"#,
+            r#"<rect class="outage" x="{:.1}" y="{top}" width="{:.1}" height="{:.1}"><title>unavailable {ms} ms after {}{}</title></rect>"#,
             x(s, end),
             (x(s + ms / 1000.0, end) - x(s, end)).max(1.0),
             height - top - 24.0,
-            escape(w["kind"].as_str().unwrap_or(""))
+            escape(w["kind"].as_str().unwrap_or("")),
+            w["path"]
+                .as_str()
+                .map(|p| format!(" (`{}`)", escape(p)))
+                .unwrap_or_default()
         );
     }
     for f in run.faults() {

@@ -725,6 +725,7 @@ mod tests {
             complete: at(ms + 2),
             outcome,
             error: None,
+            status: None,
             node: None,
             version: None,
         })

@@ -22,6 +22,7 @@ pub fn agent_op(
         complete: Stamp(ms * 1_000_000 + 1_000_000),
         outcome,
         error: None,
+        status: None,
         node: None,
         version: None,
     })
@@ -65,6 +66,7 @@ pub fn op(id: u64, kind: OpKind, at_ms: u64, outcome: Outcome) -> OpRecord {
         complete: Stamp(at_ms * 1_000_000 + 5_000_000),
         outcome,
         error: (outcome != Outcome::Ok).then(|| "HTTP 503".into()),
+        status: None,
         node: None,
         version: None,
     }

@@ -175,6 +175,7 @@ mod tests {
             complete: Stamp(ms.1 * 1_000_000),
             outcome,
             error: None,
+            status: None,
             node: None,
             version: None,
         }

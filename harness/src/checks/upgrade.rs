@@ -182,6 +182,7 @@ mod tests {
             complete: Stamp((at_ms + 5) * 1_000_000),
             outcome,
             error: (outcome != Outcome::Ok).then(|| "HTTP 503".into()),
+            status: None,
             node: version.map(|_| "app1".into()),
             version: version.map(str::to_string),
         })

@@ -310,6 +310,7 @@ mod tests {
             complete: Stamp(2),
             outcome,
             error: None,
+            status: None,
             node: None,
             version: None,
         })

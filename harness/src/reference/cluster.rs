@@ -525,6 +525,7 @@ mod integrity_tests {
             complete: Stamp(ms * 1_000_000),
             outcome: Outcome::Ok,
             error: None,
+            status: None,
             node: None,
             version: None,
         })

@@ -234,107 +234,141 @@ fn sample<'a>(o: &'a OpRecord, faults: &[FaultRecord]) -> Sample<'a> {
 /// this long to its last attempt never recovered.
 const STEADY: Duration = Duration::from_secs(1);
 
-/// Per fault, the unavailability measured from `samples`, per class — a path is back only when
-/// that path succeeds again, whatever the others do. A class's outage runs from the fault's
-/// start (or, when the class was seen succeeding after the fault, from its first failure) to
-/// the first answer to a success sent after its last failure, failures less than `STEADY`
-/// apart counting as one outage. The answer, not the sending: a request sent during the outage
-/// that waited for the service to come back says the service was back when it was answered.
-/// The first answer, not the first sent: a request held by a paused server and answered
-/// seconds later was slow, while those sent after it and answered at once show the service
-/// was back. The fault's window is its worst class's.
+/// One path's outages in a fault's window `[from, until)`: failures less than `STEADY` apart
+/// are one outage, running from the fault's start (or, when the path was seen answering after
+/// the fault, from its first failure) to the first answer to a success sent after its last
+/// failure. The answer, not the sending: a request sent during the outage that waited for the
+/// service to come back says it was back when it was answered. The first answer, not the first
+/// sent: a request held by a paused server and answered seconds later was slow, while those
+/// sent after it and answered at once show the service was back.
+enum PathOutage {
+    /// Back after each outage: the worst (its window, uncertainty, start) and the last answer.
+    Back {
+        worst: Option<(Duration, Duration, Stamp)>,
+        recovered: Stamp,
+    },
+    /// Kept failing for `STEADY` or more to its last attempt, from this start.
+    Never(Stamp),
+    /// Its last attempt failed, sooner than that: whether it came back was not seen.
+    Untried,
+}
+
+fn path_outages(of: &[&Sample], from: Stamp, until: Stamp) -> PathOutage {
+    let failures: Vec<&Sample> = of
+        .iter()
+        .copied()
+        .filter(|s| !s.ok && s.at >= from && s.at < until)
+        .collect();
+    // The first success answered after a failure sent at `t`, among those sent after it.
+    let back_after = |t: Stamp| {
+        of.iter()
+            .filter(|s| s.ok && s.at > t)
+            .min_by_key(|s| s.answered)
+    };
+    let mut worst: Option<(Duration, Duration, Stamp)> = None;
+    let mut recovered = from;
+    let mut k = 0;
+    while k < failures.len() {
+        let first = failures[k];
+        let mut last = first;
+        // Gather the failures of one outage: until the path answered and held for `STEADY`
+        // with no failure sent.
+        let back = loop {
+            let back = back_after(last.at);
+            match (back, failures.get(k + 1)) {
+                (Some(b), Some(n)) if n.at < b.answered || n.at.since(b.answered) < STEADY => {}
+                (None, Some(_)) => {}
+                _ => break back,
+            }
+            k += 1;
+            last = failures[k];
+        };
+        k += 1;
+        // Seen answering after the fault and before this outage: it began here.
+        let seen_up = of
+            .iter()
+            .any(|s| s.ok && s.at >= from && s.answered <= first.at);
+        let begin = if seen_up { first.at } else { from };
+        let Some(b) = back else {
+            let latest = of.iter().map(|s| s.at).max().unwrap_or(last.at);
+            return if latest.since(first.at) >= STEADY {
+                PathOutage::Never(begin)
+            } else {
+                PathOutage::Untried
+            };
+        };
+        let window = b.answered.since(begin);
+        if worst.is_none_or(|(w, _, _)| window > w) {
+            // The uncertainty: from the last failure before that success, wherever it fell,
+            // to the success's answer.
+            let before = of
+                .iter()
+                .filter(|s| !s.ok && s.at < b.at)
+                .map(|s| s.at)
+                .max()
+                .unwrap_or(last.at);
+            worst = Some((window, b.answered.since(before), begin));
+        }
+        recovered = recovered.max(b.answered);
+    }
+    PathOutage::Back { worst, recovered }
+}
+
+/// Per fault, the unavailability measured from `samples`. The window is the service's: any
+/// path answering ends an outage (a path tried only now and then — users stuck on a held
+/// request send nothing — cannot time its own recovery). But each path must come back: one
+/// that keeps failing to its last attempt never recovered, whatever the others do.
 fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
     let classes: BTreeSet<&str> = samples.iter().map(|s| s.class).collect();
+    let all: Vec<&Sample> = samples.iter().collect();
     let mut out = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let until = faults.get(i + 1).map_or(end, |n| n.start);
+        let failures = all
+            .iter()
+            .filter(|s| !s.ok && s.at >= f.start && s.at < until)
+            .count();
         let mut outage = Outage {
             window: Some(Duration::ZERO),
             uncertainty: Some(Duration::ZERO),
             recovered: Some(f.start),
             from: f.start,
-            failures: 0,
+            failures,
             class: None,
             untried: None,
         };
-        for &class in &classes {
-            let of: Vec<&Sample> = samples.iter().filter(|s| s.class == class).collect();
-            let failures: Vec<&Sample> = of
-                .iter()
-                .copied()
-                .filter(|s| !s.ok && s.at >= f.start && s.at < until)
-                .collect();
-            outage.failures += failures.len();
-            // The first success answered after a failure sent at `t`, among those sent after it.
-            let back_after = |t: Stamp| {
-                of.iter()
-                    .filter(|s| s.ok && s.at > t)
-                    .min_by_key(|s| s.answered)
-            };
-            let mut k = 0;
-            while k < failures.len() {
-                // Gather the failures of one outage: until the class answered and held for
-                // `STEADY` with no failure sent.
-                let first = failures[k];
-                let mut last = first;
-                let back = loop {
-                    let back = back_after(last.at);
-                    let next = failures.get(k + 1);
-                    match (back, next) {
-                        (Some(b), Some(n))
-                            if n.at < b.answered || n.at.since(b.answered) < STEADY =>
-                        {
-                            k += 1;
-                            last = n;
-                        }
-                        (None, Some(n)) => {
-                            k += 1;
-                            last = n;
-                        }
-                        _ => break back,
-                    }
-                };
-                k += 1;
-                // Seen succeeding after the fault and before this outage: it began here.
-                let seen_up = of
-                    .iter()
-                    .any(|s| s.ok && s.at >= f.start && s.answered <= first.at);
-                let begin = if seen_up { first.at } else { f.start };
-                match back {
-                    Some(b) => {
-                        let window = b.answered.since(begin);
-                        if outage.window.is_some_and(|w| window > w) {
-                            // The uncertainty: from the last failure before that success,
-                            // wherever it fell, to the success's answer.
-                            let before = of
-                                .iter()
-                                .filter(|s| !s.ok && s.at < b.at)
-                                .map(|s| s.at)
-                                .max()
-                                .unwrap_or(last.at);
-                            outage.window = Some(window);
-                            outage.uncertainty = Some(b.answered.since(before));
-                            outage.from = begin;
-                            outage.class = Some(class.to_string());
-                        }
-                        outage.recovered = outage.recovered.map(|r| r.max(b.answered));
-                    }
-                    // Kept failing for a second or more to its last attempt: never
-                    // recovered. A last failure or two at the very end say nothing of it.
-                    None if of
-                        .iter()
-                        .map(|s| s.at)
-                        .max()
-                        .is_some_and(|t| t.since(first.at) >= STEADY) =>
-                    {
-                        outage.window = None;
-                        outage.uncertainty = None;
-                        outage.recovered = None;
-                        outage.from = begin;
-                        outage.class = Some(class.to_string());
-                    }
-                    None => outage.untried = Some(class.to_string()),
+        match path_outages(&all, f.start, until) {
+            PathOutage::Back { worst, recovered } => {
+                if let Some((window, uncertainty, from)) = worst {
+                    (outage.window, outage.uncertainty, outage.from) =
+                        (Some(window), Some(uncertainty), from);
                 }
+                outage.recovered = Some(recovered);
+            }
+            PathOutage::Never(from) => {
+                (
+                    outage.window,
+                    outage.uncertainty,
+                    outage.recovered,
+                    outage.from,
+                ) = (None, None, None, from);
+            }
+            PathOutage::Untried => {}
+        }
+        for &class in &classes {
+            let of: Vec<&Sample> = all.iter().copied().filter(|s| s.class == class).collect();
+            match path_outages(&of, f.start, until) {
+                PathOutage::Back { .. } => {}
+                PathOutage::Never(from) => {
+                    (
+                        outage.window,
+                        outage.uncertainty,
+                        outage.recovered,
+                        outage.from,
+                    ) = (None, None, None, from);
+                    outage.class = Some(class.to_string());
+                }
+                PathOutage::Untried => outage.untried = Some(class.to_string()),
             }
         }
         out.push(outage);
@@ -478,12 +512,18 @@ pub fn availability(
         .iter()
         .zip(&measured)
         .find(|(_, m)| m.window == worst)
-        .map(|(f, m)| (f, m.class.as_deref().unwrap_or("probe")));
+        .map(|(f, m)| {
+            let path = m
+                .class
+                .as_deref()
+                .map_or("the service".to_string(), |c| format!("`{c}`"));
+            (f, path)
+        });
     let mut problems = Vec::new();
     match (worst, budgets.max_unavailability) {
         (None, _) => problems.push(match worst_at {
             Some((f, path)) => format!(
-                "`{path}` never recovered after the {} at {:.1} s",
+                "{path} never recovered after the {} at {:.1} s",
                 f.fault.name(),
                 secs(f.start)
             ),
@@ -498,12 +538,10 @@ pub fn availability(
     }
     let mut summary = format!(
         "worst unavailability {} (±{} ms resolution) from {} probes and {} user requests",
-        match (worst, worst_at) {
-            (Some(w), Some((_, path))) if w > Duration::ZERO =>
-                format!("{} ms on `{path}`", w.as_millis()),
-            (Some(w), _) => format!("{} ms", w.as_millis()),
-            (None, _) => "never recovered".into(),
-        },
+        worst.map_or("never recovered".into(), |w| format!(
+            "{} ms",
+            w.as_millis()
+        )),
         resolution.as_millis(),
         probes.len(),
         users.len(),
@@ -1042,12 +1080,8 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert_eq!(r.figures["windows"][0]["failed_probes"], 0);
         assert_eq!(r.figures["windows"][0]["failed_user_requests"], 25);
-        // The reads are back when a read succeeds again (sent at 7 900 ms), not when the
-        // probe does.
         assert!(
-            r.summary.contains(
-                "unavailable for 4905 ms, budget 2000 ms; worst unavailability 4905 ms on `read`"
-            ),
+            r.summary.contains("unavailable for 4855 ms"),
             "{}",
             r.summary
         );

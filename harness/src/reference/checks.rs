@@ -1,7 +1,7 @@
 //! The reference product's own checks: every acknowledged upload readable with its bytes and
 //! its row, every job analysed once in effect, the historian's roll-ups, and its sessions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
@@ -98,10 +98,33 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
     }
     let mut orphans = Vec::new();
     let mut unknown_took_effect = 0;
+    // Each upload sent its own content once: a digest in more rows than uploads sent it was
+    // stored twice (a load balancer or a client retried a write that had taken effect).
+    let sent = |sha: &str| {
+        uploads
+            .iter()
+            .filter(|o| o.value.as_deref() == Some(sha))
+            .count()
+    };
+    let mut stored = BTreeMap::<&str, Vec<i64>>::new();
+    for (id, sha) in &state.rows {
+        stored.entry(sha.as_str()).or_default().push(*id);
+    }
+    let twice: Vec<serde_json::Value> = stored
+        .iter()
+        .filter(|(sha, ids)| ids.len() > sent(sha).max(1))
+        .map(|(sha, ids)| json!({ "sha256": sha, "rows": ids, "uploads": sent(sha) }))
+        .collect();
+    let extra: BTreeSet<i64> = stored
+        .iter()
+        .filter(|(sha, ids)| ids.len() > sent(sha).max(1))
+        .flat_map(|(sha, ids)| ids.iter().skip(sent(sha).max(1)).copied())
+        .collect();
     for (id, sha) in &state.rows {
         if acked
             .iter()
             .any(|(i, o)| i == id && o.value.as_deref() == Some(sha.as_str()))
+            || extra.contains(id)
         {
             continue;
         }
@@ -134,6 +157,8 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
         "redelivered_jobs": redelivered,
         "orphan_rows": orphans.len(),
         "orphan_detail": orphans,
+        "stored_twice": twice.len(),
+        "stored_twice_detail": twice.iter().take(20).collect::<Vec<_>>(),
         "budget_lost": budgets.max_lost_writes,
     });
     // After a restore, objects no row points at. The product stores an object before its row,
@@ -178,6 +203,13 @@ pub fn continuity(events: &[Event], state: Option<&FinalState>, budgets: &Budget
             "{} rows no acknowledged or unknown upload explains ({})",
             orphans.len(),
             orphans[0]["why"].as_str().unwrap_or_default()
+        ));
+    }
+    if let Some(first) = twice.first() {
+        problems.push(format!(
+            "{} uploads stored more than once (first: rows {} for one upload: the load balancer or a client repeated a write that had taken effect)",
+            twice.len(),
+            first["rows"]
         ));
     }
     if !orphan_objects.is_empty() {
@@ -511,6 +543,51 @@ mod tests {
             "{}",
             r.summary
         );
+    }
+
+    /// Negative control for load balancer retries: an upload acknowledged once (or left
+    /// unknown) whose content is in two rows was stored twice.
+    #[test]
+    fn an_upload_stored_twice_fails_continuity() {
+        for outcome in [Outcome::Ok, Outcome::Unknown] {
+            let (mut e, mut s) = good();
+            e.push(upload(3, 3, "c", outcome));
+            for id in [3, 4] {
+                s.rows.insert(id, "c".into());
+                s.content.insert(id, Content::Identical);
+                s.analyses.insert(
+                    id,
+                    Analysed {
+                        results: 1,
+                        attempts: 1,
+                    },
+                );
+            }
+            let r = continuity(&e, Some(&s), &Budgets::default());
+            assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+            assert!(
+                r.summary.starts_with(
+                    "1 uploads stored more than once (first: rows [3,4] for one upload"
+                ),
+                "{}",
+                r.summary
+            );
+            assert_eq!(r.figures["orphan_rows"], 0, "{}", r.summary);
+        }
+        // Two uploads of the same content are two rows, rightly.
+        let (mut e, mut s) = good();
+        e.push(upload(3, 3, "b", Outcome::Ok));
+        s.rows.insert(3, "b".into());
+        s.content.insert(3, Content::Identical);
+        s.analyses.insert(
+            3,
+            Analysed {
+                results: 1,
+                attempts: 1,
+            },
+        );
+        let r = continuity(&e, Some(&s), &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
     }
 
     #[test]

@@ -320,8 +320,9 @@ async fn run_scenarios(
     let mut finished = futures_util::stream::iter(names.into_iter().enumerate())
         .take_while(|_| std::future::ready(!hadrill::interrupt::interrupted()))
         .map(|(i, name)| {
-            let (root, topology, options) = (root.clone(), topology.clone(), options.clone());
             let weight = scenario::weight(&root, &name, topology.as_deref()).min(jobs);
+            let (root, topology) = (root.clone(), topology.clone());
+            let options = options.clone().with_slots(weight, jobs);
             let slots = slots.clone();
             let span = (jobs > 1).then(|| tracing::info_span!("scenario", name = %name));
             let run = async move {

@@ -120,6 +120,8 @@ pub struct RunOptions {
     /// Images to have ready besides those of the topology's nodes: the releases an
     /// `upgrade` step installs.
     pub images: BTreeSet<ImageRef>,
+    /// The share of a suite's slots the run holds, recorded in its results.
+    pub slots: Option<hadrill_model::Slots>,
 }
 
 impl RunOptions {
@@ -135,7 +137,14 @@ impl RunOptions {
             run_dir: None,
             handle_signals: false,
             images: BTreeSet::new(),
+            slots: None,
         }
+    }
+
+    /// The same options for a run holding `took` of a suite's `of` slots.
+    pub fn with_slots(mut self, took: u32, of: u32) -> Self {
+        self.slots = Some(hadrill_model::Slots { took, of });
+        self
     }
 
     /// The same options with the process-wide signal handler on (see `handle_signals`).

@@ -568,6 +568,7 @@ impl Scenario {
             results.description = self.spec.description.clone();
             results.topology = self.topology.name.clone();
             results.wall_seconds = wall.elapsed().as_secs_f64();
+            results.slots = options.slots;
             save_results(&results)?;
             Ok(results)
         };
@@ -613,6 +614,7 @@ impl Scenario {
             ..h
         });
         results.wall_seconds = wall.elapsed().as_secs_f64();
+        results.slots = options.slots;
         save_results(&results)?;
         Ok(results)
     }
@@ -924,6 +926,7 @@ impl Scenario {
             operations: operation_counts(events),
             components: components(run).await,
             host_clocks: run.host_clocks().await,
+            slots: None,
             clock_origin_unix_ms: run
                 .clock()
                 .wall_origin()

@@ -29,7 +29,7 @@ pub use percentile::percentile;
 pub use restore::Restore;
 pub use results::{
     CLOCK_RESOLUTION_MS, ClockReading, HarnessUsage, HostClock, NodePrivileges, Phase, Results,
-    verdict_word,
+    Slots, verdict_word,
 };
 pub use roles::{UNREACHABLE, is_primary, last_roles};
 pub use stamp::Stamp;

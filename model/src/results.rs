@@ -63,6 +63,17 @@ pub struct Results {
     /// the end of the run. The history is on the controller's clock whatever they say.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub host_clocks: BTreeMap<String, HostClock>,
+    /// The run's share of a suite running several scenarios at once (`None`: it ran alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Slots>,
+}
+
+/// A run held `took` of its suite's `of` slots: one slot of two beside another run, or every
+/// slot when it needs the machine to itself. What the suite's floor is reckoned from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    pub took: u32,
+    pub of: u32,
 }
 
 /// A host's clock against the controller's, measured over SSH at a run's start and end.
@@ -173,6 +184,7 @@ impl Default for Results {
             phases: Vec::new(),
             harness: None,
             host_clocks: BTreeMap::new(),
+            slots: None,
         }
     }
 }

@@ -229,6 +229,7 @@ pub fn render_suite(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
                 time => Value::from_serialize(time_breakdown(&results)),
                 coverage => Value::from_serialize(check_coverage(&results)),
                 harness => Value::from_serialize(harness_usage(&results)),
+                floor => Value::from_serialize(suite_floor(&results)),
                 verdict => verdict,
                 style => include_str!("../templates/style.css"),
             })
@@ -317,6 +318,47 @@ pub fn time_breakdown(results: &[Results]) -> Vec<Json> {
         }));
     }
     rows
+}
+
+/// How close the suite ran to its floor: the sum of the runs' own timelines (warmup, steps,
+/// settle — what no speed-up can take away), each weighted by its share of the suite's slots
+/// (a run holding one slot of two costs half its timeline; one that needs the machine to
+/// itself, all of it), next to the suite's wall time from the first start to the last end.
+/// `None` without timed runs.
+pub fn suite_floor(results: &[Results]) -> Option<Json> {
+    const TIMELINE: [&str; 3] = ["warmup", "step", "settle"];
+    let mut floor = 0.0;
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for r in results {
+        let timeline: f64 = r
+            .phases
+            .iter()
+            .filter(|p| TIMELINE.contains(&p.kind.as_str()))
+            .map(|p| p.seconds)
+            .sum();
+        let share = r
+            .slots
+            .map_or(1.0, |s| f64::from(s.took) / f64::from(s.of.max(1)));
+        floor += timeline * share;
+        let Ok(start) = humantime::parse_rfc3339(&r.started_at) else {
+            continue;
+        };
+        let start = start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        first = first.min(start);
+        last = last.max(start + r.wall_seconds);
+    }
+    let wall = last - first;
+    (wall.is_finite() && wall > 0.0 && floor > 0.0).then(|| {
+        serde_json::json!({
+            "floor_seconds": floor,
+            "wall_seconds": wall,
+            "ratio": wall / floor,
+            "alone": results.iter().filter(|r| r.slots.is_some_and(|s| s.took > 1)).count(),
+            "runs": results.len(),
+        })
+    })
 }
 
 /// What the harness itself used over the runs that recorded it: CPU seconds, the average

@@ -8,7 +8,7 @@ use std::process::Command;
 use hadrill_model::{HarnessUsage, Phase, Results};
 use hadrill_reports::{
     RunData, check_coverage, harness_usage, render_run, render_suite, render_trend, run_html,
-    time_breakdown,
+    suite_floor, time_breakdown,
 };
 use serde_json::{Value, json};
 
@@ -483,6 +483,53 @@ fn the_sign_off_page_says_where_the_time_went() {
     let html = page(&dir).replace("&#x2f;", "/");
     assert!(
         html.contains("Where the time went") && html.contains("wave 1/1: db"),
+        "{html}"
+    );
+}
+
+/// The floor is the runs' own timelines, each weighted by its share of the slots; the wall
+/// time runs from the first start to the last end; the sign-off page states both and their
+/// ratio.
+#[test]
+fn the_sign_off_page_sets_the_wall_time_beside_the_floor() {
+    let run = |started_at: &str, wall: f64, took: u32, timeline: f64| Results {
+        started_at: started_at.into(),
+        wall_seconds: wall,
+        slots: Some(hadrill_model::Slots { took, of: 2 }),
+        phases: vec![
+            phase("topology", "wave 1/1: db", 8.0),
+            phase("warmup", "warmup", 3.0),
+            phase("step", "step 1: kill", timeline - 5.0),
+            phase("settle", "settle", 2.0),
+            phase("teardown", "teardown", 2.0),
+        ],
+        ..Results::default()
+    };
+    // Two beside each other (20 s of timeline each, half the machine), then one alone.
+    let runs = [
+        run("2026-12-07T10:00:00Z", 40.0, 1, 20.0),
+        run("2026-12-07T10:00:02Z", 40.0, 1, 20.0),
+        run("2026-12-07T10:00:42Z", 38.0, 2, 30.0),
+    ];
+    let floor = suite_floor(&runs).unwrap();
+    assert_eq!(floor["floor_seconds"], 50.0);
+    assert_eq!(floor["wall_seconds"], 80.0);
+    assert_eq!(floor["ratio"], 1.6);
+    assert_eq!(floor["alone"], 1);
+    assert_eq!(suite_floor(&[Results::default()]), None);
+
+    let (tmp, dir) = staged();
+    let out = tmp.path().join("suite");
+    let path = dir.join("results.json");
+    let mut results: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    results["phases"] = json!([{"kind": "step", "name": "step 1: kill", "seconds": 30.0}]);
+    results["wall_seconds"] = json!(45.0);
+    std::fs::write(&path, results.to_string()).unwrap();
+    let html = std::fs::read_to_string(render_suite(&[dir], &out).unwrap()).unwrap();
+    assert!(
+        html.contains("The suite took <strong>0.8 min</strong>")
+            && html.contains("is <strong>0.5 min</strong>: 1.50× the floor"),
         "{html}"
     );
 }

@@ -247,8 +247,9 @@ enum PathOutage {
         worst: Option<(Duration, Duration, Stamp)>,
         recovered: Stamp,
     },
-    /// Kept failing for `STEADY` or more to its last attempt, from this start.
-    Never(Stamp),
+    /// Kept failing for `STEADY` or more to its last attempt: from this start, to that
+    /// attempt's sending.
+    Never(Stamp, Stamp),
     /// Its last attempt failed, sooner than that: whether it came back was not seen.
     Untried,
 }
@@ -292,7 +293,7 @@ fn path_outages(of: &[&Sample], from: Stamp, until: Stamp) -> PathOutage {
         let Some(b) = back else {
             let latest = of.iter().map(|s| s.at).max().unwrap_or(last.at);
             return if latest.since(first.at) >= STEADY {
-                PathOutage::Never(begin)
+                PathOutage::Never(begin, latest)
             } else {
                 PathOutage::Untried
             };
@@ -317,7 +318,9 @@ fn path_outages(of: &[&Sample], from: Stamp, until: Stamp) -> PathOutage {
 /// Per fault, the unavailability measured from `samples`. The window is the service's: any
 /// path answering ends an outage (a path tried only now and then — users stuck on a held
 /// request send nothing — cannot time its own recovery). But each path must come back: one
-/// that keeps failing to its last attempt never recovered, whatever the others do.
+/// that keeps failing to its last attempt, made while the service answered others, never
+/// recovered, whatever the others do; one whose last attempt failed while nothing answered was
+/// not seen to recover (the settle waits for every path to succeed again, `hadrill_model::steady`).
 fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec<Outage> {
     let classes: BTreeSet<&str> = samples.iter().map(|s| s.class).collect();
     let all: Vec<&Sample> = samples.iter().collect();
@@ -345,7 +348,7 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
                 }
                 outage.recovered = Some(recovered);
             }
-            PathOutage::Never(from) => {
+            PathOutage::Never(from, _) => {
                 (
                     outage.window,
                     outage.uncertainty,
@@ -355,11 +358,18 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
             }
             PathOutage::Untried => {}
         }
+        // Whether the service answered other requests in the second before `t`: a path that
+        // failed then did not come back with it; one last tried while nothing answered was
+        // not seen either way.
+        let served_before = |t: Stamp| {
+            all.iter()
+                .any(|s| s.ok && s.answered <= t && t.since(s.answered) < STEADY)
+        };
         for &class in &classes {
             let of: Vec<&Sample> = all.iter().copied().filter(|s| s.class == class).collect();
             match path_outages(&of, f.start, until) {
                 PathOutage::Back { .. } => {}
-                PathOutage::Never(from) => {
+                PathOutage::Never(from, last) if served_before(last) => {
                     (
                         outage.window,
                         outage.uncertainty,
@@ -368,7 +378,9 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
                     ) = (None, None, None, from);
                     outage.class = Some(class.to_string());
                 }
-                PathOutage::Untried => outage.untried = Some(class.to_string()),
+                PathOutage::Never(..) | PathOutage::Untried => {
+                    outage.untried = Some(class.to_string());
+                }
             }
         }
         out.push(outage);

@@ -228,8 +228,9 @@ fn sample<'a>(o: &'a OpRecord, faults: &[FaultRecord]) -> Sample<'a> {
 }
 
 /// How long a class must answer with no failure sent before its outage is over: failures
-/// closer together than this are one outage (a path failing every other request is down, not
-/// up), one further apart starts another (a lone timeout seconds after the service came back
+/// closer together than this (or than the answer to a failure still pending) are one outage
+/// (a path failing every other request is down, not up; so is one whose requests are each
+/// held for seconds before a 503), one further apart starts another (a lone timeout seconds after the service came back
 /// is its own short window, not the fault's outage stretched to it). A path that failed for
 /// this long to its last attempt never recovered.
 const STEADY: Duration = Duration::from_secs(1);
@@ -272,17 +273,22 @@ fn path_outages(of: &[&Sample], from: Stamp, until: Stamp) -> PathOutage {
     while k < failures.len() {
         let first = failures[k];
         let mut last = first;
-        // Gather the failures of one outage: until the path answered and held for `STEADY`
-        // with no failure sent.
+        // A failed request is an outage for its user until it is answered: one held for
+        // seconds before its 503 keeps the outage open that long.
+        let mut held = first.answered;
+        // Gather the failures of one outage: until the path answered, and no failure was
+        // pending, for `STEADY` with no failure sent.
         let back = loop {
             let back = back_after(last.at);
-            match (back, failures.get(k + 1)) {
-                (Some(b), Some(n)) if n.at < b.answered || n.at.since(b.answered) < STEADY => {}
-                (None, Some(_)) => {}
+            let open_until = back.map_or(held, |b| b.answered.max(held));
+            match failures.get(k + 1) {
+                Some(n)
+                    if back.is_none() || n.at < open_until || n.at.since(open_until) < STEADY => {}
                 _ => break back,
             }
             k += 1;
             last = failures[k];
+            held = held.max(last.answered);
         };
         k += 1;
         // Seen answering after the fault and before this outage: it began here.
@@ -1032,6 +1038,23 @@ mod tests {
         let r = availability(&flapping, Duration::from_millis(50), &TRAFFIC, &budgets);
         assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
         assert_eq!(r.figures["worst_unavailable_ms"], 2955, "{}", r.summary);
+        // The negative control cut-app-from-redis@web-ha-liveness: a server kept in rotation
+        // holds each upload 3 s before its 503, from 3 s to 9 s, while the probe is answered
+        // throughout. Each failure keeps the outage open until its answer: one outage, to the
+        // first answer after the last failure.
+        let mut held = outage(3000);
+        for (i, t) in (3000..9000).step_by(1000).enumerate() {
+            let mut o = op(1000 + i as u64, UPLOAD, t + 100, Outcome::Fail);
+            o.complete = Stamp((t + 3100) * 1_000_000);
+            held.push(Event::Op(o));
+        }
+        // Uploads served again once the server is out of rotation.
+        held.push(Event::Op(op(999, UPLOAD, 9500, Outcome::Ok)));
+        let r = availability(&held, Duration::from_millis(50), &TRAFFIC, &budgets);
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
+        // From the first failure (the probe was answered after the fault before it) to the
+        // answer to the probe sent after the last (8 150 ms, answered 8 155 ms).
+        assert_eq!(r.figures["worst_unavailable_ms"], 5055, "{}", r.summary);
     }
 
     /// A path is back when it succeeds again: uploads that fail from the kill to the end fail

@@ -296,6 +296,14 @@ fn path_outages(of: &[&Sample], from: Stamp, until: Stamp) -> PathOutage {
             .iter()
             .any(|s| s.ok && s.at >= from && s.answered <= first.at);
         let begin = if seen_up { first.at } else { from };
+        // Still failing at its last attempt but answering others of its requests meanwhile
+        // (reads of what a defect lost answer 500 while the rest are served): the path works,
+        // for some; its outage runs to its last answer, and continuity judges what is gone.
+        let back = back.or_else(|| {
+            of.iter()
+                .filter(|s| s.ok && s.at > first.at)
+                .max_by_key(|s| s.answered)
+        });
         let Some(b) = back else {
             let latest = of.iter().map(|s| s.at).max().unwrap_or(last.at);
             return if latest.since(first.at) >= STEADY {
@@ -1075,6 +1083,19 @@ mod tests {
             "{}",
             r.summary
         );
+        // Reads of what was lost fail to the end while the other reads are served: the path
+        // works, for some (continuity judges what is gone); its outage runs to its last answer.
+        let mut e = outage(3000);
+        for (i, t) in (3000..10_000).step_by(200).enumerate() {
+            let outcome = if i % 2 == 0 {
+                Outcome::Fail
+            } else {
+                Outcome::Ok
+            };
+            e.push(user_op(1000 + i as u64, READ, t, outcome, "app2"));
+        }
+        let r = availability(&e, Duration::from_millis(50), &TRAFFIC, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
         // A path whose one failure was its last attempt: its recovery was never seen.
         let mut e = outage(3000);
         e.push(user_op(999, LOGIN, 4000, Outcome::Fail, "app2"));

@@ -465,6 +465,19 @@ mod tests {
         Event::Op(o)
     }
 
+    /// Row `id` holds content `sha`, read back identical and analysed once.
+    fn store(s: &mut FinalState, id: i64, sha: &str) {
+        s.rows.insert(id, sha.into());
+        s.content.insert(id, Content::Identical);
+        s.analyses.insert(
+            id,
+            Analysed {
+                results: 1,
+                attempts: 1,
+            },
+        );
+    }
+
     /// Two acknowledged uploads, stored, analysed once each.
     fn good() -> (Vec<Event>, FinalState) {
         let events = vec![
@@ -473,15 +486,7 @@ mod tests {
         ];
         let mut s = FinalState::default();
         for (id, sha) in [(1, "a"), (2, "b")] {
-            s.rows.insert(id, sha.into());
-            s.content.insert(id, Content::Identical);
-            s.analyses.insert(
-                id,
-                Analysed {
-                    results: 1,
-                    attempts: 1,
-                },
-            );
+            store(&mut s, id, sha);
         }
         (events, s)
     }
@@ -553,15 +558,7 @@ mod tests {
             let (mut e, mut s) = good();
             e.push(upload(3, 3, "c", outcome));
             for id in [3, 4] {
-                s.rows.insert(id, "c".into());
-                s.content.insert(id, Content::Identical);
-                s.analyses.insert(
-                    id,
-                    Analysed {
-                        results: 1,
-                        attempts: 1,
-                    },
-                );
+                store(&mut s, id, "c");
             }
             let r = continuity(&e, Some(&s), &Budgets::default());
             assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary);
@@ -577,15 +574,7 @@ mod tests {
         // Two uploads of the same content are two rows, rightly.
         let (mut e, mut s) = good();
         e.push(upload(3, 3, "b", Outcome::Ok));
-        s.rows.insert(3, "b".into());
-        s.content.insert(3, Content::Identical);
-        s.analyses.insert(
-            3,
-            Analysed {
-                results: 1,
-                attempts: 1,
-            },
-        );
+        store(&mut s, 3, "b");
         let r = continuity(&e, Some(&s), &Budgets::default());
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
     }

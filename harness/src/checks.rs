@@ -179,7 +179,7 @@ fn expected_rejections(
 
 /// One fault's unavailability: the window, its uncertainty, when service recovered (`None`
 /// for all three if it never did), the failures seen in the fault's window, and the request
-/// class (kind of operation) whose outage was the worst, or that never recovered.
+/// class (kind of operation) that never recovered, if one did not.
 #[derive(Debug, Clone, PartialEq)]
 struct Outage {
     window: Option<Duration>,
@@ -194,6 +194,13 @@ struct Outage {
     untried: Option<String>,
 }
 
+impl Outage {
+    /// Never recovered, from `from` on.
+    fn never(&mut self, from: Stamp) {
+        (self.window, self.uncertainty, self.recovered, self.from) = (None, None, None, from);
+    }
+}
+
 /// A probe or request as availability sees it: when it counts from, whether it succeeded,
 /// when it was answered, and its class (the kind of operation: one user path).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -206,8 +213,8 @@ struct Sample<'a> {
 
 /// `o` as availability sees it: up when it succeeded or was served all the same (answered with
 /// a 2xx to 4xx: a read of something gone, a body that differs, a session refused — the
-/// correctness checks' to judge, not an outage). A failure in flight when a disturbing fault began counts from
-/// that fault (the first it ran into): a request sent a moment before a kill and cut by it
+/// correctness checks' to judge, not an outage). A failure in flight when a disturbing fault
+/// began counts from that fault (the first it ran into): a request sent a moment before a kill and cut by it
 /// belongs to the kill, not to the fault before, whose window it would otherwise stretch to
 /// its end. Bringing a node back cuts nothing: a request sent during an outage that fails
 /// after a `start` stays the outage's.
@@ -230,18 +237,12 @@ fn sample<'a>(o: &'a OpRecord, faults: &[FaultRecord]) -> Sample<'a> {
 /// How long a class must answer with no failure sent before its outage is over: failures
 /// closer together than this (or than the answer to a failure still pending) are one outage
 /// (a path failing every other request is down, not up; so is one whose requests are each
-/// held for seconds before a 503), one further apart starts another (a lone timeout seconds after the service came back
-/// is its own short window, not the fault's outage stretched to it). A path that failed for
-/// this long to its last attempt never recovered.
+/// held for seconds before a 503), one further apart starts another (a lone timeout seconds
+/// after the service came back is its own short window, not the fault's outage stretched to
+/// it). A path that failed for this long to its last attempt never recovered.
 const STEADY: Duration = Duration::from_secs(1);
 
-/// One path's outages in a fault's window `[from, until)`: failures less than `STEADY` apart
-/// are one outage, running from the fault's start (or, when the path was seen answering after
-/// the fault, from its first failure) to the first answer to a success sent after its last
-/// failure. The answer, not the sending: a request sent during the outage that waited for the
-/// service to come back says it was back when it was answered. The first answer, not the first
-/// sent: a request held by a paused server and answered seconds later was slow, while those
-/// sent after it and answered at once show the service was back.
+/// What one path's outages in a fault's window came to.
 enum PathOutage {
     /// Back after each outage: the worst (its window, uncertainty, start) and the last answer.
     Back {
@@ -255,6 +256,13 @@ enum PathOutage {
     Untried,
 }
 
+/// One path's outages in a fault's window `[from, until)`: failures less than `STEADY` apart
+/// are one outage, running from the fault's start (or, when the path was seen answering after
+/// the fault, from its first failure) to the first answer to a success sent after its last
+/// failure. The answer, not the sending: a request sent during the outage that waited for the
+/// service to come back says it was back when it was answered. The first answer, not the first
+/// sent: a request held by a paused server and answered seconds later was slow, while those
+/// sent after it and answered at once show the service was back.
 fn path_outages(of: &[&Sample], from: Stamp, until: Stamp) -> PathOutage {
     let failures: Vec<&Sample> = of
         .iter()
@@ -362,14 +370,7 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
                 }
                 outage.recovered = Some(recovered);
             }
-            PathOutage::Never(from, _) => {
-                (
-                    outage.window,
-                    outage.uncertainty,
-                    outage.recovered,
-                    outage.from,
-                ) = (None, None, None, from);
-            }
+            PathOutage::Never(from, _) => outage.never(from),
             PathOutage::Untried => {}
         }
         // Whether the service answered other requests in the second before `t`: a path that
@@ -384,12 +385,7 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
             match path_outages(&of, f.start, until) {
                 PathOutage::Back { .. } => {}
                 PathOutage::Never(from, last) if served_before(last) => {
-                    (
-                        outage.window,
-                        outage.uncertainty,
-                        outage.recovered,
-                        outage.from,
-                    ) = (None, None, None, from);
+                    outage.never(from);
                     outage.class = Some(class.to_string());
                 }
                 PathOutage::Never(..) | PathOutage::Untried => {

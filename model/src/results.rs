@@ -63,7 +63,8 @@ pub struct Results {
     /// the end of the run. The history is on the controller's clock whatever they say.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub host_clocks: BTreeMap<String, HostClock>,
-    /// The run's share of a suite running several scenarios at once (`None`: it ran alone).
+    /// The run's share of a `hadrill run` suite running several scenarios at once (`None`: not
+    /// recorded, e.g. a run of the test suite; the floor then counts its timeline whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<Slots>,
 }

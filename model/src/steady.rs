@@ -99,7 +99,7 @@ mod tests {
         events.push(upload.clone());
         assert!(!steady(&events, |_| true, at(4900), QUIET));
         if let Event::Op(o) = &mut upload {
-            (o.outcome, o.invoke, o.complete) = (Outcome::Ok, at(1500), at(1510));
+            (o.id, o.outcome, o.invoke, o.complete) = (1501, Outcome::Ok, at(1500), at(1510));
         }
         events.push(upload);
         assert!(steady(&events, |_| true, at(4900), QUIET));

@@ -93,6 +93,7 @@ pub async fn exec(
     container: &str,
     cmd: &[&str],
     user: Option<&str>,
+    input: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<ExecOutput, DockerError> {
     let run = async {
@@ -101,6 +102,7 @@ pub async fn exec(
                 container,
                 CreateExecOptions {
                     cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    attach_stdin: Some(input.is_some()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     user: user.map(str::to_string),
@@ -111,12 +113,21 @@ pub async fn exec(
             .map_err(DockerError::api(format!("exec create in {container}")))?;
         let mut output = String::new();
         if let StartExecResults::Attached {
-            output: mut out, ..
+            output: mut out,
+            input: mut stdin,
         } = docker
             .start_exec(&created.id, None)
             .await
             .map_err(DockerError::api(format!("exec start in {container}")))?
         {
+            if let Some(input) = input {
+                use tokio::io::AsyncWriteExt;
+                stdin
+                    .write_all(input)
+                    .await
+                    .and(stdin.shutdown().await)
+                    .map_err(|e| DockerError::api(format!("exec input in {container}"))(e.into()))?;
+            }
             while let Some(chunk) = out.next().await {
                 match chunk {
                     Ok(c) => output.push_str(&String::from_utf8_lossy(&c.into_bytes())),

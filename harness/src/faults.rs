@@ -135,7 +135,7 @@ pub enum FaultError {
     Backend(#[from] BackendError),
     #[error("cannot {fault} host `{node}`: {why}")]
     #[diagnostic(help(
-        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal and exec (docs/hosts.md)"
+        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command) and fill-disk (docs/hosts.md)"
     ))]
     NotOnHost {
         node: String,
@@ -554,7 +554,9 @@ impl Shared {
             Fault::Throttle { targets, rate } => {
                 self.throttle(&self.resolve(targets)?, *rate).await
             }
-            Fault::RotateSecret { secret, targets } => self.rotate(secret, &self.resolve(targets)?),
+            Fault::RotateSecret { secret, targets } => {
+                self.rotate(secret, &self.resolve(targets)?).await
+            }
             Fault::Signal {
                 targets,
                 process,
@@ -697,7 +699,7 @@ impl Shared {
             Fault::FillDisk { targets, path } => {
                 each(self.handles(targets)?, |n| async move {
                     self.running(&n).await?;
-                    let note = disk::fill(&n, path).await?;
+                    let note = disk::fill(self, &n, path).await?;
                     self.remember(n.name(), Change::Disk(path.clone()));
                     Ok(note)
                 })
@@ -737,7 +739,7 @@ impl Shared {
                                 self.stop_drift(n.name());
                                 clock::reset(&n).await?
                             }
-                            Change::Disk(path) => disk::free(&n, path).await?,
+                            Change::Disk(path) => disk::free(self, &n, path).await?,
                         });
                     }
                     self.forget(n.name());
@@ -751,9 +753,15 @@ impl Shared {
         }
     }
 
-    /// Rewrites the secret in place (same inode, so the bind mounts see it) in every staged
-    /// config file of `nodes` that holds it.
-    fn rotate(&self, secret: &str, nodes: &[String]) -> Result<Vec<String>, FaultError> {
+    /// Rotates the secret on each of `nodes`, all to one new value: by the node's own command
+    /// where its topology gives one (the value on its standard input), else by rewriting it
+    /// in place (same inode, so the bind mounts see it) in every staged config file of the
+    /// node that holds it. A host has no staged files: it needs its command.
+    async fn rotate(
+        self: &Arc<Self>,
+        secret: &str,
+        nodes: &[String],
+    ) -> Result<Vec<String>, FaultError> {
         let old = self
             .secret(secret)
             .ok_or_else(|| FaultError::UnknownSecret(secret.to_string()))?;
@@ -764,10 +772,24 @@ impl Shared {
             output: e.to_string(),
         })?;
         let mut notes = Vec::new();
-        for node in nodes {
+        for n in self.handles(nodes)? {
+            let node = n.name().to_string();
+            if let Some(commands) = self.topology.nodes[&node].rotate_secret.get(secret) {
+                notes.push(host::rotate(self, &n, secret, commands, &new).await?);
+                continue;
+            }
+            if n.host().is_some() {
+                return Err(FaultError::NotOnHost {
+                    node,
+                    fault: "rotate-secret".into(),
+                    why: format!(
+                        "its entry gives no `rotate_secret = {{ {secret} = [...] }}`: the product's own command that sets the secret to the value on its standard input"
+                    ),
+                });
+            }
             let mut changed = 0;
-            for mount in &self.topology.nodes[node].config {
-                let staged = self.staged_config(node, &mount.target);
+            for mount in &self.topology.nodes[&node].config {
+                let staged = self.staged_config(&node, &mount.target);
                 let text = std::fs::read_to_string(&staged).unwrap_or_default();
                 if text.contains(&old) {
                     std::fs::write(&staged, text.replace(&old, &new)).map_err(|e| {

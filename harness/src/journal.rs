@@ -42,6 +42,17 @@ pub struct Undo {
     /// What proves the undo done: a command (as root) whose output must not hold a text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verify>,
+    /// A secret the commands read on their standard input: the install's value, read when
+    /// the undo runs from where the user keeps it, so the journal never holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<SecretInput>,
+}
+
+/// Where an undo finds the install's value of secret `name` (`topology::install_secret`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInput {
+    pub name: String,
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// A check that an undo took: `argv`'s output holds no `absent`.
@@ -196,15 +207,33 @@ const UNDO_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs an undo's commands on its host, then its check.
 pub(crate) async fn apply(u: &Undo, hosts: &Connections) -> Result<(), String> {
-    async fn run(u: &Undo, hosts: &Connections, argv: &[String]) -> Result<ExecOutput, String> {
+    async fn run(
+        u: &Undo,
+        hosts: &Connections,
+        argv: &[String],
+        input: Option<&[u8]>,
+    ) -> Result<ExecOutput, String> {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         hosts
-            .run(&u.node, &u.ssh, &argv, true, UNDO_LIMIT)
+            .run(&u.node, &u.ssh, &argv, true, input, UNDO_LIMIT)
             .await
             .map_err(|e| e.to_string())
     }
+    let input = match &u.input {
+        None => None,
+        Some(s) => Some(
+            crate::topology::install_secret(&s.name, s.secrets_file.as_deref())
+                .map_err(|e| format!("cannot read the install's secret {}: {e}", s.name))?
+                .ok_or_else(|| {
+                    format!(
+                        "the install's secret {} is given neither in HADRILL_SECRET_{} nor in its secrets_file: set it and heal again",
+                        s.name, s.name
+                    )
+                })?,
+        ),
+    };
     for cmd in &u.commands {
-        let out = run(u, hosts, cmd).await?;
+        let out = run(u, hosts, cmd, input.as_deref().map(str::as_bytes)).await?;
         if !out.success() && !u.best_effort {
             return Err(format!(
                 "`{}` exited {:?}: {}",
@@ -215,7 +244,7 @@ pub(crate) async fn apply(u: &Undo, hosts: &Connections) -> Result<(), String> {
         }
     }
     if let Some(v) = &u.verify {
-        let out = run(u, hosts, &v.argv).await?;
+        let out = run(u, hosts, &v.argv, None).await?;
         if !out.success() || out.output.contains(&v.absent) {
             return Err(format!(
                 "`{}` still shows `{}` afterwards (exit {:?}): {}",
@@ -264,6 +293,7 @@ mod tests {
             commands: vec![vec!["systemctl".into(), "start".into(), node.into()]],
             best_effort: false,
             verify: None,
+            input: None,
         }
     }
 

@@ -224,6 +224,9 @@ fn plan(names: Vec<String>, topology: Option<String>) -> Result<()> {
                             p.argv.join(" "),
                             p.why
                         );
+                        for line in p.input.iter().flat_map(|i| i.lines()) {
+                            println!("   {:<10}   | {line}", "");
+                        }
                     }
                 }
                 Err(e) => println!("   refused: {e}"),

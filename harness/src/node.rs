@@ -182,7 +182,7 @@ impl Node {
                 },
             );
         let status: Vec<&str> = host.service.status.iter().map(String::as_str).collect();
-        let out = self.run(&status, true, EXEC_TIMEOUT).await?;
+        let out = self.run(&status, true, None, EXEC_TIMEOUT).await?;
         let running = out.success()
             && host
                 .service
@@ -206,41 +206,45 @@ impl Node {
     /// Runs a command inside the node (at most 30 s): in its container, or on its host as the
     /// SSH user.
     pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, BackendError> {
-        self.run(cmd, false, EXEC_TIMEOUT).await
+        self.run(cmd, false, None, EXEC_TIMEOUT).await
     }
 
     /// Runs `cmd` inside the node as root, whatever user the node runs as (e.g. firewall rules
     /// in a node that runs as `postgres`); on a host, through `sudo -n`.
     pub async fn exec_as_root(&self, cmd: &[&str]) -> Result<ExecOutput, BackendError> {
-        self.run(cmd, true, EXEC_TIMEOUT).await
+        self.run(cmd, true, None, EXEC_TIMEOUT).await
     }
 
-    /// `exec_as_root` with a time limit of its own (a service's stop may take its timeout).
+    /// `exec_as_root` with a time limit of its own (a service's stop may take its timeout),
+    /// and `input` on the command's standard input (a secret never goes on a command line).
     pub(crate) async fn exec_as_root_within(
         &self,
         cmd: &[&str],
+        input: Option<&[u8]>,
         limit: Duration,
     ) -> Result<ExecOutput, BackendError> {
-        self.run(cmd, true, limit).await
+        self.run(cmd, true, input, limit).await
     }
 
     async fn run(
         &self,
         cmd: &[&str],
         root: bool,
+        input: Option<&[u8]>,
         limit: Duration,
     ) -> Result<ExecOutput, BackendError> {
         match self.host() {
             Some(host) => Ok(self
                 .shared
                 .hosts
-                .run(&self.name, &host.ssh, cmd, root, limit)
+                .run(&self.name, &host.ssh, cmd, root, input, limit)
                 .await?),
             None => Ok(docker::exec(
                 &self.shared.docker,
                 &self.container(),
                 cmd,
                 root.then_some("root"),
+                input,
                 limit,
             )
             .await?),
@@ -312,7 +316,7 @@ impl Node {
     async fn health_check(&self, cmd: &[String], deadline: Instant) -> String {
         let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let left = deadline.saturating_duration_since(Instant::now());
-        match self.run(&argv, false, left.max(POLL)).await {
+        match self.run(&argv, false, None, left.max(POLL)).await {
             Ok(out) if out.success() => String::new(),
             Ok(out) => format!(
                 "`{}` exited {:?}: {}",

@@ -270,19 +270,13 @@ impl Run {
             "cannot create the run's private directory",
             &private_dir(&id),
         ))?;
-        let given = match &shared.topology.secrets_file {
-            Some(f) => std::fs::read_to_string(f)
-                .map_err(io_err("cannot read the install's secrets from", f))?,
-            None => String::new(),
-        };
         for name in &shared.topology.secrets {
-            let from_file = given.lines().find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == name).then(|| v.trim().to_string())
-            });
-            let value = std::env::var(format!("HADRILL_SECRET_{name}"))
-                .ok()
-                .or(from_file)
+            let file = shared.topology.secrets_file.as_deref();
+            let value = crate::topology::install_secret(name, file)
+                .map_err(io_err(
+                    "cannot read the install's secrets from",
+                    file.unwrap_or(Path::new("")),
+                ))?
                 .ok_or_else(|| RunError::SecretNotGiven {
                     name: name.clone(),
                     topology: shared.topology.path.clone(),
@@ -706,7 +700,9 @@ impl Run {
                 .map_err(io_err("cannot read config file", &mount.source))?;
             std::fs::write(&staged, self.fill_secrets(&text, &spec.name)?)
                 .map_err(io_err("cannot write", &staged))?;
-            binds.push(format!("{}:{}:ro", staged.display(), mount.target));
+            // Read-only, unless the product rotates its own secrets: its command writes them.
+            let mode = if spec.rotate_secret.is_empty() { "ro" } else { "rw" };
+            binds.push(format!("{}:{}:{mode}", staged.display(), mount.target));
         }
         Ok(binds)
     }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
 
 use crate::docker::ExecOutput;
 use crate::topology::SshTarget;
@@ -79,13 +80,15 @@ impl Connections {
     }
 
     /// Runs `argv` on the host, as root through `sudo -n` when `root` (unless the SSH user is
-    /// root), at most `limit`: what it printed (stdout, then stderr) and its exit code.
+    /// root), at most `limit`, with `input` on its standard input (else none): what it printed
+    /// (stdout, then stderr) and its exit code.
     pub async fn run(
         &self,
         node: &str,
         target: &SshTarget,
         argv: &[&str],
         root: bool,
+        input: Option<&[u8]>,
         limit: Duration,
     ) -> Result<ExecOutput, SshError> {
         let argv = command_line(target, argv, root);
@@ -100,7 +103,7 @@ impl Connections {
         let session = self.session(node, target).await?;
         let mut command = session.command(argv[0].as_str());
         command.args(&argv[1..]);
-        let out = match tokio::time::timeout(limit, command.output()).await {
+        let out = match tokio::time::timeout(limit, output(command, input)).await {
             Err(_) => {
                 return Err(SshError::Timeout {
                     node: node.to_string(),
@@ -138,6 +141,26 @@ impl Connections {
             }
         }
     }
+}
+
+/// Runs `command` to its end, writing `input` (if any) to its standard input first.
+async fn output(
+    mut command: openssh::Command<'_>,
+    input: Option<&[u8]>,
+) -> Result<std::process::Output, openssh::Error> {
+    let Some(input) = input else {
+        return command.output().await;
+    };
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().await?;
+    if let Some(mut stdin) = child.stdin().take() {
+        stdin.write_all(input).await.map_err(openssh::Error::ChildIo)?;
+        // Dropped: the command sees the end of its input.
+    }
+    child.wait_with_output().await
 }
 
 /// The words sent for `argv`: through `sudo -n` (never a password prompt) when it must run as

@@ -35,10 +35,15 @@ done
 exit 0
 "#;
 /// The SSH user, and exactly what sudo lets it run as root: the service manager, the firewall,
-/// and reading processes and logs. Nothing broader (no shell).
+/// reading processes and logs, the product's own secret command, and a disk filler of
+/// hadrill's name only. Nothing broader (no shell).
 const USER: &str = "drill";
 const SUDOERS: &str = "Defaults:drill !requiretty\n\
-drill ALL=(root) NOPASSWD: /usr/bin/sv, /usr/sbin/iptables, /usr/bin/pgrep, /usr/bin/kill, /usr/bin/tail\n";
+drill ALL=(root) NOPASSWD: /usr/bin/sv, /usr/sbin/iptables, /usr/sbin/iptables-restore, \
+/usr/bin/pgrep, /usr/bin/kill, /usr/bin/tail, /usr/local/bin/web --config * config set *, \
+/usr/bin/fallocate -l * */.hadrill-fill, \
+/usr/bin/dd if=/dev/zero of=*/.hadrill-fill bs=64k oflag=append conv=notrunc, \
+/usr/bin/rm -f */.hadrill-fill\n";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TestBedError {
@@ -244,6 +249,16 @@ impl TestBed {
                 "logs".into(),
                 Value::Array(vec![Value::String(SERVICE_LOG.into())]),
             );
+            if !spec.rotate_secret.is_empty() {
+                let rotations: toml::Table = spec
+                    .rotate_secret
+                    .iter()
+                    .map(|(secret, cmds)| {
+                        (secret.clone(), Value::Array(cmds.iter().map(|c| words(c)).collect()))
+                    })
+                    .collect();
+                h.insert("rotate_secret".into(), Value::Table(rotations));
+            }
             hosts.insert(name.clone(), Value::Table(h));
         }
         let mut top = toml::Table::new();

@@ -171,6 +171,10 @@ pub struct NodeSpec {
     /// The product's own log files in the node (e.g. PostgreSQL's), kept in the run directory
     /// at the end and shown when the node does not come up.
     pub logs: Vec<String>,
+    /// `rotate_secret = { NAME = [...] }`: the product's own command(s) that set secret NAME
+    /// on this node to the value they read on their standard input, run as root by
+    /// `rotate-secret`. Without one, a container's config files are rewritten by hadrill.
+    pub rotate_secret: BTreeMap<String, Vec<Vec<String>>>,
 }
 
 impl NodeSpec {
@@ -189,6 +193,21 @@ pub struct NodeTls {
     pub ca: PathBuf,
     /// The client certificate and key (PEM) the harness presents.
     pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// Secret `name` of an existing install as the user keeps it: `HADRILL_SECRET_<name>`, else
+/// its `name=value` line in `secrets_file`. None: given in neither.
+pub fn install_secret(name: &str, secrets_file: Option<&Path>) -> std::io::Result<Option<String>> {
+    if let Ok(v) = std::env::var(format!("HADRILL_SECRET_{name}")) {
+        return Ok(Some(v));
+    }
+    let Some(file) = secrets_file else {
+        return Ok(None);
+    };
+    Ok(std::fs::read_to_string(file)?.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    }))
 }
 
 /// The file libfaketime reads a node's clock offset from; absent, the clock is true.
@@ -241,6 +260,7 @@ impl NodeSpec {
             tls: None,
             host: None,
             logs: Vec::new(),
+            rotate_secret: BTreeMap::new(),
         }
     }
 
@@ -671,6 +691,8 @@ struct RawNode {
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     logs: Vec<Spanned<String>>,
+    #[serde(default)]
+    rotate_secret: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -1026,6 +1048,8 @@ impl Ctx<'_> {
             }
 
             let logs = self.log_files(&field("logs"), &node.logs)?;
+            let rotate_secret =
+                self.rotations(&field("rotate_secret"), &node.rotate_secret, &secrets)?;
             let tls = match &node.tls {
                 None => None,
                 Some(t) if !node.ports.contains(&t.get_ref().port) => {
@@ -1091,6 +1115,7 @@ impl Ctx<'_> {
                     tls,
                     host: None,
                     logs,
+                    rotate_secret,
                 },
             );
         }
@@ -1104,7 +1129,10 @@ impl Ctx<'_> {
                     None,
                 ));
             }
-            nodes.insert(key.get_ref().clone(), self.host(key.get_ref(), h)?);
+            nodes.insert(
+                key.get_ref().clone(),
+                self.host(key.get_ref(), h, &secrets)?,
+            );
         }
         let hosts = nodes.values().filter(|n| n.host.is_some()).count();
         if hosts > 0 && hosts < nodes.len() {
@@ -1156,7 +1184,27 @@ impl Ctx<'_> {
         Ok(topology)
     }
 
-    /// The file `source` names under the config roots, to be placed at the absolute `target`.
+    /// A node's `rotate_secret`: for each declared secret, a command or a list of them.
+    fn rotations(
+        &self,
+        field: &str,
+        raw: &BTreeMap<String, Spanned<toml::Value>>,
+        secrets: &[String],
+    ) -> Result<BTreeMap<String, Vec<Vec<String>>>, TopologyError> {
+        let mut out = BTreeMap::new();
+        for (name, cmds) in raw {
+            if !secrets.contains(name) {
+                return Err(self.error(
+                    cmds.span(),
+                    format!("{field}: `{name}` is not one of the topology's `secrets`"),
+                    Some(format!("add \"{name}\" to `secrets = [...]`")),
+                ));
+            }
+            out.insert(name.clone(), self.commands(&format!("{field}.{name}"), cmds)?);
+        }
+        Ok(out)
+    }
+
     /// A node's `logs`: absolute paths.
     fn log_files(
         &self,

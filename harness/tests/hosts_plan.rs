@@ -17,13 +17,17 @@ fn lines(fault: &Fault) -> Vec<String> {
     plan(fault, &pair())
         .unwrap()
         .into_iter()
-        .map(|p| {
-            format!(
+        .flat_map(|p| {
+            let command = format!(
                 "{} {}{}",
                 p.node,
                 if p.root { "sudo " } else { "" },
                 p.argv.join(" ")
-            )
+            );
+            let input = p.input.iter().flat_map(|i| i.lines());
+            std::iter::once(command)
+                .chain(input.map(|l| format!("  | {l}")))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -60,28 +64,38 @@ fn a_partition_plans_rules_on_one_side_against_every_address_of_the_other_and_it
         direction: Direction::Both,
         effect: Effect::Drop,
     });
-    // Rules on db only, for each of app1's two addresses and app2's one, in and out.
-    assert!(cut.iter().all(|l| l.starts_with("db ")), "{cut:#?}");
-    for ip in ["10.0.0.11", "10.1.0.11", "10.0.0.12"] {
-        assert!(
-            cut.contains(&format!(
-                "db sudo iptables -w -A HADRILL-IN -s {ip} -j DROP"
-            )),
-            "{cut:#?}"
-        );
-        assert!(
-            cut.contains(&format!(
-                "db sudo iptables -w -A HADRILL-OUT -d {ip} -j DROP"
-            )),
-            "{cut:#?}"
-        );
+    // Rules on db only, for each of app1's two addresses and app2's one, in and out, all in one
+    // iptables-restore that appends them to hadrill's chains and declares no chain (that
+    // would flush it).
+    assert!(
+        cut.iter().all(|l| l.starts_with("db ") || l.starts_with("  | ")),
+        "{cut:#?}"
+    );
+    let restore = cut
+        .iter()
+        .position(|l| l == "db sudo iptables-restore -w --noflush")
+        .expect("one iptables-restore");
+    let input: Vec<&str> = cut[restore + 1..]
+        .iter()
+        .map_while(|l| l.strip_prefix("  | "))
+        .collect();
+    let mut expected = vec!["*filter".to_string()];
+    for ip in ["10.0.0.11", "10.0.0.12", "10.1.0.11"] {
+        expected.push(format!("-A HADRILL-IN -s {ip} -j DROP"));
+        expected.push(format!("-A HADRILL-OUT -d {ip} -j DROP"));
     }
+    expected.push("COMMIT".into());
+    let mut sorted = input.clone();
+    sorted[1..input.len() - 1].sort();
+    let n = expected.len();
+    expected[1..n - 1].sort();
+    assert_eq!(sorted, expected, "{cut:#?}");
+    assert!(!input.iter().any(|l| l.starts_with(':')), "{cut:#?}");
     // Its undo removes the chains, jumps first.
     let undo = cut
         .iter()
         .position(|l| l == "db sudo iptables -w -D INPUT -j HADRILL-IN");
-    let last_rule = cut.iter().rposition(|l| l.contains(" -A "));
-    assert!(undo > last_rule, "{cut:#?}");
+    assert!(undo > Some(restore), "{cut:#?}");
     assert!(cut.contains(&"db sudo iptables -w -X HADRILL-OUT".to_string()));
 }
 
@@ -111,15 +125,63 @@ fn a_kill_plans_the_services_own_commands_its_check_and_its_undo() {
 #[test]
 fn a_fault_hosts_cannot_take_is_refused_with_its_targets() {
     let e = plan(
-        &Fault::FillDisk {
+        &Fault::LimitMemory {
             targets: vec!["db".into()],
-            path: "/var/lib/postgresql".into(),
+            headroom: hadrill::model::ByteSize { bytes: 64 << 20 },
         },
         &pair(),
     )
     .unwrap_err();
     assert!(
-        e.contains("`fill-disk` of db is not built for existing hosts"),
+        e.contains("`limit-memory` of db is not built for existing hosts"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_rotation_runs_the_products_own_command_fed_the_secret_and_its_undo_restarts() {
+    let rotate = lines(&Fault::RotateSecret {
+        secret: "SESSION_KEY".into(),
+        targets: vec!["app1".into()],
+    });
+    assert_eq!(
+        rotate,
+        [
+            "app1 sudo /opt/app/bin/ctl set-secret SESSION_KEY",
+            "  | <a new value of SESSION_KEY>",
+            "app1 sudo /opt/app/bin/ctl set-secret SESSION_KEY",
+            "  | <the install's SESSION_KEY, from its secrets_file>",
+            "app1 sudo systemctl stop myapp-web",
+            "app1 sudo systemctl start myapp-web",
+        ]
+    );
+    // A host whose entry gives no such command is refused before anything runs.
+    let e = plan(
+        &Fault::RotateSecret {
+            secret: "SESSION_KEY".into(),
+            targets: vec!["app".into()],
+        },
+        &pair(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`rotate-secret` of app2: its entry gives no `rotate_secret = { SESSION_KEY = [...] }`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_full_disk_plans_a_filler_of_hadrills_name_and_its_removal() {
+    assert_eq!(
+        lines(&Fault::FillDisk {
+            targets: vec!["db".into()],
+            path: "/var/lib/postgresql/".into(),
+        }),
+        [
+            "db df -P -k /var/lib/postgresql/",
+            "db sudo fallocate -l <free bytes> /var/lib/postgresql/.hadrill-fill",
+            "db sudo dd if=/dev/zero of=/var/lib/postgresql/.hadrill-fill bs=64k oflag=append conv=notrunc",
+            "db sudo rm -f /var/lib/postgresql/.hadrill-fill",
+        ]
     );
 }

@@ -654,6 +654,8 @@ impl Fault {
                 | Fault::Split { .. }
                 | Fault::Signal { .. }
                 | Fault::Exec { .. }
+                | Fault::RotateSecret { .. }
+                | Fault::FillDisk { .. }
                 | Fault::Heal
         )
     }

@@ -53,6 +53,21 @@ enum Command {
         #[command(subcommand)]
         action: LicenseAction,
     },
+    /// This VM's config file (`--config`).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Set KEY to the value read on standard input (a secret never goes on a command line),
+    /// e.g. to rotate SECRET_KEY; the server uses it from its next restart.
+    Set {
+        /// A key the product reads, e.g. SECRET_KEY.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +101,43 @@ enum LicenseAction {
     Status,
 }
 
+/// Sets `key` in the config file `file` to the value on standard input: its line replaced, or
+/// added. The file is rewritten in place (same inode), as an editor would leave it.
+fn set_from_stdin(file: &std::path::Path, key: &str) -> anyhow::Result<()> {
+    use std::io::Read;
+    if !crate::config::KEYS.contains(&key) {
+        anyhow::bail!("{key} is not a key the product reads");
+    }
+    let mut value = String::new();
+    std::io::stdin().read_to_string(&mut value)?;
+    let value = value.trim_end_matches(['\r', '\n']);
+    if value.is_empty() || value.contains(['\r', '\n']) {
+        anyhow::bail!("give {key}'s new value as one line on standard input");
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let line = format!("{key}={value}");
+    let prefix = format!("{key}=");
+    let mut found = false;
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(|l| match l.trim_start().starts_with(&prefix) {
+            true => {
+                found = true;
+                line.as_str()
+            }
+            false => l,
+        })
+        .collect();
+    if !found {
+        lines.push(&line);
+    }
+    std::fs::write(file, lines.join("\n") + "\n")
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    println!("{key} set in {}: the server uses it from its next restart", file.display());
+    Ok(())
+}
+
 /// How long a peer may take to accept a synchronised licence.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -96,13 +148,18 @@ pub fn main(release: Release) {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let config = Config::load_or_exit("web", cli.config.as_deref());
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli.command, config, release)) {
+    if let Err(e) = runtime.block_on(run(cli.command, cli.config, config, release)) {
         eprintln!("web: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(command: Command, config: Config, release: Release) -> anyhow::Result<()> {
+async fn run(
+    command: Command,
+    file: Option<PathBuf>,
+    config: Config,
+    release: Release,
+) -> anyhow::Result<()> {
     match command {
         Command::Serve { listen, drain_ms } => {
             let app = App::new(&config, release).await?;
@@ -176,6 +233,12 @@ async fn run(command: Command, config: Config, release: Release) -> anyhow::Resu
             println!("maintenance {}", if on { "on" } else { "off" });
             Ok(())
         }
+        Command::Config {
+            action: ConfigAction::Set { key },
+        } => match file {
+            Some(file) => set_from_stdin(&file, &key),
+            None => Err(anyhow::anyhow!("`web config set` needs --config FILE")),
+        },
         Command::License { action } => {
             let store = Store::new(&config);
             match action {

@@ -1,21 +1,54 @@
-//! A full disk: a filler file takes what is left of the filesystem holding a path. Only a
-//! size-limited filesystem is filled (a topology `tmpfs`, at most 4 GiB): the engine's own
-//! disk is shared with everything on the host.
+//! A full disk: a filler file takes what is left of the filesystem holding a path. In a
+//! container only a size-limited filesystem is filled (a topology `tmpfs`, at most 4 GiB):
+//! the engine's own disk is shared with everything on the machine. On a host, the path the
+//! scenario names is the user's choice; the filler's removal is journalled before it is made.
 
-use super::{FaultError, quote, run_script, shell};
+use std::sync::Arc;
+
+use super::{FaultError, host};
 use crate::node::Node;
+use crate::shared::Shared;
 
-/// The largest filesystem `fill-disk` fills, in KiB.
+/// The largest filesystem `fill-disk` fills in a container, in KiB.
 const LIMIT_KIB: u64 = 4 << 20;
 
 fn filler(path: &str) -> String {
     format!("{}/.hadrill-fill", path.trim_end_matches('/'))
 }
 
+/// The commands that fill the filesystem of `path` (`bytes` free), as root: fallocate
+/// takes most at once; appending zeros until the write fails takes the rest. Each may fail
+/// (no fallocate on that filesystem, the disk full): the space left afterwards says.
+pub(super) fn fill_commands(path: &str, bytes: &str) -> [Vec<String>; 2] {
+    let f = filler(path);
+    [
+        vec!["fallocate".into(), "-l".into(), bytes.into(), f.clone()],
+        vec![
+            "dd".into(),
+            "if=/dev/zero".into(),
+            format!("of={f}"),
+            "bs=64k".into(),
+            "oflag=append".into(),
+            "conv=notrunc".into(),
+        ],
+    ]
+}
+
+/// The command that removes the filler of `path`, as root.
+pub(super) fn free_command(path: &str) -> Vec<String> {
+    vec!["rm".into(), "-f".into(), filler(path)]
+}
+
+/// The command that reads the size and free space of the filesystem of `path`.
+pub(super) fn usage_command(path: &str) -> Vec<String> {
+    ["df", "-P", "-k", path].map(String::from).to_vec()
+}
+
 /// (size, available) in KiB of the filesystem holding `path`.
 async fn usage(n: &Node, path: &str) -> Result<(u64, u64), FaultError> {
-    let cmd = format!("df -P -k {}", quote(path));
-    let out = shell(n, &cmd).await?;
+    let cmd = usage_command(path);
+    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = n.exec(&argv).await?;
     let fields: Vec<u64> = out
         .output
         .lines()
@@ -25,32 +58,38 @@ async fn usage(n: &Node, path: &str) -> Result<(u64, u64), FaultError> {
         .filter_map(|w| w.parse().ok())
         .collect();
     match fields[..] {
-        [size, _used, avail, ..] => Ok((size, avail)),
+        [size, _used, avail, ..] if out.success() => Ok((size, avail)),
         _ => Err(FaultError::Command {
             node: n.name().to_string(),
-            cmd,
-            code: None,
+            cmd: cmd.join(" "),
+            code: out.exit_code,
             output: out.output,
         }),
     }
 }
 
-pub(super) async fn fill(n: &Node, path: &str) -> Result<String, FaultError> {
+pub(super) async fn fill(shared: &Arc<Shared>, n: &Node, path: &str) -> Result<String, FaultError> {
     let (size, avail) = usage(n, path).await?;
-    if size > LIMIT_KIB {
+    if n.host().is_none() && size > LIMIT_KIB {
         return Err(FaultError::NotSizeLimited {
             node: n.name().to_string(),
             path: path.to_string(),
             mib: size / 1024,
         });
     }
-    // fallocate takes most at once; appending zeros until the write fails takes the rest.
-    let f = quote(&filler(path));
-    let script = format!(
-        "fallocate -l {} {f} 2>/dev/null; dd if=/dev/zero bs=64k 2>/dev/null >> {f}; true",
-        avail * 1024
-    );
-    run_script(n, &script).await?;
+    let _changing = match n.host() {
+        Some(_) => Some(host::journal_undo(
+            shared,
+            n,
+            &key(path),
+            vec![free_command(path)],
+        )?),
+        None => None,
+    };
+    for cmd in fill_commands(path, &(avail * 1024).to_string()) {
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        n.exec_as_root(&argv).await?;
+    }
     let (_, left) = usage(n, path).await?;
     Ok(format!(
         "{}: {path} full ({left} KiB free of {size} KiB)",
@@ -58,8 +97,16 @@ pub(super) async fn fill(n: &Node, path: &str) -> Result<String, FaultError> {
     ))
 }
 
-pub(super) async fn free(n: &Node, path: &str) -> Result<String, FaultError> {
-    run_script(n, &format!("rm -f {}", quote(&filler(path)))).await?;
+pub(super) async fn free(shared: &Arc<Shared>, n: &Node, path: &str) -> Result<String, FaultError> {
+    host::run_all(n, &[free_command(path)], None, host::COMMAND_LIMIT).await?;
+    if n.host().is_some() {
+        host::journal_done(shared, n, &key(path))?;
+    }
     let (size, left) = usage(n, path).await?;
     Ok(format!("{path} freed ({left} KiB free of {size} KiB)"))
+}
+
+/// The heal journal's key of a filler.
+fn key(path: &str) -> String {
+    format!("disk {}", filler(path))
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
 
-use super::cut_rules;
-use super::host::{chain_setup, heal_network, words};
+use super::{cut_rules, disk};
+use super::host::{chain_setup, heal_network, restore, restore_input};
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
 use crate::topology::{HostSpec, Topology};
@@ -22,6 +22,8 @@ pub struct Planned {
     pub root: bool,
     /// Why: what in the fault runs it (`kill`, `undo of kill`, …), and a selector it depends on.
     pub why: String,
+    /// What it reads on its standard input (a secret stands as `<…>`).
+    pub input: Option<String>,
 }
 
 /// The commands `fault` would run on the hosts of `topology`, in order. A selector
@@ -34,7 +36,7 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             .flat_map(|(_, t)| t.to_vec())
             .collect();
         return Err(format!(
-            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec and heal)",
+            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk and heal)",
             fault.name(),
             targets.join(", ")
         ));
@@ -67,12 +69,13 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             .ok_or_else(|| format!("`{n}` is not an existing host"))
     };
     let mut out = Vec::new();
-    let mut push = |node: &str, argv: &[String], root: bool, why: String| {
+    let mut push = |node: &str, argv: &[String], root: bool, why: String, input| {
         out.push(Planned {
             node: node.to_string(),
             argv: argv.to_vec(),
             root,
             why,
+            input,
         })
     };
     let name = fault.name();
@@ -95,10 +98,10 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                     _ => (s.resume.iter().collect(), &[]),
                 };
                 for cmd in runs {
-                    push(&n, cmd, true, format!("{name}{sel}"));
+                    push(&n, cmd, true, format!("{name}{sel}"), None);
                 }
                 if !matches!(fault, Fault::Pause { .. } | Fault::Resume { .. }) {
-                    push(&n, &s.status, true, format!("{name}: is it running?{sel}"));
+                    push(&n, &s.status, true, format!("{name}: is it running?{sel}"), None);
                 }
                 for cmd in undo {
                     push(
@@ -106,6 +109,7 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                         cmd,
                         true,
                         format!("undo of {name}, at teardown if still needed{sel}"),
+                        None,
                     );
                 }
             }
@@ -156,20 +160,55 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
         } => {
             for (n, sel) in resolve(targets)? {
                 let pgrep = ["pgrep", "-f", "--", process].map(String::from);
-                push(&n, &pgrep, true, format!("{name}: find `{process}`{sel}"));
+                push(&n, &pgrep, true, format!("{name}: find `{process}`{sel}"), None);
                 let kill = ["kill", "-s", signal.name(), "<pids>"].map(String::from);
-                push(&n, &kill, true, format!("{name}{sel}"));
+                push(&n, &kill, true, format!("{name}{sel}"), None);
             }
         }
         Fault::Exec { node, command, .. } => {
             for (n, sel) in resolve(std::slice::from_ref(node))? {
-                push(&n, command, false, format!("{name}{sel}"));
+                push(&n, command, false, format!("{name}{sel}"), None);
+            }
+        }
+        Fault::RotateSecret { secret, targets } => {
+            for (n, sel) in resolve(targets)? {
+                let h = host(&n)?;
+                let commands = topology.nodes[&n].rotate_secret.get(secret).ok_or_else(|| {
+                    format!(
+                        "`rotate-secret` of {n}: its entry gives no `rotate_secret = {{ {secret} = [...] }}` (the product's own command that sets the secret to the value on its standard input)"
+                    )
+                })?;
+                let new = format!("<a new value of {secret}>");
+                let old = format!("<the install's {secret}, from its secrets_file>");
+                for cmd in commands {
+                    push(&n, cmd, true, format!("{name}{sel}"), Some(new.clone()));
+                }
+                for cmd in commands {
+                    let why = format!("undo of {name}, at teardown{sel}");
+                    push(&n, cmd, true, why, Some(old.clone()));
+                }
+                for cmd in h.service.stop.iter().chain(&h.service.start) {
+                    let why = format!("undo of {name}: the service restarted with it{sel}");
+                    push(&n, cmd, true, why, None);
+                }
+            }
+        }
+        Fault::FillDisk { targets, path } => {
+            for (n, sel) in resolve(targets)? {
+                host(&n)?;
+                let why = |what: &str| format!("{name}: {what}{sel}");
+                push(&n, &disk::usage_command(path), false, why("free space"), None);
+                for cmd in disk::fill_commands(path, "<free bytes>") {
+                    push(&n, &cmd, true, why("the filler"), None);
+                }
+                let undo = format!("undo of {name}, at heal or teardown{sel}");
+                push(&n, &disk::free_command(path), true, undo, None);
             }
         }
         Fault::Heal => {
             // On each host an earlier step changed: its cuts' undo, checked with that step.
             for cmd in heal_network() {
-                push("(each host changed)", &cmd, true, "heal".into());
+                push("(each host changed)", &cmd, true, "heal".into(), None);
             }
         }
         _ => unreachable!("runs_on_hosts() admitted it"),
@@ -184,7 +223,7 @@ fn cut(
     b: &[(String, String)],
     direction: Direction,
     effect: hadrill_model::Effect,
-    push: &mut impl FnMut(&str, &[String], bool, String),
+    push: &mut impl FnMut(&str, &[String], bool, String, Option<String>),
 ) -> Result<(), String> {
     let mut peers = Vec::new();
     for (n, _) in b {
@@ -197,15 +236,14 @@ fn cut(
     for (n, sel) in a {
         let why = |what: &str| format!("partition: {what}{sel}");
         for [create, check, insert] in chain_setup() {
-            push(n, &create, true, why("hadrill's chain"));
-            push(n, &check, true, why("is the jump there?"));
-            push(n, &insert, true, why("the jump, if not"));
+            push(n, &create, true, why("hadrill's chain"), None);
+            push(n, &check, true, why("is the jump there?"), None);
+            push(n, &insert, true, why("the jump, if not"), None);
         }
-        for rule in cut_rules(&peers, direction, true, effect) {
-            push(n, &words(&rule), true, why("rule"));
-        }
+        let rules = cut_rules(&peers, direction, true, effect);
+        push(n, &restore(), true, why("the rules, at once"), Some(restore_input(&rules)));
         for cmd in heal_network() {
-            push(n, &cmd, true, why("undo, at heal or teardown"));
+            push(n, &cmd, true, why("undo, at heal or teardown"), None);
         }
     }
     Ok(())
@@ -216,8 +254,16 @@ pub fn needs(planned: &[Planned]) -> BTreeSet<(String, Vec<String>, bool, String
     planned
         .iter()
         .map(|p| {
-            // The pids of a signal are not known in advance: sudo is asked about the tool.
-            let argv: Vec<String> = p.argv.iter().filter(|w| *w != "<pids>").cloned().collect();
+            // The pids of a signal and a filler's size are not known in advance: sudo is asked
+            // about a number in their place.
+            let argv: Vec<String> = p
+                .argv
+                .iter()
+                .map(|w| match w.starts_with('<') && w.ends_with('>') {
+                    true => "1".to_string(),
+                    false => w.clone(),
+                })
+                .collect();
             (p.node.clone(), argv, p.root, p.why.clone())
         })
         .collect()

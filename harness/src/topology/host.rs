@@ -125,6 +125,8 @@ pub(super) struct RawHost {
     in_flight: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     logs: Vec<Spanned<String>>,
+    #[serde(default)]
+    rotate_secret: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -155,7 +157,12 @@ const SERVICE_HELP: &str = "name a systemd unit (`service = { systemd = \"myapp\
 
 impl Ctx<'_> {
     /// The node a `[hosts.NAME]` entry declares.
-    pub(super) fn host(&self, name: &str, raw: RawHost) -> Result<NodeSpec, TopologyError> {
+    pub(super) fn host(
+        &self,
+        name: &str,
+        raw: RawHost,
+        secrets: &[String],
+    ) -> Result<NodeSpec, TopologyError> {
         let field = |f: &str| format!("hosts.{name}.{f}");
         let words: Option<Vec<&str>> = match raw.address.get_ref() {
             toml::Value::String(a) => Some(vec![a.as_str()]),
@@ -244,6 +251,7 @@ impl Ctx<'_> {
             ));
         }
         let logs = self.log_files(&field("logs"), &raw.logs)?;
+        let rotate_secret = self.rotations(&field("rotate_secret"), &raw.rotate_secret, secrets)?;
         let mut spec = NodeSpec::attached(
             name,
             ImageRef::External(format!("host {}", addresses[0])),
@@ -256,6 +264,7 @@ impl Ctx<'_> {
         spec.startup_timeout = raw.startup_timeout.map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0);
         spec.in_flight = raw.in_flight.map(Spanned::into_inner);
         spec.logs = logs;
+        spec.rotate_secret = rotate_secret;
         spec.host = Some(Box::new(HostSpec {
             addresses,
             ssh: target,
@@ -327,7 +336,7 @@ impl Ctx<'_> {
     }
 
     /// One argument vector (`["systemctl", "start", "x"]`) or a list of them, run in order.
-    fn commands(
+    pub(super) fn commands(
         &self,
         field: &str,
         v: &Spanned<toml::Value>,

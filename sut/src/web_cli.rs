@@ -101,16 +101,22 @@ enum LicenseAction {
     Status,
 }
 
-/// Sets `key` in the config file `file` to the value on standard input: its line replaced, or
-/// added. The file is rewritten in place (same inode), as an editor would leave it.
+/// Sets `key` in the config file `file` to the value on standard input.
 fn set_from_stdin(file: &std::path::Path, key: &str) -> anyhow::Result<()> {
     use std::io::Read;
+    let mut value = String::new();
+    std::io::stdin().read_to_string(&mut value)?;
+    set_key(file, key, value.trim_end_matches(['\r', '\n']))?;
+    println!("{key} set in {}: the server uses it from its next restart", file.display());
+    Ok(())
+}
+
+/// Sets `key` in the config file `file` to `value`: its line replaced, or added. The file is
+/// rewritten in place (same inode), as an editor would leave it.
+fn set_key(file: &std::path::Path, key: &str, value: &str) -> anyhow::Result<()> {
     if !crate::config::KEYS.contains(&key) {
         anyhow::bail!("{key} is not a key the product reads");
     }
-    let mut value = String::new();
-    std::io::stdin().read_to_string(&mut value)?;
-    let value = value.trim_end_matches(['\r', '\n']);
     if value.is_empty() || value.contains(['\r', '\n']) {
         anyhow::bail!("give {key}'s new value as one line on standard input");
     }
@@ -133,9 +139,7 @@ fn set_from_stdin(file: &std::path::Path, key: &str) -> anyhow::Result<()> {
         lines.push(&line);
     }
     std::fs::write(file, lines.join("\n") + "\n")
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
-    println!("{key} set in {}: the server uses it from its next restart", file.display());
-    Ok(())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))
 }
 
 /// How long a peer may take to accept a synchronised licence.
@@ -315,4 +319,29 @@ async fn synchronize(store: &Store, app_servers: &[String]) -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn config_set_replaces_the_keys_line_in_place_and_adds_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.conf");
+        std::fs::write(&file, "# product config\nSECRET_KEY=old\nREDIS_URL=redis://r\n").unwrap();
+        let inode = std::fs::metadata(&file).unwrap().ino();
+        set_key(&file, "SECRET_KEY", "new").unwrap();
+        set_key(&file, "DATABASE_SCHEMA", "public").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "# product config\nSECRET_KEY=new\nREDIS_URL=redis://r\nDATABASE_SCHEMA=public\n"
+        );
+        assert_eq!(std::fs::metadata(&file).unwrap().ino(), inode);
+        // Neither a key the product does not read nor a value of several lines.
+        assert!(set_key(&file, "SECRET", "x").is_err());
+        assert!(set_key(&file, "SECRET_KEY", "a\nb").is_err());
+        assert!(set_key(&file, "SECRET_KEY", "").is_err());
+    }
 }

@@ -976,11 +976,11 @@ impl Validator<'_> {
         }
     }
 
-    /// `fill-disk` fills only a size-limited filesystem: `path` must be in one of each
-    /// target's `tmpfs` mounts.
+    /// `fill-disk` fills only a size-limited filesystem of a container: `path` must be in one
+    /// of each target's `tmpfs` mounts. On a host, the path is the user's to choose.
     fn limits_disk(&self, field: &str, nodes: &[String], path: &str) -> Checked {
         for name in nodes {
-            let Some(node) = self.topology().node(name) else {
+            let Some(node) = self.topology().node(name).filter(|n| n.host.is_none()) else {
                 continue;
             };
             let inside = |mount: &String| {
@@ -999,13 +999,26 @@ impl Validator<'_> {
         Ok(())
     }
 
-    /// `rotate-secret` rewrites the secret in the nodes' mounted config files: each must have
-    /// one that refers to it.
+    /// `rotate-secret` runs the node's own command for the secret, or else rewrites it in the
+    /// node's mounted config files: each target must have one or the other (a host, the
+    /// command).
     fn mounts_secret(&self, field: &str, nodes: &[String], secret: &str) -> Checked {
         for name in nodes {
             let Some(node) = self.topology().node(name) else {
                 continue;
             };
+            if node.rotate_secret.contains_key(secret) {
+                continue;
+            }
+            if node.host.is_some() {
+                return Err(self.error(
+                    field,
+                    format!("host `{name}` gives no command to rotate {secret}"),
+                    Some(format!(
+                        "add the product's own command to [hosts.{name}]: `rotate_secret = {{ {secret} = [\"…\"] }}`; it reads the new value on its standard input"
+                    )),
+                ));
+            }
             let holds = node.config.iter().any(|m| {
                 std::fs::read_to_string(&m.source)
                     .is_ok_and(|text| placeholders(&text, "secret").contains(&secret))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Heal trials over SSH: against an install on existing hosts (here, the web-ha test bed of VM
-# containers), start an SSH drill that partitions or stops a service, SIGKILL the harness at a
-# random moment, then restore the hosts from the run's heal journal, alternately with
-# `hadrill heal <run>` and by the next run's start. Each trial then asks every host over SSH
-# what is left: hadrill's firewall chains, a service not running. Expected: nothing.
+# containers), start an SSH drill that partitions, stops a service or rotates a secret, SIGKILL
+# the harness at a random moment, then restore the hosts from the run's heal journal,
+# alternately with `hadrill heal <run>` and by the next run's start. Each trial then asks every
+# host over SSH what is left: hadrill's firewall chains, a service not running, a secret other
+# than the install's own. Expected: nothing.
 #
 #   bash ci/ssh-heal-trials.sh [TRIALS]      (HADRILL: the binary; default the debug build)
 set -uo pipefail
@@ -23,12 +24,14 @@ done
 hosts=$(sed -n 's/^its \[hosts\] topology: //p' "$runs/testbed.log")
 [ -n "$hosts" ] || { cat "$runs/testbed.log"; echo "the test bed did not come up" >&2; exit 1; }
 
-# What is left on each host, asked over SSH as the drill user: chain rules, services down.
+# What is left on each host, asked over SSH as the drill user: chain rules, services down, a
+# SECRET_KEY in the product's config file other than the one the install's secrets file holds.
 leftovers() {
     python3 - "$hosts" <<'EOF'
 import subprocess, sys, tomllib, os
 path = sys.argv[1]
 t = tomllib.load(open(path, "rb"))
+secrets = dict(l.split("=", 1) for l in open(os.path.join(os.path.dirname(path), "secrets")).read().split())
 left = []
 for name, h in t["hosts"].items():
     s = h["ssh"]
@@ -41,13 +44,17 @@ for name, h in t["hosts"].items():
     status = subprocess.run(ssh + ["sudo", "-n", "sv", "status", "main"], capture_output=True, text=True).stdout
     if not status.startswith("run:"):
         left.append(f"{name}: service {status.strip()}")
+    if "rotate_secret" in h:
+        conf = subprocess.run(ssh + ["sudo", "-n", "tail", "-n", "100", "/etc/hadrill/web.conf"], capture_output=True, text=True).stdout
+        if f"SECRET_KEY={secrets['SECRET_KEY']}" not in conf.split():
+            left.append(f"{name}: SECRET_KEY not the install's own")
 print(len(left), "; ".join(left))
 EOF
 }
 
 leaked=0
 for i in $(seq 1 "$trials"); do
-    scenario=$(shuf -n1 -e cut-app-from-db stop-app-graceful kill-active-app)
+    scenario=$(shuf -n1 -e cut-app-from-db stop-app-graceful kill-active-app rotate-secret)
     # 3 s to 25 s: from the hosts being reached, through the faults, to the final read.
     at=$(awk -v r="$RANDOM" 'BEGIN { printf "%.1f", 3 + 22 * r / 32767 }')
     HADRILL_RUNS_DIR="$runs" "$bin" run "$scenario" --topology "$hosts" >"$runs/trial-$i.log" 2>&1 &

@@ -170,7 +170,7 @@ impl TestBed {
         }
         let run = Run::start(t, options).await?;
         let bed = TestBed {
-            hosts: dir.join(format!("{}-hosts.toml", run.topology().name)),
+            hosts: dir.join(format!("{}-vms.toml", run.topology().name)),
             run,
             dir,
             vms,

@@ -64,38 +64,39 @@ fn a_partition_plans_rules_on_one_side_against_every_address_of_the_other_and_it
         direction: Direction::Both,
         effect: Effect::Drop,
     });
-    // Rules on db only, for each of app1's two addresses and app2's one, in and out, all in one
-    // iptables-restore that appends them to hadrill's chains and declares no chain (that
-    // would flush it).
+    // Rules on db only, for each of app1's two addresses and app2's one, in and out: after a
+    // look at what the firewall holds, one iptables-restore applies hadrill's chains and jumps
+    // (as on a firewall lacking them) and every rule at once.
     assert!(
         cut.iter().all(|l| l.starts_with("db ") || l.starts_with("  | ")),
         "{cut:#?}"
     );
-    let restore = cut
-        .iter()
-        .position(|l| l == "db sudo iptables-restore -w --noflush")
-        .expect("one iptables-restore");
-    let input: Vec<&str> = cut[restore + 1..]
+    assert_eq!(cut[0], "db sudo iptables -w -S");
+    assert_eq!(cut[1], "db sudo iptables-restore -w --noflush");
+    let input: Vec<&str> = cut[2..]
         .iter()
         .map_while(|l| l.strip_prefix("  | "))
         .collect();
-    let mut expected = vec!["*filter".to_string()];
-    for ip in ["10.0.0.11", "10.0.0.12", "10.1.0.11"] {
+    let mut expected: Vec<String> = [
+        "*filter",
+        ":HADRILL-IN - [0:0]",
+        "-I INPUT 1 -j HADRILL-IN",
+        ":HADRILL-OUT - [0:0]",
+        "-I OUTPUT 1 -j HADRILL-OUT",
+    ]
+    .map(String::from)
+    .to_vec();
+    for ip in ["10.0.0.11", "10.1.0.11", "10.0.0.12"] {
         expected.push(format!("-A HADRILL-IN -s {ip} -j DROP"));
         expected.push(format!("-A HADRILL-OUT -d {ip} -j DROP"));
     }
     expected.push("COMMIT".into());
-    let mut sorted = input.clone();
-    sorted[1..input.len() - 1].sort();
-    let n = expected.len();
-    expected[1..n - 1].sort();
-    assert_eq!(sorted, expected, "{cut:#?}");
-    assert!(!input.iter().any(|l| l.starts_with(':')), "{cut:#?}");
+    assert_eq!(input, expected, "{cut:#?}");
     // Its undo removes the chains, jumps first.
-    let undo = cut
-        .iter()
-        .position(|l| l == "db sudo iptables -w -D INPUT -j HADRILL-IN");
-    assert!(undo > Some(restore), "{cut:#?}");
+    assert_eq!(
+        cut[2 + input.len()],
+        "db sudo iptables -w -D INPUT -j HADRILL-IN"
+    );
     assert!(cut.contains(&"db sudo iptables -w -X HADRILL-OUT".to_string()));
 }
 

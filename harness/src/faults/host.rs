@@ -207,23 +207,16 @@ pub(super) fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
-/// For each of hadrill's chains: the command that creates it (failing when it exists), the
-/// one that asks whether its jump is in place, and the one that puts it there.
-pub(super) fn chain_setup() -> [[Vec<String>; 3]; 2] {
-    [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")].map(|(chain, builtin)| {
-        [
-            words(&format!("iptables -w -N {chain}")),
-            words(&format!("iptables -w -C {builtin} -j {chain}")),
-            words(&format!("iptables -w -I {builtin} 1 -j {chain}")),
-        ]
-    })
+/// The command that lists the firewall's rules, chains included (`-N CHAIN`).
+pub(super) fn listing() -> Vec<String> {
+    words("iptables -w -S")
 }
 
-/// Adds `rules` (iptables commands) in hadrill's chains, creating them and their jumps first:
-/// the rules all at once, in one `iptables-restore` reading them on its standard input, so a
-/// cut of many addresses is whole at one instant (one command per rule took 2.4 s over SSH
-/// for an isolate of one host from eight). The sudo rules a host needs name `iptables` and
-/// `iptables-restore` and nothing broader.
+/// Adds `rules` (iptables commands) in hadrill's chains all at once: one `iptables-restore`
+/// reads on its standard input the chains and jumps the firewall still lacks (as its listing
+/// shows) and the rules, so a cut of many addresses is whole at one instant (one command per
+/// rule took 2.4 s over SSH for an isolate of one host from eight). The sudo rules a host
+/// needs name `iptables` and `iptables-restore` and nothing broader.
 pub(super) async fn cut(
     shared: &Arc<Shared>,
     n: &Node,
@@ -231,26 +224,31 @@ pub(super) async fn cut(
 ) -> Result<(), FaultError> {
     let _changing = changing(n)?;
     journal(shared, n, network_undo(n))?;
-    for [create, check, insert] in chain_setup() {
-        // Creating fails when the chain exists already: both are fine.
-        n.exec_as_root(&as_strs(&create)).await?;
-        if !n.exec_as_root(&as_strs(&check)).await?.success() {
-            run_all(n, &[insert], None, limit(None)).await?;
-        }
-    }
-    let input = restore_input(rules);
+    let out = n.exec_as_root(&as_strs(&listing())).await?;
+    let listed = super::succeeded(n, &listing().join(" "), out)?.output;
+    let input = restore_input(rules, &listed);
     run_all(n, &[restore()], Some(input.as_bytes()), limit(None)).await
 }
 
-/// The command that appends rules to hadrill's chains at once, leaving every other rule be.
+/// The command that applies a rule set at once, leaving every other rule be.
 pub(super) fn restore() -> Vec<String> {
     words("iptables-restore -w --noflush")
 }
 
-/// `rules` (iptables commands appending to hadrill's chains) as `iptables-restore` reads them:
-/// no chain declared (declaring one flushes it), so an earlier cut's rules stay.
-pub(super) fn restore_input(rules: &[String]) -> String {
+/// `rules` (iptables commands appending to hadrill's chains) as `iptables-restore` reads them,
+/// after the chains and jumps that `listed` (the firewall's `iptables -S`) lacks. A chain is
+/// declared only when absent: declaring one flushes it, and an earlier cut's rules stay.
+pub(super) fn restore_input(rules: &[String], listed: &str) -> String {
+    let has = |line: String| listed.lines().any(|l| l.trim() == line);
     let mut input = String::from("*filter\n");
+    for (chain, builtin) in [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")] {
+        if !has(format!("-N {chain}")) {
+            input.push_str(&format!(":{chain} - [0:0]\n"));
+        }
+        if !has(format!("-A {builtin} -j {chain}")) {
+            input.push_str(&format!("-I {builtin} 1 -j {chain}\n"));
+        }
+    }
     for r in rules {
         input.push_str(r.strip_prefix("iptables -w ").unwrap_or(r));
         input.push('\n');
@@ -349,4 +347,27 @@ fn secret_key(secret: &str) -> String {
 
 fn restart_key(secret: &str) -> String {
     format!("restart after secret {secret}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_declares_only_the_chains_and_jumps_the_firewall_lacks() {
+        let rules = ["iptables -w -A HADRILL-IN -s 10.0.0.9 -j DROP".to_string()];
+        // A second cut: the chains and jumps are there, and declaring a chain would flush it.
+        let listed = "-P INPUT ACCEPT\n-N HADRILL-IN\n-N HADRILL-OUT\n-A INPUT -j HADRILL-IN\n\
+                      -A OUTPUT -j HADRILL-OUT\n-A HADRILL-IN -s 10.0.0.8 -j DROP\n";
+        assert_eq!(
+            restore_input(&rules, listed),
+            "*filter\n-A HADRILL-IN -s 10.0.0.9 -j DROP\nCOMMIT\n"
+        );
+        // A jump someone removed is put back; the chain is not declared again.
+        let listed = "-N HADRILL-IN\n-N HADRILL-OUT\n-A OUTPUT -j HADRILL-OUT\n";
+        assert_eq!(
+            restore_input(&rules, listed),
+            "*filter\n-I INPUT 1 -j HADRILL-IN\n-A HADRILL-IN -s 10.0.0.9 -j DROP\nCOMMIT\n"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use futures_util::future::join_all;
 
 use super::{cut_rules, disk};
-use super::host::{chain_setup, heal_network, restore, restore_input};
+use super::host::{heal_network, listing, restore, restore_input};
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
 use crate::topology::{HostSpec, Topology};
@@ -235,13 +235,11 @@ fn cut(
     }
     for (n, sel) in a {
         let why = |what: &str| format!("partition: {what}{sel}");
-        for [create, check, insert] in chain_setup() {
-            push(n, &create, true, why("hadrill's chain"), None);
-            push(n, &check, true, why("is the jump there?"), None);
-            push(n, &insert, true, why("the jump, if not"), None);
-        }
-        let rules = cut_rules(&peers, direction, true, effect);
-        push(n, &restore(), true, why("the rules, at once"), Some(restore_input(&rules)));
+        let what = why("what hadrill's chains and jumps lack");
+        push(n, &listing(), true, what, None);
+        // As on a firewall that lacks them all (the first cut).
+        let input = restore_input(&cut_rules(&peers, direction, true, effect), "");
+        push(n, &restore(), true, why("chains, jumps and rules at once"), Some(input));
         for cmd in heal_network() {
             push(n, &cmd, true, why("undo, at heal or teardown"), None);
         }

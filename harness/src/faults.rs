@@ -135,7 +135,7 @@ pub enum FaultError {
     Backend(#[from] BackendError),
     #[error("cannot {fault} host `{node}`: {why}")]
     #[diagnostic(help(
-        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command) and fill-disk (docs/hosts.md)"
+        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command), fill-disk and skew-clock (of a service that loads libfaketime) (docs/hosts.md)"
     ))]
     NotOnHost {
         node: String,
@@ -683,7 +683,7 @@ impl Shared {
                     self.running(&n).await?;
                     self.remember(n.name(), Change::Clock);
                     self.stop_drift(n.name());
-                    let note = clock::skew(&n, *offset).await?;
+                    let note = clock::skew(self, &n, *offset).await?;
                     let Some(drift) = *drift else {
                         return Ok(note);
                     };
@@ -737,7 +737,7 @@ impl Shared {
                             Change::Delay(port) => delay::stop(&n, *port).await?,
                             Change::Clock => {
                                 self.stop_drift(n.name());
-                                clock::reset(&n).await?
+                                clock::reset(self, &n).await?
                             }
                             Change::Disk(path) => disk::free(self, &n, path).await?,
                         });

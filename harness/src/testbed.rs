@@ -43,7 +43,7 @@ drill ALL=(root) NOPASSWD: /usr/bin/sv, /usr/sbin/iptables, /usr/sbin/iptables-r
 /usr/bin/pgrep, /usr/bin/kill, /usr/bin/tail, /usr/local/bin/web --config * config set *, \
 /usr/bin/fallocate -l * */.hadrill-fill, \
 /usr/bin/dd if=/dev/zero of=*/.hadrill-fill bs=64k oflag=append conv=notrunc, \
-/usr/bin/rm -f */.hadrill-fill\n";
+/usr/bin/rm -f */.hadrill-fill, /usr/bin/tee /tmp/hadrill-clock, /usr/bin/rm -f /tmp/hadrill-clock\n";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TestBedError {
@@ -249,6 +249,11 @@ impl TestBed {
                 "logs".into(),
                 Value::Array(vec![Value::String(SERVICE_LOG.into())]),
             );
+            if spec.faketime {
+                // The VM's processes load libfaketime (the container's environment): skewing
+                // it moves its whole clock, as setting a host's clock would.
+                h.insert("clock".into(), Value::String("faketime".into()));
+            }
             if !spec.rotate_secret.is_empty() {
                 let rotations: toml::Table = spec
                     .rotate_secret

@@ -998,21 +998,7 @@ impl Ctx<'_> {
                 ));
             }
 
-            let faketime = match &node.clock {
-                None => false,
-                Some(c) if c.get_ref() == "faketime" => true,
-                Some(c) => {
-                    return Err(self.error(
-                        c.span(),
-                        format!("{}: unknown clock `{}`", field("clock"), c.get_ref()),
-                        Some(
-                            "`clock = \"faketime\"` loads libfaketime into the node's processes \
-                             (dynamically linked ones; not static binaries or Go programs)"
-                                .into(),
-                        ),
-                    ));
-                }
-            };
+            let faketime = self.faketime(&field("clock"), &node.clock)?;
             let mut tmpfs = BTreeMap::new();
             for (target, size) in &node.tmpfs {
                 let valid_size = size
@@ -1182,6 +1168,23 @@ impl Ctx<'_> {
         self.check_inherited(&topology)?;
         self.check_cycles(&topology, &cycle_spans)?;
         Ok(topology)
+    }
+
+    /// A node's `clock`: `"faketime"`, its processes load libfaketime (true), or none.
+    fn faketime(&self, field: &str, clock: &Option<Spanned<String>>) -> Result<bool, TopologyError> {
+        match clock {
+            None => Ok(false),
+            Some(c) if c.get_ref() == "faketime" => Ok(true),
+            Some(c) => Err(self.error(
+                c.span(),
+                format!("{field}: unknown clock `{}`", c.get_ref()),
+                Some(
+                    "`clock = \"faketime\"` loads libfaketime into the node's processes \
+                     (dynamically linked ones; not static binaries or Go programs)"
+                        .into(),
+                ),
+            )),
+        }
     }
 
     /// A node's `rotate_secret`: for each declared secret, a command or a list of them.

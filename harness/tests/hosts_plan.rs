@@ -186,3 +186,23 @@ fn a_full_disk_plans_a_filler_of_hadrills_name_and_its_removal() {
         ]
     );
 }
+
+#[test]
+fn a_skew_writes_the_offset_libfaketime_reads_on_a_host_that_says_so_and_its_undo_removes_it() {
+    let skew = |target: &str| Fault::SkewClock {
+        targets: vec![target.into()],
+        offset: hadrill::model::ClockOffset { millis: 3_600_000 },
+        drift: None,
+    };
+    assert_eq!(
+        lines(&skew("db")),
+        [
+            "db sudo tee /tmp/hadrill-clock",
+            "  | +3600",
+            "db sudo rm -f /tmp/hadrill-clock",
+        ]
+    );
+    // A host whose service does not load libfaketime: its own clock is never set instead.
+    let e = plan(&skew("app2"), &pair()).unwrap_err();
+    assert!(e.contains("does not say `clock = \"faketime\"`"), "{e}");
+}

@@ -54,6 +54,7 @@ async fn leftovers(bed: &TestBed) -> Vec<String> {
                 "find / -name .hadrill-fill -not -path '/proc/*' 2>/dev/null || true",
                 "disk filler",
             ),
+            ("ls /tmp/hadrill-clock 2>/dev/null || true", "clock offset"),
         ] {
             let out = hadrill::docker::exec(
                 bed.run().docker(),
@@ -188,6 +189,33 @@ async fn a_full_disk_over_ssh_is_survived_and_a_lost_upload_is_caught() {
         continuity.is_some_and(|c| c.verdict == Verdict::Fail && c.expected_to_fail),
         "continuity did not catch the lost uploads: {}",
         lost.summary()
+    );
+}
+
+/// A service's clock skewed over SSH (the offset its libfaketime reads, never the host's own
+/// clock): the historian on the database's time keeps one roll-up per slot; the one on its
+/// node's own clock rolls up ahead of time, as in containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_skewed_service_clock_over_ssh_is_survived_and_a_local_clock_is_caught() {
+    let sound = bed("web-ha-skewed-services").await;
+    let skew = drill(&sound, "skew-clock-services").await;
+    let left = leftovers(&sound).await;
+    sound.teardown().await.unwrap();
+    assert_eq!(skew.verdict, Verdict::Pass, "{}", skew.summary());
+    assert!(
+        left.is_empty(),
+        "the drill left changes on the hosts: {left:?}"
+    );
+
+    // The variant's `expect_fail` is keyed to the shipped topology's name: over SSH the
+    // run's own verdict is FAIL, and the check that must catch it is asserted.
+    let local = bed("web-ha-skewed-services-local-clock").await;
+    let caught = drill(&local, "skew-clock-services").await;
+    local.teardown().await.unwrap();
+    assert!(
+        failed_checks(&caught).contains("historian"),
+        "the historian on its node's clock was not caught: {}",
+        caught.summary()
     );
 }
 

@@ -656,6 +656,7 @@ impl Fault {
                 | Fault::Exec { .. }
                 | Fault::RotateSecret { .. }
                 | Fault::FillDisk { .. }
+                | Fault::SkewClock { .. }
                 | Fault::Heal
         )
     }

@@ -1,29 +1,58 @@
 //! Clock skew: the offset libfaketime reads, in a file inside the node. The node's processes
 //! load libfaketime when the topology says `clock = "faketime"`; running ones re-read the
-//! file within two seconds. The host clock is never touched.
+//! file within two seconds. The machine's clock is never touched. On an existing host (whose
+//! service loads libfaketime), the file's removal is journalled before it is written: absent,
+//! the clock is true.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::AbortHandle;
 
-use super::{FaultError, run_script, shell};
+use std::sync::Arc;
+
+use super::{FaultError, host, shell};
 use crate::node::Node;
+use crate::shared::Shared;
 use crate::topology::FAKETIME_FILE;
 use hadrill_model::ClockOffset;
 
+/// The journal's key of a host's clock offset.
+const KEY: &str = "clock";
+
+/// The command that writes the offset file from its standard input, as root.
+pub(super) fn write_command() -> Vec<String> {
+    ["tee", FAKETIME_FILE].map(String::from).to_vec()
+}
+
+/// The command that removes it, as root: the clock true again.
+pub(super) fn remove_command() -> Vec<String> {
+    ["rm", "-f", FAKETIME_FILE].map(String::from).to_vec()
+}
+
 /// Writes the offset, then states what the node's clock reads and how many of its processes
-/// the offset reaches (those that load libfaketime).
-pub(super) async fn skew(n: &Node, offset: ClockOffset) -> Result<String, FaultError> {
+/// the offset reaches (those that load libfaketime). On a host, the removal is journalled first
+/// and the offset written is what is stated.
+pub(super) async fn skew(
+    shared: &Arc<Shared>,
+    n: &Node,
+    offset: ClockOffset,
+) -> Result<String, FaultError> {
+    if n.host().is_some() {
+        let _changing = host::journal_undo(shared, n, KEY, vec![remove_command()])?;
+        write(n, offset).await?;
+        return Ok(format!(
+            "{}: wall clock {} for the processes that load libfaketime ({FAKETIME_FILE})",
+            n.name(),
+            String::from(offset),
+        ));
+    }
+    write(n, offset).await?;
     // PID 1 is the engine's init (static) and `$$` this shell: neither is the service.
-    let script = format!(
-        "set -e; printf '%s\\n' '{spec}' > {FAKETIME_FILE}; chmod 644 {FAKETIME_FILE}; \
-         loaded=0; total=0; for d in /proc/[0-9]*; do p=${{d#/proc/}}; \
+    let script = "set -e; loaded=0; total=0; for d in /proc/[0-9]*; do p=${d#/proc/}; \
          if [ \"$p\" = 1 ] || [ \"$p\" = $$ ] || [ ! -r \"$d/maps\" ]; then continue; fi; \
          total=$((total+1)); if grep -q libfaketime \"$d/maps\" 2>/dev/null; then loaded=$((loaded+1)); fi; \
-         done; echo \"$loaded $total\"; date +%s.%N",
-        spec = offset.faketime_spec()
-    );
-    let out = shell(n, &script).await?;
+         done; echo \"$loaded $total\"; date +%s.%N";
+    let out = shell(n, script).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -71,16 +100,24 @@ pub(super) fn drift(n: Node, start: ClockOffset, drift: ClockOffset) -> AbortHan
 }
 
 async fn write(n: &Node, offset: ClockOffset) -> Result<(), FaultError> {
-    let script = format!(
-        "printf '%s\\n' '{}' > {FAKETIME_FILE}",
-        offset.faketime_spec()
-    );
-    run_script(n, &script).await
+    let input = format!("{}\n", offset.faketime_spec());
+    host::run_all(
+        n,
+        &[write_command()],
+        Some(input.as_bytes()),
+        host::COMMAND_LIMIT,
+    )
+    .await
 }
 
-/// Sets the clock true again (an offset of zero: processes that cached the file re-read it
-/// within two seconds).
-pub(super) async fn reset(n: &Node) -> Result<String, FaultError> {
-    write(n, ClockOffset { millis: 0 }).await?;
+/// Sets the clock true again: an offset of zero (processes that cached the file re-read it
+/// within two seconds), or on a host the file removed, as journalled.
+pub(super) async fn reset(shared: &Arc<Shared>, n: &Node) -> Result<String, FaultError> {
+    if n.host().is_some() {
+        host::run_all(n, &[remove_command()], None, host::COMMAND_LIMIT).await?;
+        host::journal_done(shared, n, KEY)?;
+    } else {
+        write(n, ClockOffset { millis: 0 }).await?;
+    }
     Ok("clock true again".into())
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
 
-use super::{cut_rules, disk};
+use super::{clock, cut_rules, disk};
 use super::host::{heal_network, listing, restore, restore_input};
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
@@ -36,7 +36,7 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             .flat_map(|(_, t)| t.to_vec())
             .collect();
         return Err(format!(
-            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk and heal)",
+            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk, skew-clock and heal)",
             fault.name(),
             targets.join(", ")
         ));
@@ -203,6 +203,21 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                 }
                 let undo = format!("undo of {name}, at heal or teardown{sel}");
                 push(&n, &disk::free_command(path), true, undo, None);
+            }
+        }
+        Fault::SkewClock { targets, offset, .. } => {
+            for (n, sel) in resolve(targets)? {
+                host(&n)?;
+                if !topology.nodes[&n].faketime {
+                    return Err(format!(
+                        "`skew-clock` of {n}: its entry does not say `clock = \"faketime\"` (its service loads libfaketime, reading {})",
+                        crate::topology::FAKETIME_FILE
+                    ));
+                }
+                let input = offset.faketime_spec();
+                push(&n, &clock::write_command(), true, format!("{name}{sel}"), Some(input));
+                let undo = format!("undo of {name}, at heal or teardown{sel}");
+                push(&n, &clock::remove_command(), true, undo, None);
             }
         }
         Fault::Heal => {

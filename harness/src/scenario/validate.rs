@@ -961,15 +961,26 @@ impl Validator<'_> {
     /// `skew-clock` moves the clock libfaketime gives a node's processes: each target must
     /// load it.
     fn loads_faketime(&self, field: &str, nodes: &[String]) -> Checked {
-        match nodes
+        let lacking = nodes
             .iter()
-            .find(|n| self.topology().node(n).is_some_and(|n| !n.faketime))
-        {
-            Some(name) => Err(self.error(
+            .filter_map(|n| self.topology().node(n))
+            .find(|n| !n.faketime);
+        match lacking {
+            Some(n) if n.host.is_some() => Err(self.error(
                 field,
-                format!("node `{name}` does not load libfaketime"),
+                format!("host `{}` does not say its service loads libfaketime", n.name),
                 Some(format!(
-                    "add `clock = \"faketime\"` to [nodes.{name}] in the topology (dynamically linked programs only: not static binaries or Go)"
+                    "on a host hadrill skews the clock libfaketime gives the service, never the host's own: make its unit load libfaketime reading the offset from {}, and add `clock = \"faketime\"` to [hosts.{}]",
+                    crate::topology::FAKETIME_FILE,
+                    n.name
+                )),
+            )),
+            Some(n) => Err(self.error(
+                field,
+                format!("node `{}` does not load libfaketime", n.name),
+                Some(format!(
+                    "add `clock = \"faketime\"` to [nodes.{}] in the topology (dynamically linked programs only: not static binaries or Go)",
+                    n.name
                 )),
             )),
             None => Ok(()),

@@ -127,6 +127,7 @@ pub(super) struct RawHost {
     logs: Vec<Spanned<String>>,
     #[serde(default)]
     rotate_secret: BTreeMap<String, Spanned<toml::Value>>,
+    clock: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +266,7 @@ impl Ctx<'_> {
         spec.in_flight = raw.in_flight.map(Spanned::into_inner);
         spec.logs = logs;
         spec.rotate_secret = rotate_secret;
+        spec.faketime = self.faketime(&field("clock"), &raw.clock)?;
         spec.host = Some(Box::new(HostSpec {
             addresses,
             ssh: target,

@@ -917,8 +917,15 @@ impl Shared {
         let mut notes = Vec::new();
         let mut peer_ips = Vec::new();
         for n in self.handles(other)? {
-            n.refresh().await?;
-            let ips = n.ips();
+            // A host's addresses are its topology's: asking it over SSH, one peer after
+            // another, held an isolate back 2 s. A container's are the engine's to say.
+            let ips = match n.host() {
+                Some(h) => h.addresses.clone(),
+                None => {
+                    n.refresh().await?;
+                    n.ips()
+                }
+            };
             if ips.is_empty() {
                 notes.push(format!(
                     "{} has no address (not running): not cut",
@@ -940,7 +947,7 @@ impl Shared {
 
     /// Changes the network of each of `nodes` as root, each running, and remembers them so
     /// `heal` visits them; `note` says what each now holds. A container gets the change as one
-    /// script; a host gets cut rules one command at a time, its undo journalled first.
+    /// script; a host gets cut rules in one `iptables-restore`, its undo journalled first.
     async fn change_network(
         self: &Arc<Self>,
         nodes: &[String],

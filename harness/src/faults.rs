@@ -135,7 +135,7 @@ pub enum FaultError {
     Backend(#[from] BackendError),
     #[error("cannot {fault} host `{node}`: {why}")]
     #[diagnostic(help(
-        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command), fill-disk and skew-clock (of a service that loads libfaketime) (docs/hosts.md)"
+        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command), fill-disk, skew-clock (of a service that loads libfaketime) and throttle (docs/hosts.md)"
     ))]
     NotOnHost {
         node: String,
@@ -957,15 +957,18 @@ impl Shared {
         let note = &note;
         let script = &match change {
             NetChange::Rules(rules) => format!("set -e; {CHAINS} {}", rules.join("; ")),
-            NetChange::Script(s) => s.to_string(),
+            NetChange::Throttle(rate) => format!(
+                "set -e; for dev in $(ls /sys/class/net); do [ \"$dev\" = lo ] || {}; done",
+                tbf("\"$dev\"", rate)
+            ),
         };
         each(self.handles(nodes)?, |n| async move {
             self.running(&n).await?;
             self.remember(n.name(), Change::Network);
-            // A host takes cut rules only (`Fault::runs_on_hosts` refuses a throttle there).
             match (n.host(), change) {
                 (Some(_), NetChange::Rules(rules)) => host::cut(self, &n, rules).await?,
-                _ => run_script(&n, script).await?,
+                (Some(_), NetChange::Throttle(rate)) => host::throttle(self, &n, rate).await?,
+                (None, _) => run_script(&n, script).await?,
             }
             Ok(note(n.name()))
         })
@@ -993,25 +996,31 @@ impl Shared {
     }
 
     /// A token bucket at `rate` on each interface of each node: what it sends waits for
-    /// tokens. The burst is 20 ms worth (at least 16 KB, so a full-size packet always fits),
-    /// and a packet waits at most 200 ms before it is dropped.
+    /// tokens (`throttle_params`).
     async fn throttle(
         self: &Arc<Self>,
         nodes: &[String],
         rate: Bandwidth,
     ) -> Result<Vec<String>, FaultError> {
         self.need_net_admin(nodes)?;
-        let bps = rate.bits_per_second;
-        let burst = (bps / 8 / 50).max(16_000);
-        let script = format!(
-            "set -e; for dev in $(ls /sys/class/net); do [ \"$dev\" = lo ] || \
-             tc qdisc replace dev \"$dev\" root tbf rate {bps}bit burst {burst} latency 200ms; done"
-        );
-        self.change_network(nodes, NetChange::Script(&script), |node| {
+        self.change_network(nodes, NetChange::Throttle(rate), |node| {
             format!("{node} sends at most {}", String::from(rate))
         })
         .await
     }
+}
+
+/// A token bucket's rate and burst for `rate`: the burst is 20 ms worth (at least 16 KB, so a
+/// full-size packet always fits); a packet waits at most 200 ms before it is dropped.
+fn throttle_params(rate: Bandwidth) -> (u64, u64) {
+    let bps = rate.bits_per_second;
+    (bps, (bps / 8 / 50).max(16_000))
+}
+
+/// `tc`'s words that put the token bucket for `rate` at the root of `dev`.
+fn tbf(dev: &str, rate: Bandwidth) -> String {
+    let (bps, burst) = throttle_params(rate);
+    format!("tc qdisc replace dev {dev} root tbf rate {bps}bit burst {burst} latency 200ms")
 }
 
 /// The iptables commands of a cut that holds traffic to and from `peer_ips` on the side that
@@ -1063,11 +1072,11 @@ pub(crate) fn cut_rules(
         .collect()
 }
 
-/// A change to a node's network: cut rules (iptables commands), or a script.
+/// A change to a node's network: cut rules (iptables commands), or a throttle.
 #[derive(Clone, Copy)]
 enum NetChange<'a> {
     Rules(&'a [String]),
-    Script(&'a str),
+    Throttle(Bandwidth),
 }
 
 /// Removes hadrill's cut rules and bandwidth limits, each where present.

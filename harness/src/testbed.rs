@@ -43,7 +43,8 @@ drill ALL=(root) NOPASSWD: /usr/bin/sv, /usr/sbin/iptables, /usr/sbin/iptables-r
 /usr/bin/pgrep, /usr/bin/kill, /usr/bin/tail, /usr/local/bin/web --config * config set *, \
 /usr/bin/fallocate -l * */.hadrill-fill, \
 /usr/bin/dd if=/dev/zero of=*/.hadrill-fill bs=64k oflag=append conv=notrunc, \
-/usr/bin/rm -f */.hadrill-fill, /usr/bin/tee /tmp/hadrill-clock, /usr/bin/rm -f /tmp/hadrill-clock\n";
+/usr/bin/rm -f */.hadrill-fill, /usr/bin/tee /tmp/hadrill-clock, /usr/bin/rm -f /tmp/hadrill-clock, \
+/usr/sbin/tc qdisc replace dev * root tbf *, /usr/sbin/tc qdisc del dev * root\n";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TestBedError {

@@ -14,7 +14,7 @@ use hadrill::model::{Bandwidth, Direction, Effect, Fault, ProcessSignal, Shape};
 use hadrill::{Node, Run, Topology};
 
 mod common;
-use common::{options, root};
+use common::{background, download_seconds, options, output, root};
 
 async fn smoke() -> Run {
     common::start("smoke").await
@@ -245,21 +245,6 @@ async fn partition_rules_go_on_the_side_that_has_net_admin() {
     run.teardown().await.unwrap();
 }
 
-/// Runs `script` (shell) in `node`, its output to `/tmp/<name>.out`, without waiting for it.
-async fn background(node: &Node, name: &str, script: &str) {
-    let detached = format!("({script}) > /tmp/{name}.out 2>&1 < /dev/null &");
-    let out = node.exec(&["sh", "-c", &detached]).await.unwrap();
-    assert!(out.success(), "{}", out.output);
-}
-
-async fn output(node: &Node, name: &str) -> String {
-    let out = node
-        .exec(&["cat", &format!("/tmp/{name}.out")])
-        .await
-        .unwrap();
-    out.output.trim().to_string()
-}
-
 /// How many of 2,000 datagrams web1 sends to web2 arrive.
 async fn datagrams_through(web1: &Node, web2: &Node, round: usize) -> u32 {
     let name = format!("udp{round}");
@@ -298,41 +283,6 @@ for i in range(2000):
     assert!(out.success(), "{}", out.output);
     tokio::time::sleep(Duration::from_secs(3)).await;
     output(web2, &name).await.parse().expect("a count")
-}
-
-/// Seconds web1 takes to receive 4 MB that web2 sends over TCP, and the bytes received.
-async fn download_seconds(web1: &Node, web2: &Node, round: usize) -> (f64, usize) {
-    let name = format!("tcp{round}");
-    background(
-        web2,
-        &name,
-        "exec python3 -c '
-import socket
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((\"0.0.0.0\", 9200))
-l.listen(1)
-l.settimeout(30)
-c, _ = l.accept()
-c.sendall(bytes(4_000_000))
-c.close()'",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let receive = "import socket, time
-s = socket.create_connection((\"web2\", 9200))
-t, n = time.monotonic(), 0
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    n += len(b)
-print(n, time.monotonic() - t)";
-    let out = web1.exec(&["python3", "-c", receive]).await.unwrap();
-    assert!(out.success(), "{}", out.output);
-    let mut words = out.output.split_whitespace();
-    let n = words.next().unwrap().parse().unwrap();
-    (words.next().unwrap().parse().unwrap(), n)
 }
 
 /// Each degradation measured for what it asked: a loss rate within 5 points over 2,000

@@ -206,3 +206,16 @@ fn a_skew_writes_the_offset_libfaketime_reads_on_a_host_that_says_so_and_its_und
     let e = plan(&skew("app2"), &pair()).unwrap_err();
     assert!(e.contains("does not say `clock = \"faketime\"`"), "{e}");
 }
+
+#[test]
+fn a_throttle_plans_a_token_bucket_on_each_interface_and_its_removal() {
+    let rate = hadrill::model::Bandwidth::try_from("8mbit".to_string()).unwrap();
+    assert_eq!(
+        lines(&Fault::throttle(["app2"], rate)),
+        [
+            "app2 ls /sys/class/net",
+            "app2 sudo tc qdisc replace dev <dev> root tbf rate 8000000bit burst 20000 latency 200ms",
+            "app2 sudo tc qdisc del dev <dev> root",
+        ]
+    );
+}

@@ -219,6 +219,38 @@ async fn a_skewed_service_clock_over_ssh_is_survived_and_a_local_clock_is_caught
     );
 }
 
+/// A throttle over SSH: a token bucket on each of the host's interfaces, measured for what it
+/// asked as in containers (within 20 %), and taken off by heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttle_over_ssh_limits_what_the_host_sends_and_heal_removes_it() {
+    let bed = bed("web-ha").await;
+    let hosts = hadrill::Topology::load(&common::root(), &bed.hosts_topology().to_string_lossy())
+        .unwrap();
+    let mut run = hadrill::Run::start(hosts, &common::options()).await.unwrap();
+    // The bytes move between the VMs' own processes, started through the engine: the
+    // throttle is what runs over SSH.
+    let (app1, app2) = (bed.run().node("app1").unwrap(), bed.run().node("app2").unwrap());
+    let rate = hadrill::model::Bandwidth::try_from("8mbit".to_string()).unwrap();
+    run.node("app1").unwrap().throttle(rate).await.unwrap();
+    let (secs, bytes) = common::download_seconds(&app2, &app1, 0).await;
+    let achieved = bytes as f64 * 8.0 / secs;
+    println!("throttle over SSH asked 8 Mbit/s, measured {:.2} Mbit/s", achieved / 1e6);
+    run.inject(hadrill::model::Fault::Heal).await.unwrap();
+    let (healed, _) = common::download_seconds(&app2, &app1, 1).await;
+    println!("healed: 4 MB in {healed:.3} s");
+    let qdiscs = app1.exec_as_root(&["tc", "qdisc", "show"]).await.unwrap();
+    run.teardown().await.unwrap();
+    bed.teardown().await.unwrap();
+    assert_eq!(bytes, 4_000_000);
+    assert!(
+        (achieved / 8e6 - 1.0).abs() <= 0.2,
+        "{:.2} Mbit/s",
+        achieved / 1e6
+    );
+    assert!(healed < 1.0, "healed, 4 MB still took {healed:.2} s");
+    assert!(!qdiscs.output.contains("tbf"), "{}", qdiscs.output);
+}
+
 /// PostgreSQL under Patroni on VMs: the primary's service is killed over SSH (Patroni and its
 /// PostgreSQL with it, as a unit's kill takes its whole cgroup), the standby is promoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

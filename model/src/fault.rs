@@ -657,6 +657,7 @@ impl Fault {
                 | Fault::RotateSecret { .. }
                 | Fault::FillDisk { .. }
                 | Fault::SkewClock { .. }
+                | Fault::Throttle { .. }
                 | Fault::Heal
         )
     }

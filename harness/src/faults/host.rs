@@ -26,6 +26,7 @@ pub(super) enum Action {
 const DOWN: &str = "service";
 const PAUSED: &str = "paused";
 pub(super) const NETWORK: &str = "network";
+const THROTTLE: &str = "throttle";
 
 fn host(n: &Node) -> &HostSpec {
     n.host().expect("a host fault on a host node")
@@ -289,19 +290,72 @@ fn network_undo(n: &Node) -> Undo {
     }
 }
 
-/// Heals the host's network as its journalled undo says, and notes it done only once the
-/// firewall shows nothing of hadrill's.
+/// The command that lists the host's network interfaces, as the SSH user.
+pub(super) fn interfaces_command() -> Vec<String> {
+    words("ls /sys/class/net")
+}
+
+/// The command that takes hadrill's token bucket off `dev` (the kernel's default comes back).
+pub(super) fn unthrottle_command(dev: &str) -> Vec<String> {
+    words(&format!("tc qdisc del dev {dev} root"))
+}
+
+/// A token bucket at `rate` on each of the host's interfaces but the loopback, as in a
+/// container: what the host sends, its SSH answers included, waits for tokens. Their removal is
+/// journalled first.
+pub(super) async fn throttle(
+    shared: &Arc<Shared>,
+    n: &Node,
+    rate: hadrill_model::Bandwidth,
+) -> Result<(), FaultError> {
+    let _changing = changing(n)?;
+    let out = n.exec(&as_strs(&interfaces_command())).await?;
+    let listed = super::succeeded(n, &interfaces_command().join(" "), out)?.output;
+    let devs: Vec<&str> = listed.split_whitespace().filter(|d| *d != "lo").collect();
+    let undo = Undo {
+        best_effort: true,
+        ..undo(
+            n,
+            THROTTLE,
+            devs.iter().map(|d| unthrottle_command(d)).collect(),
+        )
+    };
+    journal(shared, n, undo)?;
+    let commands: Vec<Vec<String>> = devs.iter().map(|d| words(&super::tbf(d, rate))).collect();
+    run_all(n, &commands, None, limit(None)).await
+}
+
+/// Heals the host's network: hadrill's chains removed, noted done only once the firewall
+/// shows nothing of hadrill's, and its token buckets taken off as journalled, if any.
 pub(super) async fn heal(shared: &Arc<Shared>, n: &Node) -> Result<String, FaultError> {
+    let failed = |e: String| FaultError::Command {
+        node: n.name().to_string(),
+        cmd: "heal the network".into(),
+        code: None,
+        output: e,
+    };
     crate::journal::apply(&network_undo(n), &shared.hosts)
         .await
-        .map_err(|e| FaultError::Command {
-            node: n.name().to_string(),
-            cmd: "heal the network".into(),
-            code: None,
-            output: e,
-        })?;
+        .map_err(failed)?;
     journal_done(shared, n, NETWORK)?;
-    Ok("network healed (hadrill's chains removed)".into())
+    let Some(throttled) = pending(shared, n, THROTTLE) else {
+        return Ok("network healed (hadrill's chains removed)".into());
+    };
+    crate::journal::apply(&throttled, &shared.hosts)
+        .await
+        .map_err(failed)?;
+    journal_done(shared, n, THROTTLE)?;
+    Ok("network healed (hadrill's chains and token buckets removed)".into())
+}
+
+/// The undo `key` of host `n` its journal holds pending, if any.
+fn pending(shared: &Shared, n: &Node, key: &str) -> Option<Undo> {
+    let j = shared.journal.as_ref()?;
+    crate::journal::pending(j.path())
+        .ok()?
+        .undos
+        .into_iter()
+        .find(|u| u.node == n.name() && u.key == key)
 }
 
 /// Sets `secret` on the node to `value` by the product's own `commands`, fed the value on

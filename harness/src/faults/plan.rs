@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use futures_util::future::join_all;
 
 use super::{clock, cut_rules, disk};
-use super::host::{heal_network, listing, restore, restore_input};
+use super::host::{
+    heal_network, interfaces_command, listing, restore, restore_input, unthrottle_command, words,
+};
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
 use crate::topology::{HostSpec, Topology};
@@ -36,7 +38,7 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             .flat_map(|(_, t)| t.to_vec())
             .collect();
         return Err(format!(
-            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk, skew-clock and heal)",
+            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk, skew-clock, throttle and heal)",
             fault.name(),
             targets.join(", ")
         ));
@@ -218,6 +220,17 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                 push(&n, &clock::write_command(), true, format!("{name}{sel}"), Some(input));
                 let undo = format!("undo of {name}, at heal or teardown{sel}");
                 push(&n, &clock::remove_command(), true, undo, None);
+            }
+        }
+        Fault::Throttle { targets, rate } => {
+            for (n, sel) in resolve(targets)? {
+                host(&n)?;
+                let why = |what: &str| format!("{name}: {what}{sel}");
+                push(&n, &interfaces_command(), false, why("its interfaces"), None);
+                let tbf = words(&super::tbf("<dev>", *rate));
+                push(&n, &tbf, true, why("each interface but lo"), None);
+                let undo = format!("undo of {name}, at heal or teardown{sel}");
+                push(&n, &unthrottle_command("<dev>"), true, undo, None);
             }
         }
         Fault::Heal => {

@@ -2,8 +2,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use hadrill::{Run, RunOptions, Topology};
+use hadrill::{Node, Run, RunOptions, Topology};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,3 +46,57 @@ pub fn missing_from(
         .map(|want| format!("{file}: expected `{want}` in: {msg}"))
         .collect()
 }
+
+/// Runs `script` (shell) in `node`, its output to `/tmp/<name>.out`, without waiting for it.
+pub async fn background(node: &Node, name: &str, script: &str) {
+    let detached = format!("({script}) > /tmp/{name}.out 2>&1 < /dev/null &");
+    let out = node.exec(&["sh", "-c", &detached]).await.unwrap();
+    assert!(out.success(), "{}", out.output);
+}
+
+pub async fn output(node: &Node, name: &str) -> String {
+    let out = node
+        .exec(&["cat", &format!("/tmp/{name}.out")])
+        .await
+        .unwrap();
+    out.output.trim().to_string()
+}
+
+/// Seconds web1 takes to receive 4 MB that web2 sends over TCP, and the bytes received.
+pub async fn download_seconds(web1: &Node, web2: &Node, round: usize) -> (f64, usize) {
+    let name = format!("tcp{round}");
+    background(
+        web2,
+        &name,
+        "exec python3 -c '
+import socket
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((\"0.0.0.0\", 9200))
+l.listen(1)
+l.settimeout(30)
+c, _ = l.accept()
+c.sendall(bytes(4_000_000))
+c.close()'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let receive = "import socket, time, sys
+s = socket.create_connection((sys.argv[1], 9200))
+t, n = time.monotonic(), 0
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    n += len(b)
+print(n, time.monotonic() - t)";
+    let out = web1
+        .exec(&["python3", "-c", receive, web2.name()])
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.output);
+    let mut words = out.output.split_whitespace();
+    let n = words.next().unwrap().parse().unwrap();
+    (words.next().unwrap().parse().unwrap(), n)
+}
+

@@ -126,7 +126,9 @@ pub async fn exec(
                     .write_all(input)
                     .await
                     .and(stdin.shutdown().await)
-                    .map_err(|e| DockerError::api(format!("exec input in {container}"))(e.into()))?;
+                    .map_err(|e| {
+                        DockerError::api(format!("exec input in {container}"))(e.into())
+                    })?;
             }
             while let Some(chunk) = out.next().await {
                 match chunk {

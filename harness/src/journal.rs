@@ -24,7 +24,7 @@ enum Entry {
     /// The process that writes the journal (`hadrill heal` leaves a live one alone).
     Owner(String),
     /// How to undo a change about to be made to `node`; `key` names the change.
-    Undo(Undo),
+    Undo(Box<Undo>),
     /// The change `key` of `node` is undone.
     Done { node: String, key: String },
 }
@@ -132,7 +132,7 @@ impl Journal {
 
     /// Notes how to undo a change before it is made.
     pub fn undo(&self, undo: Undo) -> std::io::Result<()> {
-        self.write(&Entry::Undo(undo))
+        self.write(&Entry::Undo(Box::new(undo)))
     }
 
     /// Notes that the change `key` of `node` is undone (or was never made).
@@ -168,7 +168,7 @@ pub fn pending(path: &Path) -> std::io::Result<Pending> {
             Entry::Owner(o) => out.owner = Some(o),
             Entry::Undo(u) => {
                 undos.retain(|p| !(p.node == u.node && p.key == u.key));
-                undos.push(u);
+                undos.push(*u);
             }
             Entry::Done { node, key } => undos.retain(|p| !(p.node == node && p.key == key)),
         }

@@ -701,7 +701,11 @@ impl Run {
             std::fs::write(&staged, self.fill_secrets(&text, &spec.name)?)
                 .map_err(io_err("cannot write", &staged))?;
             // Read-only, unless the product rotates its own secrets: its command writes them.
-            let mode = if spec.rotate_secret.is_empty() { "ro" } else { "rw" };
+            let mode = if spec.rotate_secret.is_empty() {
+                "ro"
+            } else {
+                "rw"
+            };
             binds.push(format!("{}:{}:{mode}", staged.display(), mount.target));
         }
         Ok(binds)

@@ -157,7 +157,10 @@ async fn output(
         .stderr(Stdio::piped());
     let mut child = command.spawn().await?;
     if let Some(mut stdin) = child.stdin().take() {
-        stdin.write_all(input).await.map_err(openssh::Error::ChildIo)?;
+        stdin
+            .write_all(input)
+            .await
+            .map_err(openssh::Error::ChildIo)?;
         // Dropped: the command sees the end of its input.
     }
     child.wait_with_output().await

@@ -260,7 +260,10 @@ impl TestBed {
                     .rotate_secret
                     .iter()
                     .map(|(secret, cmds)| {
-                        (secret.clone(), Value::Array(cmds.iter().map(|c| words(c)).collect()))
+                        (
+                            secret.clone(),
+                            Value::Array(cmds.iter().map(|c| words(c)).collect()),
+                        )
                     })
                     .collect();
                 h.insert("rotate_secret".into(), Value::Table(rotations));

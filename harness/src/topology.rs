@@ -1171,7 +1171,11 @@ impl Ctx<'_> {
     }
 
     /// A node's `clock`: `"faketime"`, its processes load libfaketime (true), or none.
-    fn faketime(&self, field: &str, clock: &Option<Spanned<String>>) -> Result<bool, TopologyError> {
+    fn faketime(
+        &self,
+        field: &str,
+        clock: &Option<Spanned<String>>,
+    ) -> Result<bool, TopologyError> {
         match clock {
             None => Ok(false),
             Some(c) if c.get_ref() == "faketime" => Ok(true),
@@ -1203,7 +1207,10 @@ impl Ctx<'_> {
                     Some(format!("add \"{name}\" to `secrets = [...]`")),
                 ));
             }
-            out.insert(name.clone(), self.commands(&format!("{field}.{name}"), cmds)?);
+            out.insert(
+                name.clone(),
+                self.commands(&format!("{field}.{name}"), cmds)?,
+            );
         }
         Ok(out)
     }

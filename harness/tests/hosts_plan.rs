@@ -68,7 +68,8 @@ fn a_partition_plans_rules_on_one_side_against_every_address_of_the_other_and_it
     // look at what the firewall holds, one iptables-restore applies hadrill's chains and jumps
     // (as on a firewall lacking them) and every rule at once.
     assert!(
-        cut.iter().all(|l| l.starts_with("db ") || l.starts_with("  | ")),
+        cut.iter()
+            .all(|l| l.starts_with("db ") || l.starts_with("  | ")),
         "{cut:#?}"
     );
     assert_eq!(cut[0], "db sudo iptables -w -S");
@@ -166,7 +167,9 @@ fn a_rotation_runs_the_products_own_command_fed_the_secret_and_its_undo_restarts
     )
     .unwrap_err();
     assert!(
-        e.contains("`rotate-secret` of app2: its entry gives no `rotate_secret = { SESSION_KEY = [...] }`"),
+        e.contains(
+            "`rotate-secret` of app2: its entry gives no `rotate_secret = { SESSION_KEY = [...] }`"
+        ),
         "{e}"
     );
 }

@@ -115,7 +115,9 @@ async fn web_ha_drills_pass_over_ssh_and_touch_the_vms_only_through_ssh() {
     for app in ["app1", "app2"] {
         let conf = config_line(&bed, app, "/etc/hadrill/web.conf", "SECRET_KEY=").await;
         if conf != format!("SECRET_KEY={secret}") {
-            left.push(format!("{app}: SECRET_KEY not the install's own after the drills"));
+            left.push(format!(
+                "{app}: SECRET_KEY not the install's own after the drills"
+            ));
         }
     }
     bed.teardown().await.unwrap();
@@ -224,17 +226,25 @@ async fn a_skewed_service_clock_over_ssh_is_survived_and_a_local_clock_is_caught
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_throttle_over_ssh_limits_what_the_host_sends_and_heal_removes_it() {
     let bed = bed("web-ha").await;
-    let hosts = hadrill::Topology::load(&common::root(), &bed.hosts_topology().to_string_lossy())
+    let hosts =
+        hadrill::Topology::load(&common::root(), &bed.hosts_topology().to_string_lossy()).unwrap();
+    let mut run = hadrill::Run::start(hosts, &common::options())
+        .await
         .unwrap();
-    let mut run = hadrill::Run::start(hosts, &common::options()).await.unwrap();
     // The bytes move between the VMs' own processes, started through the engine: the
     // throttle is what runs over SSH.
-    let (app1, app2) = (bed.run().node("app1").unwrap(), bed.run().node("app2").unwrap());
+    let (app1, app2) = (
+        bed.run().node("app1").unwrap(),
+        bed.run().node("app2").unwrap(),
+    );
     let rate = hadrill::model::Bandwidth::try_from("8mbit".to_string()).unwrap();
     run.node("app1").unwrap().throttle(rate).await.unwrap();
     let (secs, bytes) = common::download_seconds(&app2, &app1, 0).await;
     let achieved = bytes as f64 * 8.0 / secs;
-    println!("throttle over SSH asked 8 Mbit/s, measured {:.2} Mbit/s", achieved / 1e6);
+    println!(
+        "throttle over SSH asked 8 Mbit/s, measured {:.2} Mbit/s",
+        achieved / 1e6
+    );
     run.inject(hadrill::model::Fault::Heal).await.unwrap();
     let (healed, _) = common::download_seconds(&app2, &app1, 1).await;
     println!("healed: 4 MB in {healed:.3} s");

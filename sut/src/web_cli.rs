@@ -107,7 +107,10 @@ fn set_from_stdin(file: &std::path::Path, key: &str) -> anyhow::Result<()> {
     let mut value = String::new();
     std::io::stdin().read_to_string(&mut value)?;
     set_key(file, key, value.trim_end_matches(['\r', '\n']))?;
-    println!("{key} set in {}: the server uses it from its next restart", file.display());
+    println!(
+        "{key} set in {}: the server uses it from its next restart",
+        file.display()
+    );
     Ok(())
 }
 
@@ -330,7 +333,11 @@ mod tests {
     fn config_set_replaces_the_keys_line_in_place_and_adds_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("web.conf");
-        std::fs::write(&file, "# product config\nSECRET_KEY=old\nREDIS_URL=redis://r\n").unwrap();
+        std::fs::write(
+            &file,
+            "# product config\nSECRET_KEY=old\nREDIS_URL=redis://r\n",
+        )
+        .unwrap();
         let inode = std::fs::metadata(&file).unwrap().ino();
         set_key(&file, "SECRET_KEY", "new").unwrap();
         set_key(&file, "DATABASE_SCHEMA", "public").unwrap();

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
 
-use super::{clock, cut_rules, disk};
 use super::host::{
     heal_network, interfaces_command, listing, restore, restore_input, unthrottle_command, words,
 };
+use super::{clock, cut_rules, disk};
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
 use crate::topology::{HostSpec, Topology};
@@ -103,7 +103,13 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                     push(&n, cmd, true, format!("{name}{sel}"), None);
                 }
                 if !matches!(fault, Fault::Pause { .. } | Fault::Resume { .. }) {
-                    push(&n, &s.status, true, format!("{name}: is it running?{sel}"), None);
+                    push(
+                        &n,
+                        &s.status,
+                        true,
+                        format!("{name}: is it running?{sel}"),
+                        None,
+                    );
                 }
                 for cmd in undo {
                     push(
@@ -162,7 +168,13 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
         } => {
             for (n, sel) in resolve(targets)? {
                 let pgrep = ["pgrep", "-f", "--", process].map(String::from);
-                push(&n, &pgrep, true, format!("{name}: find `{process}`{sel}"), None);
+                push(
+                    &n,
+                    &pgrep,
+                    true,
+                    format!("{name}: find `{process}`{sel}"),
+                    None,
+                );
                 let kill = ["kill", "-s", signal.name(), "<pids>"].map(String::from);
                 push(&n, &kill, true, format!("{name}{sel}"), None);
             }
@@ -199,7 +211,13 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             for (n, sel) in resolve(targets)? {
                 host(&n)?;
                 let why = |what: &str| format!("{name}: {what}{sel}");
-                push(&n, &disk::usage_command(path), false, why("free space"), None);
+                push(
+                    &n,
+                    &disk::usage_command(path),
+                    false,
+                    why("free space"),
+                    None,
+                );
                 for cmd in disk::fill_commands(path, "<free bytes>") {
                     push(&n, &cmd, true, why("the filler"), None);
                 }
@@ -207,7 +225,9 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                 push(&n, &disk::free_command(path), true, undo, None);
             }
         }
-        Fault::SkewClock { targets, offset, .. } => {
+        Fault::SkewClock {
+            targets, offset, ..
+        } => {
             for (n, sel) in resolve(targets)? {
                 host(&n)?;
                 if !topology.nodes[&n].faketime {
@@ -217,7 +237,13 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                     ));
                 }
                 let input = offset.faketime_spec();
-                push(&n, &clock::write_command(), true, format!("{name}{sel}"), Some(input));
+                push(
+                    &n,
+                    &clock::write_command(),
+                    true,
+                    format!("{name}{sel}"),
+                    Some(input),
+                );
                 let undo = format!("undo of {name}, at heal or teardown{sel}");
                 push(&n, &clock::remove_command(), true, undo, None);
             }
@@ -226,7 +252,13 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             for (n, sel) in resolve(targets)? {
                 host(&n)?;
                 let why = |what: &str| format!("{name}: {what}{sel}");
-                push(&n, &interfaces_command(), false, why("its interfaces"), None);
+                push(
+                    &n,
+                    &interfaces_command(),
+                    false,
+                    why("its interfaces"),
+                    None,
+                );
                 let tbf = words(&super::tbf("<dev>", *rate));
                 push(&n, &tbf, true, why("each interface but lo"), None);
                 let undo = format!("undo of {name}, at heal or teardown{sel}");
@@ -267,7 +299,13 @@ fn cut(
         push(n, &listing(), true, what, None);
         // As on a firewall that lacks them all (the first cut).
         let input = restore_input(&cut_rules(&peers, direction, true, effect), "");
-        push(n, &restore(), true, why("chains, jumps and rules at once"), Some(input));
+        push(
+            n,
+            &restore(),
+            true,
+            why("chains, jumps and rules at once"),
+            Some(input),
+        );
         for cmd in heal_network() {
             push(n, &cmd, true, why("undo, at heal or teardown"), None);
         }

@@ -99,4 +99,3 @@ print(n, time.monotonic() - t)";
     let n = words.next().unwrap().parse().unwrap();
     (words.next().unwrap().parse().unwrap(), n)
 }
-

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use miette::{IntoDiagnostic, Result};
 
 use hadrill::images::{self, ImageBuilder, ImageRef};
-use hadrill::model::Verdict;
+use hadrill::model::{Bandwidth, Verdict};
 use hadrill::run::{self, Run, RunOptions};
 use hadrill::scenario;
 use hadrill::{Topology, docker, project_root};
@@ -795,7 +795,26 @@ async fn up_hosts(topology: Topology) -> Result<()> {
             Fault::Pause { targets: t.clone() },
             Fault::Resume { targets: t.clone() },
             Fault::isolate([n.as_str()]),
+            Fault::throttle(
+                [n.as_str()],
+                Bandwidth {
+                    bits_per_second: 1_000_000,
+                },
+            ),
         ]);
+        // And those its entry declares: the product's secret commands, a clock it may skew.
+        let spec = &run.topology().nodes[n];
+        faults.extend(spec.rotate_secret.keys().map(|secret| Fault::RotateSecret {
+            secret: secret.clone(),
+            targets: t.clone(),
+        }));
+        if spec.faketime {
+            faults.push(Fault::SkewClock {
+                targets: t.clone(),
+                offset: hadrill::model::ClockOffset { millis: 0 },
+                drift: None,
+            });
+        }
     }
     faults.push(Fault::Heal);
     let checked = hadrill::faults::preflight(&run, &faults).await;

@@ -34,17 +34,40 @@ for pid in $marked; do
 done
 exit 0
 "#;
-/// The SSH user, and exactly what sudo lets it run as root: the service manager, the firewall,
-/// reading processes and logs, the product's own secret command, and a disk filler of
-/// hadrill's name only. Nothing broader (no shell).
+/// The SSH user.
 const USER: &str = "drill";
-const SUDOERS: &str = "Defaults:drill !requiretty\n\
-drill ALL=(root) NOPASSWD: /usr/bin/sv, /usr/sbin/iptables, /usr/sbin/iptables-restore, \
-/usr/bin/pgrep, /usr/bin/kill, /usr/bin/tail, /usr/local/bin/web --config * config set *, \
-/usr/bin/fallocate -l * */.hadrill-fill, \
-/usr/bin/dd if=/dev/zero of=*/.hadrill-fill bs=64k oflag=append conv=notrunc, \
-/usr/bin/rm -f */.hadrill-fill, /usr/bin/tee /tmp/hadrill-clock, /usr/bin/rm -f /tmp/hadrill-clock, \
-/usr/sbin/tc qdisc replace dev * root tbf *, /usr/sbin/tc qdisc del dev * root\n";
+
+/// Exactly what sudo lets the SSH user run as root on a VM: the service manager, the firewall
+/// and token buckets, reading processes and logs, the product's own secret command, the clock
+/// offset file, and a disk filler of hadrill's name in each of the VM's size-limited
+/// filesystems only. Nothing broader (no shell).
+fn sudoers(spec: &NodeSpec) -> String {
+    let mut allowed = vec![
+        "/usr/bin/sv".to_string(),
+        "/usr/sbin/iptables".into(),
+        "/usr/sbin/iptables-restore".into(),
+        "/usr/sbin/tc qdisc replace dev * root tbf *".into(),
+        "/usr/sbin/tc qdisc del dev * root".into(),
+        "/usr/bin/pgrep".into(),
+        "/usr/bin/kill".into(),
+        "/usr/bin/tail".into(),
+        "/usr/local/bin/web --config * config set *".into(),
+        "/usr/bin/tee /tmp/hadrill-clock".into(),
+        "/usr/bin/rm -f /tmp/hadrill-clock".into(),
+    ];
+    for path in spec.tmpfs.keys() {
+        let filler = format!("{}/.hadrill-fill", path.trim_end_matches('/'));
+        allowed.extend([
+            format!("/usr/bin/fallocate -l * {filler}"),
+            format!("/usr/bin/dd if=/dev/zero of={filler} bs=64k oflag=append conv=notrunc"),
+            format!("/usr/bin/rm -f {filler}"),
+        ]);
+    }
+    format!(
+        "Defaults:{USER} !requiretty\n{USER} ALL=(root) NOPASSWD: {}\n",
+        allowed.join(", ")
+    )
+}
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TestBedError {
@@ -102,7 +125,6 @@ impl TestBed {
             .map_err(io("cannot create", &crate::shared::private_dir(&name)))?;
         let client_key = keygen(&dir.join("id_ed25519"))?;
         let boot = write(&dir, "boot.sh", BOOT)?;
-        let sudoers = write(&dir, "sudoers", SUDOERS)?;
         let finish = write(&dir, "finish", &FINISH.replace("\"$1\"", &quote(MARK)))?;
         let vms: Vec<String> = t
             .nodes
@@ -117,11 +139,12 @@ impl TestBed {
             keygen(&node_dir.join("ssh_host_ed25519_key"))?;
             let spec = t.nodes.get_mut(name).expect("a node of the topology");
             let run = write(&node_dir, "run", &run_script(spec))?;
+            let sudoers = write(&node_dir, "sudoers", &sudoers(spec))?;
             let mounts = [
                 ("boot.sh", boot.clone()),
                 ("run", run),
                 ("finish", finish.clone()),
-                ("sudoers", sudoers.clone()),
+                ("sudoers", sudoers),
                 ("authorized_keys", client_key.with_extension("pub")),
                 (
                     "ssh_host_ed25519_key",
@@ -468,5 +491,27 @@ mod tests {
         );
         spec.user = None;
         assert!(run_script(&spec).ends_with("exec 'bash' '/etc/x y.sh' 'it'\\''s'\n"));
+    }
+
+    #[test]
+    fn a_vms_sudo_rules_name_the_filler_of_each_of_its_small_filesystems_only() {
+        let mut spec = NodeSpec::attached("s3", crate::images::ImageRef::Base, Vec::new(), None);
+        assert!(!sudoers(&spec).contains("fill"));
+        spec.tmpfs.insert("/data/".into(), "64m".into());
+        let rules = sudoers(&spec);
+        assert!(
+            rules.starts_with(
+                "Defaults:drill !requiretty\ndrill ALL=(root) NOPASSWD: /usr/bin/sv, "
+            )
+        );
+        assert!(
+            rules.contains(", /usr/bin/rm -f /data/.hadrill-fill"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains(", /usr/bin/fallocate -l * /data/.hadrill-fill"),
+            "{rules}"
+        );
+        assert!(!rules.contains("*/.hadrill-fill"), "{rules}");
     }
 }

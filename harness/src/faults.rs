@@ -135,7 +135,7 @@ pub enum FaultError {
     Backend(#[from] BackendError),
     #[error("cannot {fault} host `{node}`: {why}")]
     #[diagnostic(help(
-        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command), fill-disk, skew-clock (of a service that loads libfaketime) and throttle (docs/hosts.md)"
+        "on existing hosts hadrill runs kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret (by the product's own command), fill-disk, skew-clock (of a service that loads libfaketime), throttle and delay (docs/hosts.md)"
     ))]
     NotOnHost {
         node: String,
@@ -663,7 +663,10 @@ impl Shared {
                 each(self.handles(&nodes)?, |n| async move {
                     self.running(&n).await?;
                     self.remember(n.name(), Change::Delay(port));
-                    delay::start(&n, port, latency, jitter).await
+                    match n.host() {
+                        Some(_) => delay::start_on_host(self, &n, port, latency, jitter).await,
+                        None => delay::start(&n, port, latency, jitter).await,
+                    }
                 })
                 .await
             }
@@ -733,6 +736,9 @@ impl Shared {
                             Change::Network => {
                                 run_script(&n, &heal_network_script()).await?;
                                 "network healed".to_string()
+                            }
+                            Change::Delay(port) if n.host().is_some() => {
+                                delay::stop_on_host(self, &n, *port).await?
                             }
                             Change::Delay(port) => delay::stop(&n, *port).await?,
                             Change::Clock => {

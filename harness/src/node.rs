@@ -209,6 +209,15 @@ impl Node {
         self.run(cmd, false, None, EXEC_TIMEOUT).await
     }
 
+    /// `exec`, with `input` on the command's standard input.
+    pub(crate) async fn exec_fed(
+        &self,
+        cmd: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<ExecOutput, BackendError> {
+        self.run(cmd, false, input, EXEC_TIMEOUT).await
+    }
+
     /// Runs `cmd` inside the node as root, whatever user the node runs as (e.g. firewall rules
     /// in a node that runs as `postgres`); on a host, through `sudo -n`.
     pub async fn exec_as_root(&self, cmd: &[&str]) -> Result<ExecOutput, BackendError> {

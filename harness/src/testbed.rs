@@ -39,8 +39,8 @@ const USER: &str = "drill";
 
 /// Exactly what sudo lets the SSH user run as root on a VM: the service manager, the firewall
 /// and token buckets, reading processes and logs, the product's own secret command, the clock
-/// offset file, and a disk filler of hadrill's name in each of the VM's size-limited
-/// filesystems only. Nothing broader (no shell).
+/// offset file, ending hadrill's delay proxies, and a disk filler of hadrill's name in each of
+/// the VM's size-limited filesystems only. Nothing broader (no shell).
 fn sudoers(spec: &NodeSpec) -> String {
     let mut allowed = vec![
         "/usr/bin/sv".to_string(),
@@ -54,6 +54,7 @@ fn sudoers(spec: &NodeSpec) -> String {
         "/usr/local/bin/web --config * config set *".into(),
         "/usr/bin/tee /tmp/hadrill-clock".into(),
         "/usr/bin/rm -f /tmp/hadrill-clock".into(),
+        "/usr/bin/pkill -f ^python3 /tmp/hadrill-delay.py".into(),
     ];
     for path in spec.tmpfs.keys() {
         let filler = format!("{}/.hadrill-fill", path.trim_end_matches('/'));

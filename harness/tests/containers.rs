@@ -14,27 +14,14 @@ use hadrill::model::{Bandwidth, Direction, Effect, Fault, ProcessSignal, Shape};
 use hadrill::{Node, Run, Topology};
 
 mod common;
-use common::{background, download_seconds, options, output, root};
+use common::{background, download_seconds, median_get_ms, options, output, root};
 
 async fn smoke() -> Run {
     common::start("smoke").await
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .unwrap()
-}
-
 async fn get(addr: SocketAddr) -> Result<String, reqwest::Error> {
-    client()
-        .get(format!("http://{addr}/"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await
+    common::get(addr, "/").await
 }
 
 fn addr(node: &Node, port: u16) -> SocketAddr {
@@ -362,19 +349,6 @@ async fn network_degradations_do_what_they_ask_and_heal_removes_them() {
     run.teardown().await.unwrap();
 }
 
-/// Median milliseconds of `n` GETs straight to `addr`, each on a connection of its own (a
-/// delay reaches only connections opened after it).
-async fn median_get_ms(addr: SocketAddr, n: usize) -> f64 {
-    let mut times = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        get(addr).await.unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    times[n / 2]
-}
-
 /// Seconds ahead of the host's clock that a process started in `node` now reads.
 async fn date_skew(node: &Node) -> f64 {
     let now = std::time::SystemTime::now()
@@ -405,7 +379,7 @@ async fn delay_clock_skew_and_full_disk_do_what_they_ask_and_heal_undoes_them() 
     let mut run = smoke().await;
     let web2 = run.node("web2").unwrap();
     let at = addr(&web2, 80);
-    let before = median_get_ms(at, 100).await;
+    let before = median_get_ms(at, "/", 100).await;
 
     let delayed = run
         .inject(Fault::Delay {
@@ -417,7 +391,7 @@ async fn delay_clock_skew_and_full_disk_do_what_they_ask_and_heal_undoes_them() 
         .await
         .unwrap();
     println!("{:?}", delayed.notes);
-    let during = median_get_ms(at, 100).await;
+    let during = median_get_ms(at, "/", 100).await;
     println!("median GET {before:.1} ms before the delay, {during:.1} ms with 100 ms asked");
     // Within 20 ms: the jitter asked (±10 ms) plus the drift of the baseline median itself on
     // a loaded 2-core machine (CI, 2026-12-06: 26.8 ms before, 110.5 ms added). The proxy's own
@@ -509,7 +483,7 @@ while True:
         clock_skew(&web2).await.abs() < 1.0,
         "healed, the clock is true"
     );
-    let after = median_get_ms(at, 100).await;
+    let after = median_get_ms(at, "/", 100).await;
     assert!(
         after < before + 20.0,
         "{after:.1} ms after heal, {before:.1} ms before"

@@ -222,3 +222,46 @@ fn a_throttle_plans_a_token_bucket_on_each_interface_and_its_removal() {
         ]
     );
 }
+
+#[test]
+fn a_delay_plans_the_proxy_as_the_ssh_user_and_only_the_redirect_and_its_undo_as_root() {
+    let delay = plan(
+        &Fault::Delay {
+            targets: vec!["app1".into()],
+            port: 8080,
+            latency: std::time::Duration::from_millis(100),
+            jitter: std::time::Duration::ZERO,
+        },
+        &pair(),
+    )
+    .unwrap();
+    let root: Vec<String> = delay
+        .iter()
+        .filter(|p| p.root)
+        .map(|p| p.argv.join(" "))
+        .collect();
+    assert_eq!(
+        root,
+        [
+            "iptables -w -t nat -S",
+            "iptables-restore -w --noflush",
+            "iptables -w -t nat -D PREROUTING -j HADRILL-DELAY",
+            "iptables -w -t nat -F HADRILL-DELAY",
+            "iptables -w -t nat -X HADRILL-DELAY",
+            "pkill -f ^python3 /tmp/hadrill-delay.py",
+        ]
+    );
+    let redirect = delay
+        .iter()
+        .find_map(|p| p.input.as_deref().filter(|i| i.starts_with("*nat")));
+    assert_eq!(
+        redirect,
+        Some(
+            "*nat\n:HADRILL-DELAY - [0:0]\n-A PREROUTING -j HADRILL-DELAY\n\
+             -A HADRILL-DELAY -p tcp --dport 8080 -j REDIRECT --to-ports 38080\nCOMMIT\n"
+        )
+    );
+    let proxy = delay.iter().find(|p| p.argv[0] == "setsid").unwrap();
+    assert!(!proxy.root);
+    assert_eq!(proxy.argv[2..4], ["python3", "/tmp/hadrill-delay.py"]);
+}

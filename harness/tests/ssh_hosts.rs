@@ -221,10 +221,12 @@ async fn a_skewed_service_clock_over_ssh_is_survived_and_a_local_clock_is_caught
     );
 }
 
-/// A throttle over SSH: a token bucket on each of the host's interfaces, measured for what it
-/// asked as in containers (within 20 %), and taken off by heal.
+/// A throttle and a delay over SSH, each measured for what it asked as in containers: a token
+/// bucket on each of the host's interfaces (within 20 %), a proxy of hadrill's run as the SSH
+/// user that holds the answers (median within 20 ms); heal takes each off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_throttle_over_ssh_limits_what_the_host_sends_and_heal_removes_it() {
+async fn a_throttle_and_a_delay_over_ssh_do_what_they_ask_and_heal_removes_them() {
+    use hadrill::model::{Bandwidth, Fault};
     let bed = bed("web-ha").await;
     let hosts =
         hadrill::Topology::load(&common::root(), &bed.hosts_topology().to_string_lossy()).unwrap();
@@ -237,7 +239,7 @@ async fn a_throttle_over_ssh_limits_what_the_host_sends_and_heal_removes_it() {
         bed.run().node("app1").unwrap(),
         bed.run().node("app2").unwrap(),
     );
-    let rate = hadrill::model::Bandwidth::try_from("8mbit".to_string()).unwrap();
+    let rate = Bandwidth::try_from("8mbit".to_string()).unwrap();
     run.node("app1").unwrap().throttle(rate).await.unwrap();
     let (secs, bytes) = common::download_seconds(&app2, &app1, 0).await;
     let achieved = bytes as f64 * 8.0 / secs;
@@ -245,10 +247,34 @@ async fn a_throttle_over_ssh_limits_what_the_host_sends_and_heal_removes_it() {
         "throttle over SSH asked 8 Mbit/s, measured {:.2} Mbit/s",
         achieved / 1e6
     );
-    run.inject(hadrill::model::Fault::Heal).await.unwrap();
+    run.inject(Fault::Heal).await.unwrap();
     let (healed, _) = common::download_seconds(&app2, &app1, 1).await;
     println!("healed: 4 MB in {healed:.3} s");
     let qdiscs = app1.exec_as_root(&["tc", "qdisc", "show"]).await.unwrap();
+
+    // The app server's own port, as the hosts topology's entry reaches it.
+    let at = run.node("app1").unwrap().host_addr(8080).unwrap();
+    let before = common::median_get_ms(at, "/readyz", 50).await;
+    let delayed = run
+        .inject(Fault::Delay {
+            targets: vec!["app1".into()],
+            port: 8080,
+            latency: std::time::Duration::from_millis(100),
+            jitter: std::time::Duration::from_millis(10),
+        })
+        .await
+        .unwrap();
+    println!("{:?}", delayed.notes);
+    let during = common::median_get_ms(at, "/readyz", 50).await;
+    println!("delay over SSH: median GET {before:.1} ms before, {during:.1} ms with 100 ms asked");
+    let healed_delay = run.inject(Fault::Heal).await.unwrap();
+    println!("{:?}", healed_delay.notes);
+    let after = common::median_get_ms(at, "/readyz", 50).await;
+    let nat = app1
+        .exec_as_root(&["iptables", "-t", "nat", "-S"])
+        .await
+        .unwrap();
+    let proxies = app1.exec(&["pgrep", "-f", "hadrill-delay"]).await.unwrap();
     run.teardown().await.unwrap();
     bed.teardown().await.unwrap();
     assert_eq!(bytes, 4_000_000);
@@ -259,6 +285,18 @@ async fn a_throttle_over_ssh_limits_what_the_host_sends_and_heal_removes_it() {
     );
     assert!(healed < 1.0, "healed, 4 MB still took {healed:.2} s");
     assert!(!qdiscs.output.contains("tbf"), "{}", qdiscs.output);
+    assert!(
+        (during - before - 100.0).abs() <= 20.0,
+        "added {:.1} ms",
+        during - before
+    );
+    assert!(after < before + 20.0, "healed, median GET {after:.1} ms");
+    assert!(!nat.output.contains("HADRILL"), "{}", nat.output);
+    assert!(
+        proxies.output.trim().is_empty(),
+        "proxies left: {}",
+        proxies.output
+    );
 }
 
 /// PostgreSQL under Patroni on VMs: the primary's service is killed over SSH (Patroni and its

@@ -658,6 +658,7 @@ impl Fault {
                 | Fault::FillDisk { .. }
                 | Fault::SkewClock { .. }
                 | Fault::Throttle { .. }
+                | Fault::Delay { .. }
                 | Fault::Heal
         )
     }

@@ -38,7 +38,7 @@ pub(super) async fn skew(
     offset: ClockOffset,
 ) -> Result<String, FaultError> {
     if n.host().is_some() {
-        let _changing = host::journal_undo(shared, n, KEY, vec![remove_command()])?;
+        let _changing = host::journal_undo(shared, n, KEY, vec![remove_command()], None)?;
         write(n, offset).await?;
         return Ok(format!(
             "{}: wall clock {} for the processes that load libfaketime ({FAKETIME_FILE})",

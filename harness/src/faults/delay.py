@@ -3,9 +3,13 @@ redirected here (iptables REDIRECT); each goes on to where it was headed (SO_ORI
 and what the node sends back is held LATENCY ± JITTER ms (uniform) before it leaves, in
 order. Each hold is appended to LOG (ms), so the fault's record states what was achieved.
 
-usage: delay.py LISTEN_PORT LATENCY_MS JITTER_MS LOG READY_FILE
+usage: delay.py LISTEN_PORT LATENCY_MS JITTER_MS LOG READY_FILE [ERRORS]
+
+With ERRORS, it lets go of the terminal it was started from (an SSH command returns once
+nothing holds its output) and writes its own errors there.
 """
 import asyncio
+import os
 import random
 import socket
 import struct
@@ -18,6 +22,12 @@ JITTER = float(sys.argv[3]) / 1000
 HOLDS = open(sys.argv[4], "a", buffering=1)
 READY = sys.argv[5]
 SO_ORIGINAL_DST = 80
+
+if len(sys.argv) > 6:
+    errors = os.open(sys.argv[6], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(errors, 1)
+    os.dup2(errors, 2)
 
 
 def original_destination(sock):

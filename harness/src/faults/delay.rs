@@ -1,11 +1,16 @@
 //! A delay: an in-path TCP proxy inside the node (`delay.py`), to which iptables redirects new
 //! connections to the delayed port. The kernel has no `netem`; a proxy needs only Python and
-//! `NET_ADMIN` in the node, and measures the holds it applies.
+//! `NET_ADMIN` in the node, and measures the holds it applies. On an existing host the proxy
+//! runs as the SSH user, and only the redirect is root's (`iptables-restore`), its removal and
+//! the proxy's end journalled first.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::host::{self, words};
 use super::{FaultError, quote, run_script, shell};
 use crate::node::Node;
+use crate::shared::Shared;
 
 const SCRIPT: &str = include_str!("delay.py");
 const PROXY: &str = "/tmp/hadrill-delay.py";
@@ -69,6 +74,161 @@ pub(super) async fn start(
         n.name(),
         humantime::format_duration(latency),
         humantime::format_duration(jitter),
+    ))
+}
+
+/// The journal's key of a host's delays.
+const KEY: &str = "delay";
+
+/// A host's proxy matches this, every port's: its undo ends them all.
+const ANY_PROXY: &str = "^python3 /tmp/hadrill-delay.py";
+
+/// The redirect of `port` as `iptables-restore` reads it into the nat table, after the chain
+/// and jump the table's listing `listed` lacks.
+pub(super) fn host_redirect(port: u16, listed: &str) -> String {
+    let has = |line: String| listed.lines().any(|l| l.trim() == line);
+    let mut input = String::from("*nat\n");
+    if !has(format!("-N {CHAIN}")) {
+        input.push_str(&format!(":{CHAIN} - [0:0]\n"));
+    }
+    if !has(format!("-A PREROUTING -j {CHAIN}")) {
+        input.push_str(&format!("-A PREROUTING -j {CHAIN}\n"));
+    }
+    input.push_str(&format!("-A {}\nCOMMIT\n", rule(port)));
+    input
+}
+
+/// The commands that start the proxy of `port` on a host, as the SSH user: its script written,
+/// an earlier one ended, and the proxy started apart from the SSH session.
+pub(super) fn host_proxy(port: u16, latency: Duration, jitter: Duration) -> [Vec<String>; 4] {
+    let listen = listen_port(port).to_string();
+    let (latency_ms, jitter_ms) = (latency.as_secs_f64() * 1e3, jitter.as_secs_f64() * 1e3);
+    [
+        vec!["tee".into(), PROXY.into()],
+        vec!["pkill".into(), "-f".into(), proxy_pattern(port)],
+        vec!["rm".into(), "-f".into(), ready(port)],
+        vec![
+            "setsid".into(),
+            "-f".into(),
+            "python3".into(),
+            PROXY.into(),
+            listen,
+            latency_ms.to_string(),
+            jitter_ms.to_string(),
+            holds_log(port),
+            ready(port),
+            format!("/tmp/hadrill-delay-{port}.err"),
+        ],
+    ]
+}
+
+/// The undo of a host's delays, as root: the redirects and every proxy gone.
+pub(super) fn host_undo() -> Vec<Vec<String>> {
+    let mut undo: Vec<Vec<String>> = [
+        format!("iptables -w -t nat -D PREROUTING -j {CHAIN}"),
+        format!("iptables -w -t nat -F {CHAIN}"),
+        format!("iptables -w -t nat -X {CHAIN}"),
+    ]
+    .iter()
+    .map(|c| words(c))
+    .collect();
+    undo.push(vec!["pkill".into(), "-f".into(), ANY_PROXY.into()]);
+    undo
+}
+
+/// What proves a host's delays undone: the nat table names no chain of hadrill's.
+fn host_undone() -> crate::journal::Verify {
+    crate::journal::Verify {
+        argv: words("iptables -w -t nat -S"),
+        absent: CHAIN.into(),
+    }
+}
+
+fn ready(port: u16) -> String {
+    format!("/tmp/hadrill-delay-{port}.ready")
+}
+
+/// On a host: the proxy started as the SSH user and up, the undo journalled, then the redirect
+/// added at once.
+pub(super) async fn start_on_host(
+    shared: &Arc<Shared>,
+    n: &Node,
+    port: u16,
+    latency: Duration,
+    jitter: Duration,
+) -> Result<String, FaultError> {
+    let _changing = host::journal_undo(shared, n, KEY, host_undo(), Some(host_undone()))?;
+    let [install, end, unready, run] = host_proxy(port, latency, jitter);
+    let exec = |cmd: Vec<String>, input: Option<&'static [u8]>| async move {
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        n.exec_fed(&argv, input).await
+    };
+    super::succeeded(
+        n,
+        &install.join(" "),
+        exec(install.clone(), Some(SCRIPT.as_bytes())).await?,
+    )?;
+    // No proxy of the port before (pkill finds none), and no ready mark of an earlier one.
+    exec(end, None).await?;
+    exec(unready, None).await?;
+    super::succeeded(n, &run.join(" "), exec(run.clone(), None).await?)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !exec(vec!["test".into(), "-f".into(), ready(port)], None)
+        .await?
+        .success()
+    {
+        if tokio::time::Instant::now() > deadline {
+            let err = format!("/tmp/hadrill-delay-{port}.err");
+            let err = exec(vec!["cat".into(), err], None).await?;
+            return Err(FaultError::Command {
+                node: n.name().to_string(),
+                cmd: run.join(" "),
+                code: None,
+                output: format!("the proxy was not up within 5 s: {}", err.output.trim()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listing = words("iptables -w -t nat -S");
+    let argv: Vec<&str> = listing.iter().map(String::as_str).collect();
+    let listed = super::succeeded(n, &listing.join(" "), n.exec_as_root(&argv).await?)?.output;
+    let input = host_redirect(port, &listed);
+    host::run_all(
+        n,
+        &[host::restore()],
+        Some(input.as_bytes()),
+        host::COMMAND_LIMIT,
+    )
+    .await?;
+    Ok(format!(
+        "{}: new connections to :{port} held {} ± {} on the way back (proxy on :{}, as {})",
+        n.name(),
+        humantime::format_duration(latency),
+        humantime::format_duration(jitter),
+        listen_port(port),
+        n.host().map(|h| h.ssh.user.as_str()).unwrap_or_default(),
+    ))
+}
+
+/// On a host: every delay's redirect and proxy removed as journalled, and the holds of `port`'s
+/// proxy stated.
+pub(super) async fn stop_on_host(
+    shared: &Arc<Shared>,
+    n: &Node,
+    port: u16,
+) -> Result<String, FaultError> {
+    let log = holds_log(port);
+    let held = n.exec(&["cat", &log]).await?;
+    host::undo_pending(shared, n, KEY).await?;
+    n.exec(&["rm", "-f", &log]).await?;
+    let holds: Vec<f64> = held
+        .output
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    Ok(format!(
+        "delay on :{port} removed; {}",
+        describe_holds(holds)
     ))
 }
 

@@ -83,6 +83,7 @@ pub(super) async fn fill(shared: &Arc<Shared>, n: &Node, path: &str) -> Result<S
             n,
             &key(path),
             vec![free_command(path)],
+            None,
         )?),
         None => None,
     };

@@ -54,15 +54,22 @@ fn undo(n: &Node, key: &str, commands: Vec<Vec<String>>) -> Undo {
 }
 
 /// Journals the undo `commands` of a change about to be made to host `n` under `key`: the
-/// change is under way (a closing process waits for it) while the returned guard lives.
+/// change is under way (a closing process waits for it) while the returned guard lives. With
+/// `verify`, each command may find nothing to undo: the check proves the undo done.
 pub(super) fn journal_undo(
     shared: &Shared,
     n: &Node,
     key: &str,
     commands: Vec<Vec<String>>,
+    verify: Option<crate::journal::Verify>,
 ) -> Result<crate::journal::Changing, FaultError> {
     let changing = changing(n)?;
-    journal(shared, n, undo(n, key, commands))?;
+    let undo = Undo {
+        best_effort: verify.is_some(),
+        verify,
+        ..undo(n, key, commands)
+    };
+    journal(shared, n, undo)?;
     Ok(changing)
 }
 
@@ -328,34 +335,44 @@ pub(super) async fn throttle(
 /// Heals the host's network: hadrill's chains removed, noted done only once the firewall
 /// shows nothing of hadrill's, and its token buckets taken off as journalled, if any.
 pub(super) async fn heal(shared: &Arc<Shared>, n: &Node) -> Result<String, FaultError> {
-    let failed = |e: String| FaultError::Command {
-        node: n.name().to_string(),
-        cmd: "heal the network".into(),
-        code: None,
-        output: e,
-    };
-    crate::journal::apply(&network_undo(n), &shared.hosts)
-        .await
-        .map_err(failed)?;
-    journal_done(shared, n, NETWORK)?;
-    let Some(throttled) = pending(shared, n, THROTTLE) else {
-        return Ok("network healed (hadrill's chains removed)".into());
-    };
-    crate::journal::apply(&throttled, &shared.hosts)
-        .await
-        .map_err(failed)?;
-    journal_done(shared, n, THROTTLE)?;
-    Ok("network healed (hadrill's chains and token buckets removed)".into())
+    apply(shared, n, &network_undo(n)).await?;
+    if undo_pending(shared, n, THROTTLE).await? {
+        return Ok("network healed (hadrill's chains and token buckets removed)".into());
+    }
+    Ok("network healed (hadrill's chains removed)".into())
 }
 
-/// The undo `key` of host `n` its journal holds pending, if any.
-fn pending(shared: &Shared, n: &Node, key: &str) -> Option<Undo> {
-    let j = shared.journal.as_ref()?;
-    crate::journal::pending(j.path())
-        .ok()?
-        .undos
-        .into_iter()
-        .find(|u| u.node == n.name() && u.key == key)
+/// Undoes host `n`'s change `key` as its journal holds it pending, and notes it done. False:
+/// nothing of the kind is pending.
+pub(super) async fn undo_pending(
+    shared: &Arc<Shared>,
+    n: &Node,
+    key: &str,
+) -> Result<bool, FaultError> {
+    let pending = shared.journal.as_ref().and_then(|j| {
+        crate::journal::pending(j.path())
+            .ok()?
+            .undos
+            .into_iter()
+            .find(|u| u.node == n.name() && u.key == key)
+    });
+    match pending {
+        Some(u) => apply(shared, n, &u).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Runs `u` (commands, then its check) and notes it done.
+async fn apply(shared: &Arc<Shared>, n: &Node, u: &Undo) -> Result<(), FaultError> {
+    crate::journal::apply(u, &shared.hosts)
+        .await
+        .map_err(|e| FaultError::Command {
+            node: n.name().to_string(),
+            cmd: format!("undo {}", u.key),
+            code: None,
+            output: e,
+        })?;
+    journal_done(shared, n, &u.key)
 }
 
 /// Sets `secret` on the node to `value` by the product's own `commands`, fed the value on

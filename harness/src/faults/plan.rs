@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use super::host::{
     heal_network, interfaces_command, listing, restore, restore_input, unthrottle_command, words,
 };
-use super::{clock, cut_rules, disk};
+use super::{clock, cut_rules, delay, disk};
 use crate::node::{BackendError, Node};
 use crate::run::{Run, RunError};
 use crate::topology::{HostSpec, Topology};
@@ -38,7 +38,7 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
             .flat_map(|(_, t)| t.to_vec())
             .collect();
         return Err(format!(
-            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk, skew-clock, throttle and heal)",
+            "`{}` of {} is not built for existing hosts yet (hosts take kill, stop, start, restart, pause, resume, partition, isolate, split, signal, exec, rotate-secret, fill-disk, skew-clock, throttle, delay and heal)",
             fault.name(),
             targets.join(", ")
         ));
@@ -263,6 +263,49 @@ pub fn plan(fault: &Fault, topology: &Topology) -> Result<Vec<Planned>, String> 
                 push(&n, &tbf, true, why("each interface but lo"), None);
                 let undo = format!("undo of {name}, at heal or teardown{sel}");
                 push(&n, &unthrottle_command("<dev>"), true, undo, None);
+            }
+        }
+        Fault::Delay {
+            targets,
+            port,
+            latency,
+            jitter,
+        } => {
+            for (n, sel) in resolve(targets)? {
+                host(&n)?;
+                let why = |what: &str| format!("{name}: {what}{sel}");
+                let [install, end, unready, run] = delay::host_proxy(*port, *latency, *jitter);
+                let script = "<hadrill's proxy, delay.py>".to_string();
+                push(&n, &install, false, why("the proxy's script"), Some(script));
+                push(
+                    &n,
+                    &end,
+                    false,
+                    why("an earlier proxy of the port ended"),
+                    None,
+                );
+                push(&n, &unready, false, why("its ready mark cleared"), None);
+                push(&n, &run, false, why("the proxy, as the SSH user"), None);
+                let listing = words("iptables -w -t nat -S");
+                push(
+                    &n,
+                    &listing,
+                    true,
+                    why("what hadrill's nat chain lacks"),
+                    None,
+                );
+                let input = delay::host_redirect(*port, "");
+                push(
+                    &n,
+                    &restore(),
+                    true,
+                    why("the redirect, at once"),
+                    Some(input),
+                );
+                for cmd in delay::host_undo() {
+                    let undo = format!("undo of {name}, at heal or teardown{sel}");
+                    push(&n, &cmd, true, undo, None);
+                }
             }
         }
         Fault::Heal => {

@@ -99,3 +99,34 @@ print(n, time.monotonic() - t)";
     let n = words.next().unwrap().parse().unwrap();
     (words.next().unwrap().parse().unwrap(), n)
 }
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+/// The body of a GET of `path` at `addr`, which must answer 2xx.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> Result<String, reqwest::Error> {
+    client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await
+}
+
+/// Median milliseconds of `n` GETs of `path` straight to `addr`, each on a connection of its
+/// own (a delay reaches only connections opened after it).
+pub async fn median_get_ms(addr: std::net::SocketAddr, path: &str, n: usize) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        get(addr, path).await.unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}

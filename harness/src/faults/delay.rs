@@ -221,15 +221,7 @@ pub(super) async fn stop_on_host(
     let held = n.exec(&["cat", &log]).await?;
     host::undo_pending(shared, n, KEY).await?;
     n.exec(&["rm", "-f", &log]).await?;
-    let holds: Vec<f64> = held
-        .output
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    Ok(format!(
-        "delay on :{port} removed; {}",
-        describe_holds(holds)
-    ))
+    Ok(removed(port, &held.output))
 }
 
 /// Removes the redirect and the proxy (connections through it end), and states the holds
@@ -243,15 +235,13 @@ pub(super) async fn stop(n: &Node, port: u16) -> Result<String, FaultError> {
         pattern = proxy_pattern(port),
     );
     let out = shell(n, &script).await?;
-    let holds: Vec<f64> = out
-        .output
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    Ok(format!(
-        "delay on :{port} removed; {}",
-        describe_holds(holds)
-    ))
+    Ok(removed(port, &out.output))
+}
+
+/// The record of a removed delay: the holds its proxy's log lists (ms, one a line).
+fn removed(port: u16, log: &str) -> String {
+    let holds = log.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    format!("delay on :{port} removed; {}", describe_holds(holds))
 }
 
 /// The achieved delay, as the fault's record states it.

@@ -881,6 +881,14 @@ impl Shared {
         }
     }
 
+    /// Ends every drift: nothing may move a clock once the run is putting its hosts back.
+    pub(crate) fn stop_drifts(&self) {
+        let tasks = std::mem::take(&mut *self.drifting.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks.into_values() {
+            task.abort();
+        }
+    }
+
     fn forget(&self, node: &str) {
         self.altered
             .lock()

@@ -48,11 +48,13 @@ pub struct Undo {
     pub input: Option<SecretInput>,
 }
 
-/// Where an undo finds the install's value of secret `name` (`topology::install_secret`).
+/// Where an undo finds the install's value of secret `name` (`topology::install_secret`), and
+/// how many of its first commands read it; the rest read nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretInput {
     pub name: String,
     pub secrets_file: Option<PathBuf>,
+    pub fed: usize,
 }
 
 /// A check that an undo took: `argv`'s output holds no `absent`.
@@ -232,8 +234,10 @@ pub(crate) async fn apply(u: &Undo, hosts: &Connections) -> Result<(), String> {
                 })?,
         ),
     };
-    for cmd in &u.commands {
-        let out = run(u, hosts, cmd, input.as_deref().map(str::as_bytes)).await?;
+    let fed = u.input.as_ref().map_or(0, |s| s.fed);
+    for (i, cmd) in u.commands.iter().enumerate() {
+        let input = input.as_deref().filter(|_| i < fed).map(str::as_bytes);
+        let out = run(u, hosts, cmd, input).await?;
         if !out.success() && !u.best_effort {
             return Err(format!(
                 "`{}` exited {:?}: {}",

@@ -379,6 +379,7 @@ impl Run {
     /// their logs.
     async fn leave_hosts(&self) {
         let s = &self.shared;
+        s.stop_drifts();
         if let Some(j) = &s.journal {
             for line in crate::journal::replay(j.path(), &s.hosts)
                 .await

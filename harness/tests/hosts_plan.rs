@@ -216,7 +216,7 @@ fn a_throttle_plans_a_token_bucket_on_each_interface_and_its_removal() {
     assert_eq!(
         lines(&Fault::throttle(["app2"], rate)),
         [
-            "app2 ls /sys/class/net",
+            "app2 find /sys/class/net -mindepth 1 -maxdepth 1 -type l -printf %f\\n",
             "app2 sudo tc qdisc replace dev <dev> root tbf rate 8000000bit burst 20000 latency 200ms",
             "app2 sudo tc qdisc del dev <dev> root",
         ]

@@ -100,6 +100,11 @@ pub(super) fn drift(n: Node, start: ClockOffset, drift: ClockOffset) -> AbortHan
 }
 
 async fn write(n: &Node, offset: ClockOffset) -> Result<(), FaultError> {
+    // On a host, a change under way: a closing process (a signal) refuses it and waits for it.
+    let _changing = match n.host() {
+        Some(_) => Some(host::changing(n)?),
+        None => None,
+    };
     let input = format!("{}\n", offset.faketime_spec());
     host::run_all(
         n,

@@ -12,6 +12,10 @@ use crate::shared::Shared;
 /// The largest filesystem `fill-disk` fills in a container, in KiB.
 const LIMIT_KIB: u64 = 4 << 20;
 
+/// At most this much left free, a filled disk is full (a filesystem may keep a little for its
+/// own records; tmpfs measured 0 KiB left).
+const FULL_KIB: u64 = 1024;
+
 fn filler(path: &str) -> String {
     format!("{}/.hadrill-fill", path.trim_end_matches('/'))
 }
@@ -87,11 +91,28 @@ pub(super) async fn fill(shared: &Arc<Shared>, n: &Node, path: &str) -> Result<S
         )?),
         None => None,
     };
+    let mut said = Vec::new();
     for cmd in fill_commands(path, &(avail * 1024).to_string()) {
         let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        n.exec_as_root(&argv).await?;
+        let out = n.exec_as_root(&argv).await?;
+        said.push(format!(
+            "`{}` exited {:?}: {}",
+            cmd.join(" "),
+            out.exit_code,
+            out.output.trim()
+        ));
     }
     let (_, left) = usage(n, path).await?;
+    // Each command may fail on its own (no fallocate there, the disk full): what is left says
+    // whether the disk is full.
+    if left > FULL_KIB {
+        return Err(FaultError::Command {
+            node: n.name().to_string(),
+            cmd: format!("fill {path}"),
+            code: None,
+            output: format!("{left} KiB still free of {size} KiB; {}", said.join("; ")),
+        });
+    }
     Ok(format!(
         "{}: {path} full ({left} KiB free of {size} KiB)",
         n.name()

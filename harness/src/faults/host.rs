@@ -86,7 +86,7 @@ pub(super) fn journal_done(shared: &Shared, n: &Node, key: &str) -> Result<(), F
 
 /// A change about to be made to a host: refused once the process is closing (a signal's
 /// cleanup is replaying the journal), and counted until it is done, so that cleanup waits.
-fn changing(n: &Node) -> Result<crate::journal::Changing, FaultError> {
+pub(super) fn changing(n: &Node) -> Result<crate::journal::Changing, FaultError> {
     crate::journal::Changing::begin().ok_or_else(|| FaultError::NotOnHost {
         node: n.name().to_string(),
         fault: "change".into(),
@@ -297,12 +297,16 @@ fn network_undo(n: &Node) -> Undo {
     }
 }
 
-/// The command that lists the host's network interfaces, as the SSH user.
+/// The command that lists the host's network interfaces (each a link in /sys/class/net, where
+/// a bonding driver also keeps a file), as the SSH user.
 pub(super) fn interfaces_command() -> Vec<String> {
-    words("ls /sys/class/net")
+    let mut argv = words("find /sys/class/net -mindepth 1 -maxdepth 1 -type l -printf");
+    argv.push("%f\\n".into());
+    argv
 }
 
-/// The command that takes hadrill's token bucket off `dev` (the kernel's default comes back).
+/// The command that takes hadrill's token bucket off `dev`: the kernel's default queueing
+/// comes back, not one the host's admin had set (docs/hosts.md says so).
 pub(super) fn unthrottle_command(dev: &str) -> Vec<String> {
     words(&format!("tc qdisc del dev {dev} root"))
 }
@@ -349,13 +353,17 @@ pub(super) async fn undo_pending(
     n: &Node,
     key: &str,
 ) -> Result<bool, FaultError> {
-    let pending = shared.journal.as_ref().and_then(|j| {
-        crate::journal::pending(j.path())
-            .ok()?
-            .undos
-            .into_iter()
-            .find(|u| u.node == n.name() && u.key == key)
-    });
+    let Some(j) = shared.journal.as_ref() else {
+        return Err(journal_error(
+            n,
+            std::io::Error::other("the run has no heal journal"),
+        ));
+    };
+    let pending = crate::journal::pending(j.path())
+        .map_err(|e| journal_error(n, e))?
+        .undos
+        .into_iter()
+        .find(|u| u.node == n.name() && u.key == key);
     match pending {
         Some(u) => apply(shared, n, &u).await.map(|()| true),
         None => Ok(false),
@@ -376,9 +384,10 @@ async fn apply(shared: &Arc<Shared>, n: &Node, u: &Undo) -> Result<(), FaultErro
 }
 
 /// Sets `secret` on the node to `value` by the product's own `commands`, fed the value on
-/// their standard input. On a host, the undo is journalled first: the same commands fed the
-/// install's own value (read where the user keeps it when the undo runs), then the service
-/// restarted so that it runs with it again.
+/// their standard input. On a host, the undo is journalled first, as one: the same commands fed
+/// the install's own value (read where the user keeps it when the undo runs), then the service
+/// stopped and started so that it runs with it again. A restore that fails leaves the restart
+/// pending with it.
 pub(super) async fn rotate(
     shared: &Arc<Shared>,
     n: &Node,
@@ -390,15 +399,18 @@ pub(super) async fn rotate(
         None => None,
         Some(h) => {
             let changing = changing(n)?;
-            // Journalled first, so replayed last (latest first): the restart follows the restore.
             let restart = h.service.stop.iter().chain(&h.service.start).cloned();
-            journal(shared, n, undo(n, &restart_key(secret), restart.collect()))?;
             let restore = Undo {
                 input: Some(crate::journal::SecretInput {
                     name: secret.to_string(),
                     secrets_file: shared.topology.secrets_file.clone(),
+                    fed: commands.len(),
                 }),
-                ..undo(n, &secret_key(secret), commands.to_vec())
+                ..undo(
+                    n,
+                    &format!("secret {secret}"),
+                    commands.iter().cloned().chain(restart).collect(),
+                )
             };
             journal(shared, n, restore)?;
             Some(changing)
@@ -410,14 +422,6 @@ pub(super) async fn rotate(
         n.name(),
         commands[0].join(" ")
     ))
-}
-
-fn secret_key(secret: &str) -> String {
-    format!("secret {secret}")
-}
-
-fn restart_key(secret: &str) -> String {
-    format!("restart after secret {secret}")
 }
 
 #[cfg(test)]

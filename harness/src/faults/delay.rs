@@ -86,16 +86,14 @@ const ANY_PROXY: &str = "^python3 /tmp/hadrill-delay.py";
 /// The redirect of `port` as `iptables-restore` reads it into the nat table, after the chain
 /// and jump the table's listing `listed` lacks.
 pub(super) fn host_redirect(port: u16, listed: &str) -> String {
-    let has = |line: String| listed.lines().any(|l| l.trim() == line);
-    let mut input = String::from("*nat\n");
-    if !has(format!("-N {CHAIN}")) {
-        input.push_str(&format!(":{CHAIN} - [0:0]\n"));
-    }
-    if !has(format!("-A PREROUTING -j {CHAIN}")) {
-        input.push_str(&format!("-A PREROUTING -j {CHAIN}\n"));
-    }
-    input.push_str(&format!("-A {}\nCOMMIT\n", rule(port)));
-    input
+    let rule = [format!("-A {}", rule(port))];
+    host::table_input(
+        "nat",
+        &[(CHAIN, "PREROUTING")],
+        "-A {builtin}",
+        &rule,
+        listed,
+    )
 }
 
 /// The commands that start the proxy of `port` on a host, as the SSH user: its script written,

@@ -247,14 +247,29 @@ pub(super) fn restore() -> Vec<String> {
 /// after the chains and jumps that `listed` (the firewall's `iptables -S`) lacks. A chain is
 /// declared only when absent: declaring one flushes it, and an earlier cut's rules stay.
 pub(super) fn restore_input(rules: &[String], listed: &str) -> String {
+    let jumps = [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")];
+    table_input("filter", &jumps, "-I {builtin} 1", rules, listed)
+}
+
+/// `rules` for `iptables-restore` into `table`, after each `(chain, builtin)` of `chains` that
+/// `listed` (the table's `iptables -S`) lacks: the chain declared, and its jump from `builtin`
+/// added where `at` says (`-I {builtin} 1` first, `-A {builtin}` last).
+pub(super) fn table_input(
+    table: &str,
+    chains: &[(&str, &str)],
+    at: &str,
+    rules: &[String],
+    listed: &str,
+) -> String {
     let has = |line: String| listed.lines().any(|l| l.trim() == line);
-    let mut input = String::from("*filter\n");
-    for (chain, builtin) in [(CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT")] {
+    let mut input = format!("*{table}\n");
+    for (chain, builtin) in chains {
         if !has(format!("-N {chain}")) {
             input.push_str(&format!(":{chain} - [0:0]\n"));
         }
         if !has(format!("-A {builtin} -j {chain}")) {
-            input.push_str(&format!("-I {builtin} 1 -j {chain}\n"));
+            let at = at.replace("{builtin}", builtin);
+            input.push_str(&format!("{at} -j {chain}\n"));
         }
     }
     for r in rules {

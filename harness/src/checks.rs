@@ -384,6 +384,9 @@ fn outage_windows(samples: &[Sample], faults: &[FaultRecord], end: Stamp) -> Vec
             let of: Vec<&Sample> = all.iter().copied().filter(|s| s.class == class).collect();
             match path_outages(&of, f.start, until) {
                 PathOutage::Back { .. } => {}
+                // Still failing when the next fault came (the start after a kill): that
+                // fault's window judges whether it came back.
+                PathOutage::Never(_, last) if last >= until => {}
                 PathOutage::Never(from, last) if served_before(last) => {
                     outage.never(from);
                     outage.class = Some(class.to_string());
@@ -1100,6 +1103,28 @@ mod tests {
         assert!(
             r.summary
                 .contains("`login` failed after the kill at 3.0 s and was not tried again"),
+            "{}",
+            r.summary
+        );
+    }
+
+    /// The store killed at 3 s and started at 5 s (mlflow-s3-outage, 2026-12-08): uploads fail
+    /// to the start, and the one sent just after it, the last, fails too. The kill's window
+    /// does not call the path never recovered: the start's window judges it, and its recovery
+    /// was not seen.
+    #[test]
+    fn a_path_still_failing_at_the_next_fault_is_judged_by_that_faults_window() {
+        let mut e = outage(3000);
+        e.push(fault(2, Fault::start(["app1"]), 5000));
+        for (i, t) in (3000..=5200).step_by(200).enumerate() {
+            e.push(user_op(1000 + i as u64, UPLOAD, t, Outcome::Fail, "app2"));
+        }
+        let r = availability(&e, Duration::from_millis(50), &TRAFFIC, &Budgets::default());
+        assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
+        assert!(!r.summary.contains("never recovered"), "{}", r.summary);
+        assert!(
+            r.summary
+                .contains("`upload` failed after the start at 5.0 s and was not tried again"),
             "{}",
             r.summary
         );
